@@ -1,0 +1,1 @@
+"""The ``sandbox`` command line: runs the same flows and core functions as the Prefect UI."""

@@ -1,0 +1,226 @@
+"""The git driver: real ``git`` through the one subprocess helper.
+
+Tests and the demo use a local bare repository as the remote; production uses
+any remote git understands. Credentials embedded in a remote URL are redacted
+from every error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from sandbox.errors import CommandTransientError, PermanentError, SandboxError
+from sandbox.proc import Command, CompletedCommand, run, tail
+
+
+class GitError(PermanentError):
+    """git refused the operation (unknown ref, rejected push, bad credentials, ...)."""
+
+
+class GitAuthError(GitError):
+    """The remote rejected our credentials."""
+
+
+_TRANSIENT = re.compile(
+    r"Could not resolve host|Connection (timed out|reset|refused)|early EOF|"
+    r"The remote end hung up unexpectedly|Operation timed out|RPC failed|index\.lock",
+    re.IGNORECASE,
+)
+_AUTH = re.compile(r"Authentication failed|Permission denied|403|401|could not read Username", re.IGNORECASE)
+_URL_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
+
+
+def _secrets_in(url: str) -> tuple[str, ...]:
+    match = re.search(r"://([^/@\s]+)@", url)
+    return (match.group(1),) if match else ()
+
+
+def _classify(done: CompletedCommand) -> SandboxError:
+    text = _URL_CREDENTIALS.sub(r"\1***@", tail(done.stderr or done.stdout))
+    what = " ".join(done.command.argv[1:3])
+    if _AUTH.search(text):
+        return GitAuthError(f"git {what}: credentials rejected: {text}")
+    if _TRANSIENT.search(text):
+        return CommandTransientError(f"git {what}: {text}", returncode=done.returncode, stderr_tail=text)
+    return GitError(f"git {what}: {text}")
+
+
+@runtime_checkable
+class GitDriver(Protocol):
+    """The git operations this product needs."""
+
+    def clone(self, remote: str, dest: Path) -> None:
+        """Clone ``remote`` into the new directory ``dest``."""
+        ...
+
+    def fetch(self, repo: Path) -> None:
+        """Fetch every branch and tag from ``origin`` (pruning deleted branches)."""
+        ...
+
+    def checkout(self, repo: Path, branch: str, *, start: str | None = None) -> None:
+        """Check out ``branch``; create it from ``start`` when given and the branch is new."""
+        ...
+
+    def commit_all(self, repo: Path, message: str, paths: Sequence[str] = ()) -> str | None:
+        """Stage ``paths`` (all when empty) and commit; the new sha, or ``None`` if nothing changed."""
+        ...
+
+    def push(self, repo: Path, branch: str) -> None:
+        """Push ``branch`` to ``origin``."""
+        ...
+
+    def rev_parse(self, repo: Path, rev: str) -> str | None:
+        """The commit ``rev`` names, or ``None`` when it does not exist."""
+        ...
+
+    def remote_branches(self, remote: str) -> dict[str, str]:
+        """Branch name -> sha on a remote (``git ls-remote --heads``)."""
+        ...
+
+    def changed_files(self, repo: Path, base: str, head: str, path: str) -> list[str]:
+        """Files under ``path`` that differ between ``base`` and ``head``."""
+        ...
+
+
+class GitCli:
+    """:class:`GitDriver` over the real ``git`` executable.
+
+    Args:
+        binary: The git executable.
+        timeout: Seconds a single git command may run.
+        author_name: Author and committer name for commits.
+        author_email: Author and committer e-mail for commits.
+    """
+
+    def __init__(
+        self,
+        binary: str = "git",
+        timeout: float = 300,
+        author_name: str = "fleet-sandbox",
+        author_email: str = "fleet-sandbox@localhost",
+    ) -> None:
+        self.binary = binary
+        self.timeout = timeout
+        self._env = {
+            "GIT_AUTHOR_NAME": author_name,
+            "GIT_AUTHOR_EMAIL": author_email,
+            "GIT_COMMITTER_NAME": author_name,
+            "GIT_COMMITTER_EMAIL": author_email,
+            "GIT_TERMINAL_PROMPT": "0",  # never hang on a password prompt
+            "GIT_CONFIG_NOSYSTEM": "1",
+        }
+
+    def command(self, repo: Path, *args: str, redact: tuple[str, ...] = ()) -> Command:
+        """Build (not run) a git command in ``repo``."""
+        return Command(
+            argv=(self.binary, *args), cwd=repo, timeout=self.timeout, env=self._env, redact=redact
+        )
+
+    def _git(self, repo: Path, *args: str, redact: tuple[str, ...] = ()) -> str:
+        done = run(self.command(repo, *args, redact=redact), classify=_classify)
+        return done.stdout.strip()
+
+    def clone(self, remote: str, dest: Path) -> None:
+        """Clone ``remote`` into the new directory ``dest``."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        self._git(dest.parent, "clone", "--quiet", remote, dest.name, redact=_secrets_in(remote))
+
+    def fetch(self, repo: Path) -> None:
+        """Fetch every branch and tag from ``origin``."""
+        self._git(repo, "fetch", "--quiet", "--prune", "--tags", "origin")
+
+    def checkout(self, repo: Path, branch: str, *, start: str | None = None) -> None:
+        """Check out ``branch``, creating it from ``start`` if it does not exist locally."""
+        if self.rev_parse(repo, f"refs/heads/{branch}") is not None:
+            self._git(repo, "checkout", "--quiet", branch)
+        elif self.rev_parse(repo, f"refs/remotes/origin/{branch}") is not None:
+            self._git(repo, "checkout", "--quiet", "-b", branch, "--track", f"origin/{branch}")
+        elif start is not None:
+            self._git(repo, "checkout", "--quiet", "--no-track", "-b", branch, start)
+        else:
+            raise GitError(f"branch {branch!r} does not exist")
+
+    def reset_hard(self, repo: Path, rev: str) -> None:
+        """Move the current branch to ``rev``, discarding local changes."""
+        self._git(repo, "reset", "--quiet", "--hard", rev)
+
+    def commit_all(self, repo: Path, message: str, paths: Sequence[str] = ()) -> str | None:
+        """Stage ``paths`` (all when empty) and commit; ``None`` when nothing changed."""
+        self._git(repo, "add", "--all", "--", *(paths or ["."]))
+        status = self._git(repo, "status", "--porcelain", "--", *(paths or ["."]))
+        if not status:
+            return None
+        self._git(repo, "commit", "--quiet", "--no-verify", "-m", message)
+        return self._git(repo, "rev-parse", "HEAD")
+
+    def push(self, repo: Path, branch: str) -> None:
+        """Push ``branch`` to ``origin`` (never forced)."""
+        self._git(repo, "push", "--quiet", "origin", f"refs/heads/{branch}:refs/heads/{branch}")
+
+    def delete_remote_branch(self, repo: Path, branch: str) -> None:
+        """Delete ``branch`` on ``origin``."""
+        self._git(repo, "push", "--quiet", "origin", f":refs/heads/{branch}")
+
+    def rev_parse(self, repo: Path, rev: str) -> str | None:
+        """The commit ``rev`` names, or ``None``."""
+        done = run(
+            self.command(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"), check=False
+        )
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    def remote_branches(self, remote: str) -> dict[str, str]:
+        """Branch name -> sha on ``remote``."""
+        out = self._git(Path.cwd(), "ls-remote", "--heads", remote, redact=_secrets_in(remote))
+        branches = {}
+        for line in out.splitlines():
+            sha, _, ref = line.partition("\t")
+            branches[ref.removeprefix("refs/heads/")] = sha
+        return branches
+
+    def remote_tags(self, remote: str) -> dict[str, str]:
+        """Tag name -> sha of the tagged commit on ``remote``."""
+        out = self._git(Path.cwd(), "ls-remote", "--tags", remote, redact=_secrets_in(remote))
+        tags: dict[str, str] = {}
+        for line in out.splitlines():
+            sha, _, ref = line.partition("\t")
+            name = ref.removeprefix("refs/tags/")
+            if name.endswith("^{}"):
+                tags[name[:-3]] = sha  # peeled annotated tag: the commit
+            else:
+                tags.setdefault(name, sha)
+        return tags
+
+    def changed_files(self, repo: Path, base: str, head: str, path: str) -> list[str]:
+        """Files under ``path`` that differ between ``base`` and ``head``."""
+        out = self._git(repo, "diff", "--name-only", f"{base}", f"{head}", "--", path)
+        return [line for line in out.splitlines() if line]
+
+    def merge_base(self, repo: Path, a: str, b: str) -> str:
+        """The best common ancestor of two commits."""
+        return self._git(repo, "merge-base", a, b)
+
+    def log_subjects(self, repo: Path, rev_range: str) -> list[str]:
+        """Commit subjects in ``rev_range``, newest first."""
+        out = self._git(repo, "log", "--format=%s", rev_range)
+        return [line for line in out.splitlines() if line]
+
+    def init_bare(self, path: Path, default_branch: str = "main") -> None:
+        """Create a bare repository (the demo's and the tests' remote)."""
+        path.mkdir(parents=True, exist_ok=True)
+        self._git(path, "init", "--quiet", "--bare", f"--initial-branch={default_branch}")
+
+    def init_repo(self, path: Path, remote: str, default_branch: str = "main") -> None:
+        """Make ``path`` a repository with ``origin`` set to ``remote``."""
+        self._git(path, "init", "--quiet", f"--initial-branch={default_branch}")
+        self._git(path, "remote", "add", "origin", remote, redact=_secrets_in(remote))
+
+    def tag(self, repo: Path, name: str, message: str) -> None:
+        """Create an annotated tag at HEAD."""
+        self._git(repo, "tag", "-a", name, "-m", message)
+
+    def push_tag(self, repo: Path, name: str) -> None:
+        """Push a tag to ``origin``."""
+        self._git(repo, "push", "--quiet", "origin", f"refs/tags/{name}")

@@ -1,0 +1,95 @@
+"""One typed error hierarchy for the whole product.
+
+Every failure is either *retryable* (a held lock, a network blip, a rate limit:
+trying again later may succeed) or *permanent* (invalid input, invalid
+configuration, rejected credentials: trying again will fail the same way).
+Prefect tasks retry only retryable errors (see ``tasks.common.retry_if_retryable``),
+and the CLI maps :class:`InvalidInputError` to exit code 2 and every other
+:class:`SandboxError` to exit code 1 with the one-line ``str(error)``.
+"""
+
+from __future__ import annotations
+
+
+class SandboxError(Exception):
+    """Base of every error this product raises on purpose.
+
+    ``str(error)`` is a single line fit for a user: it names the problem and
+    never contains secrets.
+    """
+
+    retryable: bool = False
+
+
+class RetryableError(SandboxError):
+    """A temporary failure: the same operation may succeed if tried again."""
+
+    retryable = True
+
+
+class PermanentError(SandboxError):
+    """A failure that retrying cannot fix."""
+
+    retryable = False
+
+
+class InvalidInputError(PermanentError):
+    """The user's input (arguments, names, versions, ranges) is invalid. CLI exit 2."""
+
+
+class ConfigError(InvalidInputError):
+    """The configuration file is missing, malformed or fails validation. CLI exit 2."""
+
+
+class ToolNotFoundError(PermanentError):
+    """A required executable (terraform, git, locust, ...) is not installed."""
+
+
+class CommandFailedError(PermanentError):
+    """An external command exited non-zero and the failure is not known to be temporary."""
+
+    def __init__(self, message: str, *, returncode: int | None = None, stderr_tail: str = "") -> None:
+        super().__init__(message)
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+
+
+class CommandTransientError(RetryableError):
+    """An external command failed in a way known to be temporary (timeout, lock, network)."""
+
+    def __init__(self, message: str, *, returncode: int | None = None, stderr_tail: str = "") -> None:
+        super().__init__(message)
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+
+
+class StateLockedError(RetryableError):
+    """Terraform state (or another lock) is held by someone else."""
+
+
+class ClusterUnreachableError(RetryableError):
+    """The cluster API did not answer."""
+
+
+class ClusterError(PermanentError):
+    """The cluster refused a request (not found, forbidden, invalid object)."""
+
+
+class NotReadyError(PermanentError):
+    """Flux objects did not become Ready within the timeout."""
+
+
+class TeardownBlockedError(PermanentError):
+    """Finalizers are still pending; destroying the infrastructure would leak resources."""
+
+
+class ProtectedEnvironmentError(InvalidInputError):
+    """An operation targeted a long-lived or protected environment."""
+
+
+class ConflictError(PermanentError):
+    """The requested change conflicts with the current state (existing dir, diverged files)."""
+
+
+class LockHeldError(PermanentError):
+    """Another run holds this sandbox's lock."""

@@ -1,0 +1,349 @@
+"""The sandbox inventory: records and per-stage completion, in SQL via SQLAlchemy.
+
+SQLite by default, any SQLAlchemy URL (PostgreSQL for teams) by configuration.
+The inventory is the product's memory independent of Prefect: a resumed run
+skips every stage recorded here as completed, even if Prefect's result storage
+was lost.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from sandbox.errors import ConflictError, PermanentError, RetryableError
+from sandbox.models import (
+    STAGE_ORDER,
+    SandboxKind,
+    SandboxRecord,
+    SandboxStatus,
+    Stage,
+    StageStatus,
+    StageSummary,
+)
+
+
+class InventoryError(PermanentError):
+    """The inventory database refused an operation (full disk, bad URL, ...)."""
+
+
+class InventoryBusyError(RetryableError):
+    """The inventory database is locked or unreachable for the moment."""
+
+
+class NotFoundError(PermanentError):
+    """No sandbox of that name in the inventory."""
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class SandboxRow(_Base):
+    __tablename__ = "sandboxes"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    source_env: Mapped[str] = mapped_column(String(64))
+    ticket: Mapped[str | None] = mapped_column(String(128))
+    summary: Mapped[str | None] = mapped_column(Text)
+    branch: Mapped[str | None] = mapped_column(String(128))
+    owner: Mapped[str | None] = mapped_column(String(128))
+    lifecycle_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    keep: Mapped[bool] = mapped_column(Boolean, default=False)
+    forced_destroy: Mapped[bool] = mapped_column(Boolean, default=False)
+    failed_stage: Mapped[str | None] = mapped_column(String(32))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    terraform_workdir: Mapped[str | None] = mapped_column(Text)
+    terraform_workspace: Mapped[str | None] = mapped_column(String(128))
+    cluster_endpoint: Mapped[str | None] = mapped_column(Text)
+    kubernetes_version: Mapped[str | None] = mapped_column(String(32))
+    overrides: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    pull_request_url: Mapped[str | None] = mapped_column(Text)
+
+
+class StageRow(_Base):
+    __tablename__ = "stage_runs"
+    __table_args__ = (UniqueConstraint("sandbox", "lifecycle_id", "stage"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sandbox: Mapped[str] = mapped_column(ForeignKey("sandboxes.name", ondelete="CASCADE"))
+    lifecycle_id: Mapped[str] = mapped_column(String(64))
+    stage: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    executions: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware UTC, to the second."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything stored here is UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class Inventory:
+    """Sandbox records and stage completion.
+
+    Args:
+        url: SQLAlchemy database URL.
+    """
+
+    def __init__(self, url: str) -> None:
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._engine: Engine = create_engine(url, future=True)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            raise InventoryError(f"cannot open inventory {url.split('@')[-1]}: {exc}") from None
+        if url.startswith("sqlite"):
+            event.listen(self._engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        with self._guard():
+            _Base.metadata.create_all(self._engine)
+
+    def close(self) -> None:
+        """Release database connections."""
+        self._engine.dispose()
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except IntegrityError:
+            raise
+        except OperationalError as exc:
+            text = str(exc.orig) if exc.orig else str(exc)
+            if "locked" in text or "could not connect" in text or "timeout" in text:
+                raise InventoryBusyError(f"inventory busy: {text.splitlines()[0]}") from None
+            raise InventoryError(f"inventory error: {text.splitlines()[0]}") from None
+        except SQLAlchemyError as exc:
+            raise InventoryError(f"inventory error: {str(exc).splitlines()[0]}") from None
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        with self._guard(), self._sessions.begin() as session:
+            yield session
+
+    # -- sandboxes --------------------------------------------------------
+
+    def create(self, record: SandboxRecord) -> SandboxRecord:
+        """Insert a new sandbox record.
+
+        Raises:
+            ConflictError: A sandbox of that name is already recorded.
+        """
+        row = SandboxRow(
+            **record.model_dump(exclude={"stages"}, mode="python"),
+        )
+        row.kind = record.kind.value
+        row.status = record.status.value
+        try:
+            with self._session() as session:
+                session.add(row)
+        except IntegrityError:
+            raise ConflictError(f"sandbox {record.name!r} already exists") from None
+        return self.get(record.name)
+
+    def find(self, name: str) -> SandboxRecord | None:
+        """The record, or ``None``."""
+        with self._session() as session:
+            row = session.get(SandboxRow, name)
+            return self._record(session, row) if row else None
+
+    def get(self, name: str) -> SandboxRecord:
+        """The record.
+
+        Raises:
+            NotFoundError: Unknown sandbox.
+        """
+        record = self.find(name)
+        if record is None:
+            raise NotFoundError(f"no sandbox named {name!r} in the inventory")
+        return record
+
+    def list(self) -> list[SandboxRecord]:
+        """Every record, oldest first."""
+        with self._session() as session:
+            rows = session.scalars(select(SandboxRow).order_by(SandboxRow.created_at, SandboxRow.name))
+            return [self._record(session, row) for row in rows]
+
+    def update(self, name: str, **fields: Any) -> SandboxRecord:
+        """Change fields of a record (enums are stored by value)."""
+        with self._session() as session:
+            row = session.get(SandboxRow, name)
+            if row is None:
+                raise NotFoundError(f"no sandbox named {name!r} in the inventory")
+            for key, value in fields.items():
+                if not hasattr(SandboxRow, key):
+                    raise AttributeError(key)
+                setattr(row, key, getattr(value, "value", value))
+        return self.get(name)
+
+    def delete(self, name: str) -> None:
+        """Remove a record and its stage rows (used to undo a half-made creation)."""
+        with self._session() as session:
+            for stage_row in session.scalars(select(StageRow).where(StageRow.sandbox == name)):
+                session.delete(stage_row)
+            row = session.get(SandboxRow, name)
+            if row is not None:
+                session.delete(row)
+
+    # -- stages -----------------------------------------------------------
+
+    def stage_started(self, name: str, lifecycle_id: str, stage: Stage) -> None:
+        """Mark a stage as running."""
+        with self._session() as session:
+            row = self._stage_row(session, name, lifecycle_id, stage)
+            row.status = StageStatus.running.value
+            row.started_at = utcnow()
+            row.error = None
+
+    def stage_completed(self, name: str, lifecycle_id: str, stage: Stage, result: dict[str, Any]) -> None:
+        """Record a completed run of a stage with its (secret-free) result."""
+        json.dumps(result)  # results must be plain data
+        with self._session() as session:
+            row = self._stage_row(session, name, lifecycle_id, stage)
+            row.status = StageStatus.completed.value
+            row.executions = (row.executions or 0) + 1
+            row.finished_at = utcnow()
+            row.result = result
+            row.error = None
+
+    def stage_failed(self, name: str, lifecycle_id: str, stage: Stage, error: str) -> None:
+        """Record a failed attempt of a stage."""
+        with self._session() as session:
+            row = self._stage_row(session, name, lifecycle_id, stage)
+            if row.status != StageStatus.completed.value:
+                row.status = StageStatus.failed.value
+            row.finished_at = utcnow()
+            row.error = error
+
+    def stage_result(self, name: str, lifecycle_id: str, stage: Stage) -> dict[str, Any] | None:
+        """The stored result of a completed stage, or ``None`` if it has not completed."""
+        with self._session() as session:
+            row = session.scalar(
+                select(StageRow).where(
+                    StageRow.sandbox == name,
+                    StageRow.lifecycle_id == lifecycle_id,
+                    StageRow.stage == stage.value,
+                )
+            )
+            if row is None or row.status != StageStatus.completed.value:
+                return None
+            return dict(row.result or {})
+
+    def last_stage_result(self, stage: Stage, *, source_env: str, exclude: str | None = None) -> dict[str, Any] | None:
+        """The newest completed result of ``stage`` among sandboxes cloned from ``source_env``."""
+        with self._session() as session:
+            row = session.scalar(
+                select(StageRow)
+                .join(SandboxRow, SandboxRow.name == StageRow.sandbox)
+                .where(
+                    StageRow.stage == stage.value,
+                    StageRow.status == StageStatus.completed.value,
+                    SandboxRow.source_env == source_env,
+                    SandboxRow.name != (exclude or ""),
+                )
+                .order_by(StageRow.finished_at.desc(), StageRow.id.desc())
+                .limit(1)
+            )
+            return dict(row.result or {}) if row is not None else None
+
+    def _stage_row(self, session: Session, name: str, lifecycle_id: str, stage: Stage) -> StageRow:
+        row = session.scalar(
+            select(StageRow).where(
+                StageRow.sandbox == name,
+                StageRow.lifecycle_id == lifecycle_id,
+                StageRow.stage == stage.value,
+            )
+        )
+        if row is None:
+            row = StageRow(
+                sandbox=name,
+                lifecycle_id=lifecycle_id,
+                stage=stage.value,
+                status=StageStatus.pending.value,
+                executions=0,
+            )
+            session.add(row)
+        return row
+
+    def _record(self, session: Session, row: SandboxRow) -> SandboxRecord:
+        stage_rows = {
+            r.stage: r
+            for r in session.scalars(
+                select(StageRow).where(StageRow.sandbox == row.name, StageRow.lifecycle_id == row.lifecycle_id)
+            )
+        }
+        stages = [
+            StageSummary(
+                name=stage,
+                status=StageStatus(stage_rows[stage.value].status) if stage.value in stage_rows else StageStatus.pending,
+                executions=stage_rows[stage.value].executions if stage.value in stage_rows else 0,
+            )
+            for stage in STAGE_ORDER
+        ]
+        return SandboxRecord(
+            name=row.name,
+            kind=SandboxKind(row.kind),
+            source_env=row.source_env,
+            ticket=row.ticket,
+            summary=row.summary,
+            branch=row.branch,
+            owner=row.owner,
+            lifecycle_id=row.lifecycle_id,
+            status=SandboxStatus(row.status),
+            created_at=_aware(row.created_at),
+            expires_at=_aware(row.expires_at),
+            keep=bool(row.keep),
+            forced_destroy=bool(row.forced_destroy),
+            failed_stage=row.failed_stage,
+            last_error=row.last_error,
+            terraform_workdir=row.terraform_workdir,
+            terraform_workspace=row.terraform_workspace,
+            cluster_endpoint=row.cluster_endpoint,
+            kubernetes_version=row.kubernetes_version,
+            overrides=dict(row.overrides or {}),
+            pull_request_url=row.pull_request_url,
+            stages=stages,
+        )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Several processes (CLI, Prefect workers) share one SQLite file: wait for
+    # locks instead of failing at once, and enforce foreign keys.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout = 30000")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()

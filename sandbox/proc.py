@@ -1,0 +1,135 @@
+"""The one subprocess helper.
+
+Every external command in this product is built as a :class:`Command` (an argv
+list, an explicit working directory and a timeout) and run by :func:`run`.
+Building a command is kept separate from running it (as ansible-runner does),
+so drivers can be unit-tested on the commands they build.
+
+Never ``shell=True``. Failures raise :class:`~sandbox.errors.CommandFailedError`
+(or a retryable error chosen by the caller's classifier) carrying a bounded tail
+of stderr, with any registered secret values redacted.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sandbox.errors import (
+    CommandFailedError,
+    CommandTransientError,
+    SandboxError,
+    ToolNotFoundError,
+)
+
+#: How many characters of stderr an error message carries at most.
+STDERR_TAIL_CHARS = 600
+
+
+@dataclass(frozen=True)
+class Command:
+    """An external command, fully described before it runs.
+
+    Attributes:
+        argv: Program and arguments; ``argv[0]`` is looked up on PATH.
+        cwd: Working directory (always explicit).
+        timeout: Seconds before the command is killed.
+        env: Extra environment variables layered over the current environment.
+        redact: Secret values that must never appear in errors or logs.
+        input: Text passed on standard input.
+    """
+
+    argv: tuple[str, ...]
+    cwd: Path
+    timeout: float
+    env: Mapping[str, str] = field(default_factory=dict)
+    redact: tuple[str, ...] = ()
+    input: str | None = None
+
+    def describe(self) -> str:
+        """A printable, redacted form of the command line."""
+        return redact(" ".join(self.argv), self.redact)
+
+
+@dataclass(frozen=True)
+class CompletedCommand:
+    """What a finished command produced."""
+
+    command: Command
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+#: A classifier looks at a failed command and may return a more specific error
+#: (for example a retryable one for a held lock); ``None`` means "generic failure".
+Classifier = Callable[[CompletedCommand], SandboxError | None]
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """Replace every non-empty secret value in ``text`` with ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def tail(text: str, limit: int = STDERR_TAIL_CHARS) -> str:
+    """The last ``limit`` characters of ``text``, stripped, on one line."""
+    text = " ".join(text.strip().split())
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def run(command: Command, *, check: bool = True, classify: Classifier | None = None) -> CompletedCommand:
+    """Run ``command`` and return what it produced.
+
+    Args:
+        command: The command to run.
+        check: Raise when the command exits non-zero.
+        classify: Optional hook that maps a failed run to a specific error.
+
+    Raises:
+        ToolNotFoundError: ``argv[0]`` is not installed.
+        CommandTransientError: The command timed out.
+        CommandFailedError: The command exited non-zero (unless ``classify`` chose another error).
+    """
+    env = {**os.environ, **command.env}
+    try:
+        proc = subprocess.run(  # noqa: S603 - argv list, never a shell
+            list(command.argv),
+            cwd=command.cwd,
+            env=env,
+            input=command.input,
+            capture_output=True,
+            text=True,
+            timeout=command.timeout,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        if not Path(command.cwd).is_dir():
+            raise CommandFailedError(f"working directory {command.cwd} does not exist") from exc
+        raise ToolNotFoundError(f"{command.argv[0]} is not installed or not on PATH") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise CommandTransientError(
+            f"{redact(command.argv[0], command.redact)} timed out after {command.timeout:g}s"
+        ) from exc
+    done = CompletedCommand(
+        command=command,
+        returncode=proc.returncode,
+        stdout=redact(proc.stdout, command.redact),
+        stderr=redact(proc.stderr, command.redact),
+    )
+    if check and proc.returncode != 0:
+        specific = classify(done) if classify else None
+        if specific is not None:
+            raise specific
+        detail = tail(done.stderr or done.stdout)
+        raise CommandFailedError(
+            f"{command.describe()} failed (exit {proc.returncode}): {detail}",
+            returncode=proc.returncode,
+            stderr_tail=detail,
+        )
+    return done

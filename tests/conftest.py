@@ -1,0 +1,48 @@
+"""Shared fixtures.
+
+Prefect's home, database and result storage point at a per-run temp directory
+*before* Prefect is imported, so caches never leak between runs; the Prefect
+test harness (one server) starts once per test run, only when a test needs it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+_RUN_DIR = Path(tempfile.mkdtemp(prefix="fleet-sandbox-tests-"))
+os.environ["PREFECT_HOME"] = str(_RUN_DIR / "prefect-home")
+os.environ["PREFECT_RESULTS_LOCAL_STORAGE_PATH"] = str(_RUN_DIR / "prefect-results")
+os.environ["PREFECT_API_DATABASE_CONNECTION_URL"] = f"sqlite+aiosqlite:///{_RUN_DIR / 'prefect.db'}"
+os.environ.pop("PREFECT_API_URL", None)
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+import pytest  # noqa: E402
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+EXAMPLE_REPO = PROJECT_ROOT / "examples" / "fleet-repo"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    shutil.rmtree(_RUN_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[str]:
+    """One Prefect test server for the whole run; yields its API URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield str(PREFECT_API_URL.value())
+
+
+@pytest.fixture
+def example_repo() -> Path:
+    """The example fleet repository shipped in examples/."""
+    return EXAMPLE_REPO

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import filecmp
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sandbox import fleetrepo
+from sandbox.errors import ConflictError, InvalidInputError
+
+
+@pytest.fixture
+def repo(tmp_path: Path, example_repo: Path) -> Path:
+    target = tmp_path / "repo"
+    shutil.copytree(example_repo, target)
+    return target
+
+
+def test_copy_excludes_gotk_sync_and_keeps_bytes_and_modes(repo: Path) -> None:
+    script = repo / "clusters/development/hooks.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o755)
+    report = fleetrepo.copy_cluster_dir(repo / "clusters/development", repo / "clusters/sandbox-a")
+    assert report.excluded == ["flux-system/gotk-sync.yaml"]
+    assert not (repo / "clusters/sandbox-a/flux-system/gotk-sync.yaml").exists()
+    for rel in report.copied:
+        assert filecmp.cmp(repo / "clusters/development" / rel, repo / "clusters/sandbox-a" / rel, shallow=False)
+    assert os.stat(repo / "clusters/sandbox-a/hooks.sh").st_mode & 0o777 == 0o755
+
+
+def test_copy_refuses_existing_target(repo: Path) -> None:
+    fleetrepo.copy_cluster_dir(repo / "clusters/development", repo / "clusters/sandbox-a")
+    with pytest.raises(ConflictError, match="already exists"):
+        fleetrepo.copy_cluster_dir(repo / "clusters/development", repo / "clusters/sandbox-a")
+
+
+def test_retarget_changes_only_the_branch_line(repo: Path) -> None:
+    target = repo / "clusters/sandbox-a"
+    fleetrepo.copy_cluster_dir(repo / "clusters/development", target)
+    before = (target / "platform.yaml").read_text()
+    retargets = fleetrepo.retarget_git_sources(target, "main", "OPS-1-try-upgrade")
+    after = (target / "platform.yaml").read_text()
+    assert [(r.file, r.edit.old, r.edit.new) for r in retargets] == [("platform.yaml", "main", "OPS-1-try-upgrade")]
+    diff = [(a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=True) if a != b]
+    assert diff == [
+        (
+            "    branch: main # development follows main; a platform sandbox retargets this to its branch",
+            "    branch: OPS-1-try-upgrade # development follows main; a platform sandbox retargets this to its branch",
+        )
+    ]
+    assert "# --8<-- [start:repo]" in after
+
+
+def test_retarget_with_nothing_to_retarget(repo: Path) -> None:
+    target = repo / "clusters/perf"
+    fleetrepo.copy_cluster_dir(repo / "clusters/production", target)
+    assert fleetrepo.retarget_git_sources(target, "main", "x") == []
+
+
+def test_gotk_sync_rendered_for_the_sandbox() -> None:
+    text = fleetrepo.render_gotk_sync(name="sandbox-a", url="file:///r.git", branch="OPS-1-x", path="clusters/sandbox-a")
+    assert "branch: OPS-1-x" in text
+    assert "path: ./clusters/sandbox-a" in text
+    assert "url: file:///r.git" in text
+    assert "secretRef:\n    name: flux-system" in text
+
+
+def test_promote_mirrors_sandbox_but_never_gotk_sync(repo: Path) -> None:
+    dev = repo / "clusters/development"
+    sandbox = repo / "clusters/sandbox-a"
+    fleetrepo.copy_cluster_dir(dev, sandbox)
+    dev_sync = (dev / "flux-system/gotk-sync.yaml").read_bytes()
+    fleetrepo.write_bootstrap_files(sandbox, fleetrepo.render_gotk_sync(name="s", url="u", branch="b", path="clusters/sandbox-a"))
+    (sandbox / "apps.yaml").write_text((sandbox / "apps.yaml").read_text().replace('"6.7.1"', '"6.7.2"'))
+    (sandbox / "new.yaml").write_text("kind: ConfigMap\n")
+    (dev / "old.yaml").write_text("kind: Secret\n")
+    report = fleetrepo.promote_cluster_dir(sandbox, dev)
+    assert sorted(report.copied) == ["apps.yaml", "new.yaml"]
+    assert report.removed == ["old.yaml"]
+    assert (dev / "flux-system/gotk-sync.yaml").read_bytes() == dev_sync
+    assert not sandbox.exists()
+
+
+def test_discover_environments(repo: Path, tmp_path: Path) -> None:
+    assert fleetrepo.discover_environments(repo) == ["development", "production", "staging"]
+    with pytest.raises(InvalidInputError, match="no clusters/ directory"):
+        fleetrepo.discover_environments(tmp_path)
+
+
+names = st.text(alphabet="abcdefgh", min_size=1, max_size=6)
+trees = st.dictionaries(
+    st.lists(names, min_size=1, max_size=3).map(lambda parts: "/".join(parts) + ".yaml"),
+    st.binary(max_size=64),
+    max_size=8,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tree=trees, sync=st.binary(min_size=1, max_size=32))
+def test_clone_then_promote_without_change_is_identity(tmp_path_factory: pytest.TempPathFactory, tree: dict[str, bytes], sync: bytes) -> None:
+    root = tmp_path_factory.mktemp("prop")
+    dev = root / "clusters/development"
+    written: dict[str, bytes] = {}
+    for rel, data in tree.items():
+        path = dev / rel
+        if any(p.is_file() for p in path.parents if p != dev and dev in p.parents) or path.is_dir():
+            continue  # a file where a directory is needed: skip that path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        written[rel] = data
+    (dev / "flux-system").mkdir(parents=True, exist_ok=True)
+    (dev / "flux-system/gotk-sync.yaml").write_bytes(sync)
+    sandbox = root / "clusters/sandbox-x"
+    fleetrepo.copy_cluster_dir(dev, sandbox)
+    assert not (sandbox / "flux-system/gotk-sync.yaml").exists()
+    (sandbox / "flux-system").mkdir(parents=True, exist_ok=True)
+    (sandbox / "flux-system/gotk-sync.yaml").write_bytes(b"sandbox's own sync")
+    report = fleetrepo.promote_cluster_dir(sandbox, dev)
+    assert report.unchanged
+    assert (dev / "flux-system/gotk-sync.yaml").read_bytes() == sync
+    for rel, data in written.items():
+        assert (dev / rel).read_bytes() == data

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from sandbox.errors import InvalidInputError, ProtectedEnvironmentError
+from sandbox.naming import (
+    branch_name,
+    format_duration,
+    parse_duration,
+    validate_branch,
+    validate_sandbox_name,
+)
+
+PROTECTED = {"development", "staging", "production"}
+TICKET = r"[A-Z][A-Z0-9]+-[0-9]+"
+
+
+@pytest.mark.parametrize("name", ["sandbox-a", "s1", "perf-2026-11-24"])
+def test_valid_names(name: str) -> None:
+    assert validate_sandbox_name(name, PROTECTED) == name
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("", "empty"),
+        ("Sandbox-A", "invalid sandbox name"),
+        ("..", "invalid sandbox name"),
+        ("a" * 41, "41 characters long"),
+        ("-a", "invalid sandbox name"),
+        ("a-", "invalid sandbox name"),
+        ("1abc", "invalid sandbox name"),
+        ("a_b", "invalid sandbox name"),
+        ("a/b", "invalid sandbox name"),
+    ],
+)
+def test_invalid_names(name: str, message: str) -> None:
+    with pytest.raises(InvalidInputError, match=message):
+        validate_sandbox_name(name, PROTECTED)
+
+
+def test_protected_names_refused() -> None:
+    with pytest.raises(ProtectedEnvironmentError, match="'production' is a long-lived or protected environment"):
+        validate_sandbox_name("production", PROTECTED)
+
+
+def test_branch_name_follows_ticket_summary() -> None:
+    assert branch_name("OPS-1", "Try upgrade!", TICKET) == "OPS-1-try-upgrade"
+    assert validate_branch("OPS-1-try-upgrade", TICKET) == "OPS-1-try-upgrade"
+    with pytest.raises(InvalidInputError, match="ticket 'ops-1' does not match"):
+        branch_name("ops-1", "x", TICKET)
+    with pytest.raises(InvalidInputError, match="no letters or digits"):
+        branch_name("OPS-1", "!!!", TICKET)
+    with pytest.raises(InvalidInputError, match="does not follow <ticket>-<summary>"):
+        validate_branch("feature/x", TICKET)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("72h", timedelta(hours=72)), ("3d", timedelta(days=3)), ("1d12h", timedelta(hours=36)), ("90m", timedelta(minutes=90))],
+)
+def test_durations(text: str, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+    assert parse_duration(format_duration(expected)) == expected
+
+
+@pytest.mark.parametrize("text", ["", "0h", "-1h", "3 days", "h", "1.5h", "1y"])
+def test_invalid_durations(text: str) -> None:
+    with pytest.raises(InvalidInputError, match="invalid duration"):
+        parse_duration(text)
