@@ -120,10 +120,12 @@ class Inventory:
     """
 
     def __init__(self, url: str) -> None:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         try:
+            if url.startswith("sqlite:///"):
+                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             self._engine: Engine = create_engine(url, future=True)
+        except OSError as exc:
+            raise InventoryError(f"cannot open inventory {url.split('@')[-1]}: {exc.strerror}") from None
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise InventoryError(f"cannot open inventory {url.split('@')[-1]}: {exc}") from None
         if url.startswith("sqlite"):
