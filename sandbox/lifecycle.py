@@ -1,0 +1,668 @@
+"""The lifecycle's stages as plain functions: Prefect-free domain logic.
+
+Tasks (``tasks/``) wrap each function with retries, checkpoints and inventory
+bookkeeping; the benchmark calls them directly. Every stage is idempotent
+against the real state (state present, branch present, directory equal), so a
+rerun after a crash in the middle of a stage completes it instead of failing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sandbox import fleetrepo
+from sandbox.config import FleetConfig
+from sandbox.drivers.cluster import FLUX_NAMESPACE, ClusterDriver
+from sandbox.drivers.load import local_target
+from sandbox.drivers.terraform import public_outputs
+from sandbox.errors import (
+    ConflictError,
+    InvalidInputError,
+    PermanentError,
+    ProtectedEnvironmentError,
+    TeardownBlockedError,
+)
+from sandbox.flux import wait_ready
+from sandbox.inventory import Inventory, utcnow
+from sandbox.models import SandboxKind, SandboxRecord, SandboxStatus, Stage, StageResult
+from sandbox.naming import branch_name, parse_duration, validate_sandbox_name
+from sandbox.requests import LifecycleRequest, SandboxChange
+from sandbox.teardown import teardown_cluster
+from sandbox.wiring import Drivers, connect_cluster, sandbox_state_dir
+from sandbox.yamledit import set_scalar
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+class ValidationFailedError(PermanentError):
+    """The sandbox failed validation (removed APIs, objects not Ready)."""
+
+
+@dataclass
+class Secrets:
+    """Secret values a stage may need; never logged, stored or returned."""
+
+    git_token: str | None = None
+    kubeconfig: str | None = None
+
+    def values(self) -> tuple[str, ...]:
+        """Every non-empty secret (for redaction)."""
+        return tuple(v for v in (self.git_token, self.kubeconfig) if v)
+
+
+@dataclass
+class SandboxContext:
+    """What a stage works with."""
+
+    config: FleetConfig
+    inventory: Inventory
+    drivers: Drivers
+    record: SandboxRecord
+    progress: Progress = _quiet
+    secrets: Secrets = field(default_factory=Secrets)
+
+    @property
+    def state_dir(self) -> Path:
+        """This sandbox's state directory."""
+        return sandbox_state_dir(self.config, self.record.name)
+
+    @property
+    def checkout(self) -> Path:
+        """This sandbox's working copy of the fleet repository."""
+        return self.state_dir / "repo"
+
+    @property
+    def terraform_workdir(self) -> Path:
+        """This sandbox's terraform working directory."""
+        return self.state_dir / "terraform"
+
+    @property
+    def simulation_dir(self) -> Path:
+        """Where this sandbox's simulated cluster lives (simulated driver only)."""
+        return self.state_dir / "simulated-cluster"
+
+    @property
+    def sandbox_path(self) -> str:
+        """``clusters/<name>``."""
+        return fleetrepo.cluster_dir(self.record.name)
+
+    def refresh(self) -> SandboxRecord:
+        """Reload the record from the inventory."""
+        self.record = self.inventory.get(self.record.name)
+        return self.record
+
+
+# -- creating a record -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ValidatedRequest:
+    """A request that passed every input check (nothing created yet)."""
+
+    request: LifecycleRequest
+    branch: str
+    ttl: timedelta
+
+
+def validate_request(config: FleetConfig, request: LifecycleRequest) -> ValidatedRequest:
+    """Check a lifecycle request before anything is created.
+
+    Raises:
+        InvalidInputError: Naming the first problem found.
+    """
+    validate_sandbox_name(request.name, config.protected_names())
+    config.environment(request.source_env)
+    ttl = parse_duration(request.ttl or config.sandbox.default_ttl)
+    max_ttl = parse_duration(config.sandbox.max_ttl)
+    if ttl > max_ttl:
+        raise InvalidInputError(f"ttl {request.ttl} is longer than the maximum {config.sandbox.max_ttl}")
+    if request.kind is SandboxKind.platform:
+        if request.source_env != "development" and not config.environments[request.source_env].canary:
+            raise InvalidInputError(f"platform sandboxes clone development (or a canary), not {request.source_env!r}")
+        if not request.ticket or not request.summary:
+            raise InvalidInputError("platform sandboxes need --ticket and --summary (branch <ticket>-<summary>)")
+        branch = branch_name(request.ticket, request.summary, config.fleet_repo.ticket_pattern)
+    elif request.ticket and request.summary:
+        branch = branch_name(request.ticket, request.summary, config.fleet_repo.ticket_pattern)
+    else:
+        # Performance sandboxes are never merged; their branch only carries the
+        # cluster directory Flux reconciles.
+        branch = f"perf-{request.name}"
+    for key in request.overrides:
+        if not key.isidentifier():
+            raise InvalidInputError(f"invalid terraform variable name {key!r} in overrides")
+    if request.change:
+        for edit in request.change.edits:
+            if Path(edit.file).is_absolute() or ".." in Path(edit.file).parts:
+                raise InvalidInputError(f"change file {edit.file!r} must be inside the sandbox directory")
+    return ValidatedRequest(request=request, branch=branch, ttl=ttl)
+
+
+def register(config: FleetConfig, inventory: Inventory, validated: ValidatedRequest, *, resume: bool) -> SandboxRecord:
+    """Create the sandbox's inventory record, or return the existing one when resuming.
+
+    Raises:
+        ConflictError: The sandbox exists and ``resume`` is false.
+    """
+    request = validated.request
+    existing = inventory.find(request.name)
+    if existing is not None:
+        if resume:
+            return existing
+        raise ConflictError(
+            f"sandbox {request.name!r} already exists (status {existing.status.value}); "
+            f"use 'sandbox resume {request.name}'"
+        )
+    now = utcnow()
+    return inventory.create(
+        SandboxRecord(
+            name=request.name,
+            kind=request.kind,
+            source_env=request.source_env,
+            ticket=request.ticket,
+            summary=request.summary,
+            branch=validated.branch,
+            owner=request.owner,
+            lifecycle_id=uuid.uuid4().hex[:12],
+            status=SandboxStatus.creating,
+            created_at=now,
+            expires_at=now + validated.ttl,
+            keep=request.keep,
+            overrides=dict(request.overrides),
+            stages=[],
+        )
+    )
+
+
+# -- shared helpers ----------------------------------------------------------
+
+
+def ensure_checkout(ctx: SandboxContext) -> Path:
+    """This sandbox's checkout of the fleet repo, cloned or fetched."""
+    git = ctx.drivers.git
+    if not (ctx.checkout / ".git").is_dir():
+        if ctx.checkout.exists():
+            shutil.rmtree(ctx.checkout)  # a clone interrupted half-way
+        git.clone(ctx.config.remote_url, ctx.checkout)
+    else:
+        git.fetch(ctx.checkout)
+    return ctx.checkout
+
+
+def _on_branch(ctx: SandboxContext, branch: str) -> Path:
+    """Check out the sandbox branch as the remote has it (discarding leftovers of a crash)."""
+    repo = ensure_checkout(ctx)
+    git = ctx.drivers.git
+    if git.rev_parse(repo, f"refs/remotes/origin/{branch}") is None:
+        raise PermanentError(f"branch {branch!r} is not on the fleet remote (was the clone stage run?)")
+    git.checkout(repo, branch, start=f"origin/{branch}")
+    git.reset_hard(repo, f"origin/{branch}")
+    return repo
+
+
+def cluster_for(ctx: SandboxContext) -> ClusterDriver:
+    """The sandbox's cluster driver, from the provision stage's outputs."""
+    outputs = {
+        "cluster_endpoint": ctx.record.cluster_endpoint,
+        "kubernetes_version": ctx.record.kubernetes_version,
+    }
+    return connect_cluster(ctx.config, outputs, kubeconfig=ctx.secrets.kubeconfig)
+
+
+def terraform_variables(ctx: SandboxContext) -> dict[str, Any]:
+    """Variables for the sandbox's cluster module.
+
+    The source environment's settings (so a performance sandbox cloned from
+    production gets production's scale), the sandbox's name, and the user's
+    overrides last.
+    """
+    env = ctx.config.environment(ctx.record.source_env)
+    variables: dict[str, Any] = dict(env.terraform.variables)
+    variables["cluster_name"] = ctx.record.name
+    if ctx.config.drivers.cluster.type == "simulated":
+        variables["simulation_dir"] = str(ctx.simulation_dir)
+    variables.update(ctx.record.overrides)
+    return variables
+
+
+# -- stages ------------------------------------------------------------------
+
+
+def provision(ctx: SandboxContext) -> StageResult:
+    """Create the sandbox cluster with terraform (per-sandbox working dir and workspace)."""
+    env = ctx.config.environment(ctx.record.source_env)
+    repo = ensure_checkout(ctx)
+    module_dir = repo / env.terraform.module
+    if not module_dir.is_dir():
+        raise InvalidInputError(f"terraform module {env.terraform.module!r} not found in the fleet repository")
+    tf = ctx.drivers.terraform
+    workdir = ctx.terraform_workdir
+    tf.prepare(workdir, module_dir, workspace=ctx.record.name)
+    variables = terraform_variables(ctx)
+    plan = tf.plan(workdir, variables)
+    ctx.progress(f"terraform plan for {ctx.record.name}: {plan.summary_line()}")
+    outputs = tf.apply(workdir, variables, plan=plan)  # exactly the plan shown above
+    public = public_outputs(outputs)
+    ctx.inventory.update(
+        ctx.record.name,
+        terraform_workdir=str(workdir),
+        terraform_workspace=ctx.record.name,
+        cluster_endpoint=str(public.get("cluster_endpoint", "")),
+        kubernetes_version=str(public.get("kubernetes_version", "")),
+    )
+    ctx.refresh()
+    version = cluster_for(ctx).server_version()  # smoke check: the API answers
+    ctx.progress(f"cluster {ctx.record.name} is up (Kubernetes {version})")
+    return StageResult(
+        stage=Stage.provision,
+        summary=f"cluster {ctx.record.name} provisioned ({plan.summary_line()}); Kubernetes {version}",
+        details={"outputs": public, "plan": plan.summary_line(), "variables": sorted(variables)},
+    )
+
+
+def _apply_change(cluster_root: Path, change: SandboxChange) -> list[str]:
+    changed = []
+    for edit in change.edits:
+        path = cluster_root / edit.file
+        if not path.is_file():
+            raise InvalidInputError(f"change: {edit.file} does not exist in the sandbox")
+        text = path.read_text(encoding="utf-8")
+        new_text, edits = set_scalar(
+            text,
+            lambda doc, e=edit: doc.get("kind") == e.kind and (doc.get("metadata") or {}).get("name") == e.name,
+            tuple(edit.path),
+            edit.value,
+            source=edit.file,
+        )
+        if not edits and new_text == text:
+            current = yaml.safe_load_all(text)
+            if not any(isinstance(d, dict) and d.get("kind") == edit.kind for d in current):
+                raise InvalidInputError(f"change: no {edit.kind} {edit.name!r} in {edit.file}")
+        path.write_text(new_text, encoding="utf-8")
+        changed.extend(f"{edit.file}: {'.'.join(edit.path)} {e.old} -> {e.new}" for e in edits)
+    return changed
+
+
+def clone_into_checkout(
+    repo: Path,
+    *,
+    source_env: str,
+    name: str,
+    retarget_from: str | None,
+    retarget_to: str | None,
+    progress: Progress = _quiet,
+) -> dict[str, Any]:
+    """Copy ``clusters/<source_env>`` to ``clusters/<name>`` in a checkout and retarget its git sources.
+
+    Returns:
+        What was done: copied files, excluded files, retargeted sources.
+    """
+    source = repo / fleetrepo.cluster_dir(source_env)
+    target = repo / fleetrepo.cluster_dir(name)
+    report = fleetrepo.copy_cluster_dir(source, target)
+    excluded = ", ".join(report.excluded) or "none"
+    progress(f"copied {len(report.copied)} files from clusters/{source_env} (excluded: {excluded})")
+    retargets = []
+    if retarget_from and retarget_to:
+        retargets = fleetrepo.retarget_git_sources(target, retarget_from, retarget_to)
+        if retargets:
+            for r in retargets:
+                progress(f"retargeted GitRepository in {r.file}: {r.edit.old} -> {r.edit.new}")
+        else:
+            progress("no GitRepository tracks the default branch in this directory; nothing to retarget")
+    return {
+        "copied": report.copied,
+        "excluded": report.excluded,
+        "retargeted": [f"{r.file}: {r.edit.old} -> {r.edit.new}" for r in retargets],
+    }
+
+
+def clone(ctx: SandboxContext, change: SandboxChange | None = None) -> StageResult:
+    """Branch, copy the source's cluster directory (no gotk-sync.yaml), retarget, commit, push."""
+    record = ctx.record
+    branch = record.branch or ""
+    default = ctx.config.fleet_repo.default_branch
+    git = ctx.drivers.git
+    repo = ensure_checkout(ctx)
+    if git.rev_parse(repo, f"refs/remotes/origin/{branch}") is not None:
+        # The branch was pushed by an earlier attempt that crashed before the
+        # inventory heard of it: the clone is done.
+        _on_branch(ctx, branch)
+        if not (repo / ctx.sandbox_path).is_dir():
+            raise ConflictError(f"branch {branch!r} exists on the remote without {ctx.sandbox_path}/")
+        head = git.rev_parse(repo, "HEAD")
+        return StageResult(
+            stage=Stage.clone,
+            summary=f"branch {branch} already on the remote",
+            details={"branch": branch, "commit": head},
+        )
+    if git.rev_parse(repo, f"refs/remotes/origin/{default}") is None:
+        raise PermanentError(f"default branch {default!r} not found on the fleet remote")
+    git.checkout(repo, branch, start=f"origin/{default}")
+    git.reset_hard(repo, f"origin/{default}")  # drop a half-made copy from a crash
+    target = repo / ctx.sandbox_path
+    if target.exists():
+        raise ConflictError(f"{ctx.sandbox_path}/ already exists on {default}; pick another sandbox name")
+    platform = record.kind is SandboxKind.platform
+    details = clone_into_checkout(
+        repo,
+        source_env=record.source_env,
+        name=record.name,
+        retarget_from=default if platform else None,
+        retarget_to=branch if platform else None,
+        progress=ctx.progress,
+    )
+    who = f"{record.ticket}: " if record.ticket else ""
+    git.commit_all(repo, f"{who}clone clusters/{record.source_env} into {ctx.sandbox_path}", [ctx.sandbox_path])
+    if change and change.edits:
+        details["change"] = _apply_change(target, change)
+        git.commit_all(repo, f"{who}{change.message}", [ctx.sandbox_path])
+        for line in details["change"]:
+            ctx.progress(f"change: {line}")
+    git.push(repo, branch)
+    details["branch"] = branch
+    details["commit"] = git.rev_parse(repo, "HEAD")
+    return StageResult(
+        stage=Stage.clone,
+        summary=f"clusters/{record.source_env} cloned into {ctx.sandbox_path} on branch {branch}",
+        details=details,
+    )
+
+
+def _documents(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if isinstance(d, dict)]
+
+
+def bootstrap(ctx: SandboxContext) -> StageResult:
+    """Write the sandbox's gotk-sync.yaml, push it, and install Flux and the sync on the cluster."""
+    record = ctx.record
+    branch = record.branch or ""
+    git = ctx.drivers.git
+    repo = _on_branch(ctx, branch)
+    root = repo / ctx.sandbox_path
+    sync_text = fleetrepo.render_gotk_sync(
+        name=record.name, url=ctx.config.remote_url, branch=branch, path=ctx.sandbox_path
+    )
+    written = fleetrepo.write_bootstrap_files(root, sync_text)
+    commit = None
+    if written:
+        who = f"{record.ticket}: " if record.ticket else ""
+        commit = git.commit_all(
+            repo, f"{who}bootstrap {record.name}: flux-system sync for {ctx.sandbox_path}@{branch}", [ctx.sandbox_path]
+        )
+        git.push(repo, branch)
+    cluster = cluster_for(ctx)
+    components = _documents(root / fleetrepo.COMPONENTS_FILE)
+    for doc in components:
+        cluster.apply(doc)
+    ctx.progress(f"applied {len(components)} Flux component objects")
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "flux-system", "namespace": FLUX_NAMESPACE},
+            "type": "Opaque",
+            "stringData": {"username": "git", "password": ctx.secrets.git_token or ""},
+        }
+    )
+    ctx.progress("applied the git credentials secret flux-system/flux-system")
+    sync_docs = _documents(root / fleetrepo.SYNC_FILE)
+    for doc in sync_docs:
+        cluster.apply(doc)
+    ctx.progress(
+        f"applied gotk-sync: GitRepository and Kustomization flux-system tracking {branch} at ./{ctx.sandbox_path}"
+    )
+    ctx.inventory.update(record.name, status=SandboxStatus.active)
+    return StageResult(
+        stage=Stage.bootstrap,
+        summary=f"Flux bootstrapped on {record.name}, syncing ./{ctx.sandbox_path} from {branch}",
+        details={"written": written, "commit": commit, "components": len(components)},
+    )
+
+
+def scan_paths(ctx: SandboxContext, repo: Path) -> list[Path]:
+    """The sandbox's cluster directory and every repo path its Flux Kustomizations build."""
+    paths = [repo / ctx.sandbox_path]
+    for path in sorted((repo / ctx.sandbox_path).rglob("*.yaml")):
+        try:
+            docs = _documents(path)
+        except yaml.YAMLError:
+            continue
+        for doc in docs:
+            spec = doc.get("spec") or {}
+            if doc.get("kind") == "Kustomization" and str(doc.get("apiVersion", "")).startswith("kustomize.toolkit"):
+                candidate = (repo / str(spec.get("path", ""))).resolve()
+                if candidate.is_dir() and repo.resolve() in candidate.parents and candidate not in paths:
+                    paths.append(candidate)
+    return paths
+
+
+def validate(ctx: SandboxContext) -> StageResult:
+    """Static scan for removed APIs at the target version, then live readiness of every Flux object."""
+    record = ctx.record
+    repo = _on_branch(ctx, record.branch or "")
+    findings: list[dict[str, Any]] = []
+    removed: list[str] = []
+    try:
+        from sandbox import deprecations
+    except ImportError:  # pragma: no cover - the scanner ships with the product
+        deprecations = None  # type: ignore[assignment]
+    if deprecations is not None:
+        for path in scan_paths(ctx, repo):
+            report = deprecations.scan_path(path, k8s_version=record.kubernetes_version or None, flux_version=None)
+            for finding in report.findings:
+                data = finding.model_dump() if hasattr(finding, "model_dump") else dict(vars(finding))
+                data["file"] = (
+                    str(Path(str(data["file"])).resolve().relative_to(repo.resolve()))
+                    if Path(str(data["file"])).is_absolute()
+                    else data["file"]
+                )
+                findings.append(data)
+                if data.get("removed"):
+                    removed.append(
+                        f"{data['file']}: {data['kind']} {data['name']} uses {data['apiVersion']}, removed in "
+                        f"{data['removed_in']} (use {data.get('replacement') or 'a supported version'})"
+                    )
+        ctx.progress(
+            f"static scan at Kubernetes {record.kubernetes_version}: {len(findings)} finding(s), {len(removed)} removed"
+        )
+    if removed:
+        raise ValidationFailedError("; ".join(removed))
+    cluster = cluster_for(ctx)
+    states = wait_ready(cluster, ctx.config.drivers.cluster.ready_timeout_seconds, ctx.progress)
+    return StageResult(
+        stage=Stage.validate,
+        summary=f"{len(states)} Flux objects Ready; {len(findings)} deprecation finding(s), none removed",
+        details={
+            "passed": True,
+            "ready": [str(s.ref) for s in states],
+            "findings": findings,
+        },
+    )
+
+
+def performance_test(ctx: SandboxContext, *, scenario: str = "smoke") -> StageResult:
+    """Run the load scenario and compare with the last run of the same scenario on the same source."""
+    settings = ctx.config.drivers.load_generator
+    previous = ctx.inventory.last_stage_result(
+        Stage.performance_test, source_env=ctx.record.source_env, exclude=ctx.record.name
+    )
+    if settings.target_url:
+        metrics = ctx.drivers.load.run(
+            settings.target_url, users=settings.users, duration_seconds=settings.duration_seconds
+        )
+    else:
+        # A simulated cluster has no network endpoint: load a local stand-in target.
+        with local_target() as url:
+            ctx.progress(f"load target: local stand-in for the sandbox ingress at {url}")
+            metrics = ctx.drivers.load.run(url, users=settings.users, duration_seconds=settings.duration_seconds)
+    current = metrics.model_dump()
+    comparison: dict[str, float] = {}
+    if previous and previous.get("metrics"):
+        for key in ("requests_per_second", "p50_ms", "p95_ms", "p99_ms"):
+            before = float(previous["metrics"].get(key) or 0)
+            if before:
+                comparison[key] = round((float(current[key]) - before) / before * 100, 1)
+    ctx.progress(
+        f"{scenario}: {metrics.requests} requests, {metrics.requests_per_second:.0f} req/s, "
+        f"p95 {metrics.p95_ms:.1f} ms, errors {metrics.error_rate:.1%}"
+        + (
+            f"; vs baseline: {', '.join(f'{k} {v:+.1f}%' for k, v in comparison.items())}"
+            if comparison
+            else "; no baseline yet"
+        )
+    )
+    return StageResult(
+        stage=Stage.performance_test,
+        summary=(
+            f"{scenario}: {metrics.requests_per_second:.0f} req/s, p95 {metrics.p95_ms:.1f} ms, "
+            f"{metrics.failures} failures"
+        ),
+        details={"scenario": scenario, "metrics": current, "change_percent": comparison},
+    )
+
+
+def teardown(ctx: SandboxContext, *, force: bool = False) -> StageResult:
+    """Ordered teardown of the cluster's Flux objects, then ``terraform destroy``."""
+    record = ctx.record
+    if record.name in ctx.config.protected_names():
+        raise ProtectedEnvironmentError(f"{record.name!r} is a long-lived environment; it is never torn down")
+    ctx.inventory.update(record.name, status=SandboxStatus.tearing_down)
+    details: dict[str, Any] = {"forced": force}
+    workdir = Path(record.terraform_workdir) if record.terraform_workdir else ctx.terraform_workdir
+    tf = ctx.drivers.terraform
+    cluster_exists = bool(record.cluster_endpoint) and (
+        ctx.config.drivers.cluster.type != "simulated" or ctx.simulation_dir.is_dir()
+    )
+    if cluster_exists:
+        try:
+            report = teardown_cluster(
+                cluster_for(ctx),
+                timeout_per_tier=ctx.config.drivers.cluster.teardown_timeout_seconds,
+                force=force,
+                reason=f"fleet-sandbox teardown of {record.name}",
+                progress=ctx.progress,
+            )
+        except TeardownBlockedError as exc:
+            ctx.inventory.update(record.name, status=SandboxStatus.teardown_blocked, last_error=str(exc))
+            raise
+        details["tiers"] = report.tiers
+        details["blocked"] = report.blocked
+    else:
+        ctx.progress("no cluster to empty (never provisioned or already gone)")
+    if (workdir / ".terraform").is_dir() and tf.has_state(workdir, record.terraform_workspace or record.name):
+        variables = terraform_variables(ctx)
+        if force:
+            # Like an S3 bucket's force_destroy, the module only honours the
+            # flag once it is in the state: apply it, then destroy.
+            variables["force_destroy"] = True
+            tf.apply(workdir, variables)
+        tf.destroy(workdir, variables)
+        ctx.progress(f"terraform destroy of {record.name}: done")
+        details["destroyed"] = True
+    else:
+        ctx.progress("terraform state is empty: nothing to destroy")
+        details["destroyed"] = False
+    ctx.inventory.update(record.name, status=SandboxStatus.destroyed, forced_destroy=force or record.forced_destroy)
+    return StageResult(
+        stage=Stage.teardown,
+        summary=f"{record.name} torn down{' (forced)' if force else ''}",
+        details=details,
+    )
+
+
+def promote(ctx: SandboxContext) -> StageResult:
+    """Copy the sandbox back to development (no gotk-sync.yaml), push, open a pull request."""
+    record = ctx.record
+    if record.kind is SandboxKind.performance:
+        return StageResult(
+            stage=Stage.promote, summary="performance sandboxes are never promoted", details={"skipped": True}
+        )
+    validation = ctx.inventory.stage_result(record.name, record.lifecycle_id, Stage.validate)
+    if not validation or not validation.get("details", {}).get("passed"):
+        raise PermanentError(f"{record.name} has not passed validation; nothing promoted")
+    branch = record.branch or ""
+    default = ctx.config.fleet_repo.default_branch
+    git = ctx.drivers.git
+    repo = _on_branch(ctx, branch)
+    development = fleetrepo.cluster_dir("development")
+    sandbox_root = repo / ctx.sandbox_path
+    if not sandbox_root.is_dir():
+        # Promoted by an earlier attempt that crashed before the pull request.
+        return _open_pull_request(ctx, branch, default, {"promoted": "earlier"})
+    base = git.merge_base(repo, f"origin/{default}", "HEAD")
+    dev_changed = fleetrepo.relative_paths(git.changed_files(repo, base, f"origin/{default}", development), development)
+    # What the sandbox changed relative to development at the cut.
+    sandbox_changed = fleetrepo.relative_paths(
+        git.changed_files(repo, base, "HEAD", ctx.sandbox_path), ctx.sandbox_path
+    )
+    conflicts = sorted((dev_changed & sandbox_changed) - {str(fleetrepo.SYNC_FILE)})
+    if conflicts:
+        raise ConflictError(
+            f"development changed since {record.name} was cut in files the sandbox also changed: {', '.join(conflicts)}"
+        )
+    fleetrepo.retarget_git_sources(sandbox_root, branch, default)  # development tracks main again
+    report = fleetrepo.promote_cluster_dir(sandbox_root, repo / development)
+    who = f"{record.ticket}: " if record.ticket else ""
+    commit = git.commit_all(repo, f"{who}promote {record.name} to development", [development, ctx.sandbox_path])
+    git.push(repo, branch)
+    ctx.progress(
+        f"promotion commit {commit}: {len(report.copied)} changed, {len(report.removed)} removed in {development}"
+    )
+    return _open_pull_request(
+        ctx, branch, default, {"changed": report.copied, "removed": report.removed, "commit": commit}
+    )
+
+
+def _open_pull_request(ctx: SandboxContext, branch: str, base: str, details: dict[str, Any]) -> StageResult:
+    record = ctx.record
+    validation = ctx.inventory.stage_result(record.name, record.lifecycle_id, Stage.validate) or {}
+    perf = ctx.inventory.stage_result(record.name, record.lifecycle_id, Stage.performance_test) or {}
+    body = "\n".join(
+        [
+            f"Promotes sandbox `{record.name}` ({record.ticket}) back to `clusters/development/`.",
+            "",
+            "### Changes in clusters/development/",
+            *(f"- changed `{p}`" for p in details.get("changed", [])),
+            *(f"- removed `{p}`" for p in details.get("removed", [])),
+            "",
+            f"### Validation\n{validation.get('summary', 'not run')}",
+            f"### Performance\n{perf.get('summary', 'not run')}",
+            "",
+            "`flux-system/gotk-sync.yaml` is never copied back.",
+        ]
+    )
+    pr = ctx.drivers.hosting.open_pull_request(
+        head=branch, base=base, title=f"{record.ticket}: {record.summary}", body=body
+    )
+    ctx.inventory.update(record.name, pull_request_url=pr.url)
+    ctx.progress(f"pull request #{pr.number}: {pr.url}")
+    return StageResult(
+        stage=Stage.promote,
+        summary=f"pull request #{pr.number} {branch} -> {base}: {pr.url}",
+        details={**details, "pull_request": pr.model_dump()},
+    )
+
+
+#: The stage functions by stage, for callers that run them generically.
+STAGE_FUNCTIONS: dict[Stage, Callable[..., StageResult]] = {
+    Stage.provision: provision,
+    Stage.clone: clone,
+    Stage.bootstrap: bootstrap,
+    Stage.validate: validate,
+    Stage.performance_test: performance_test,
+    Stage.teardown: teardown,
+    Stage.promote: promote,
+}

@@ -1,0 +1,104 @@
+"""Builds drivers from configuration: the one place that chooses implementations."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sandbox.config import FleetConfig
+from sandbox.drivers.cluster import ClusterDriver
+from sandbox.drivers.git import GitCli
+from sandbox.drivers.git_hosting import GitHosting, GitHubHosting, LocalGitHosting
+from sandbox.drivers.load import HttpLoadGenerator, LoadGenerator
+from sandbox.drivers.terraform import PythonTerraformDriver, TerraformDriver
+from sandbox.errors import ClusterUnreachableError, ConfigError
+from sandbox.inventory import Inventory
+
+
+@dataclass
+class Drivers:
+    """Every outside system a stage may touch."""
+
+    git: GitCli
+    terraform: TerraformDriver
+    hosting: GitHosting
+    load: LoadGenerator
+    secrets: dict[str, str] = field(default_factory=dict)
+
+
+def sandbox_state_dir(config: FleetConfig, name: str) -> Path:
+    """``<state_dir>/sandboxes/<name>``: checkout, terraform working dir, simulation."""
+    return config.state_dir / "sandboxes" / name
+
+
+def build_drivers(config: FleetConfig, *, github_token: str | None = None) -> Drivers:
+    """The drivers the configuration asks for.
+
+    Args:
+        config: The fleet configuration.
+        github_token: Token for the GitHub hosting driver (from a Secret block or
+            the environment; resolved by the caller so the core never imports Prefect).
+    """
+    tf = config.drivers.terraform
+    git = config.drivers.git
+    hosting_cfg = config.drivers.git_hosting
+    hosting: GitHosting
+    if hosting_cfg.type == "github":
+        token = github_token or os.environ.get(hosting_cfg.token_env)
+        if not hosting_cfg.repository:
+            raise ConfigError("drivers.git_hosting.repository is required for type github")
+        if not token:
+            # Without a token nobody can open the pull request for us: record it
+            # locally and print the compare URL instead.
+            hosting = LocalGitHosting(config.state_dir / "pull-requests", web_url=hosting_cfg.web_url)
+        else:
+            hosting = GitHubHosting(hosting_cfg.api_url, hosting_cfg.repository, token)
+    else:
+        hosting = LocalGitHosting(config.state_dir / "pull-requests", web_url=hosting_cfg.web_url)
+    return Drivers(
+        git=GitCli(
+            git.binary,
+            git.timeout_seconds,
+            author_name=config.fleet_repo.author_name,
+            author_email=config.fleet_repo.author_email,
+        ),
+        terraform=PythonTerraformDriver(binary=tf.binary, timeout=tf.timeout_seconds, lock_timeout=tf.lock_timeout),
+        hosting=hosting,
+        load=HttpLoadGenerator(),
+    )
+
+
+def open_inventory(config: FleetConfig) -> Inventory:
+    """The inventory the configuration names."""
+    return Inventory(config.inventory_url)
+
+
+def connect_cluster(config: FleetConfig, outputs: dict[str, Any], kubeconfig: str | None = None) -> ClusterDriver:
+    """A driver for the sandbox cluster described by terraform ``outputs``.
+
+    Args:
+        config: The fleet configuration.
+        outputs: Non-sensitive terraform outputs (``cluster_endpoint``, ``kubernetes_version``).
+        kubeconfig: The kubeconfig text (sensitive) for the real driver.
+    """
+    cluster_cfg = config.drivers.cluster
+    endpoint = str(outputs.get("cluster_endpoint") or "")
+    if cluster_cfg.type == "simulated":
+        from sandbox.drivers.simulated_cluster import SimulatedCluster
+
+        if not endpoint.startswith("simulated://"):
+            raise ClusterUnreachableError(f"no simulated cluster endpoint in terraform outputs ({endpoint!r})")
+        return SimulatedCluster(
+            Path(endpoint.removeprefix("simulated://")),
+            kubernetes_version=str(outputs.get("kubernetes_version") or "1.31"),
+            readiness_delay_seconds=cluster_cfg.simulation.readiness_delay_seconds,
+            oci_git_remote=config.remote_url,
+        )
+    from sandbox.drivers.kubernetes_cluster import KubernetesClusterDriver
+
+    if not kubeconfig:
+        raise ClusterUnreachableError("no kubeconfig for the sandbox cluster in terraform outputs")
+    # Built from the text in memory: the kubeconfig (a secret) never touches disk.
+    return KubernetesClusterDriver.from_kubeconfig_text(kubeconfig)
