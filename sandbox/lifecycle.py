@@ -666,3 +666,105 @@ STAGE_FUNCTIONS: dict[Stage, Callable[..., StageResult]] = {
     Stage.teardown: teardown,
     Stage.promote: promote,
 }
+
+
+# -- the clone step alone, on a local checkout (``sandbox clone``) -------------
+
+
+@dataclass(frozen=True)
+class LocalCloneResult:
+    """What ``clone_local_checkout`` did."""
+
+    branch: str
+    commit: str | None
+    noop: bool
+    details: dict[str, Any]
+
+
+def clone_local_checkout(
+    git: Any,
+    repo: Path,
+    *,
+    source_env: str,
+    name: str,
+    branch: str | None,
+    default_branch: str,
+    environments: list[str],
+    protected: set[str],
+    ticket_pattern: str,
+    progress: Progress = _quiet,
+) -> LocalCloneResult:
+    """The clone stage on a checkout the user already has.
+
+    With ``branch`` (a platform-change sandbox): ``branch`` is created from the
+    default branch and the copy's GitRepository is retargeted to it. Without it
+    (a performance sandbox): the copy keeps the source's version tracking and is
+    committed on the current branch, or on ``perf-<name>`` when the current
+    branch is the default one, which is never moved.
+
+    Raises:
+        InvalidInputError: Unknown environment, invalid name or branch.
+        ConflictError: The target directory exists with other content.
+
+    Args:
+        protected: Names that are never a sandbox (long-lived environments).
+    """
+    from sandbox.naming import validate_branch
+
+    validate_sandbox_name(name, protected | {"flux-system"})
+    if source_env not in environments:
+        raise InvalidInputError(f"unknown environment {source_env!r} (found: {', '.join(environments)})")
+    if branch is not None:
+        validate_branch(branch, ticket_pattern)
+    if git.rev_parse(repo, default_branch) is None:
+        raise InvalidInputError(f"default branch {default_branch!r} not found in {repo}")
+    target_rel = fleetrepo.cluster_dir(name)
+    current = git.current_branch(repo)
+    if branch is not None:
+        work_branch = branch
+        start = default_branch
+    else:
+        work_branch = current if current != default_branch else f"perf-{name}"
+        start = current
+    retarget_to = branch
+    # Render what the clone would produce, so an existing identical target is a no-op.
+    with tempfile_dir() as scratch:
+        shutil.copytree(repo / fleetrepo.cluster_dir(source_env), scratch / "src", symlinks=True)
+        expected = scratch / "expected"
+        fleetrepo.copy_cluster_dir(scratch / "src", expected)
+        if retarget_to:
+            fleetrepo.retarget_git_sources(expected, default_branch, retarget_to)
+        created = git.rev_parse(repo, f"refs/heads/{work_branch}") is None
+        git.checkout(repo, work_branch, start=start)
+        target = repo / target_rel
+        if target.exists():
+            if fleetrepo.sandbox_copy_matches(expected, target) and not (target / fleetrepo.SYNC_FILE).exists():
+                progress(f"{target_rel}/ already holds this clone; nothing to do")
+                return LocalCloneResult(work_branch, git.rev_parse(repo, "HEAD"), True, {})
+            if created:  # leave nothing half-done: no new branch behind a refusal
+                git.checkout(repo, current)
+                git.delete_branch(repo, work_branch)
+            raise ConflictError(f"{target_rel}/ already exists with different content")
+    details = clone_into_checkout(
+        repo,
+        source_env=source_env,
+        name=name,
+        retarget_from=default_branch if retarget_to else None,
+        retarget_to=retarget_to,
+        progress=progress,
+    )
+    commit = git.commit_all(repo, f"clone clusters/{source_env} into {target_rel}", [target_rel])
+    return LocalCloneResult(work_branch, commit, False, details)
+
+
+def tempfile_dir() -> Any:
+    """A temporary directory as a ``Path`` context manager."""
+    import contextlib
+    import tempfile
+
+    @contextlib.contextmanager
+    def manager() -> Any:
+        with tempfile.TemporaryDirectory(prefix="fleet-sandbox-") as raw:
+            yield Path(raw)
+
+    return manager()

@@ -108,8 +108,7 @@ class SandboxRecord(BaseModel):
             "forced_destroy": self.forced_destroy,
             "pull_request_url": self.pull_request_url,
             "stages": [
-                {"name": s.name.value, "status": s.status.value, "executions": s.executions}
-                for s in self.stages
+                {"name": s.name.value, "status": s.status.value, "executions": s.executions} for s in self.stages
             ],
         }
 

@@ -115,9 +115,7 @@ class GitCli:
 
     def command(self, repo: Path, *args: str, redact: tuple[str, ...] = ()) -> Command:
         """Build (not run) a git command in ``repo``."""
-        return Command(
-            argv=(self.binary, *args), cwd=repo, timeout=self.timeout, env=self._env, redact=redact
-        )
+        return Command(argv=(self.binary, *args), cwd=repo, timeout=self.timeout, env=self._env, redact=redact)
 
     def _git(self, repo: Path, *args: str, redact: tuple[str, ...] = ()) -> str:
         done = run(self.command(repo, *args, redact=redact), classify=_classify)
@@ -143,6 +141,15 @@ class GitCli:
         else:
             raise GitError(f"branch {branch!r} does not exist")
 
+    def current_branch(self, repo: Path) -> str:
+        """The checked-out branch (empty when HEAD is detached)."""
+        done = run(self.command(repo, "symbolic-ref", "--quiet", "--short", "HEAD"), check=False)
+        return done.stdout.strip()
+
+    def delete_branch(self, repo: Path, branch: str) -> None:
+        """Delete a local branch (not the checked-out one)."""
+        self._git(repo, "branch", "--quiet", "-D", branch)
+
     def reset_hard(self, repo: Path, rev: str) -> None:
         """Move the current branch to ``rev``, discarding local changes."""
         self._git(repo, "reset", "--quiet", "--hard", rev)
@@ -166,9 +173,7 @@ class GitCli:
 
     def rev_parse(self, repo: Path, rev: str) -> str | None:
         """The commit ``rev`` names, or ``None``."""
-        done = run(
-            self.command(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"), check=False
-        )
+        done = run(self.command(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"), check=False)
         return done.stdout.strip() if done.returncode == 0 else None
 
     def remote_branches(self, remote: str) -> dict[str, str]:

@@ -1,0 +1,297 @@
+"""The ``sandbox`` command line (see ../shared/CLI.md for the contract).
+
+Commands validate their input before anything is created, run the same flows
+as the Prefect UI, and end with exit 0 (success), 1 (a failed operation) or 2
+(invalid input), printing a one-line cause and never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from cli.common import EXIT_FAILED, EXIT_USAGE, echo, echo_json, fail, fail_from
+from cli.prefect_env import configure_prefect
+from sandbox.config import FleetConfig, load_config
+from sandbox.errors import SandboxError
+from sandbox.models import SandboxKind, Stage
+
+app = typer.Typer(
+    name="sandbox",
+    help="Sandbox clusters and change promotion for a Flux fleet repository.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    no_args_is_help=True,
+)
+
+ConfigOption = Annotated[Path, typer.Option("--config", help="Path of fleet.yaml")]
+DEFAULT_DEMO_DIR = Path(__file__).resolve().parents[1] / ".demo"
+
+
+def _config(path: Path) -> FleetConfig:
+    config = load_config(path)
+    configure_prefect(config.state_dir)
+    return config
+
+
+def _print_report(report: Any) -> None:
+    width = max(len(s.stage.value) for s in report.stages) if report.stages else 10
+    for outcome in report.stages:
+        echo(f"  {outcome.stage.value:<{width}}  {outcome.outcome:<17}  {outcome.summary}")
+
+
+def _run_flow(flow_fn: Any, /, **parameters: Any) -> Any:
+    """Run a flow in-process; print its final state; exit 1 with the cause on failure."""
+    state = flow_fn(**parameters, return_state=True)
+    flow_name = flow_fn.name
+    if state.is_completed():
+        result = state.result()
+        echo(f"flow run {flow_name!r} ({state.state_details.flow_run_id}): {state.name}")
+        return result
+    error = state.result(raise_on_failure=False)
+    echo(f"flow run {flow_name!r} ({state.state_details.flow_run_id}): {state.name}")
+    if isinstance(error, SandboxError):
+        fail_from(error)
+    fail(f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(state.message), EXIT_FAILED)
+
+
+@app.command()
+def demo(
+    workdir: Annotated[
+        Path, typer.Option("--workdir", help="Where the demo's repo, remote and state live")
+    ] = DEFAULT_DEMO_DIR,
+) -> None:
+    """Run the whole lifecycle on embedded defaults (rerun: resume, or nothing left to do)."""
+    from sandbox.demo import demo_request, prepare_demo
+
+    config_path = prepare_demo(workdir)
+    config = _config(config_path)
+    request = demo_request(config_path)
+    echo(f"demo: fleet repo remote {config.remote_url}, config {config_path}")
+    echo(f"demo: sandbox {request.name} from {request.source_env}, branch {request.ticket}-bump-podinfo")
+    from flows.lifecycle import sandbox_lifecycle
+
+    report = _run_flow(sandbox_lifecycle, request=request, resume=True)
+    _print_report(report)
+
+
+@app.command()
+def create(
+    name: Annotated[str, typer.Argument(help="Sandbox name")],
+    source_env: Annotated[str, typer.Option("--from", help="Environment to clone")] = "development",
+    ticket: Annotated[str | None, typer.Option("--ticket", help="Ticket id, e.g. OPS-1")] = None,
+    summary: Annotated[str | None, typer.Option("--summary", help="Short summary for the branch")] = None,
+    kind: Annotated[SandboxKind, typer.Option("--kind", help="platform or performance")] = SandboxKind.platform,
+    ttl: Annotated[str | None, typer.Option("--ttl", help="Time to live, e.g. 72h")] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="Protect from the nightly cleanup")] = False,
+    override: Annotated[list[str], typer.Option("--override", help="Terraform variable override KEY=VALUE")] = [],  # noqa: B006
+    config: ConfigOption = Path("fleet.yaml"),
+) -> None:
+    """Start a sandbox lifecycle: provision, clone, bootstrap and validate (then work in its branch)."""
+    from sandbox.lifecycle import validate_request
+    from sandbox.requests import LifecycleRequest
+
+    cfg = _config(config)
+    overrides = {}
+    for item in override:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            fail(f"--override {item!r} is not KEY=VALUE", EXIT_USAGE)
+        overrides[key] = value
+    request = LifecycleRequest(
+        config_path=str(config.resolve()),
+        name=name,
+        source_env=source_env,
+        kind=kind,
+        ticket=ticket,
+        summary=summary,
+        ttl=ttl,
+        keep=keep,
+        overrides=overrides,
+        stop_after=Stage.validate if kind is SandboxKind.platform else None,
+    )
+    validate_request(cfg, request)  # refuse bad input before anything exists
+    from flows.lifecycle import sandbox_lifecycle
+
+    report = _run_flow(sandbox_lifecycle, request=request, resume=False)
+    _print_report(report)
+
+
+@app.command("list")
+def list_sandboxes(
+    output: Annotated[str, typer.Option("--output", help="text or json")] = "text",
+    config: ConfigOption = Path("fleet.yaml"),
+) -> None:
+    """The sandbox inventory."""
+    from sandbox.wiring import open_inventory
+
+    if output not in ("text", "json"):
+        fail(f"--output must be text or json, not {output!r}", EXIT_USAGE)
+    cfg = load_config(config)
+    inventory = open_inventory(cfg)
+    try:
+        records = inventory.list()
+    finally:
+        inventory.close()
+    if output == "json":
+        echo_json([r.list_entry() for r in records])
+        return
+    if not records:
+        echo("no sandboxes")
+        return
+    echo(f"{'NAME':<24} {'KIND':<12} {'FROM':<12} {'STATUS':<17} {'EXPIRES':<21} STAGES")
+    for r in records:
+        done = sum(1 for s in r.stages if s.status.value == "completed")
+        echo(
+            f"{r.name:<24} {r.kind.value:<12} {r.source_env:<12} {r.status.value:<17} "
+            f"{r.expires_at.strftime('%Y-%m-%dT%H:%M:%SZ'):<21} {done}/{len(r.stages)}"
+        )
+
+
+def _sandbox_ref(cfg: FleetConfig, config: Path, name: str) -> Any:
+    from flows.operations import SandboxRef
+    from sandbox.naming import validate_sandbox_name
+    from sandbox.wiring import open_inventory
+
+    validate_sandbox_name(name, cfg.protected_names())
+    inventory = open_inventory(cfg)
+    try:
+        record = inventory.get(name)
+    finally:
+        inventory.close()
+    return SandboxRef(config_path=str(config.resolve()), name=name, lifecycle_id=record.lifecycle_id)
+
+
+@app.command()
+def destroy(
+    name: Annotated[str, typer.Argument(help="Sandbox name")],
+    force: Annotated[bool, typer.Option("--force", help="Destroy even while finalizers are pending")] = False,
+    config: ConfigOption = Path("fleet.yaml"),
+) -> None:
+    """Ordered teardown (custom objects before controllers), then destroy the infrastructure."""
+    cfg = _config(config)
+    ref = _sandbox_ref(cfg, config, name)
+    from flows.operations import sandbox_teardown
+
+    outcomes = _run_flow(sandbox_teardown, sandbox=ref, force=force)
+    for o in outcomes:
+        echo(f"  {o.stage.value}  {o.outcome}  {o.summary}")
+
+
+@app.command()
+def promote(
+    name: Annotated[str, typer.Argument(help="Sandbox name")],
+    config: ConfigOption = Path("fleet.yaml"),
+) -> None:
+    """Copy the sandbox back to development (no gotk-sync.yaml), push, open a pull request."""
+    cfg = _config(config)
+    ref = _sandbox_ref(cfg, config, name)
+    from flows.operations import sandbox_promote
+
+    outcomes = _run_flow(sandbox_promote, sandbox=ref)
+    for o in outcomes:
+        echo(f"  {o.stage.value}  {o.outcome}  {o.summary}")
+
+
+@app.command()
+def resume(
+    name: Annotated[str, typer.Argument(help="Sandbox name")],
+    config: ConfigOption = Path("fleet.yaml"),
+) -> None:
+    """Continue a lifecycle from its last completed stage to the end."""
+    cfg = _config(config)
+    ref = _sandbox_ref(cfg, config, name)
+    from flows.operations import sandbox_resume
+
+    report = _run_flow(sandbox_resume, sandbox=ref)
+    _print_report(report)
+
+
+@app.command("clone")
+def clone_command(
+    repo: Annotated[Path, typer.Option("--repo", help="A local checkout of the fleet repository")],
+    source_env: Annotated[str, typer.Option("--from", help="Environment directory to clone")],
+    name: Annotated[str, typer.Option("--name", help="Sandbox name")],
+    branch: Annotated[str | None, typer.Option("--branch", help="Create this <ticket>-<summary> branch")] = None,
+) -> None:
+    """The clone step alone on a local checkout (no gotk-sync.yaml; GitRepository retargeted to --branch)."""
+    from sandbox import fleetrepo
+    from sandbox.drivers.git import GitCli
+    from sandbox.lifecycle import clone_local_checkout
+
+    if not (repo / ".git").exists():
+        fail(f"{repo} is not a git checkout", EXIT_USAGE)
+    environments = fleetrepo.discover_environments(repo)
+    default_branch, ticket_pattern = "main", r"[A-Z][A-Z0-9]+-[0-9]+"
+    # Without a fleet.yaml, the long-lived environments are the seed's three plus
+    # every directory bootstrapped with its own gotk-sync.yaml.
+    protected = {"development", "staging", "production"} | {
+        env for env in environments if (repo / fleetrepo.cluster_dir(env) / fleetrepo.SYNC_FILE).exists()
+    }
+    config_file = repo / "fleet.yaml"
+    if config_file.exists():
+        cfg = load_config(config_file)
+        default_branch, ticket_pattern = cfg.fleet_repo.default_branch, cfg.fleet_repo.ticket_pattern
+        protected = cfg.protected_names()
+    result = clone_local_checkout(
+        GitCli(),
+        repo.resolve(),
+        source_env=source_env,
+        name=name,
+        branch=branch,
+        default_branch=default_branch,
+        environments=environments,
+        protected=protected,
+        ticket_pattern=ticket_pattern,
+        progress=echo,
+    )
+    if not result.noop:
+        echo(f"committed {result.commit} on {result.branch}: clusters/{source_env} -> clusters/{name}")
+        echo("no gotk-sync.yaml in the sandbox: bootstrap writes one for its own path and branch")
+
+
+def _register_optional_commands() -> None:
+    try:
+        from cli.scan_cmd import scan
+    except ImportError:  # the scanner module is optional during development
+        return
+    app.command("scan")(scan)
+
+
+_register_optional_commands()
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Console-script entry point: one-line errors, stable exit codes, no tracebacks."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        app(args=args, prog_name="sandbox", standalone_mode=False)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("sandbox: error: aborted", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
+    except typer.TyperException as exc:
+        # Usage errors (unknown command or option, missing argument): exit 2.
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        print(f"sandbox: error: {' '.join(str(message).split())}", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
+    except SandboxError as exc:
+        from cli.common import exit_code_for
+
+        print(f"sandbox: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        sys.exit(exit_code_for(exc))
+    except KeyboardInterrupt:
+        print("sandbox: error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - never a traceback for users
+        print(f"sandbox: error: unexpected {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
+
+
+if __name__ == "__main__":
+    run()

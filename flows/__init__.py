@@ -1,0 +1,1 @@
+"""Prefect flows: compose the stage tasks. No subprocess or SDK calls here."""

@@ -1,0 +1,55 @@
+"""Single-stage flows the CLI and the UI run on an existing sandbox: destroy, promote, resume."""
+
+from __future__ import annotations
+
+from prefect import flow
+from pydantic import BaseModel, Field
+
+from flows.lifecycle import LifecycleReport, StageOutcome, run_stages
+from sandbox.models import STAGE_ORDER, Stage
+from tasks.common import StageRequest
+
+
+class SandboxRef(BaseModel):
+    """An existing sandbox."""
+
+    config_path: str = Field(default="fleet.yaml", description="Path of fleet.yaml on the worker")
+    name: str = Field(description="Sandbox name")
+    lifecycle_id: str = Field(description="Lifecycle id from the inventory")
+
+
+@flow(name="sandbox-teardown", flow_run_name="teardown-{sandbox.name}")
+def sandbox_teardown(sandbox: SandboxRef, force: bool = False) -> list[StageOutcome]:
+    """Ordered teardown of a sandbox, then its infrastructure.
+
+    Args:
+        sandbox: Which sandbox.
+        force: Destroy the infrastructure even while finalizers are pending (recorded).
+    """
+    request = StageRequest(
+        config_path=sandbox.config_path, name=sandbox.name, lifecycle_id=sandbox.lifecycle_id, force=force
+    )
+    return run_stages(request, [Stage.teardown])
+
+
+@flow(name="sandbox-promote", flow_run_name="promote-{sandbox.name}")
+def sandbox_promote(sandbox: SandboxRef) -> list[StageOutcome]:
+    """Copy a validated, torn-down sandbox back to development and open a pull request.
+
+    Args:
+        sandbox: Which sandbox.
+    """
+    request = StageRequest(config_path=sandbox.config_path, name=sandbox.name, lifecycle_id=sandbox.lifecycle_id)
+    return run_stages(request, [Stage.promote])
+
+
+@flow(name="sandbox-resume", flow_run_name="resume-{sandbox.name}")
+def sandbox_resume(sandbox: SandboxRef) -> LifecycleReport:
+    """Continue a lifecycle: every stage not yet completed runs, in order.
+
+    Args:
+        sandbox: Which sandbox.
+    """
+    request = StageRequest(config_path=sandbox.config_path, name=sandbox.name, lifecycle_id=sandbox.lifecycle_id)
+    outcomes = run_stages(request, list(STAGE_ORDER))
+    return LifecycleReport(name=sandbox.name, lifecycle_id=sandbox.lifecycle_id, stages=outcomes)

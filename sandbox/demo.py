@@ -1,0 +1,126 @@
+"""The demo's embedded defaults: an example fleet repo, a bare remote, a fleet.yaml.
+
+``prepare_demo`` is idempotent: it finishes a half-made setup and leaves a
+finished one untouched, so ``sandbox demo --workdir DIR`` can be rerun.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+
+from sandbox.drivers.git import GitCli
+from sandbox.requests import LifecycleRequest, SandboxChange, ScalarChange
+
+EXAMPLE_REPO = Path(__file__).resolve().parents[1] / "examples" / "fleet-repo"
+EXAMPLE_URL = "ssh://git@github.com/example-org/fleet-infra"
+DEMO_SANDBOX = "sandbox-demo"
+DEMO_RELEASE_TAG = "1.2.3"
+
+
+def demo_config(workdir: Path) -> dict[str, object]:
+    """The demo's fleet.yaml content."""
+    module = "infra/cluster"
+    return {
+        "fleet_repo": {"remote": "remote.git", "default_branch": "main"},
+        "environments": {
+            "development": {
+                "cluster_dir": "clusters/development",
+                "tracking": {"type": "branch", "branch": "main"},
+                "terraform": {
+                    "module": module,
+                    "variables": {"kubernetes_version": "1.31", "node_count": 1, "node_size": "small"},
+                },
+            },
+            "staging": {
+                "cluster_dir": "clusters/staging",
+                "tracking": {"type": "semver", "range": "1.2.x"},
+                "terraform": {
+                    "module": module,
+                    "variables": {"kubernetes_version": "1.31", "node_count": 3, "node_size": "large"},
+                },
+            },
+            "production": {
+                "cluster_dir": "clusters/production",
+                "tracking": {"type": "tag", "tag": DEMO_RELEASE_TAG},
+                "terraform": {
+                    "module": module,
+                    "variables": {"kubernetes_version": "1.31", "node_count": 3, "node_size": "large"},
+                },
+            },
+        },
+        "sandbox": {"default_ttl": "72h", "state_dir": "state"},
+        "drivers": {
+            "cluster": {
+                "type": "simulated",
+                "simulation": {"readiness_delay_seconds": 0.2},
+                "ready_timeout_seconds": 120,
+                "teardown_timeout_seconds": 60,
+            },
+            "load_generator": {"users": 4, "duration_seconds": 2},
+        },
+    }
+
+
+def prepare_demo(workdir: Path, git: GitCli | None = None, example: Path = EXAMPLE_REPO) -> Path:
+    """Write the example fleet repo, its bare remote and fleet.yaml into ``workdir``.
+
+    Returns:
+        The path of the demo's fleet.yaml.
+    """
+    git = git or GitCli()
+    workdir = workdir.resolve()
+    config_path = workdir / "fleet.yaml"
+    if config_path.exists():
+        return config_path  # finished earlier; fleet.yaml is written last
+    workdir.mkdir(parents=True, exist_ok=True)
+    remote = workdir / "remote.git"
+    seed = workdir / "seed-checkout"
+    for leftover in (remote, seed):  # a setup interrupted half-way starts over
+        if leftover.exists():
+            shutil.rmtree(leftover)
+    git.init_bare(remote)
+    shutil.copytree(example, seed)
+    for path in seed.rglob("*.yaml"):
+        text = path.read_text(encoding="utf-8")
+        if EXAMPLE_URL in text:
+            path.write_text(text.replace(EXAMPLE_URL, remote.as_uri()), encoding="utf-8")
+    git.init_repo(seed, str(remote))
+    git.commit_all(seed, "fleet repository: clusters, platform stack, apps, cluster module")
+    git.tag(seed, DEMO_RELEASE_TAG, f"platform {DEMO_RELEASE_TAG}")
+    git.push(seed, "main")
+    git.push_tag(seed, DEMO_RELEASE_TAG)
+    shutil.rmtree(seed)
+    tmp = config_path.with_suffix(".tmp")
+    tmp.write_text(
+        "# fleet-sandbox demo configuration (written by `sandbox demo`)\n"
+        + yaml.safe_dump(demo_config(workdir), sort_keys=False),
+        encoding="utf-8",
+    )
+    tmp.rename(config_path)
+    return config_path
+
+
+def demo_request(config_path: Path) -> LifecycleRequest:
+    """The demo's lifecycle: a platform sandbox from development with a chart version bump."""
+    return LifecycleRequest(
+        config_path=str(config_path),
+        name=DEMO_SANDBOX,
+        source_env="development",
+        ticket="OPS-1",
+        summary="bump podinfo",
+        change=SandboxChange(
+            message="bump podinfo to 6.7.2 in the sandbox",
+            edits=[
+                ScalarChange(
+                    file="apps.yaml",
+                    kind="Kustomization",
+                    name="apps",
+                    path=["spec", "postBuild", "substitute", "podinfo_version"],
+                    value="6.7.2",
+                )
+            ],
+        ),
+    )

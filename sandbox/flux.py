@@ -1,0 +1,205 @@
+"""Flux object helpers: readiness, and waiting on a cluster with watches.
+
+Waiting never sleeps in a loop: one watch per kind feeds a queue, and the wait
+re-evaluates its condition on each event, ending at the condition or the
+timeout.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sandbox.drivers.cluster import (
+    HELMRELEASE_API,
+    KUSTOMIZATION_API,
+    ClusterDriver,
+    Manifest,
+    ObjectRef,
+)
+from sandbox.errors import NotReadyError, SandboxError
+
+#: The kinds whose readiness tells whether a cluster converged.
+FLUX_APPLIERS: tuple[tuple[str, str], ...] = (
+    (KUSTOMIZATION_API, "Kustomization"),
+    (HELMRELEASE_API, "HelmRelease"),
+)
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """One object's readiness as Flux reports it."""
+
+    ref: ObjectRef
+    ready: bool
+    reason: str
+    message: str
+
+    def line(self) -> str:
+        """``Kind/ns/name: Reason: message`` for reports."""
+        return f"{self.ref}: {self.reason or 'NoStatus'}: {self.message or 'no Ready condition reported yet'}"
+
+
+def ready_condition(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The ``Ready`` condition of an object, if any."""
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return condition  # type: ignore[no-any-return]
+    return None
+
+
+def readiness(obj: Mapping[str, Any]) -> Readiness:
+    """Ready means ``Ready=True`` for the object's current generation (``observedGeneration``)."""
+    ref = ObjectRef.of(obj)
+    condition = ready_condition(obj)
+    generation = (obj.get("metadata") or {}).get("generation")
+    observed = (obj.get("status") or {}).get("observedGeneration")
+    if condition is None:
+        return Readiness(ref, False, "", "")
+    current = generation is None or observed == generation
+    ready = condition.get("status") == "True" and current
+    reason = str(condition.get("reason", ""))
+    message = str(condition.get("message", ""))
+    if condition.get("status") == "True" and not current:
+        reason, message = "Progressing", f"generation {generation} not yet observed (observed {observed})"
+    return Readiness(ref, ready, reason, message)
+
+
+class _Watcher:
+    """Watches several kinds at once, keeping a live snapshot of their objects."""
+
+    def __init__(self, cluster: ClusterDriver, kinds: Iterable[tuple[str, str]], timeout: float) -> None:
+        self.cluster = cluster
+        self.kinds = list(kinds)
+        self.deadline = time.monotonic() + timeout
+        self.events: queue.Queue[tuple[str, Manifest] | BaseException | None] = queue.Queue()
+        self.snapshot: dict[ObjectRef, Manifest] = {}
+        self._stop = threading.Event()
+
+    def _pump(self, api_version: str, kind: str) -> None:
+        try:
+            while not self._stop.is_set():
+                remaining = self.deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                for event in self.cluster.watch(api_version, kind, timeout_seconds=min(remaining, 30.0)):
+                    if self._stop.is_set():
+                        return
+                    self.events.put((event.type, event.object))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            self.events.put(exc)
+
+    def wait(self, done: Callable[[dict[ObjectRef, Manifest]], bool]) -> tuple[bool, dict[ObjectRef, Manifest]]:
+        # Seed the snapshot with a list so "done" can hold before any event.
+        for api_version, kind in self.kinds:
+            for obj in self.cluster.list(api_version, kind):
+                self.snapshot[ObjectRef.of(obj)] = obj
+        if done(self.snapshot):
+            return True, self.snapshot
+        threads = [threading.Thread(target=self._pump, args=kind, daemon=True) for kind in self.kinds]
+        for thread in threads:
+            thread.start()
+        try:
+            while True:
+                remaining = self.deadline - time.monotonic()
+                if remaining <= 0:
+                    return False, self.snapshot
+                try:
+                    item = self.events.get(timeout=remaining)
+                except queue.Empty:
+                    return False, self.snapshot
+                if isinstance(item, BaseException):
+                    raise item
+                if item is None:
+                    continue
+                event_type, obj = item
+                ref = ObjectRef.of(obj)
+                if event_type == "DELETED":
+                    self.snapshot.pop(ref, None)
+                else:
+                    self.snapshot[ref] = obj
+                if done(self.snapshot):
+                    return True, self.snapshot
+        finally:
+            self._stop.set()
+
+
+def watch_until(
+    cluster: ClusterDriver,
+    kinds: Iterable[tuple[str, str]],
+    done: Callable[[dict[ObjectRef, Manifest]], bool],
+    timeout: float,
+) -> tuple[bool, dict[ObjectRef, Manifest]]:
+    """Watch ``kinds`` until ``done(snapshot)`` holds or ``timeout`` passes.
+
+    Returns:
+        Whether the condition held, and the last snapshot of the watched objects.
+    """
+    return _Watcher(cluster, kinds, timeout).wait(done)
+
+
+def wait_ready(cluster: ClusterDriver, timeout: float, progress: Progress = _quiet) -> list[Readiness]:
+    """Wait until every Kustomization and HelmRelease is Ready for its current generation.
+
+    Raises:
+        NotReadyError: At the timeout, naming each object that is not ready with
+            its condition's reason and message.
+    """
+    last_report = [""]
+
+    def all_ready(snapshot: dict[ObjectRef, Manifest]) -> bool:
+        states = [readiness(o) for o in snapshot.values()]
+        waiting = sorted(str(s.ref) for s in states if not s.ready)
+        line = f"{len(states) - len(waiting)}/{len(states)} Flux objects Ready"
+        if line != last_report[0]:
+            progress(
+                line + (f" (waiting for {', '.join(waiting[:4])}{'…' if len(waiting) > 4 else ''})" if waiting else "")
+            )
+            last_report[0] = line
+        return bool(states) and not waiting
+
+    ok, snapshot = watch_until(cluster, FLUX_APPLIERS, all_ready, timeout)
+    states = sorted((readiness(o) for o in snapshot.values()), key=lambda s: str(s.ref))
+    if not ok:
+        stuck = [s for s in states if not s.ready] or []
+        detail = "; ".join(s.line() for s in stuck) or "no Kustomization or HelmRelease found"
+        raise NotReadyError(f"not Ready after {timeout:g}s: {detail}")
+    return states
+
+
+def inventory_refs(kustomization: Mapping[str, Any]) -> list[ObjectRef]:
+    """The objects a Kustomization applied, from ``status.inventory.entries``.
+
+    Entry ids are ``<namespace>_<name>_<group>_<Kind>`` with the version in ``v``.
+    """
+    refs = []
+    for entry in ((kustomization.get("status") or {}).get("inventory") or {}).get("entries") or []:
+        parts = str(entry.get("id", "")).split("_")
+        if len(parts) < 4:
+            continue
+        namespace, name, group, kind = parts[0], "_".join(parts[1:-2]), parts[-2], parts[-1]
+        version = entry.get("v", "v1")
+        refs.append(
+            ObjectRef(
+                api_version=f"{group}/{version}" if group else version,
+                kind=kind,
+                name=name,
+                namespace=namespace or None,
+            )
+        )
+    return refs
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for an error raised while talking to a cluster."""
+    return str(error) if isinstance(error, SandboxError) else f"{type(error).__name__}: {error}"

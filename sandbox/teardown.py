@@ -1,0 +1,253 @@
+"""Teardown: the seed's "Deleting a Sandbox", made safe.
+
+1. Suspend the root ``flux-system`` Kustomization (merge patch of
+   ``spec.suspend`` with a reason annotation) so nothing self-heals.
+2. Unsuspend every other Kustomization and HelmRelease: Flux skips garbage
+   collection / helm uninstall when a *suspended* object is deleted, which
+   would strand whatever it applied.
+3. Delete the top-level Kustomizations and HelmReleases in tiers, by the
+   annotation ``fleet-sandbox.io/teardown-tier``:
+
+   ============== =====================================================
+   tier            meaning
+   ============== =====================================================
+   applications    workloads holding custom objects (the default tier)
+   custom-objects  platform objects reconciled by controllers
+   controllers     the controllers themselves: deleted last
+   ============== =====================================================
+
+   Custom objects go before their controllers, so controllers are still
+   running to clean external resources (load balancers, volumes) and drop
+   the finalizers.
+4. After each tier, watch until everything the tier applied is gone; at the
+   timeout report which objects still hold which finalizers and stop (the
+   infrastructure must not be destroyed while finalizers are pending).
+5. Check the cluster is back to its freshly bootstrapped state: one
+   ``flux-system`` Kustomization and no HelmRelease.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbox.drivers.cluster import (
+    FLUX_NAMESPACE,
+    HELMRELEASE_API,
+    KUSTOMIZATION_API,
+    ClusterDriver,
+    Manifest,
+    ObjectRef,
+)
+from sandbox.errors import ClusterError, TeardownBlockedError
+from sandbox.flux import FLUX_APPLIERS, inventory_refs, watch_until
+
+TIER_ANNOTATION = "fleet-sandbox.io/teardown-tier"
+SUSPEND_REASON_ANNOTATION = "fleet-sandbox.io/suspended-reason"
+TEARDOWN_TIERS: tuple[str, ...] = ("applications", "custom-objects", "controllers")
+DEFAULT_TIER = "applications"
+ROOT = ObjectRef(KUSTOMIZATION_API, "Kustomization", "flux-system", FLUX_NAMESPACE)
+KS_OWNER_LABEL = "kustomize.toolkit.fluxcd.io/name"
+KS_OWNER_NS_LABEL = "kustomize.toolkit.fluxcd.io/namespace"
+HELM_OWNER_LABEL = "helm.toolkit.fluxcd.io/name"
+HELM_OWNER_NS_LABEL = "helm.toolkit.fluxcd.io/namespace"
+
+#: Kinds a Helm chart commonly renders that may carry finalizers of controllers
+#: (load balancers, volumes); watched after a HelmRelease is deleted.
+HELM_RENDERED_KINDS: tuple[tuple[str, str], ...] = (
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("networking.k8s.io/v1", "Ingress"),
+    ("v1", "PersistentVolumeClaim"),
+)
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+def tier_of(obj: Mapping[str, Any]) -> str:
+    """The teardown tier of a Flux object (the default tier when unannotated or unknown)."""
+    value = ((obj.get("metadata") or {}).get("annotations") or {}).get(TIER_ANNOTATION, DEFAULT_TIER)
+    return value if value in TEARDOWN_TIERS else DEFAULT_TIER
+
+
+def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    return (obj.get("metadata") or {}).get("labels") or {}
+
+
+def is_top_level(obj: Mapping[str, Any]) -> bool:
+    """Applied by the root Kustomization (or by hand), not by another Kustomization."""
+    owner = _labels(obj).get(KS_OWNER_LABEL)
+    return owner in (None, ROOT.name) and ObjectRef.of(obj) != ROOT
+
+
+def teardown_order(objects: Iterable[Mapping[str, Any]]) -> list[tuple[str, list[ObjectRef]]]:
+    """Tiers of top-level Kustomizations/HelmReleases to delete, in deletion order.
+
+    The root ``flux-system`` Kustomization is never part of it; objects nested in
+    another Kustomization are deleted by their parent's garbage collection.
+    """
+    tiers: dict[str, list[ObjectRef]] = {tier: [] for tier in TEARDOWN_TIERS}
+    for obj in objects:
+        if is_top_level(obj):
+            tiers[tier_of(obj)].append(ObjectRef.of(obj))
+    return [(tier, sorted(refs)) for tier, refs in tiers.items() if refs]
+
+
+@dataclass
+class TeardownReport:
+    """What a teardown did, for the inventory and the CLI."""
+
+    tiers: list[tuple[str, list[str]]] = field(default_factory=list)
+    unsuspended: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+    forced: bool = False
+
+
+def _flux_objects(cluster: ClusterDriver) -> list[Manifest]:
+    return [obj for api, kind in FLUX_APPLIERS for obj in cluster.list(api, kind)]
+
+
+def suspend_root(cluster: ClusterDriver, reason: str) -> bool:
+    """Suspend the root Kustomization so nothing self-heals. ``False`` if it is gone."""
+    if cluster.get(ROOT) is None:
+        return False
+    cluster.merge_patch(
+        ROOT,
+        {"metadata": {"annotations": {SUSPEND_REASON_ANNOTATION: reason}}, "spec": {"suspend": True}},
+    )
+    return True
+
+
+def unsuspend_children(cluster: ClusterDriver) -> list[ObjectRef]:
+    """Resume every suspended Kustomization/HelmRelease but the root, so deletion garbage-collects."""
+    resumed = []
+    for obj in _flux_objects(cluster):
+        ref = ObjectRef.of(obj)
+        if ref != ROOT and (obj.get("spec") or {}).get("suspend"):
+            cluster.merge_patch(ref, {"spec": {"suspend": False}})
+            resumed.append(ref)
+    return resumed
+
+
+def subtree(cluster: ClusterDriver, roots: Iterable[ObjectRef]) -> set[ObjectRef]:
+    """The roots and everything they applied, recursively (Kustomization inventories, Helm-rendered objects)."""
+    seen: set[ObjectRef] = set()
+    pending = list(roots)
+    while pending:
+        ref = pending.pop()
+        if ref in seen:
+            continue
+        seen.add(ref)
+        obj = cluster.get(ref)
+        if obj is None:
+            continue
+        if ref.kind == "Kustomization":
+            pending.extend(inventory_refs(obj))
+        elif ref.kind == "HelmRelease":
+            selector = f"{HELM_OWNER_LABEL}={ref.name},{HELM_OWNER_NS_LABEL}={ref.namespace}"
+            for api, kind in HELM_RENDERED_KINDS:
+                pending.extend(ObjectRef.of(o) for o in cluster.list(api, kind, label_selector=selector))
+    return seen
+
+
+def _finalizers(obj: Mapping[str, Any]) -> list[str]:
+    return list((obj.get("metadata") or {}).get("finalizers") or [])
+
+
+def delete_tier(cluster: ClusterDriver, refs: list[ObjectRef], timeout: float) -> list[str]:
+    """Delete a tier's objects and watch until everything they applied is gone.
+
+    Returns:
+        ``"<object> (<finalizers>)"`` for each object still present at the timeout
+        (empty when the tier is gone).
+    """
+    tracked = subtree(cluster, refs)
+    for ref in refs:
+        cluster.delete(ref)
+    kinds = sorted({(r.api_version, r.kind) for r in tracked})
+
+    def gone(snapshot: dict[ObjectRef, Manifest]) -> bool:
+        return not (tracked & snapshot.keys())
+
+    ok, snapshot = watch_until(cluster, kinds, gone, timeout)
+    if ok:
+        return []
+    stuck = []
+    for ref in sorted(tracked & snapshot.keys()):
+        obj = cluster.get(ref)
+        if obj is not None:
+            stuck.append(f"{ref} ({', '.join(_finalizers(obj)) or 'no finalizers; still deleting'})")
+    return stuck
+
+
+def verify_bootstrapped(cluster: ClusterDriver) -> None:
+    """Check only the root Kustomization remains and no HelmRelease exists.
+
+    Raises:
+        ClusterError: Something else is left.
+    """
+    left = [
+        str(ObjectRef.of(o)) for api, kind in FLUX_APPLIERS for o in cluster.list(api, kind) if ObjectRef.of(o) != ROOT
+    ]
+    if left:
+        raise ClusterError(f"cluster not back to its bootstrapped state; still present: {', '.join(left)}")
+
+
+def teardown_cluster(
+    cluster: ClusterDriver,
+    *,
+    timeout_per_tier: float,
+    force: bool = False,
+    reason: str = "fleet-sandbox teardown",
+    progress: Progress = _quiet,
+) -> TeardownReport:
+    """Run steps 1-5 of the module docstring on a sandbox cluster.
+
+    Args:
+        cluster: The sandbox's cluster.
+        timeout_per_tier: Seconds to wait for each tier's finalizers.
+        force: Carry on past pending finalizers (recorded in the report).
+        reason: Recorded on the suspended root Kustomization.
+        progress: Receives a line per step.
+
+    Raises:
+        TeardownBlockedError: Finalizers still pending at a tier's timeout (without ``force``).
+    """
+    report = TeardownReport(forced=force)
+    if suspend_root(cluster, reason):
+        progress("suspended Kustomization/flux-system/flux-system (no self-healing)")
+    report.unsuspended = [str(r) for r in unsuspend_children(cluster)]
+    if report.unsuspended:
+        progress(f"resumed suspended objects so deletion cleans up: {', '.join(report.unsuspended)}")
+    for tier, refs in teardown_order(_flux_objects(cluster)):
+        progress(f"tier {tier}: deleting {', '.join(str(r) for r in refs)}")
+        stuck = delete_tier(cluster, refs, timeout_per_tier)
+        report.tiers.append((tier, [str(r) for r in refs]))
+        if stuck:
+            report.blocked.extend(stuck)
+            message = f"teardown blocked in tier {tier}: finalizers pending on {'; '.join(stuck)}"
+            if not force:
+                raise TeardownBlockedError(message)
+            progress(f"{message} -- continuing because --force was given")
+        else:
+            progress(f"tier {tier}: gone")
+    if not report.blocked:
+        verify_bootstrapped(cluster)
+        progress("cluster is back to its bootstrapped state (only Kustomization/flux-system/flux-system)")
+    return report
+
+
+__all__ = [
+    "DEFAULT_TIER",
+    "HELMRELEASE_API",
+    "TEARDOWN_TIERS",
+    "TIER_ANNOTATION",
+    "TeardownReport",
+    "teardown_cluster",
+    "teardown_order",
+]

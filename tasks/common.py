@@ -1,0 +1,129 @@
+"""What every stage task shares: the request model, cache keys, retry rule, bookkeeping."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from prefect import get_run_logger
+from prefect.client.schemas.objects import TaskRun
+from prefect.context import TaskRunContext
+from prefect.states import State
+from pydantic import BaseModel, Field
+
+from sandbox.config import FleetConfig, load_config
+from sandbox.errors import SandboxError
+from sandbox.lifecycle import SandboxContext, Secrets
+from sandbox.models import Stage, StageResult
+from sandbox.requests import SandboxChange
+from sandbox.wiring import build_drivers, open_inventory
+
+#: Bump when a stage's result shape changes, so old checkpoints are not reused.
+CACHE_VERSION = 1
+
+#: Retry delays (seconds) for retryable failures: cloud APIs need patience.
+RETRY_DELAYS = [5, 30, 120]
+
+
+class StageRequest(BaseModel):
+    """Identifies one stage run of one sandbox lifecycle."""
+
+    config_path: str = Field(description="Path of fleet.yaml")
+    name: str = Field(description="Sandbox name")
+    lifecycle_id: str = Field(description="The lifecycle this stage belongs to")
+    force: bool = Field(default=False, description="teardown: destroy even with pending finalizers")
+    change: SandboxChange | None = Field(default=None, description="clone: change to make after cloning")
+
+
+def stage_cache_key(stage: Stage) -> Callable[[TaskRunContext, dict[str, Any]], str]:
+    """An explicit cache key ``<sandbox>/<lifecycle-id>/<stage>/v<N>``.
+
+    Not TASK_SOURCE: editing a task's code must not make a finished stage run again.
+    """
+
+    def key(_context: TaskRunContext, parameters: dict[str, Any]) -> str:
+        request = parameters["request"]
+        if isinstance(request, dict):
+            request = StageRequest.model_validate(request)
+        return f"{request.name}/{request.lifecycle_id}/{stage.value}/v{CACHE_VERSION}"
+
+    return key
+
+
+def retry_if_retryable(_task: Any, _task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry only errors the core marks as retryable (locks, network, rate limits)."""
+    try:
+        error = state.result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001 - an unreadable result is not worth retrying
+        return False
+    return isinstance(error, SandboxError) and error.retryable
+
+
+def resolve_secret(block_name: str | None, env_var: str | None) -> str | None:
+    """A secret from a Prefect Secret block, else from the environment."""
+    if block_name:
+        from prefect.blocks.system import Secret
+
+        value = Secret.load(block_name).get()
+        return str(value) if value is not None else None
+    return os.environ.get(env_var) if env_var else None
+
+
+def stage_context(config: FleetConfig, name: str) -> SandboxContext:
+    """Everything a stage function needs, with secrets resolved here (the core never sees Prefect)."""
+    logger = get_run_logger()
+    hosting = config.drivers.git_hosting
+    github_token = resolve_secret(hosting.token_secret_block, hosting.token_env) if hosting.type == "github" else None
+    inventory = open_inventory(config)
+    return SandboxContext(
+        config=config,
+        inventory=inventory,
+        drivers=build_drivers(config, github_token=github_token),
+        record=inventory.get(name),
+        progress=logger.info,
+        secrets=Secrets(
+            git_token=resolve_secret(config.drivers.git.credentials_secret_block, config.drivers.git.credentials_env)
+        ),
+    )
+
+
+def run_stage(stage: Stage, request: StageRequest, **kwargs: Any) -> StageResult:
+    """Run a stage unless the inventory has it completed; record the outcome either way."""
+    from sandbox.lifecycle import STAGE_FUNCTIONS
+
+    logger = get_run_logger()
+    config = load_config(request.config_path)
+    inventory = open_inventory(config)
+    try:
+        done = inventory.stage_result(request.name, request.lifecycle_id, stage)
+        if done is not None:
+            logger.info(f"{stage.value}: already completed for {request.name}; not run again")
+            return StageResult.model_validate({**done, "reused": True})
+    finally:
+        inventory.close()
+    ctx = stage_context(config, request.name)
+    try:
+        ctx.inventory.stage_started(request.name, request.lifecycle_id, stage)
+        try:
+            result = STAGE_FUNCTIONS[stage](ctx, **kwargs)
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, SandboxError) else f"{type(exc).__name__}: {exc}"
+            ctx.inventory.stage_failed(request.name, request.lifecycle_id, stage, message)
+            ctx.inventory.update(request.name, failed_stage=stage.value, last_error=message)
+            raise
+        ctx.inventory.stage_completed(request.name, request.lifecycle_id, stage, result.model_dump(mode="json"))
+        ctx.inventory.update(request.name, failed_stage=None, last_error=None)
+        logger.info(f"{stage.value}: {result.summary}")
+        return result
+    finally:
+        ctx.inventory.close()
+
+
+#: Options every stage task shares.
+STAGE_TASK_OPTIONS: dict[str, Any] = {
+    "retries": len(RETRY_DELAYS),
+    "retry_delay_seconds": RETRY_DELAYS,
+    "retry_condition_fn": retry_if_retryable,
+    "persist_result": True,
+}

@@ -1,0 +1,42 @@
+"""Registering a sandbox lifecycle in the inventory, as a Prefect task."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+from prefect.context import TaskRunContext
+
+from sandbox.config import load_config
+from sandbox.lifecycle import register, validate_request
+from sandbox.models import SandboxRecord
+from sandbox.requests import LifecycleRequest
+from sandbox.wiring import open_inventory
+
+
+def _per_flow_run(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    # A retried flow run (Prefect UI "Retry") gets the record it created the
+    # first time instead of a "sandbox already exists" conflict.
+    request = parameters["request"]
+    name = request["name"] if isinstance(request, dict) else request.name
+    return f"{name}/register/{context.task_run.flow_run_id}"
+
+
+@task(name="register", cache_key_fn=_per_flow_run, persist_result=True)
+def register_task(request: LifecycleRequest, resume: bool = False) -> SandboxRecord:
+    """Validate the request and create (or, when resuming, find) the sandbox's record.
+
+    Args:
+        request: The lifecycle request.
+        resume: Return the existing record instead of refusing a taken name.
+
+    Returns:
+        The inventory record, with its lifecycle id.
+    """
+    config = load_config(request.config_path)
+    validated = validate_request(config, request)
+    inventory = open_inventory(config)
+    try:
+        return register(config, inventory, validated, resume=resume)
+    finally:
+        inventory.close()
