@@ -62,9 +62,7 @@ class EnvironmentConfig(_Model):
     cluster_dir: str = Field(description="Cluster directory in the fleet repo, e.g. clusters/development")
     tracking: Tracking = Field(description="How this environment tracks the platform stack")
     terraform: TerraformSettings = Field(description="Cluster module and variables for this environment")
-    canary: bool = Field(
-        default=False, description="Tracks main like development (allowed to use a GitRepository)"
-    )
+    canary: bool = Field(default=False, description="Tracks main like development (allowed to use a GitRepository)")
 
 
 class FleetRepoConfig(_Model):
@@ -148,9 +146,7 @@ class GitHostingConfig(_Model):
     )
     api_url: str = Field(default="https://api.github.com", description="GitHub API base URL")
     repository: str | None = Field(default=None, description="owner/name on the git host")
-    token_secret_block: str | None = Field(
-        default=None, description="Prefect Secret block holding the API token"
-    )
+    token_secret_block: str | None = Field(default=None, description="Prefect Secret block holding the API token")
     token_env: str = Field(default="GITHUB_TOKEN", description="Environment variable holding the token")
     web_url: str | None = Field(default=None, description="Base web URL used for compare links")
 
@@ -285,6 +281,10 @@ def load_config(path: str | Path = DEFAULT_CONFIG_PATH) -> FleetConfig:
         first = exc.errors()[0]
         raise ConfigError(
             f"{path}: {_location(first['loc'])}: {first['msg']}"
-            + (f" (got {first['input']!r})" if first["type"] != "missing" and not isinstance(first["input"], dict) else "")
+            + (
+                f" (got {first['input']!r})"
+                if first["type"] != "missing" and not isinstance(first["input"], dict)
+                else ""
+            )
         ) from None
     return config

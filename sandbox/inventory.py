@@ -311,7 +311,9 @@ class Inventory:
         stages = [
             StageSummary(
                 name=stage,
-                status=StageStatus(stage_rows[stage.value].status) if stage.value in stage_rows else StageStatus.pending,
+                status=StageStatus(stage_rows[stage.value].status)
+                if stage.value in stage_rows
+                else StageStatus.pending,
                 executions=stage_rows[stage.value].executions if stage.value in stage_rows else 0,
             )
             for stage in STAGE_ORDER

@@ -29,18 +29,14 @@ def validate_sandbox_name(name: str, protected: set[str]) -> str:
     if not name:
         raise InvalidInputError("sandbox name is empty")
     if len(name) > MAX_SANDBOX_NAME:
-        raise InvalidInputError(
-            f"sandbox name {name!r} is {len(name)} characters long (at most {MAX_SANDBOX_NAME})"
-        )
+        raise InvalidInputError(f"sandbox name {name!r} is {len(name)} characters long (at most {MAX_SANDBOX_NAME})")
     if not SANDBOX_NAME_RE.match(name):
         raise InvalidInputError(
             f"invalid sandbox name {name!r}: use lowercase letters, digits and '-', "
             "starting with a letter and not ending with '-'"
         )
     if name in protected:
-        raise ProtectedEnvironmentError(
-            f"{name!r} is a long-lived or protected environment, not a sandbox"
-        )
+        raise ProtectedEnvironmentError(f"{name!r} is a long-lived or protected environment, not a sandbox")
     return name
 
 

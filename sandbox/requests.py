@@ -43,7 +43,5 @@ class LifecycleRequest(BaseModel):
         default_factory=dict, description="Terraform variable overrides, e.g. kubernetes_version"
     )
     change: SandboxChange | None = Field(default=None, description="A change to make in the sandbox after cloning")
-    stop_after: Stage | None = Field(
-        default=None, description="Run stages up to and including this one (default: all)"
-    )
+    stop_after: Stage | None = Field(default=None, description="Run stages up to and including this one (default: all)")
     owner: str | None = Field(default=None, description="Who owns the sandbox")

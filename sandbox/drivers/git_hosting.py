@@ -74,7 +74,15 @@ class LocalGitHosting:
             if self.web_url
             else f"{self.directory / f'{number}.json'}"
         )
-        record = {"number": number, "url": url, "head": head, "base": base, "title": title, "body": body, "state": "open"}
+        record = {
+            "number": number,
+            "url": url,
+            "head": head,
+            "base": base,
+            "title": title,
+            "body": body,
+            "state": "open",
+        }
         (self.directory / f"{number}.json").write_text(json.dumps(record, indent=2))
         return PullRequest(number=number, url=url, head=head, base=base, title=title)
 
@@ -126,7 +134,9 @@ class GitHubHosting:
         open_prs = self._request("GET", pulls, params={"head": f"{self._owner}:{head}", "state": "open"}).json()
         if open_prs:
             pr = open_prs[0]
-            return PullRequest(number=pr["number"], url=pr["html_url"], head=head, base=base, title=pr["title"], created=False)
+            return PullRequest(
+                number=pr["number"], url=pr["html_url"], head=head, base=base, title=pr["title"], created=False
+            )
         pr = self._request("POST", pulls, json={"title": title, "head": head, "base": base, "body": body}).json()
         return PullRequest(number=pr["number"], url=pr["html_url"], head=head, base=base, title=title)
 

@@ -28,7 +28,9 @@ def test_demo_config_is_valid_and_resolves_paths(tmp_path: Path) -> None:
 
 def test_unknown_environment_names_known_ones(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, demo_config(tmp_path)))
-    with pytest.raises(InvalidInputError, match="unknown environment 'qa' \\(known: development, production, staging\\)"):
+    with pytest.raises(
+        InvalidInputError, match="unknown environment 'qa' \\(known: development, production, staging\\)"
+    ):
         config.environment("qa")
 
 
@@ -37,7 +39,10 @@ def test_unknown_environment_names_known_ones(tmp_path: Path) -> None:
     [
         (lambda d: d.pop("fleet_repo"), "fleet_repo: Field required"),
         (lambda d: d["environments"]["staging"]["tracking"].pop("range"), "tracking type 'semver' needs 'range'"),
-        (lambda d: d["environments"]["development"]["tracking"].update(type="commit"), "environments.development.tracking.type"),
+        (
+            lambda d: d["environments"]["development"]["tracking"].update(type="commit"),
+            "environments.development.tracking.type",
+        ),
         (lambda d: d["drivers"]["cluster"].update(type="kind"), "drivers.cluster.type"),
         (lambda d: d["sandbox"].update(colour="blue"), "sandbox.colour: Extra inputs are not permitted"),
         (lambda d: d["fleet_repo"].update(ticket_pattern="(["), "fleet_repo.ticket_pattern"),

@@ -62,7 +62,9 @@ def test_retarget_with_nothing_to_retarget(repo: Path) -> None:
 
 
 def test_gotk_sync_rendered_for_the_sandbox() -> None:
-    text = fleetrepo.render_gotk_sync(name="sandbox-a", url="file:///r.git", branch="OPS-1-x", path="clusters/sandbox-a")
+    text = fleetrepo.render_gotk_sync(
+        name="sandbox-a", url="file:///r.git", branch="OPS-1-x", path="clusters/sandbox-a"
+    )
     assert "branch: OPS-1-x" in text
     assert "path: ./clusters/sandbox-a" in text
     assert "url: file:///r.git" in text
@@ -74,7 +76,9 @@ def test_promote_mirrors_sandbox_but_never_gotk_sync(repo: Path) -> None:
     sandbox = repo / "clusters/sandbox-a"
     fleetrepo.copy_cluster_dir(dev, sandbox)
     dev_sync = (dev / "flux-system/gotk-sync.yaml").read_bytes()
-    fleetrepo.write_bootstrap_files(sandbox, fleetrepo.render_gotk_sync(name="s", url="u", branch="b", path="clusters/sandbox-a"))
+    fleetrepo.write_bootstrap_files(
+        sandbox, fleetrepo.render_gotk_sync(name="s", url="u", branch="b", path="clusters/sandbox-a")
+    )
     (sandbox / "apps.yaml").write_text((sandbox / "apps.yaml").read_text().replace('"6.7.1"', '"6.7.2"'))
     (sandbox / "new.yaml").write_text("kind: ConfigMap\n")
     (dev / "old.yaml").write_text("kind: Secret\n")
@@ -101,7 +105,9 @@ trees = st.dictionaries(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(tree=trees, sync=st.binary(min_size=1, max_size=32))
-def test_clone_then_promote_without_change_is_identity(tmp_path_factory: pytest.TempPathFactory, tree: dict[str, bytes], sync: bytes) -> None:
+def test_clone_then_promote_without_change_is_identity(
+    tmp_path_factory: pytest.TempPathFactory, tree: dict[str, bytes], sync: bytes
+) -> None:
     root = tmp_path_factory.mktemp("prop")
     dev = root / "clusters/development"
     written: dict[str, bytes] = {}

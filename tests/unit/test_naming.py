@@ -59,7 +59,12 @@ def test_branch_name_follows_ticket_summary() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("72h", timedelta(hours=72)), ("3d", timedelta(days=3)), ("1d12h", timedelta(hours=36)), ("90m", timedelta(minutes=90))],
+    [
+        ("72h", timedelta(hours=72)),
+        ("3d", timedelta(days=3)),
+        ("1d12h", timedelta(hours=36)),
+        ("90m", timedelta(minutes=90)),
+    ],
 )
 def test_durations(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected

@@ -40,7 +40,10 @@ def test_readiness_requires_current_generation() -> None:
         "apiVersion": KUSTOMIZATION_API,
         "kind": "Kustomization",
         "metadata": {"name": "apps", "namespace": "flux-system", "generation": 2},
-        "status": {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded"}]},
+        "status": {
+            "observedGeneration": 1,
+            "conditions": [{"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded"}],
+        },
     }
     state = readiness(obj)
     assert not state.ready and state.reason == "Progressing"
@@ -51,11 +54,17 @@ def test_readiness_requires_current_generation() -> None:
 
 
 def test_inventory_entries_become_refs() -> None:
-    ks = {"status": {"inventory": {"entries": [
-        {"id": "platform_shared-entrypoint_networking.k8s.io_Ingress", "v": "v1"},
-        {"id": "_platform__Namespace", "v": "v1"},
-        {"id": "flux-system_aws_lb_helm.toolkit.fluxcd.io_HelmRelease", "v": "v2"},
-    ]}}}
+    ks = {
+        "status": {
+            "inventory": {
+                "entries": [
+                    {"id": "platform_shared-entrypoint_networking.k8s.io_Ingress", "v": "v1"},
+                    {"id": "_platform__Namespace", "v": "v1"},
+                    {"id": "flux-system_aws_lb_helm.toolkit.fluxcd.io_HelmRelease", "v": "v2"},
+                ]
+            }
+        }
+    }
     assert inventory_refs(ks) == [
         ObjectRef("networking.k8s.io/v1", "Ingress", "shared-entrypoint", "platform"),
         ObjectRef("v1", "Namespace", "platform", None),
