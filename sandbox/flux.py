@@ -54,7 +54,7 @@ def ready_condition(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """The ``Ready`` condition of an object, if any."""
     for condition in (obj.get("status") or {}).get("conditions") or []:
         if condition.get("type") == "Ready":
-            return condition  # type: ignore[no-any-return]
+            return condition
     return None
 
 

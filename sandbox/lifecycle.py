@@ -272,24 +272,25 @@ def provision(ctx: SandboxContext) -> StageResult:
     )
 
 
+def _object_selector(kind: str, name: str) -> Callable[[Any], bool]:
+    def select(doc: Any) -> bool:
+        return bool(doc.get("kind") == kind and (doc.get("metadata") or {}).get("name") == name)
+
+    return select
+
+
 def _apply_change(cluster_root: Path, change: SandboxChange) -> list[str]:
-    changed = []
+    """Make a change's scalar edits in the sandbox directory (idempotent)."""
+    changed: list[str] = []
     for edit in change.edits:
         path = cluster_root / edit.file
         if not path.is_file():
             raise InvalidInputError(f"change: {edit.file} does not exist in the sandbox")
         text = path.read_text(encoding="utf-8")
-        new_text, edits = set_scalar(
-            text,
-            lambda doc, e=edit: doc.get("kind") == e.kind and (doc.get("metadata") or {}).get("name") == e.name,
-            tuple(edit.path),
-            edit.value,
-            source=edit.file,
-        )
-        if not edits and new_text == text:
-            current = yaml.safe_load_all(text)
-            if not any(isinstance(d, dict) and d.get("kind") == edit.kind for d in current):
-                raise InvalidInputError(f"change: no {edit.kind} {edit.name!r} in {edit.file}")
+        select = _object_selector(edit.kind, edit.name)
+        if not any(isinstance(d, dict) and select(d) for d in yaml.safe_load_all(text)):
+            raise InvalidInputError(f"change: no {edit.kind} {edit.name!r} in {edit.file}")
+        new_text, edits = set_scalar(text, select, tuple(edit.path), edit.value, source=edit.file)
         path.write_text(new_text, encoding="utf-8")
         changed.extend(f"{edit.file}: {'.'.join(edit.path)} {e.old} -> {e.new}" for e in edits)
     return changed

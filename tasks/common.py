@@ -65,7 +65,8 @@ def resolve_secret(block_name: str | None, env_var: str | None) -> str | None:
     if block_name:
         from prefect.blocks.system import Secret
 
-        value = Secret.load(block_name).get()
+        block = Secret.load(block_name)
+        value = block.get()  # type: ignore[union-attr]
         return str(value) if value is not None else None
     return os.environ.get(env_var) if env_var else None
 

@@ -78,6 +78,7 @@ class HttpLoadGenerator:
         if users < 1 or duration_seconds <= 0:
             raise InvalidInputError("load needs at least one user and a positive duration")
         path = parts.path or "/"
+        host = parts.hostname
         latencies: list[float] = []
         failures = 0
         lock = threading.Lock()
@@ -87,7 +88,7 @@ class HttpLoadGenerator:
         def user() -> None:
             nonlocal failures
             conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-            conn = conn_cls(parts.hostname, parts.port, timeout=self.request_timeout)
+            conn = conn_cls(host, parts.port, timeout=self.request_timeout)
             local: list[float] = []
             local_failures = 0
             while time.monotonic() < deadline:
