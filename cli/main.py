@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from cli.common import EXIT_FAILED, EXIT_USAGE, echo, echo_json, fail, fail_from
-from cli.prefect_env import configure_prefect
+from cli.prefect_env import configure_prefect, quiet_expected_tracebacks
 from sandbox.config import FleetConfig, load_config
 from sandbox.errors import SandboxError
 from sandbox.models import SandboxKind, Stage
@@ -46,6 +46,7 @@ def _print_report(report: Any) -> None:
 
 def _run_flow(flow_fn: Any, /, **parameters: Any) -> Any:
     """Run a flow in-process; print its final state; exit 1 with the cause on failure."""
+    quiet_expected_tracebacks()
     state = flow_fn(**parameters, return_state=True)
     flow_name = flow_fn.name
     if state.is_completed():

@@ -7,8 +7,11 @@ flows lazily afterwards.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
+
+from sandbox.errors import SandboxError
 
 
 def configure_prefect(state_dir: Path) -> None:
@@ -21,3 +24,35 @@ def configure_prefect(state_dir: Path) -> None:
     os.environ.setdefault("PREFECT_RESULTS_PERSIST_BY_DEFAULT", "true")
     # The CLI prints its own summary; keep Prefect's console logs to the point.
     os.environ.setdefault("PREFECT_LOGGING_LOG_PRINTS", "true")
+
+
+class _DropExpectedTracebacks(logging.Filter):
+    """Keep the one-line cause of an expected failure, drop its traceback, on the console.
+
+    Prefect's engines log failed runs with ``exc_info``; for this product's own
+    errors (invalid input, a held lock, pending finalizers) the message already
+    says everything, and users must never see a traceback. The server-side log
+    handler keeps the full record.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], SandboxError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def quiet_expected_tracebacks() -> None:
+    """Install the filter on Prefect's console handlers (call after Prefect is imported)."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [
+        logging.getLogger(),
+        *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict) if name.startswith("prefect")),
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, PrefectConsoleHandler | logging.StreamHandler) and not any(
+                isinstance(f, _DropExpectedTracebacks) for f in handler.filters
+            ):
+                handler.addFilter(_DropExpectedTracebacks())
