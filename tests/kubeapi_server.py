@@ -166,9 +166,7 @@ class _Event:
 class _HttpError(Exception):
     """Ends a request with a Kubernetes ``Status`` body."""
 
-    def __init__(
-        self, code: int, reason: str, message: str, details: Mapping[str, Any] | None = None
-    ) -> None:
+    def __init__(self, code: int, reason: str, message: str, details: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason
@@ -186,9 +184,7 @@ class _Target:
     subresource: str | None = None
 
 
-def status_body(
-    code: int, reason: str, message: str, details: Mapping[str, Any] | None = None
-) -> Manifest:
+def status_body(code: int, reason: str, message: str, details: Mapping[str, Any] | None = None) -> Manifest:
     """A ``Status`` object as the API server returns it with an error."""
     body: Manifest = {
         "kind": "Status",
@@ -351,9 +347,7 @@ class KubeApiServer:
         with self._lock:
             recorded = list(self.requests)
         return [
-            r
-            for r in recorded
-            if (method is None or r.method == method.upper()) and (path is None or r.path == path)
+            r for r in recorded if (method is None or r.method == method.upper()) and (path is None or r.path == path)
         ]
 
     def api_requests(self) -> list[RecordedRequest]:
@@ -500,9 +494,7 @@ class KubeApiServer:
         with path.open() as stream:
             return [self.put_object(doc) for doc in yaml.safe_load_all(stream) if doc]
 
-    def get_object(
-        self, api_version: str, kind: str, name: str, namespace: str | None = None
-    ) -> Manifest | None:
+    def get_object(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Manifest | None:
         """A stored object (a copy), or ``None``."""
         resource = self._require_resource(api_version, kind)
         with self._lock:
@@ -587,9 +579,7 @@ class KubeApiServer:
         self._record_event("ADDED" if previous is None else "MODIFIED", resource, key[2], obj)
         return copy.deepcopy(obj)
 
-    def _remove(
-        self, resource: ApiResource, key: tuple[str, str, str, str], last: Manifest | None = None
-    ) -> None:
+    def _remove(self, resource: ApiResource, key: tuple[str, str, str, str], last: Manifest | None = None) -> None:
         obj = last if last is not None else self._objects[key]
         self._objects.pop(key, None)
         obj = copy.deepcopy(obj)
@@ -667,9 +657,7 @@ class KubeApiServer:
                 return {
                     "kind": "APIVersions",
                     "versions": ["v1"],
-                    "serverAddressByClientCIDRs": [
-                        {"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}
-                    ],
+                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}],
                 }
             groups: dict[str, list[str]] = {}
             for group_version in self._discovery:
@@ -792,9 +780,7 @@ class KubeApiServer:
             )
         meta = body.get("metadata") or {}
         if target.name is not None and meta.get("name") not in (None, target.name):
-            raise _HttpError(
-                400, "BadRequest", "the name of the object does not match the name on the URL"
-            )
+            raise _HttpError(400, "BadRequest", "the name of the object does not match the name on the URL")
         if resource.namespaced and meta.get("namespace") not in (None, target.namespace):
             raise _HttpError(
                 400,
@@ -814,9 +800,7 @@ class KubeApiServer:
         with self._lock:
             _, existing = self._stored(target)
             if existing is not None:
-                raise _HttpError(
-                    409, "AlreadyExists", f'{target.resource.qualified()} "{name}" already exists'
-                )
+                raise _HttpError(409, "AlreadyExists", f'{target.resource.qualified()} "{name}" already exists')
             return 201, self._store(target.resource, target.namespace, body)
 
     def _replace(self, target: _Target, request: RecordedRequest) -> tuple[int, Manifest]:
@@ -855,20 +839,14 @@ class KubeApiServer:
             415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {content_type}"
         )
 
-    def _apply(
-        self, target: _Target, request: RecordedRequest, existing: Manifest | None
-    ) -> tuple[int, Manifest]:
+    def _apply(self, target: _Target, request: RecordedRequest, existing: Manifest | None) -> tuple[int, Manifest]:
         """Server-side apply, approximated: merge the applied configuration into the object."""
         manager = request.param("fieldManager")
         if not manager:
-            raise _HttpError(
-                400, "BadRequest", "PATCH requests with apply content type require fieldManager"
-            )
+            raise _HttpError(400, "BadRequest", "PATCH requests with apply content type require fieldManager")
         body = self._check_body(target, request.json())
         if (body.get("metadata") or {}).get("managedFields") is not None:
-            raise _HttpError(
-                400, "BadRequest", "metadata.managedFields must be nil"
-            )
+            raise _HttpError(400, "BadRequest", "metadata.managedFields must be nil")
         force = request.param("force") in ("true", "1", "True")
         managers = [
             entry.get("manager")
@@ -1104,9 +1082,7 @@ def write_kubeconfig(
 
 
 @contextmanager
-def running_kubeapi_server(
-    directory: Path, *, token: str = FAKE_TOKEN, **options: Any
-) -> Iterator[KubeApiServer]:
+def running_kubeapi_server(directory: Path, *, token: str = FAKE_TOKEN, **options: Any) -> Iterator[KubeApiServer]:
     """Start a :class:`KubeApiServer`, write ``directory/kubeconfig`` for it, stop it afterwards.
 
     Args:

@@ -287,9 +287,7 @@ class KubernetesClusterDriver:
             document = yaml.safe_load(kubeconfig)
             if not isinstance(document, dict):
                 raise ConfigError("kubeconfig (text): not a kubeconfig document")
-            api_client = kubernetes.config.new_client_from_config_dict(
-                document, context=context, persist_config=False
-            )
+            api_client = kubernetes.config.new_client_from_config_dict(document, context=context, persist_config=False)
         driver = cls(api_client=api_client, **options)
         driver._owns_client = True
         return driver
@@ -317,9 +315,7 @@ class KubernetesClusterDriver:
             KubernetesApiError: Refused, or a version this driver cannot read.
         """
         with self._translated("get", "/version"):
-            info = kubernetes.client.VersionApi(self._api_client).get_code(
-                _request_timeout=self._request_timeout
-            )
+            info = kubernetes.client.VersionApi(self._api_client).get_code(_request_timeout=self._request_timeout)
         major = re.match(r"\d+", str(info.major or ""))
         minor = re.match(r"\d+", str(info.minor or ""))
         if major and minor:
@@ -327,9 +323,7 @@ class KubernetesClusterDriver:
         from_git = re.match(r"v?(\d+)\.(\d+)", str(info.git_version or ""))
         if from_git:
             return f"{int(from_git.group(1))}.{int(from_git.group(2))}"
-        raise KubernetesApiError(
-            f"get /version: unrecognised version (major={info.major!r}, minor={info.minor!r})"
-        )
+        raise KubernetesApiError(f"get /version: unrecognised version (major={info.major!r}, minor={info.minor!r})")
 
     def apply(self, manifest: Mapping[str, Any]) -> Manifest:
         """Server-side apply ``manifest`` (forcing conflicts); return the stored object.
@@ -343,9 +337,7 @@ class KubernetesClusterDriver:
         try:
             ref = ObjectRef.of(manifest)
         except (KeyError, TypeError):
-            raise InvalidInputError(
-                "apply: the manifest needs apiVersion, kind and metadata.name"
-            ) from None
+            raise InvalidInputError("apply: the manifest needs apiVersion, kind and metadata.name") from None
         with self._translated("apply", str(ref)):
             resource = self._served("apply", ref)
             namespace = self._namespace("apply", ref, resource)
@@ -381,9 +373,7 @@ class KubernetesClusterDriver:
                 return None
             namespace = self._namespace("get", ref, resource)
             try:
-                found = self._dynamic().get(
-                    resource, name=ref.name, namespace=namespace, serializer=_as_dict
-                )
+                found = self._dynamic().get(resource, name=ref.name, namespace=namespace, serializer=_as_dict)
             except ApiException as exc:
                 if exc.status == 404:
                     return None
@@ -579,8 +569,7 @@ class KubernetesClusterDriver:
         resource = self._lookup(ref.api_version, ref.kind)
         if resource is None:
             raise KubernetesApiError(
-                f"{verb} {ref}: {ref.api_version} {ref.kind} is not served by the cluster "
-                "(is its CRD installed?)",
+                f"{verb} {ref}: {ref.api_version} {ref.kind} is not served by the cluster (is its CRD installed?)",
                 status=404,
                 reason="NotFound",
             )
@@ -686,9 +675,7 @@ class KubernetesClusterDriver:
                 return
             raise self._transport_error(verb, target, exc) from exc
 
-    def _api_error(
-        self, verb: str, target: str, exc: ApiException
-    ) -> KubernetesApiError | KubernetesUnavailableError:
+    def _api_error(self, verb: str, target: str, exc: ApiException) -> KubernetesApiError | KubernetesUnavailableError:
         status = int(exc.status or 0)
         reason, message = _status_details(exc)
         if status == 0:

@@ -124,9 +124,7 @@ def test_named_context_is_used(kubeapi: KubeApiServer, tmp_path: Path) -> None:
         assert cluster.server_version() == "1.31"
 
 
-def test_kubeconfig_env_is_read_when_no_path_is_given(
-    kubeapi: KubeApiServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_kubeconfig_env_is_read_when_no_path_is_given(kubeapi: KubeApiServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUBECONFIG", str(kubeapi.kubeconfig_path))
     with KubernetesClusterDriver() as cluster:
         assert cluster.server_version() == "1.31"
@@ -259,8 +257,7 @@ def test_apply_is_server_side_apply_to_the_namespaced_url(
                 "metadata": {"name": "kustomizations.kustomize.toolkit.fluxcd.io"},
                 "spec": {"group": "kustomize.toolkit.fluxcd.io", "scope": "Namespaced"},
             },
-            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
-            "kustomizations.kustomize.toolkit.fluxcd.io",
+            "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/kustomizations.kustomize.toolkit.fluxcd.io",
         ),
     ],
 )
@@ -316,11 +313,19 @@ def test_a_kind_served_later_is_found_after_a_discovery_miss(
     assert driver.get(ref) is None
     kubeapi.serve(
         "notification.toolkit.fluxcd.io/v1",
-        [{"name": "receivers", "singularName": "receiver", "namespaced": True, "kind": "Receiver",
-          "verbs": ["get", "list", "watch", "patch", "delete"]}],
+        [
+            {
+                "name": "receivers",
+                "singularName": "receiver",
+                "namespaced": True,
+                "kind": "Receiver",
+                "verbs": ["get", "list", "watch", "patch", "delete"],
+            }
+        ],
     )
-    kubeapi.put_object({"apiVersion": ref.api_version, "kind": ref.kind,
-                        "metadata": {"name": ref.name, "namespace": ref.namespace}})
+    kubeapi.put_object(
+        {"apiVersion": ref.api_version, "kind": ref.kind, "metadata": {"name": ref.name, "namespace": ref.namespace}}
+    )
     found = driver.get(ref)
     assert found is not None and found["metadata"]["name"] == "github"
 
@@ -398,14 +403,10 @@ def test_list_in_all_namespaces_uses_the_cluster_wide_path_and_selector(
     sent = _only(seeded.requests_to("GET", "/api/v1/services"))
     assert sent.param("labelSelector") == selector
     # The server leaves apiVersion/kind off built-in list items; the driver restores them.
-    assert [(s["apiVersion"], s["kind"], s["metadata"]["name"]) for s in services] == [
-        ("v1", "Service", "podinfo")
-    ]
+    assert [(s["apiVersion"], s["kind"], s["metadata"]["name"]) for s in services] == [("v1", "Service", "podinfo")]
 
 
-def test_list_in_one_namespace_uses_the_namespaced_path(
-    seeded: KubeApiServer, driver: KubernetesClusterDriver
-) -> None:
+def test_list_in_one_namespace_uses_the_namespaced_path(seeded: KubeApiServer, driver: KubernetesClusterDriver) -> None:
     children = driver.list(
         KUSTOMIZATION_API,
         "Kustomization",
@@ -542,9 +543,7 @@ def test_watch_reports_objects_deleted_when_their_kind_goes_away(
     assert _names(list(stream)) == [("DELETED", "podinfo")]
 
 
-def test_watch_error_event_other_than_410_is_raised(
-    seeded: KubeApiServer, driver: KubernetesClusterDriver
-) -> None:
+def test_watch_error_event_other_than_410_is_raised(seeded: KubeApiServer, driver: KubernetesClusterDriver) -> None:
     seeded.fail(500, query={"watch": "true"}, in_watch_stream=True, message="etcd leader changed")
     with pytest.raises(KubernetesUnavailableError, match="watch Kustomization in all namespaces: 500") as caught:
         list(driver.watch(KUSTOMIZATION_API, "Kustomization", timeout_seconds=1.0))
@@ -579,11 +578,18 @@ def test_rate_limits_and_server_errors_are_retryable(
     ("status", "reason", "message"),
     [
         (401, "Unauthorized", "Unauthorized"),
-        (403, "Forbidden", 'kustomizations.kustomize.toolkit.fluxcd.io "flux-system" is forbidden: '
-                           'User "ci" cannot patch resource "kustomizations"'),
+        (
+            403,
+            "Forbidden",
+            'kustomizations.kustomize.toolkit.fluxcd.io "flux-system" is forbidden: '
+            'User "ci" cannot patch resource "kustomizations"',
+        ),
         (409, "Conflict", "Operation cannot be fulfilled: the object has been modified"),
-        (422, "Invalid", 'Kustomization.kustomize.toolkit.fluxcd.io "flux-system" is invalid: '
-                         "spec.interval: Required value"),
+        (
+            422,
+            "Invalid",
+            'Kustomization.kustomize.toolkit.fluxcd.io "flux-system" is invalid: spec.interval: Required value',
+        ),
     ],
 )
 def test_refusals_are_permanent_with_a_one_line_message(
@@ -652,4 +658,3 @@ def test_discovery_failure_is_reported_for_the_operation(
     kubeapi.fail(503, path="^/apis$", times=10)
     with pytest.raises(KubernetesUnavailableError, match=r"^list Kustomization in all namespaces: 503"):
         driver.list(KUSTOMIZATION_API, "Kustomization")
-
