@@ -270,7 +270,8 @@ def run(argv: list[str] | None = None) -> None:
     """Console-script entry point: one-line errors, stable exit codes, no tracebacks."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        app(args=args, prog_name="sandbox", standalone_mode=False)
+        # Without standalone mode click returns a command's exit code instead of exiting.
+        result = app(args=args, prog_name="sandbox", standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
@@ -280,7 +281,8 @@ def run(argv: list[str] | None = None) -> None:
         # Usage errors (unknown command or option, missing argument): exit 2.
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         print(f"sandbox: error: {' '.join(str(message).split())}", file=sys.stderr)
-        sys.exit(EXIT_USAGE)
+        # `scan` keeps pluto's codes, where 2 and 3 mean findings: its usage errors are 1.
+        sys.exit(EXIT_FAILED if args[:1] == ["scan"] else EXIT_USAGE)
     except SandboxError as exc:
         from cli.common import exit_code_for
 
@@ -292,6 +294,8 @@ def run(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - never a traceback for users
         print(f"sandbox: error: unexpected {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
         sys.exit(EXIT_FAILED)
+    if isinstance(result, int) and not isinstance(result, bool):
+        sys.exit(result)
 
 
 if __name__ == "__main__":
