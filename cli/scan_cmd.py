@@ -1,0 +1,116 @@
+"""``sandbox scan PATH``: deprecated and removed Kubernetes/Flux API versions, like pluto.
+
+Registered by ``cli/main.py`` as ``app.command("scan")(scan)``.
+
+Exit codes are pluto's, not the rest of the CLI's: 0 nothing found, 2 deprecated APIs
+found, 3 removed APIs found (removed wins), 1 for every error (unreadable path, invalid
+version, invalid ``--output``, unusable ``--data`` file) with one line
+``sandbox: error: ...`` on stderr. ``--output json`` prints exactly
+``{"findings": [...], "skipped": [...]}`` (see ../shared/CLI.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from cli.common import EXIT_FAILED, echo, echo_json, fail
+from sandbox.deprecations import Finding, ScanReport, scan_path
+from sandbox.errors import SandboxError
+
+EXIT_NOTHING_FOUND = 0
+EXIT_DEPRECATED_FOUND = 2
+EXIT_REMOVED_FOUND = 3
+
+OUTPUT_FORMATS = ("text", "json")
+
+_COLUMNS = (
+    "FILE",
+    "KIND",
+    "APIVERSION",
+    "NAME",
+    "NAMESPACE",
+    "DEPRECATED-IN",
+    "REMOVED-IN",
+    "REPLACEMENT",
+    "STATUS",
+)
+
+
+def scan(
+    path: Path = typer.Argument(..., help="A YAML/JSON file or a directory to scan recursively"),
+    k8s_version: str | None = typer.Option(
+        None, "--k8s-version", help="Target Kubernetes version X.Y (default: the newest release in the data)"
+    ),
+    flux_version: str | None = typer.Option(
+        None, "--flux-version", help="Target Flux version X.Y (default: the newest release in the data)"
+    ),
+    output: str = typer.Option("text", "--output", help="text or json"),
+    data: list[Path] = typer.Option(
+        [], "--data", help="Extra deprecation data file in the bundled schema (repeatable)"
+    ),
+) -> None:
+    """Find deprecated and removed Kubernetes and Flux API versions (exit 0 none, 2 deprecated, 3 removed)."""
+    if output not in OUTPUT_FORMATS:
+        fail(f"invalid --output {output!r}: expected one of {', '.join(OUTPUT_FORMATS)}", EXIT_FAILED)
+    try:
+        report = scan_path(path, k8s_version=k8s_version, flux_version=flux_version, extra_data=data)
+    except SandboxError as exc:
+        fail(str(exc), EXIT_FAILED)
+    except OSError as exc:
+        fail(f"cannot scan {path}: {exc.strerror or type(exc).__name__}", EXIT_FAILED)
+
+    if output == "json":
+        echo_json(report.to_json())
+    else:
+        _print_text(report)
+    code = exit_code(report)
+    if code != EXIT_NOTHING_FOUND:
+        raise typer.Exit(code)
+
+
+def exit_code(report: ScanReport) -> int:
+    """pluto's exit code for a report: 3 if anything is removed, else 2 if deprecated, else 0."""
+    if report.removed:
+        return EXIT_REMOVED_FOUND
+    if report.findings:
+        return EXIT_DEPRECATED_FOUND
+    return EXIT_NOTHING_FOUND
+
+
+def _print_text(report: ScanReport) -> None:
+    targets = ", ".join(f"{_component_label(name)} {version}" for name, version in report.targets.items())
+    if report.findings:
+        rows = [_COLUMNS, *(_row(finding) for finding in report.findings)]
+        widths = [max(len(row[column]) for row in rows) for column in range(len(_COLUMNS))]
+        for row in rows:
+            echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        removed, deprecated = len(report.removed), len(report.deprecated_only)
+        echo()
+        echo(f"{len(report.findings)} finding(s) at {targets}: {removed} removed, {deprecated} deprecated")
+    else:
+        echo(f"No deprecated or removed APIs found at {targets}.")
+    if report.skipped:
+        echo()
+        echo(f"{len(report.skipped)} file(s) skipped:")
+        for skipped in report.skipped:
+            echo(f"  {skipped.file}: {skipped.reason}")
+
+
+def _row(finding: Finding) -> tuple[str, ...]:
+    return (
+        finding.file,
+        finding.kind,
+        finding.apiVersion,
+        finding.name or "-",
+        finding.namespace or "-",
+        finding.deprecated_in or "-",
+        finding.removed_in or "-",
+        finding.replacement or "none",
+        "removed" if finding.removed else "deprecated",
+    )
+
+
+def _component_label(component: str) -> str:
+    return {"kubernetes": "Kubernetes", "flux": "Flux"}.get(component, component)
