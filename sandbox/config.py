@@ -188,6 +188,19 @@ class DriversConfig(_Model):
 EnvName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
 
 
+class ValidationConfig(_Model):
+    """What the validate stage checks the sandbox against."""
+
+    flux_version: str | None = Field(
+        default=None,
+        description="Flux version the clusters run (X.Y), for its API removals; default: the newest Flux known",
+    )
+    extra_deprecation_data: list[str] = Field(
+        default_factory=list,
+        description="Extra API deprecation data files (e.g. for cert-manager CRDs), relative to fleet.yaml",
+    )
+
+
 class FleetConfig(_Model):
     """The whole ``fleet.yaml``."""
 
@@ -196,6 +209,7 @@ class FleetConfig(_Model):
     sandbox: SandboxDefaults = Field(default_factory=SandboxDefaults)
     inventory: InventoryConfig = Field(default_factory=InventoryConfig)
     drivers: DriversConfig = Field(default_factory=DriversConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
 
     #: Directory the file was read from; relative paths resolve against it.
     base_dir: Path = Field(default=Path("."), exclude=True, description="Directory of fleet.yaml")

@@ -8,6 +8,7 @@ rerun after a crash in the middle of a stage completes it instead of failing.
 
 from __future__ import annotations
 
+import re
 import shutil
 import uuid
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from sandbox import fleetrepo
+from sandbox import deprecations, fleetrepo
 from sandbox.config import FleetConfig
 from sandbox.drivers.cluster import FLUX_NAMESPACE, ClusterDriver
 from sandbox.drivers.load import local_target
@@ -187,6 +188,16 @@ def register(config: FleetConfig, inventory: Inventory, validated: ValidatedRequ
 
 
 # -- shared helpers ----------------------------------------------------------
+
+
+def minor_version_of(version: str | None) -> str | None:
+    """``X.Y`` of a control-plane version as providers spell it (``1.31``, ``v1.31.2``, ``1.31-eks``)."""
+    if not version:
+        return None
+    match = re.match(r"^v?(\d+)\.(\d+)", version.strip())
+    if match is None:
+        raise InvalidInputError(f"invalid Kubernetes version {version!r}: expected X.Y")
+    return f"{match.group(1)}.{match.group(2)}"
 
 
 def ensure_checkout(ctx: SandboxContext) -> Path:
@@ -456,29 +467,26 @@ def validate(ctx: SandboxContext) -> StageResult:
     repo = _on_branch(ctx, record.branch or "")
     findings: list[dict[str, Any]] = []
     removed: list[str] = []
-    try:
-        from sandbox import deprecations
-    except ImportError:  # pragma: no cover - the scanner ships with the product
-        deprecations = None  # type: ignore[assignment]
-    if deprecations is not None:
-        for path in scan_paths(ctx, repo):
-            report = deprecations.scan_path(path, k8s_version=record.kubernetes_version or None, flux_version=None)
-            for finding in report.findings:
-                data = finding.model_dump() if hasattr(finding, "model_dump") else dict(vars(finding))
-                data["file"] = (
-                    str(Path(str(data["file"])).resolve().relative_to(repo.resolve()))
-                    if Path(str(data["file"])).is_absolute()
-                    else data["file"]
-                )
-                findings.append(data)
-                if data.get("removed"):
-                    removed.append(
-                        f"{data['file']}: {data['kind']} {data['name']} uses {data['apiVersion']}, removed in "
-                        f"{data['removed_in']} (use {data.get('replacement') or 'a supported version'})"
-                    )
-        ctx.progress(
-            f"static scan at Kubernetes {record.kubernetes_version}: {len(findings)} finding(s), {len(removed)} removed"
+    k8s_version = minor_version_of(record.kubernetes_version)
+    validation = ctx.config.validation
+    extra_data = [ctx.config.path(p) for p in validation.extra_deprecation_data]
+    for path in scan_paths(ctx, repo):
+        report = deprecations.scan_path(
+            path, k8s_version=k8s_version, flux_version=validation.flux_version, extra_data=extra_data
         )
+        for finding in report.findings:
+            data = finding.model_dump()
+            file = Path(str(data["file"]))
+            data["file"] = str(file.resolve().relative_to(repo.resolve())) if file.is_absolute() else str(file)
+            findings.append(data)
+            if data.get("removed"):
+                removed.append(
+                    f"{data['file']}: {data['kind']} {data['name']} uses {data['apiVersion']}, removed in "
+                    f"{data['removed_in']} (use {data.get('replacement') or 'a supported version'})"
+                )
+    ctx.progress(
+        f"static scan at Kubernetes {k8s_version or 'latest'}: {len(findings)} finding(s), {len(removed)} removed"
+    )
     if removed:
         raise ValidationFailedError("; ".join(removed))
     cluster = cluster_for(ctx)
