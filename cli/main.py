@@ -7,6 +7,8 @@ as the Prefect UI, and end with exit 0 (success), 1 (a failed operation) or 2
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -255,15 +257,27 @@ def clone_command(
         echo("no gotk-sync.yaml in the sandbox: bootstrap writes one for its own path and branch")
 
 
-def _register_optional_commands() -> None:
-    try:
-        from cli.scan_cmd import scan
-    except ImportError:  # the scanner module is optional during development
-        return
-    app.command("scan")(scan)
+#: Command modules beside this one; each exposes ``register(app)``. A module not
+#: written yet is skipped, but an import error inside a module that exists is not.
+COMMAND_MODULES: tuple[str, ...] = (
+    "cli.scan_cmd",  # scan
+    "cli.release_cmd",  # release, release plan, resolve
+    "cli.check_cmd",  # check, validate NAME
+    "cli.watch_cmd",  # watch
+    "cli.align_cmd",  # align
+    "cli.cleanup_cmd",  # cleanup, extend
+    "cli.perf_cmd",  # perf, perf accept
+)
 
 
-_register_optional_commands()
+def _register_command_modules() -> None:
+    for module_name in COMMAND_MODULES:
+        if importlib.util.find_spec(module_name) is None:
+            continue
+        importlib.import_module(module_name).register(app)
+
+
+_register_command_modules()
 
 
 def run(argv: list[str] | None = None) -> None:

@@ -114,3 +114,8 @@ def _row(finding: Finding) -> tuple[str, ...]:
 
 def _component_label(component: str) -> str:
     return {"kubernetes": "Kubernetes", "flux": "Flux"}.get(component, component)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``sandbox scan`` to the command line."""
+    app.command("scan")(scan)
