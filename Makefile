@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-unit lint bench clean
+.PHONY: setup system-deps demo test test-unit lint bench clean
 
 # Idempotent: rebuilds the environment only when the lock or the project changes.
 setup: $(STAMP)
@@ -16,10 +16,14 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+# Debian packages the integration tests run for real (idempotent; apt-get only when missing).
+system-deps:
+	sh scripts/install-system-deps.sh
+
 demo: setup
 	$(BIN)/sandbox demo
 
-test: setup
+test: setup system-deps
 	$(BIN)/pytest -q
 
 test-unit: setup
