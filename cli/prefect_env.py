@@ -24,6 +24,10 @@ def configure_prefect(state_dir: Path) -> None:
     os.environ.setdefault("PREFECT_RESULTS_PERSIST_BY_DEFAULT", "true")
     # The CLI prints its own summary; keep Prefect's console logs to the point.
     os.environ.setdefault("PREFECT_LOGGING_LOG_PRINTS", "true")
+    # The temporary server a CLI run starts would otherwise run Prefect's telemetry
+    # job, which races the run's own writes to the server's SQLite database and
+    # prints a "database is locked" traceback on shutdown.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 class _DropExpectedTracebacks(logging.Filter):
