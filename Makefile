@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps demo test test-unit lint bench clean
+.PHONY: setup system-deps demo test test-unit test-team lint bench serve clean
 
 # Idempotent: rebuilds the environment only when the lock or the project changes.
 setup: $(STAMP)
@@ -24,14 +24,22 @@ demo: setup
 	$(BIN)/sandbox demo
 
 test: setup system-deps
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 4 --dist loadfile
+
+# The team setup alone: Prefect server on PostgreSQL with two workers, and the UI form in Chromium.
+test-team: setup system-deps
+	$(BIN)/pytest -q tests/integration/test_team_server.py tests/integration/test_serve_ui.py
 
 test-unit: setup
 	$(BIN)/pytest -q -m "not integration"
 
 lint: setup
-	$(BIN)/ruff check sandbox flows tasks cli tests bench
+	$(BIN)/ruff check sandbox flows tasks cli deployments tests bench
 	$(BIN)/mypy
+
+# A local Prefect server (not the ephemeral one: schedules need a real server) with the deployments served.
+serve: setup
+	$(BIN)/python -m deployments.serve $(if $(CONFIG),--config $(CONFIG)) $(if $(PORT),--port $(PORT))
 
 bench: setup
 	$(BIN)/python -m bench

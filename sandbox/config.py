@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sandbox.errors import ConfigError
+from sandbox.errors import ConfigError, InvalidInputError
 
 DEFAULT_CONFIG_PATH = Path("fleet.yaml")
 
@@ -40,6 +40,16 @@ class Tracking(_Model):
     range: str | None = Field(default=None, description="Masterminds semver range (type=semver), e.g. 1.2.x")
     tag: str | None = Field(default=None, description="Fixed artifact tag (type=tag), e.g. 1.2.3")
 
+    @field_validator("range")
+    @classmethod
+    def _range_parses(cls, value: str | None) -> str | None:
+        # A range Flux cannot read would only fail at release time, far from its cause.
+        if value is not None:
+            from sandbox.versions import parse_constraint
+
+            parse_constraint(value)  # InvalidConstraintError is a ValueError: a config error naming the key
+        return value
+
     @model_validator(mode="after")
     def _value_for_type(self) -> Tracking:
         needed = {"branch": self.branch, "semver": self.range, "tag": self.tag}[self.type.value]
@@ -54,6 +64,13 @@ class TerraformSettings(_Model):
 
     module: str = Field(description="Path of the terraform module inside the fleet repository")
     variables: dict[str, Any] = Field(default_factory=dict, description="Variables for this environment")
+    workspace: str | None = Field(
+        default=None,
+        description=(
+            "Terraform workspace holding this long-lived environment's own state (read by `sandbox align`); "
+            "default: the environment's name"
+        ),
+    )
 
 
 class EnvironmentConfig(_Model):
@@ -110,6 +127,67 @@ class InventoryConfig(_Model):
     )
 
 
+class CostConfig(_Model):
+    """Estimated cluster cost: an hourly rate per scale (node size), for ``sandbox list`` and cleanup reports.
+
+    A sandbox's hourly cost is ``hourly_rates[<size>] * <count>``, with size and
+    count taken from its terraform variables (the source environment's, then the
+    sandbox's overrides). Estimates only: no cloud bill is read.
+    """
+
+    currency: str = Field(default="USD", description="Currency of the rates (shown in reports)")
+    hourly_rates: dict[str, Annotated[float, Field(ge=0)]] = Field(
+        default_factory=dict,
+        description="Cost of one node per hour by node size (the size variable's value), e.g. {small: 0.05}",
+    )
+    default_hourly_rate: float | None = Field(
+        default=None, ge=0, description="Per node and hour for sizes not listed; unset: their cost is unknown"
+    )
+    size_variable: str = Field(default="node_size", description="Terraform variable holding the node size")
+    count_variable: str = Field(
+        default="node_count", description="Terraform variable holding the node count (1 when absent)"
+    )
+    unnoticed_hours: float = Field(
+        default=168,
+        gt=0,
+        description=(
+            "Assumed hours a forgotten sandbox would have kept running past its expiry (or past being found, for "
+            "orphans) had cleanup not destroyed it; only used for the 'estimated saving' in cleanup reports"
+        ),
+    )
+
+
+class CleanupConfig(_Model):
+    """The nightly cleanup of expired and orphaned sandboxes."""
+
+    concurrency: int = Field(default=4, ge=1, le=64, description="How many sandboxes are cleaned at the same time")
+    grace: str = Field(
+        default="2h",
+        description=(
+            "Records changed more recently than this are left alone while creating or tearing down, and never "
+            "reconciled (a run may be working on them), e.g. 2h"
+        ),
+    )
+    delete_orphan_branches: bool = Field(
+        default=True, description="Delete sandbox branches no record owns (the deleted tip is kept in the report)"
+    )
+    propose_directory_removal: bool = Field(
+        default=True,
+        description="Open a pull request removing sandbox directories found on the default branch without a record",
+    )
+
+    @field_validator("grace")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        from sandbox.naming import parse_duration
+
+        try:
+            parse_duration(value)
+        except InvalidInputError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+
 class TerraformDriverConfig(_Model):
     """The terraform driver."""
 
@@ -164,15 +242,159 @@ class GitDriverConfig(_Model):
     )
 
 
+class LocustSettings(_Model):
+    """The locust load generator (``drivers.load_generator.locust``)."""
+
+    command: list[str] = Field(
+        default_factory=list, description="How to start locust, e.g. [locust]; default: python -m locust"
+    )
+    startup_timeout_seconds: float = Field(default=60, gt=0, description="Time allowed on top of the run time")
+
+
+class LoadJobSettings(_Model):
+    """The Kubernetes Job load generator (``drivers.load_generator.job``); see docs/load-results.md."""
+
+    image: str | None = Field(default=None, description="Load image; it prints a result line (docs/load-results.md)")
+    namespace: str = Field(default="default", description="Namespace the load Job runs in")
+    command: list[str] = Field(default_factory=list, description="Container command (default: the image's)")
+    args: list[str] = Field(default_factory=list, description="Container args")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables (no secrets)")
+    deadline_margin_seconds: float = Field(default=300, gt=0, description="Time allowed on top of the run time")
+
+
 class LoadGeneratorConfig(_Model):
     """The load generator used by performance tests."""
 
-    type: Literal["http", "locust"] = Field(
-        default="http", description="http (built-in HTTP load) or locust (headless subprocess)"
+    type: Literal["http", "locust", "kubernetes-job"] = Field(
+        default="http",
+        description="http (built-in HTTP load), locust (headless subprocess) or kubernetes-job (a load image)",
     )
     users: int = Field(default=4, ge=1, description="Concurrent simulated users")
+    spawn_rate: float | None = Field(default=None, gt=0, description="Users started per second (default: all at once)")
     duration_seconds: float = Field(default=2.0, gt=0, description="How long the load runs")
     target_url: str | None = Field(default=None, description="URL to load; default: a local target")
+    locust: LocustSettings = Field(default_factory=LocustSettings)
+    job: LoadJobSettings = Field(default_factory=LoadJobSettings)
+
+
+PerfMetric = Literal["requests_per_second", "p50_ms", "p95_ms", "p99_ms", "error_rate"]
+
+
+class PerformanceGate(_Model):
+    """Fails a run whose metric is worse than the baseline's by more than a percentage."""
+
+    metric: PerfMetric = Field(
+        description="requests_per_second (lower is worse) or p50_ms, p95_ms, p99_ms, error_rate (higher is worse)"
+    )
+    max_worse_percent: float = Field(ge=0, description="Largest change for the worse tolerated, in % of the baseline")
+
+
+class PerformanceScenario(_Model):
+    """A named load scenario; unset values come from drivers.load_generator."""
+
+    users: int | None = Field(default=None, ge=1, description="Concurrent simulated users")
+    spawn_rate: float | None = Field(default=None, gt=0, description="Users started per second")
+    duration_seconds: float | None = Field(default=None, gt=0, description="How long the load runs")
+    target_url: str | None = Field(default=None, description="URL to load (default: the local stand-in target)")
+    path: str = Field(default="/", description="Path requested on the local stand-in target")
+    locustfile: str | None = Field(default=None, description="locust only: the scenario's locustfile (path)")
+
+
+class PerformanceConfig(_Model):
+    """Performance-test sandboxes: scenarios, gates against the baseline, reports."""
+
+    default_scenario: str = Field(default="smoke", description="Scenario run when none is named")
+    scenarios: dict[str, PerformanceScenario] = Field(
+        default_factory=lambda: {"smoke": PerformanceScenario()}, description="Load scenarios by name"
+    )
+    gates: list[PerformanceGate] = Field(
+        default_factory=lambda: [
+            PerformanceGate(metric="p95_ms", max_worse_percent=10),
+            PerformanceGate(metric="requests_per_second", max_worse_percent=10),
+        ],
+        description="Pass/fail gates against the baseline",
+    )
+    max_error_rate: float = Field(default=0.01, ge=0, le=1, description="Highest error rate (0..1) that passes")
+    local_target_delay_ms: float = Field(
+        default=20, ge=0, description="Service time of the local stand-in target (simulated clusters have no ingress)"
+    )
+    reports_dir: str = Field(default="perf-reports", description="Charts and load files, relative to the state dir")
+
+    @model_validator(mode="after")
+    def _default_is_known(self) -> PerformanceConfig:
+        if self.default_scenario not in self.scenarios:
+            raise ValueError(f"default_scenario {self.default_scenario!r} is not in scenarios")
+        return self
+
+
+# Distribution spec: registry host[:port] (or [IPv6]:port) and repository path components.
+_REGISTRY_HOST_RE = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]{1,5})?|\[[0-9A-Fa-f:]+\](?::[0-9]{1,5})?"
+)
+_REPOSITORY_RE = re.compile(r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*")
+
+
+def split_registry_url(value: str) -> tuple[str, str]:
+    """``(host[:port], repository)`` of ``oci://host[:port]/path`` (``https://``, ``http://`` or none too).
+
+    Raises:
+        ValueError: No host, or no valid repository path.
+    """
+    text = value.strip()
+    for scheme in ("oci://", "https://", "http://"):
+        if text.startswith(scheme):
+            text = text[len(scheme) :]
+            break
+    host, _, repository = text.partition("/")
+    repository = repository.strip("/")
+    if not host or not _REGISTRY_HOST_RE.fullmatch(host):
+        raise ValueError(f"{value!r} has no registry host: use oci://host[:port]/path")
+    if not repository or not _REPOSITORY_RE.fullmatch(repository):
+        raise ValueError(f"{value!r} has no valid repository path (lowercase a-z, 0-9, . _ - and /)")
+    return host, repository
+
+
+class RegistryConfig(_Model):
+    """The OCI registry the platform stack's Flux artifacts are published to (``drivers.registry``)."""
+
+    url: str = Field(
+        description="OCI repository of the platform artifact, as an OCIRepository's .spec.url: oci://host[:port]/path"
+    )
+    insecure: bool = Field(
+        default=False, description="Plain HTTP (a local registry), like OCIRepository .spec.insecure"
+    )
+    auth: Literal["token", "basic"] = Field(
+        default="token", description="token (Docker token auth, most registries) or basic (htpasswd registries)"
+    )
+    username_env: str = Field(default="FLEET_REGISTRY_USERNAME", description="Environment variable with the username")
+    password_env: str = Field(
+        default="FLEET_REGISTRY_PASSWORD", description="Environment variable with the password or token"
+    )
+    password_secret_block: str | None = Field(
+        default=None, description="Prefect Secret block with the password or token (wins over password_env)"
+    )
+    timeout_seconds: float = Field(default=60, gt=0, description="Longest a single registry request may take")
+    push_with: Literal["auto", "oras", "flux"] = Field(
+        default="auto",
+        description="auto (`flux push artifact` when the flux CLI is on PATH, else oras), oras (built in) or flux",
+    )
+    flux_binary: str = Field(default="flux", description="The flux CLI, for push_with auto or flux")
+
+    @field_validator("url")
+    @classmethod
+    def _oci_url(cls, value: str) -> str:
+        host, repository = split_registry_url(value)
+        return f"oci://{host}/{repository}"
+
+    @property
+    def host(self) -> str:
+        """``host[:port]`` of the registry."""
+        return split_registry_url(self.url)[0]
+
+    @property
+    def repository(self) -> str:
+        """The repository path inside the registry, e.g. ``fleet/platform``."""
+        return split_registry_url(self.url)[1]
 
 
 class DriversConfig(_Model):
@@ -183,6 +405,10 @@ class DriversConfig(_Model):
     cluster: ClusterDriverConfig = Field(default_factory=ClusterDriverConfig)
     git_hosting: GitHostingConfig = Field(default_factory=GitHostingConfig)
     load_generator: LoadGeneratorConfig = Field(default_factory=LoadGeneratorConfig)
+    registry: RegistryConfig | None = Field(
+        default=None,
+        description="Where releases are published; default: the URL of the clusters' platform OCIRepository",
+    )
 
 
 EnvName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
@@ -210,6 +436,9 @@ class FleetConfig(_Model):
     inventory: InventoryConfig = Field(default_factory=InventoryConfig)
     drivers: DriversConfig = Field(default_factory=DriversConfig)
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    performance: PerformanceConfig = Field(default_factory=PerformanceConfig)
+    cost: CostConfig = Field(default_factory=CostConfig)
+    cleanup: CleanupConfig = Field(default_factory=CleanupConfig)
 
     #: Directory the file was read from; relative paths resolve against it.
     base_dir: Path = Field(default=Path("."), exclude=True, description="Directory of fleet.yaml")

@@ -3,6 +3,11 @@
 #
 #   docker-registry  Debian's build of the CNCF distribution registry: the real OCI
 #                    registry the release tests push Flux artifacts to (on loopback).
+#   chromium         Debian's Chromium, run headless by the browser check of the Prefect
+#                    UI's deployment run form (tests/integration/test_team_server.py).
+#   postgresql       PostgreSQL's server binaries (initdb, pg_ctl): the inventory tests start
+#                    a throwaway server on loopback (tests/pg_server.py); the package also
+#                    creates the `postgres` user the server runs as when the tests run as root.
 #
 # Does nothing when every package is already present. Installing needs root (or
 # sudo without a password); `apt-get update` runs only when the package lists are
@@ -10,7 +15,7 @@
 # systemd in these machines); tests run `docker-registry serve CONFIG` themselves.
 set -eu
 
-PACKAGES="docker-registry"
+PACKAGES="docker-registry chromium postgresql"
 
 missing=""
 for package in $PACKAGES; do
