@@ -1,24 +1,32 @@
 """The sandbox inventory: records and per-stage completion, in SQL via SQLAlchemy.
 
-SQLite by default, any SQLAlchemy URL (PostgreSQL for teams) by configuration.
-The inventory is the product's memory independent of Prefect: a resumed run
-skips every stage recorded here as completed, even if Prefect's result storage
-was lost.
+SQLite by default, any SQLAlchemy URL (PostgreSQL for teams, with the
+``postgresql+psycopg://`` driver) by configuration. The inventory is the
+product's memory independent of Prefect: a resumed run skips every stage
+recorded here as completed, even if Prefect's result storage was lost.
+
+The schema is owned by the Alembic migrations in :mod:`sandbox.migrations`;
+opening an inventory upgrades its database to the newest revision (once per
+process and database), so the table classes below only *map* the schema.
 """
 
 from __future__ import annotations
 
+import builtins
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, Field
 from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -28,10 +36,11 @@ from sqlalchemy import (
     event,
     select,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from sandbox import migrations
 from sandbox.errors import ConflictError, PermanentError, RetryableError
 from sandbox.models import (
     STAGE_ORDER,
@@ -84,6 +93,11 @@ class SandboxRow(_Base):
     kubernetes_version: Mapped[str | None] = mapped_column(String(32))
     overrides: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     pull_request_url: Mapped[str | None] = mapped_column(Text)
+    scale: Mapped[str | None] = mapped_column(String(64))
+    hourly_cost: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    destroyed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    adopted: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class StageRow(_Base):
@@ -102,6 +116,41 @@ class StageRow(_Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
+class CleanupActionRow(_Base):
+    __tablename__ = "cleanup_actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[str | None] = mapped_column(Text)
+    hourly_cost: Mapped[float | None] = mapped_column(Float)
+    estimated_saving: Mapped[float | None] = mapped_column(Float)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CleanupActionEntry(BaseModel):
+    """One recorded cleanup action: what a cleanup run did (or failed to do) to one target."""
+
+    run_id: str
+    kind: str = Field(description="expired, orphan-state, orphan-branch, orphan-directory or stale-record")
+    target: str = Field(description="Sandbox name, branch or cluster directory")
+    action: str = Field(description="What cleanup does about it")
+    status: str = Field(description="done or failed")
+    reason: str | None = None
+    detail: str | None = None
+    hourly_cost: float | None = None
+    estimated_saving: float | None = None
+    recorded_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
 def utcnow() -> datetime:
     """Now, timezone-aware UTC, to the second."""
     return datetime.now(UTC).replace(microsecond=0)
@@ -112,27 +161,82 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _maybe_aware(moment: datetime | None) -> datetime | None:
+    return _aware(moment) if moment is not None else None
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without its password, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url.split("@")[-1]
+
+
+#: Words in a driver's message that mean "try again later" (a lock, a database down or restarting).
+_BUSY_MARKS = ("locked", "could not connect", "connection failed", "connection refused", "timeout", "timed out")
+
+#: Databases (by URL) this process has already brought to the newest schema.
+_MIGRATED: set[str] = set()
+_MIGRATED_LOCK = threading.Lock()
+
+
 class Inventory:
-    """Sandbox records and stage completion.
+    """Sandbox records, stage completion and cleanup actions.
+
+    Opening one upgrades the database's schema to the newest migration.
 
     Args:
-        url: SQLAlchemy database URL.
+        url: SQLAlchemy database URL (``sqlite:///path``, ``postgresql+psycopg://user@host:port/db``).
+
+    Raises:
+        InventoryError: Unusable URL, missing driver, unreachable or refusing database, or a
+            database migrated by a newer fleet-sandbox.
+        InventoryBusyError: The database is locked or not reachable for the moment.
     """
 
     def __init__(self, url: str) -> None:
+        self.url = redacted_url(url)
         try:
-            if url.startswith("sqlite:///"):
+            if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             self._engine: Engine = create_engine(url, future=True)
         except OSError as exc:
-            raise InventoryError(f"cannot open inventory {url.split('@')[-1]}: {exc.strerror}") from None
+            raise InventoryError(f"cannot open inventory {self.url}: {exc.strerror}") from None
         except (SQLAlchemyError, ImportError, ValueError) as exc:
-            raise InventoryError(f"cannot open inventory {url.split('@')[-1]}: {exc}") from None
-        if url.startswith("sqlite"):
+            raise InventoryError(f"cannot open inventory {self.url}: {exc}") from None
+        if self._engine.dialect.name == "sqlite":
             event.listen(self._engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
-        with self._guard():
-            _Base.metadata.create_all(self._engine)
+        try:
+            self._migrate(url)
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    def _migrate(self, url: str) -> None:
+        with _MIGRATED_LOCK:
+            if url in _MIGRATED:
+                return
+        with self._guard(), self._engine.connect() as connection:
+            current = migrations.current_revisions(connection)
+            connection.rollback()
+            unknown = current - migrations.known_revisions()
+            if unknown:
+                raise InventoryError(
+                    f"inventory {self.url} is at schema revision {', '.join(sorted(unknown))}, which this "
+                    "fleet-sandbox does not know (migrated by a newer version?); upgrade fleet-sandbox"
+                )
+            if current != migrations.head_revisions():
+                migrations.upgrade_to_head(connection)
+        if make_url(url).database not in (None, "", ":memory:"):  # each in-memory database is new
+            with _MIGRATED_LOCK:
+                _MIGRATED.add(url)
+
+    @property
+    def dialect(self) -> str:
+        """The database's SQLAlchemy dialect name (``sqlite``, ``postgresql``)."""
+        return str(self._engine.dialect.name)
 
     def close(self) -> None:
         """Release database connections."""
@@ -146,7 +250,7 @@ class Inventory:
             raise
         except OperationalError as exc:
             text = str(exc.orig) if exc.orig else str(exc)
-            if "locked" in text or "could not connect" in text or "timeout" in text:
+            if any(mark in text.lower() for mark in _BUSY_MARKS):
                 raise InventoryBusyError(f"inventory busy: {text.splitlines()[0]}") from None
             raise InventoryError(f"inventory error: {text.splitlines()[0]}") from None
         except SQLAlchemyError as exc:
@@ -170,6 +274,9 @@ class Inventory:
         )
         row.kind = record.kind.value
         row.status = record.status.value
+        row.updated_at = record.updated_at or record.created_at
+        if record.status is SandboxStatus.destroyed and row.destroyed_at is None:
+            row.destroyed_at = row.updated_at
         try:
             with self._session() as session:
                 session.add(row)
@@ -200,16 +307,33 @@ class Inventory:
             rows = session.scalars(select(SandboxRow).order_by(SandboxRow.created_at, SandboxRow.name))
             return [self._record(session, row) for row in rows]
 
+    def names(self) -> set[str]:
+        """The names of every record (destroyed ones too)."""
+        with self._session() as session:
+            return set(session.scalars(select(SandboxRow.name)))
+
     def update(self, name: str, **fields: Any) -> SandboxRecord:
-        """Change fields of a record (enums are stored by value)."""
+        """Change fields of a record (enums are stored by value).
+
+        ``updated_at`` is set to now; a change of ``status`` to destroyed also sets
+        ``destroyed_at`` (unless given), and a change away from it clears it.
+        """
         with self._session() as session:
             row = session.get(SandboxRow, name)
             if row is None:
                 raise NotFoundError(f"no sandbox named {name!r} in the inventory")
+            now = utcnow()
             for key, value in fields.items():
-                if not hasattr(SandboxRow, key):
+                if not hasattr(SandboxRow, key) or key.startswith("_"):
                     raise AttributeError(key)
                 setattr(row, key, getattr(value, "value", value))
+            if "status" in fields and "destroyed_at" not in fields:
+                if row.status == SandboxStatus.destroyed.value:
+                    row.destroyed_at = row.destroyed_at or now
+                else:
+                    row.destroyed_at = None
+            if "updated_at" not in fields:
+                row.updated_at = now
         return self.get(name)
 
     def delete(self, name: str) -> None:
@@ -230,6 +354,7 @@ class Inventory:
             row.status = StageStatus.running.value
             row.started_at = utcnow()
             row.error = None
+            self._touch(session, name, row.started_at)
 
     def stage_completed(self, name: str, lifecycle_id: str, stage: Stage, result: dict[str, Any]) -> None:
         """Record a completed run of a stage with its (secret-free) result."""
@@ -241,6 +366,7 @@ class Inventory:
             row.finished_at = utcnow()
             row.result = result
             row.error = None
+            self._touch(session, name, row.finished_at)
 
     def stage_failed(self, name: str, lifecycle_id: str, stage: Stage, error: str) -> None:
         """Record a failed attempt of a stage."""
@@ -250,6 +376,7 @@ class Inventory:
                 row.status = StageStatus.failed.value
             row.finished_at = utcnow()
             row.error = error
+            self._touch(session, name, row.finished_at)
 
     def stage_result(self, name: str, lifecycle_id: str, stage: Stage) -> dict[str, Any] | None:
         """The stored result of a completed stage, or ``None`` if it has not completed."""
@@ -281,6 +408,49 @@ class Inventory:
                 .limit(1)
             )
             return dict(row.result or {}) if row is not None else None
+
+    @staticmethod
+    def _touch(session: Session, name: str, moment: datetime) -> None:
+        sandbox = session.get(SandboxRow, name)
+        if sandbox is not None:
+            sandbox.updated_at = moment
+
+    # -- cleanup actions --------------------------------------------------
+
+    def record_cleanup_action(self, entry: CleanupActionEntry) -> None:
+        """Keep what a cleanup run did to one target (an audit trail; never secrets)."""
+        with self._session() as session:
+            session.add(CleanupActionRow(**entry.model_dump()))
+
+    def cleanup_actions(
+        self, run_id: str | None = None, target: str | None = None
+    ) -> builtins.list[CleanupActionEntry]:
+        """Recorded cleanup actions, oldest first, of one run and/or one target."""
+        query = select(CleanupActionRow).order_by(CleanupActionRow.recorded_at, CleanupActionRow.id)
+        if run_id is not None:
+            query = query.where(CleanupActionRow.run_id == run_id)
+        if target is not None:
+            query = query.where(CleanupActionRow.target == target)
+        with self._session() as session:
+            return [
+                CleanupActionEntry(
+                    run_id=row.run_id,
+                    kind=row.kind,
+                    target=row.target,
+                    action=row.action,
+                    status=row.status,
+                    reason=row.reason,
+                    detail=row.detail,
+                    hourly_cost=row.hourly_cost,
+                    estimated_saving=row.estimated_saving,
+                    recorded_at=_aware(row.recorded_at),
+                    started_at=_maybe_aware(row.started_at),
+                    finished_at=_maybe_aware(row.finished_at),
+                )
+                for row in session.scalars(query)
+            ]
+
+    # -- mapping ----------------------------------------------------------
 
     def _stage_row(self, session: Session, name: str, lifecycle_id: str, stage: Stage) -> StageRow:
         row = session.scalar(
@@ -340,6 +510,11 @@ class Inventory:
             kubernetes_version=row.kubernetes_version,
             overrides=dict(row.overrides or {}),
             pull_request_url=row.pull_request_url,
+            scale=row.scale,
+            hourly_cost=row.hourly_cost,
+            updated_at=_maybe_aware(row.updated_at),
+            destroyed_at=_maybe_aware(row.destroyed_at),
+            adopted=bool(row.adopted),
             stages=stages,
         )
 
