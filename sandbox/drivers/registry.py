@@ -1,0 +1,727 @@
+"""The OCI registry driver: Flux artifacts of the platform stack.
+
+A Flux OCI artifact, as ``flux push artifact`` makes it, is an OCI image manifest
+(``application/vnd.oci.image.manifest.v1+json``) with
+
+* a config blob of media type ``application/vnd.cncf.flux.config.v1+json``
+  (go-containerregistry's config of an empty image with one layer; Flux never reads it),
+* exactly one layer ``application/vnd.cncf.flux.content.v1.tar+gzip``: a gzipped tar of
+  the *contents* of the pushed directory, and
+* manifest annotations ``org.opencontainers.image.source`` (the repository URL),
+  ``org.opencontainers.image.revision`` (``<tag>@sha1:<commit>``) and
+  ``org.opencontainers.image.created`` (RFC 3339, UTC).
+
+The tarball follows Flux's ``build``: a depth-first walk with each directory's
+entries sorted by name, starting with the root entry ``.``; names relative to the
+directory; only directories and regular files (symlinks and devices are skipped);
+uid/gid 0, no user or group names, zero modification times. Two deliberate extras make
+it reproducible across machines: file modes are normalised (0755 for directories and
+executables, 0644 otherwise, so the checkout's umask does not leak in) and the gzip
+header carries no name and no time. The same directory therefore always gives the
+same layer digest.
+
+* :class:`OrasRegistry` speaks the OCI distribution API through oras-py (its session,
+  token/basic authentication and docker config credentials, blob uploads), with its
+  own manifest upload so the bytes, and so the digest, are exactly the ones built here.
+* :class:`FluxCliRegistry` pushes with ``flux push artifact`` instead (when the flux
+  CLI is on PATH, unless ``push_with: oras``) and reads with oras.
+* :class:`InMemoryRegistry` is the fake for tests without a registry.
+
+Every implementation refuses to push a tag that already exists: a published release
+is never overwritten. (The OCI API has no conditional manifest PUT, so two pushes of
+the same new tag at the same instant can still race; releases run one at a time.)
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import stat
+import tarfile
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+from sandbox.config import RegistryConfig
+from sandbox.errors import ConflictError, PermanentError, RetryableError
+from sandbox.proc import Command, redact, run
+
+#: Media types of a Flux OCI artifact (fluxcd/pkg/oci constants).
+OCI_MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
+FLUX_CONFIG_MEDIA_TYPE = "application/vnd.cncf.flux.config.v1+json"
+FLUX_CONTENT_MEDIA_TYPE = "application/vnd.cncf.flux.content.v1.tar+gzip"
+
+#: OpenContainers annotations Flux writes on the manifest.
+SOURCE_ANNOTATION = "org.opencontainers.image.source"
+REVISION_ANNOTATION = "org.opencontainers.image.revision"
+CREATED_ANNOTATION = "org.opencontainers.image.created"
+
+_DIR_MODE = 0o755
+_FILE_MODE = 0o644
+_EXEC_MODE = 0o755
+# go-containerregistry writes the zero time.Time for an empty image's config and history.
+_GO_ZERO_TIME = "0001-01-01T00:00:00Z"
+# Distribution spec: tags.
+_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
+
+
+# -- errors ---------------------------------------------------------------------------
+
+
+class RegistryError(PermanentError):
+    """The registry refused a request (not found, invalid manifest, denied)."""
+
+
+class RegistryAuthError(RegistryError):
+    """The registry rejected our credentials (or demanded some we do not have)."""
+
+
+class RegistryUnavailableError(RetryableError):
+    """The registry did not answer, or answered with a temporary failure."""
+
+
+class ArtifactExistsError(ConflictError):
+    """The tag already exists in the registry; published artifacts are never overwritten."""
+
+
+# -- configuration --------------------------------------------------------------------
+# The settings (``drivers.registry`` in fleet.yaml) are :class:`sandbox.config.RegistryConfig`,
+# re-exported here for the driver's users.
+
+
+@dataclass(frozen=True)
+class RegistryCredentials:
+    """Username and password (or token) for the registry; the password is never printed."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+def validate_tag(tag: str) -> str:
+    """Check ``tag`` is a valid OCI tag.
+
+    Raises:
+        RegistryError: Not a valid tag.
+    """
+    if not _TAG_RE.fullmatch(tag):
+        raise RegistryError(f"{tag!r} is not a valid OCI tag")
+    return tag
+
+
+# -- the artifact ---------------------------------------------------------------------
+
+
+def _sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _entries(root: Path) -> Iterator[tuple[str, Path, bool]]:
+    """(archive name, path, is_dir) in Go ``filepath.Walk`` order: depth first, names sorted."""
+    yield ".", root, True
+
+    def walk(directory: Path, prefix: str) -> Iterator[tuple[str, Path, bool]]:
+        for name in sorted(os.listdir(directory)):
+            path = directory / name
+            mode = os.lstat(path).st_mode
+            archive_name = f"{prefix}{name}"
+            if stat.S_ISDIR(mode):
+                yield archive_name, path, True
+                yield from walk(path, f"{archive_name}/")
+            elif stat.S_ISREG(mode):
+                yield archive_name, path, False
+            # Anything else (symlinks, sockets, devices) is skipped, as Flux does.
+
+    yield from walk(root, "")
+
+
+def build_flux_tarball(directory: Path) -> bytes:
+    """Archive a directory's contents as the layer of a Flux artifact.
+
+    Args:
+        directory: The directory whose contents become the artifact's root.
+
+    Returns:
+        The gzipped tar: reproducible for the same file names, contents and executable bits.
+
+    Raises:
+        PermanentError: ``directory`` is not a directory.
+    """
+    if not directory.is_dir():
+        raise PermanentError(f"{directory} is not a directory: nothing to package")
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, path, is_dir in _entries(directory):
+            info = tarfile.TarInfo(name)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.mtime = 0
+            if is_dir:
+                info.type = tarfile.DIRTYPE
+                info.mode = _DIR_MODE
+                tar.addfile(info)
+                continue
+            executable = os.stat(path).st_mode & 0o111
+            info.mode = _EXEC_MODE if executable else _FILE_MODE
+            content = path.read_bytes()
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    compressed = io.BytesIO()
+    # No file name and mtime 0 in the gzip header; level 6 is Go's default compression.
+    with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=0, compresslevel=6) as gz:
+        gz.write(raw.getvalue())
+    return compressed.getvalue()
+
+
+def tarball_entries(content: bytes) -> list[tarfile.TarInfo]:
+    """The entries of a Flux artifact layer, in archive order (for checks and tests)."""
+    with tarfile.open(fileobj=io.BytesIO(content), mode="r:gz") as tar:
+        return tar.getmembers()
+
+
+def tarball_files(content: bytes) -> dict[str, bytes]:
+    """Regular files of a Flux artifact layer: archive name -> content."""
+    files: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(content), mode="r:gz") as tar:
+        for member in tar.getmembers():
+            if member.isfile():
+                extracted = tar.extractfile(member)
+                files[member.name] = extracted.read() if extracted is not None else b""
+    return files
+
+
+@dataclass
+class FluxArtifact:
+    """A directory packaged as a Flux OCI artifact (built lazily, once).
+
+    Attributes:
+        directory: The directory whose contents are packaged.
+        source: ``org.opencontainers.image.source``: the source repository URL.
+        revision: ``org.opencontainers.image.revision``: ``<tag>@sha1:<commit>``.
+        created: ``org.opencontainers.image.created``: RFC 3339 UTC timestamp.
+    """
+
+    directory: Path
+    source: str
+    revision: str
+    created: str
+
+    @cached_property
+    def layer(self) -> bytes:
+        """The content layer (gzipped tar)."""
+        return build_flux_tarball(self.directory)
+
+    @cached_property
+    def config(self) -> bytes:
+        """The config blob, as go-containerregistry writes it for Flux's empty image plus one layer."""
+        diff_id = _sha256(gzip.decompress(self.layer))
+        config = {
+            "architecture": "",
+            "created": _GO_ZERO_TIME,
+            "history": [{"created": _GO_ZERO_TIME}],
+            "os": "",
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+            "config": {},
+        }
+        return json.dumps(config, separators=(",", ":")).encode()
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        """The manifest annotations."""
+        return {
+            CREATED_ANNOTATION: self.created,
+            SOURCE_ANNOTATION: self.source,
+            REVISION_ANNOTATION: self.revision,
+        }
+
+    @cached_property
+    def manifest(self) -> bytes:
+        """The OCI image manifest, serialised once so its digest is fixed."""
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST_MEDIA_TYPE,
+            "config": {"mediaType": FLUX_CONFIG_MEDIA_TYPE, "size": len(self.config), "digest": _sha256(self.config)},
+            "layers": [{"mediaType": FLUX_CONTENT_MEDIA_TYPE, "size": len(self.layer), "digest": _sha256(self.layer)}],
+            "annotations": self.annotations,
+        }
+        return json.dumps(manifest, separators=(",", ":")).encode()
+
+    @property
+    def digest(self) -> str:
+        """The manifest digest (``sha256:...``)."""
+        return _sha256(self.manifest)
+
+
+class LayerDescriptor(BaseModel):
+    """A blob a manifest refers to."""
+
+    media_type: str
+    digest: str
+    size: int
+
+
+class ArtifactManifest(BaseModel):
+    """A manifest read from the registry."""
+
+    tag: str
+    digest: str
+    media_type: str
+    config: LayerDescriptor
+    layers: list[LayerDescriptor]
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def revision(self) -> str | None:
+        """``org.opencontainers.image.revision``."""
+        return self.annotations.get(REVISION_ANNOTATION)
+
+
+class PushedArtifact(BaseModel):
+    """An artifact now in the registry."""
+
+    url: str = Field(description="oci://host/repository:tag")
+    tag: str
+    digest: str = Field(description="Manifest digest")
+
+
+def _parse_manifest(tag: str, digest: str, data: Mapping[str, Any]) -> ArtifactManifest:
+    def descriptor(raw: Mapping[str, Any]) -> LayerDescriptor:
+        return LayerDescriptor(media_type=raw.get("mediaType", ""), digest=raw["digest"], size=int(raw["size"]))
+
+    try:
+        return ArtifactManifest(
+            tag=tag,
+            digest=digest,
+            media_type=data.get("mediaType", ""),
+            config=descriptor(data["config"]),
+            layers=[descriptor(layer) for layer in data.get("layers", [])],
+            annotations=dict(data.get("annotations") or {}),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RegistryError(f"manifest of {tag} is not an OCI image manifest ({type(exc).__name__})") from None
+
+
+def content_layer(manifest: ArtifactManifest) -> LayerDescriptor:
+    """The Flux content layer of a manifest.
+
+    Raises:
+        RegistryError: The manifest has no layer of Flux's content media type.
+    """
+    for layer in manifest.layers:
+        if layer.media_type == FLUX_CONTENT_MEDIA_TYPE:
+            return layer
+    raise RegistryError(f"{manifest.tag} is not a Flux artifact: no {FLUX_CONTENT_MEDIA_TYPE} layer")
+
+
+# -- the Protocol -----------------------------------------------------------------------
+
+
+@runtime_checkable
+class OciRegistry(Protocol):
+    """One OCI repository holding the platform stack's artifacts."""
+
+    url: str
+
+    def list_tags(self) -> list[str]:
+        """Every tag in the repository, in registry order (empty when it has none yet)."""
+        ...
+
+    def get_manifest(self, tag: str) -> ArtifactManifest | None:
+        """The manifest under ``tag``, or ``None`` when the tag does not exist."""
+        ...
+
+    def push_artifact(self, tag: str, artifact: FluxArtifact) -> PushedArtifact:
+        """Upload ``artifact`` under the new ``tag``; refuse an existing tag (:class:`ArtifactExistsError`)."""
+        ...
+
+    def pull_content(self, tag: str) -> bytes:
+        """The Flux content layer (gzipped tar) of the artifact under ``tag``."""
+        ...
+
+
+def _exists_error(url: str, tag: str) -> ArtifactExistsError:
+    return ArtifactExistsError(f"registry tag {tag} already exists in {url}; published artifacts are never overwritten")
+
+
+# -- the in-memory fake ---------------------------------------------------------------------
+
+
+class InMemoryRegistry:
+    """An :class:`OciRegistry` in memory, for tests that need no registry.
+
+    Args:
+        url: The repository URL it pretends to be.
+    """
+
+    def __init__(self, url: str = "oci://registry.invalid/fleet/platform") -> None:
+        self.url = url
+        self.blobs: dict[str, bytes] = {}
+        self.manifests: dict[str, bytes] = {}
+        self.pushes = 0
+
+    def list_tags(self) -> list[str]:
+        """Tags in push order."""
+        return list(self.manifests)
+
+    def get_manifest(self, tag: str) -> ArtifactManifest | None:
+        """The stored manifest, or ``None``."""
+        raw = self.manifests.get(tag)
+        return None if raw is None else _parse_manifest(tag, _sha256(raw), json.loads(raw))
+
+    def push_artifact(self, tag: str, artifact: FluxArtifact) -> PushedArtifact:
+        """Store the artifact under a new tag."""
+        validate_tag(tag)
+        if tag in self.manifests:
+            raise _exists_error(self.url, tag)
+        self.blobs[_sha256(artifact.config)] = artifact.config
+        self.blobs[_sha256(artifact.layer)] = artifact.layer
+        self.manifests[tag] = artifact.manifest
+        self.pushes += 1
+        return PushedArtifact(url=f"{self.url}:{tag}", tag=tag, digest=artifact.digest)
+
+    def pull_content(self, tag: str) -> bytes:
+        """The content layer under ``tag``."""
+        manifest = self.get_manifest(tag)
+        if manifest is None:
+            raise RegistryError(f"{self.url}:{tag} does not exist")
+        return self.blobs[content_layer(manifest).digest]
+
+
+# -- oras-py ---------------------------------------------------------------------------
+
+
+def _oras_registry_class() -> type[Any]:
+    """An oras ``Registry`` whose requests neither retry nor wait forever.
+
+    oras-py retries every failed request up to five times with sleeps growing to 83
+    seconds; Prefect's task retries (for :class:`RegistryUnavailableError` only) are
+    the one retry policy here, so the undecorated request function is used. A
+    transport adapter gives every request a timeout (oras passes none).
+    """
+    import oras.provider
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    undecorated = getattr(oras.provider.Registry.do_request, "__wrapped__", oras.provider.Registry.do_request)
+
+    class _TimeoutAdapter(HTTPAdapter):
+        def __init__(self, timeout: float) -> None:
+            super().__init__()
+            self.timeout = timeout
+
+        def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+            if kwargs.get("timeout") is None:
+                kwargs["timeout"] = self.timeout
+            return super().send(request, **kwargs)
+
+    class _Registry(oras.provider.Registry):
+        def __init__(self, *args: Any, timeout: float, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            adapter = _TimeoutAdapter(timeout)
+            self.session.mount("http://", adapter)
+            self.session.mount("https://", adapter)
+
+        def do_request(self, *args: Any, **kwargs: Any) -> requests.Response:
+            return undecorated(self, *args, **kwargs)
+
+    return _Registry
+
+
+class OrasRegistry:
+    """:class:`OciRegistry` over the OCI distribution API, through oras-py.
+
+    Args:
+        settings: Where the repository is and how to reach it.
+        credentials: Explicit credentials; without them the docker config
+            (``~/.docker/config.json`` and its credential helpers) is used, as Flux does.
+    """
+
+    def __init__(self, settings: RegistryConfig, credentials: RegistryCredentials | None = None) -> None:
+        import oras.container
+
+        self.settings = settings
+        self.url = settings.url
+        self._secrets = tuple(s for s in (credentials.password if credentials else "",) if s)
+        registry_class = _oras_registry_class()
+        self._oras = registry_class(
+            hostname=settings.host,
+            insecure=settings.insecure,
+            auth_backend=settings.auth,
+            timeout=settings.timeout_seconds,
+        )
+        namespace, _, name = settings.repository.rpartition("/")
+        self._container = oras.container.Container(f"{settings.repository}:latest", registry=settings.host)
+        # Set explicitly: oras' name parser would take a dotted first path segment for a host.
+        self._container.registry = settings.host
+        self._container.namespace = namespace or None
+        self._container.repository = name
+        if credentials is not None:
+            self._oras.auth.set_basic_auth(credentials.username, credentials.password)
+        else:
+            self._guard(lambda: self._oras.auth.load_configs(self._container), "read the docker config")
+        self._reachable = False
+
+    # -- plumbing --
+    def _base(self) -> str:
+        return f"{'http' if self.settings.insecure else 'https'}://{self.settings.host}"
+
+    def _repo_url(self, suffix: str) -> str:
+        return f"{self._base()}/v2/{self.settings.repository}/{suffix}"
+
+    def _clean(self, text: str) -> str:
+        return " ".join(redact(str(text), self._secrets).split())[:300]
+
+    def _guard(self, call: Any, what: str) -> Any:
+        """Run an oras/requests call, mapping transport failures to our errors."""
+        import requests
+
+        try:
+            return call()
+        except requests.exceptions.SSLError as exc:
+            raise RegistryError(
+                f"{self.settings.host}: TLS failed ({type(exc).__name__}); set insecure for a plain-HTTP registry"
+            ) from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            raise RegistryUnavailableError(
+                f"registry {self.settings.host} unreachable while trying to {what}: {type(exc).__name__}"
+            ) from None
+        except (ValueError, RuntimeError) as exc:
+            # oras raises ValueError for authentication it cannot perform.
+            if "authentication" in str(exc).lower():
+                raise RegistryAuthError(f"registry {self.settings.host}: {self._clean(str(exc))}") from None
+            raise RegistryError(f"registry {self.settings.host}: {what}: {self._clean(str(exc))}") from None
+
+    def _request(self, method: str, url: str, what: str, **kwargs: Any) -> Any:
+        self._ping()
+        response = self._guard(lambda: self._oras.do_request(url, method, **kwargs), what)
+        self._check(response, what, allow=(404,))
+        return response
+
+    def _check(self, response: Any, what: str, allow: tuple[int, ...] = ()) -> None:
+        status = response.status_code
+        if status < 300 or status in allow:
+            return
+        detail = ""
+        try:
+            errors = response.json().get("errors") or []
+            detail = "; ".join(str(e.get("message") or e.get("code")) for e in errors if isinstance(e, dict))
+        except ValueError:
+            detail = response.reason or ""
+        message = f"registry {self.settings.host}: {what}: HTTP {status} {self._clean(detail)}".rstrip()
+        if status in (401, 403):
+            raise RegistryAuthError(message)
+        if status == 429 or status >= 500:
+            raise RegistryUnavailableError(message)
+        raise RegistryError(message)
+
+    def _ping(self) -> None:
+        """Fail fast (retryably) when the registry does not answer at all."""
+        if self._reachable:
+            return
+        response = self._guard(
+            lambda: self._oras.session.get(f"{self._base()}/v2/", timeout=min(self.settings.timeout_seconds, 10)),
+            "reach /v2/",
+        )
+        if response.status_code >= 500:
+            raise RegistryUnavailableError(f"registry {self.settings.host}: /v2/ answered HTTP {response.status_code}")
+        self._reachable = True  # 200 and 401 both mean a registry is there
+
+    # -- the Protocol --
+    def list_tags(self) -> list[str]:
+        """Every tag, following the API's pagination (``Link`` headers)."""
+        import urllib.parse
+
+        tags: list[str] = []
+        url = self._repo_url("tags/list?n=1000")
+        while url:
+            response = self._request("GET", url, "list tags")
+            if response.status_code == 404:
+                return tags  # the repository does not exist until the first push
+            tags.extend(response.json().get("tags") or [])
+            link = response.links.get("next", {}).get("url")
+            url = urllib.parse.urljoin(self._base(), link) if link else ""
+        return tags
+
+    def get_manifest(self, tag: str) -> ArtifactManifest | None:
+        """The manifest under ``tag``, or ``None``."""
+        validate_tag(tag)
+        response = self._request(
+            "GET", self._repo_url(f"manifests/{tag}"), f"read {tag}", headers={"Accept": OCI_MANIFEST_MEDIA_TYPE}
+        )
+        if response.status_code == 404:
+            return None
+        digest = response.headers.get("Docker-Content-Digest") or _sha256(response.content)
+        return _parse_manifest(tag, digest, response.json())
+
+    def tag_exists(self, tag: str) -> bool:
+        """Whether ``tag`` exists (a HEAD request)."""
+        validate_tag(tag)
+        response = self._request(
+            "HEAD", self._repo_url(f"manifests/{tag}"), f"check {tag}", headers={"Accept": OCI_MANIFEST_MEDIA_TYPE}
+        )
+        return bool(response.status_code != 404)
+
+    def push_artifact(self, tag: str, artifact: FluxArtifact) -> PushedArtifact:
+        """Upload the config and layer blobs, then the manifest under the new ``tag``."""
+        if self.tag_exists(tag):
+            raise _exists_error(self.url, tag)
+        with tempfile.TemporaryDirectory(prefix="flux-artifact-") as tmp:
+            for name, blob, media_type in (
+                ("config.json", artifact.config, FLUX_CONFIG_MEDIA_TYPE),
+                ("content.tar.gz", artifact.layer, FLUX_CONTENT_MEDIA_TYPE),
+            ):
+                path = Path(tmp) / name
+                path.write_bytes(blob)
+                descriptor = {"mediaType": media_type, "size": len(blob), "digest": _sha256(blob)}
+                response = self._guard(
+                    lambda p=path, d=descriptor: self._oras.upload_blob(str(p), self._container, d),
+                    f"upload {name}",
+                )
+                self._check(response, f"upload {name}")
+        response = self._request(
+            "PUT",
+            self._repo_url(f"manifests/{tag}"),
+            f"push manifest {tag}",
+            data=artifact.manifest,
+            headers={"Content-Type": OCI_MANIFEST_MEDIA_TYPE},
+        )
+        self._check(response, f"push manifest {tag}")
+        digest = response.headers.get("Docker-Content-Digest") or artifact.digest
+        if digest != artifact.digest:
+            raise RegistryError(f"registry stored {tag} as {digest}, expected {artifact.digest}")
+        return PushedArtifact(url=f"{self.url}:{tag}", tag=tag, digest=digest)
+
+    def pull_content(self, tag: str) -> bytes:
+        """Download the content layer and check its digest."""
+        manifest = self.get_manifest(tag)
+        if manifest is None:
+            raise RegistryError(f"{self.url}:{tag} does not exist")
+        layer = content_layer(manifest)
+        response = self._request("GET", self._repo_url(f"blobs/{layer.digest}"), f"download {tag}")
+        self._check(response, f"download {tag}")
+        if _sha256(response.content) != layer.digest:
+            raise RegistryError(f"{self.url}:{tag}: downloaded layer does not match its digest {layer.digest}")
+        return bytes(response.content)
+
+
+# -- flux push artifact -------------------------------------------------------------------
+
+
+def flux_push_command(
+    settings: RegistryConfig,
+    tag: str,
+    artifact: FluxArtifact,
+    credentials: RegistryCredentials | None = None,
+    *,
+    cwd: Path | None = None,
+) -> Command:
+    """The ``flux push artifact`` command for ``artifact`` (built, not run).
+
+    Credentials go in ``--creds`` (redacted from every error); without them flux
+    reads the docker config.
+    """
+    argv = [
+        settings.flux_binary,
+        "push",
+        "artifact",
+        f"{settings.url}:{tag}",
+        f"--path={artifact.directory}",
+        f"--source={artifact.source}",
+        f"--revision={artifact.revision}",
+        "--output=json",
+    ]
+    redacted: tuple[str, ...] = ()
+    if settings.insecure:
+        argv.append("--insecure-registry")
+    if credentials is not None:
+        argv.append(f"--creds={credentials.username}:{credentials.password}")
+        redacted = (credentials.password,)
+    return Command(
+        argv=tuple(argv), cwd=cwd or artifact.directory, timeout=settings.timeout_seconds * 5, redact=redacted
+    )
+
+
+class FluxCliRegistry(OrasRegistry):
+    """Pushes with ``flux push artifact``; lists, reads and pulls through oras.
+
+    Note that flux stamps ``created`` with the push time, so its digests differ per push.
+    """
+
+    def __init__(self, settings: RegistryConfig, credentials: RegistryCredentials | None = None) -> None:
+        super().__init__(settings, credentials)
+        self._credentials = credentials
+
+    def push_artifact(self, tag: str, artifact: FluxArtifact) -> PushedArtifact:
+        """Refuse an existing tag, then run ``flux push artifact``."""
+        validate_tag(tag)
+        if self.tag_exists(tag):
+            raise _exists_error(self.url, tag)
+        done = run(flux_push_command(self.settings, tag, artifact, self._credentials))
+        try:
+            digest = str(json.loads(done.stdout).get("digest") or "")
+        except ValueError:
+            digest = ""
+        if not digest:
+            manifest = self.get_manifest(tag)
+            digest = manifest.digest if manifest else ""
+        return PushedArtifact(url=f"{self.url}:{tag}", tag=tag, digest=digest)
+
+
+def build_registry(
+    settings: RegistryConfig,
+    credentials: RegistryCredentials | None = None,
+    *,
+    progress: Any = None,
+) -> OciRegistry:
+    """The registry driver ``settings`` asks for.
+
+    ``push_with: auto`` pushes with ``flux push artifact`` when the flux CLI is on PATH
+    and with oras otherwise; ``push_with: flux`` asks for flux but falls back to oras
+    (and ``progress`` hears why) when the CLI is missing; ``oras`` always uses oras.
+    """
+    if settings.push_with != "oras":
+        if shutil.which(settings.flux_binary):
+            return FluxCliRegistry(settings, credentials)
+        if settings.push_with == "flux" and progress is not None:
+            progress(f"{settings.flux_binary} is not on PATH: pushing with oras instead")
+    return OrasRegistry(settings, credentials)
+
+
+__all__ = [
+    "CREATED_ANNOTATION",
+    "FLUX_CONFIG_MEDIA_TYPE",
+    "FLUX_CONTENT_MEDIA_TYPE",
+    "OCI_MANIFEST_MEDIA_TYPE",
+    "REVISION_ANNOTATION",
+    "SOURCE_ANNOTATION",
+    "ArtifactExistsError",
+    "ArtifactManifest",
+    "FluxArtifact",
+    "FluxCliRegistry",
+    "InMemoryRegistry",
+    "LayerDescriptor",
+    "OciRegistry",
+    "OrasRegistry",
+    "PushedArtifact",
+    "RegistryAuthError",
+    "RegistryConfig",
+    "RegistryCredentials",
+    "RegistryError",
+    "RegistryUnavailableError",
+    "build_flux_tarball",
+    "build_registry",
+    "content_layer",
+    "flux_push_command",
+    "tarball_entries",
+    "tarball_files",
+    "validate_tag",
+]
