@@ -148,17 +148,30 @@ def watch_until(
     return _Watcher(cluster, kinds, timeout).wait(done)
 
 
-def wait_ready(cluster: ClusterDriver, timeout: float, progress: Progress = _quiet) -> list[Readiness]:
-    """Wait until every Kustomization and HelmRelease is Ready for its current generation.
+def watch_readiness(
+    cluster: ClusterDriver,
+    timeout: float,
+    progress: Progress = _quiet,
+    *,
+    check: Callable[[Manifest], Readiness] = readiness,
+) -> tuple[bool, list[Readiness]]:
+    """Watch every Kustomization and HelmRelease until all are Ready or ``timeout`` passes.
 
-    Raises:
-        NotReadyError: At the timeout, naming each object that is not ready with
-            its condition's reason and message.
+    Args:
+        cluster: The cluster.
+        timeout: Seconds to wait at most.
+        progress: Told each change of the ready count.
+        check: An object's readiness (default :func:`readiness`); a stricter check
+            can also ask for a revision.
+
+    Returns:
+        Whether all were Ready (and at least one exists), and the last state of each
+        object, sorted by reference.
     """
     last_report = [""]
 
     def all_ready(snapshot: dict[ObjectRef, Manifest]) -> bool:
-        states = [readiness(o) for o in snapshot.values()]
+        states = [check(o) for o in snapshot.values()]
         waiting = sorted(str(s.ref) for s in states if not s.ready)
         line = f"{len(states) - len(waiting)}/{len(states)} Flux objects Ready"
         if line != last_report[0]:
@@ -169,11 +182,32 @@ def wait_ready(cluster: ClusterDriver, timeout: float, progress: Progress = _qui
         return bool(states) and not waiting
 
     ok, snapshot = watch_until(cluster, FLUX_APPLIERS, all_ready, timeout)
-    states = sorted((readiness(o) for o in snapshot.values()), key=lambda s: str(s.ref))
+    return ok, sorted((check(o) for o in snapshot.values()), key=lambda s: str(s.ref))
+
+
+def not_ready_message(states: Iterable[Readiness], timeout: float) -> str:
+    """One line naming each object that is not Ready with its condition's reason and message."""
+    stuck = [s for s in states if not s.ready]
+    detail = "; ".join(s.line() for s in stuck) or "no Kustomization or HelmRelease found"
+    return f"not Ready after {timeout:g}s: {detail}"
+
+
+def wait_ready(
+    cluster: ClusterDriver,
+    timeout: float,
+    progress: Progress = _quiet,
+    *,
+    check: Callable[[Manifest], Readiness] = readiness,
+) -> list[Readiness]:
+    """Wait until every Kustomization and HelmRelease is Ready for its current generation.
+
+    Raises:
+        NotReadyError: At the timeout, naming each object that is not ready with
+            its condition's reason and message.
+    """
+    ok, states = watch_readiness(cluster, timeout, progress, check=check)
     if not ok:
-        stuck = [s for s in states if not s.ready] or []
-        detail = "; ".join(s.line() for s in stuck) or "no Kustomization or HelmRelease found"
-        raise NotReadyError(f"not Ready after {timeout:g}s: {detail}")
+        raise NotReadyError(not_ready_message(states, timeout))
     return states
 
 

@@ -1,16 +1,42 @@
-"""The validate stage as a Prefect task."""
+"""The validate stage as Prefect tasks: in the lifecycle, and on demand (``sandbox validate NAME``).
+
+Both publish the report as a table artifact (``validation-<sandbox>``), whatever the verdict.
+"""
 
 from __future__ import annotations
 
-from prefect import task
+from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
 
+from sandbox.config import load_config
+from sandbox.errors import SandboxError
+from sandbox.lifecycle import validation_report
 from sandbox.models import Stage, StageResult
-from tasks.common import STAGE_TASK_OPTIONS, StageRequest, run_stage, stage_cache_key
+from sandbox.validation import ValidationFailedError, ValidationReport, ensure_validatable, stage_result
+from tasks.common import (
+    RETRY_DELAYS,
+    STAGE_TASK_OPTIONS,
+    StageRequest,
+    retry_if_retryable,
+    run_stage,
+    stage_cache_key,
+    stage_context,
+)
+
+
+def publish_report(report: ValidationReport) -> None:
+    """The report as a Prefect table artifact (one row per object or violation)."""
+    create_table_artifact(
+        key=f"validation-{report.sandbox}",
+        table=report.rows(),
+        description=f"**{report.summary()}**\n\nScanned: {', '.join(report.scanned) or 'nothing'}",
+    )
 
 
 @task(name="validate", cache_key_fn=stage_cache_key(Stage.validate), **STAGE_TASK_OPTIONS)
 def validate_task(request: StageRequest) -> StageResult:
-    """Scan for removed APIs, then wait for every Kustomization and HelmRelease to be Ready.
+    """Scan for removed APIs, check the fleet policy, then wait for every Kustomization and HelmRelease to be Ready.
 
     Args:
         request: Which sandbox and lifecycle.
@@ -18,4 +44,63 @@ def validate_task(request: StageRequest) -> StageResult:
     Returns:
         The stage's result (a persisted checkpoint).
     """
-    return run_stage(Stage.validate, request)
+    try:
+        result = run_stage(Stage.validate, request)
+    except ValidationFailedError as exc:
+        publish_report(exc.report)
+        raise
+    report = result.details.get("report")
+    if report is not None and not result.reused:
+        publish_report(ValidationReport.model_validate(report))
+    return result
+
+
+@task(
+    name="revalidate",
+    cache_policy=NO_CACHE,
+    retries=len(RETRY_DELAYS),
+    retry_delay_seconds=[float(d) for d in RETRY_DELAYS],
+    retry_condition_fn=retry_if_retryable,
+)
+def revalidate_task(request: StageRequest) -> ValidationReport:
+    """Validate an existing sandbox again, at its branch's head, and record the outcome as its validate stage.
+
+    A pass completes the lifecycle's validate stage (so ``resume`` and ``promote``
+    see it); a failure marks it failed, so a sandbox that broke after an earlier pass
+    cannot be promoted on that stale pass.
+
+    Args:
+        request: Which sandbox and lifecycle.
+
+    Returns:
+        The report, whatever the verdict (the flow decides the run's state).
+    """
+    logger = get_run_logger()
+    config = load_config(request.config_path)
+    ctx = stage_context(config, request.name)
+    try:
+        ensure_validatable(ctx.record)
+        ctx.inventory.stage_started(request.name, request.lifecycle_id, Stage.validate)
+        try:
+            report = validation_report(ctx)
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, SandboxError) else f"{type(exc).__name__}: {exc}"
+            ctx.inventory.stage_failed(request.name, request.lifecycle_id, Stage.validate, message)
+            ctx.inventory.update(request.name, failed_stage=Stage.validate.value, last_error=message)
+            raise
+        publish_report(report)
+        if report.passed:
+            result = stage_result(report)
+            ctx.inventory.stage_completed(
+                request.name, request.lifecycle_id, Stage.validate, result.model_dump(mode="json")
+            )
+            if ctx.record.failed_stage == Stage.validate.value:
+                ctx.inventory.update(request.name, failed_stage=None, last_error=None)
+        else:
+            message = report.failure_message()
+            ctx.inventory.stage_failed(request.name, request.lifecycle_id, Stage.validate, message)
+            ctx.inventory.update(request.name, failed_stage=Stage.validate.value, last_error=message)
+        logger.info(report.summary())
+        return report
+    finally:
+        ctx.inventory.close()
