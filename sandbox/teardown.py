@@ -159,16 +159,39 @@ def _finalizers(obj: Mapping[str, Any]) -> list[str]:
     return list((obj.get("metadata") or {}).get("finalizers") or [])
 
 
-def delete_tier(cluster: ClusterDriver, refs: list[ObjectRef], timeout: float) -> list[str]:
+def delete_tier(
+    cluster: ClusterDriver,
+    refs: list[ObjectRef],
+    timeout: float,
+    on_tracked: Callable[[list[ObjectRef]], None] | None = None,
+) -> list[str]:
     """Delete a tier's objects and watch until everything they applied is gone.
+
+    Args:
+        cluster: The cluster.
+        refs: The tier's objects.
+        timeout: Seconds to wait.
+        on_tracked: Told, before anything is deleted, every object the tier's
+            deletion must make disappear (so a rerun after a crash can wait for them).
 
     Returns:
         ``"<object> (<finalizers>)"`` for each object still present at the timeout
         (empty when the tier is gone).
     """
     tracked = subtree(cluster, refs)
+    if on_tracked is not None:
+        on_tracked(sorted(tracked))
     for ref in refs:
         cluster.delete(ref)
+    return wait_gone(cluster, tracked, timeout)
+
+
+def wait_gone(cluster: ClusterDriver, tracked: set[ObjectRef], timeout: float) -> list[str]:
+    """Watch until none of ``tracked`` exists any more.
+
+    Returns:
+        ``"<object> (<finalizers>)"`` for each object still present at the timeout.
+    """
     kinds = sorted({(r.api_version, r.kind) for r in tracked})
 
     def gone(snapshot: dict[ObjectRef, Manifest]) -> bool:
@@ -205,8 +228,14 @@ def teardown_cluster(
     force: bool = False,
     reason: str = "fleet-sandbox teardown",
     progress: Progress = _quiet,
+    pending: Iterable[ObjectRef] = (),
+    on_tracked: Callable[[list[ObjectRef]], None] | None = None,
 ) -> TeardownReport:
     """Run steps 1-5 of the module docstring on a sandbox cluster.
+
+    A rerun continues where an earlier attempt stopped: the tiers already deleted
+    are no longer listed, so what they left terminating is passed back in
+    ``pending`` (as ``on_tracked`` reported it) and waited for first.
 
     Args:
         cluster: The sandbox's cluster.
@@ -214,6 +243,9 @@ def teardown_cluster(
         force: Carry on past pending finalizers (recorded in the report).
         reason: Recorded on the suspended root Kustomization.
         progress: Receives a line per step.
+        pending: Objects an earlier attempt deleted and was still waiting for.
+        on_tracked: Told the objects being waited for before each tier is deleted,
+            and ``[]`` once everything is gone.
 
     Raises:
         TeardownBlockedError: Finalizers still pending at a tier's timeout (without ``force``).
@@ -224,9 +256,19 @@ def teardown_cluster(
     report.unsuspended = [str(r) for r in unsuspend_children(cluster)]
     if report.unsuspended:
         progress(f"resumed suspended objects so deletion cleans up: {', '.join(report.unsuspended)}")
+    leftover = set(pending)
+    if leftover:
+        progress(f"waiting for what an earlier attempt deleted: {', '.join(str(r) for r in sorted(leftover))}")
+        stuck = wait_gone(cluster, leftover, timeout_per_tier)
+        if stuck:
+            report.blocked.extend(stuck)
+            message = f"teardown blocked: finalizers pending on {'; '.join(stuck)}"
+            if not force:
+                raise TeardownBlockedError(message)
+            progress(f"{message} -- continuing because --force was given")
     for tier, refs in teardown_order(_flux_objects(cluster)):
         progress(f"tier {tier}: deleting {', '.join(str(r) for r in refs)}")
-        stuck = delete_tier(cluster, refs, timeout_per_tier)
+        stuck = delete_tier(cluster, refs, timeout_per_tier, on_tracked)
         report.tiers.append((tier, [str(r) for r in refs]))
         if stuck:
             report.blocked.extend(stuck)
@@ -239,6 +281,8 @@ def teardown_cluster(
     if not report.blocked:
         verify_bootstrapped(cluster)
         progress("cluster is back to its bootstrapped state (only Kustomization/flux-system/flux-system)")
+    if on_tracked is not None:
+        on_tracked([])
     return report
 
 

@@ -150,6 +150,36 @@ class PlanSummary(BaseModel):
             line += f", {len(self.forget)} to forget"
         return line + "."
 
+    def resource_lines(self) -> list[str]:
+        """One ``<action>: <address>`` line per resource the plan touches, deletions first."""
+        actions = (
+            ("destroy", self.destroy),
+            ("replace", self.replace),
+            ("update in place", self.change),
+            ("create", self.add),
+            ("forget", self.forget),
+        )
+        return [f"{action}: {address}" for action, addresses in actions for address in addresses]
+
+    def markdown(self, title: str, *, max_text_chars: int = 20_000) -> str:
+        """The plan as a Markdown report (an artifact): summary, resources, Terraform's text (bounded).
+
+        The text is the already-redacted plan; sensitive values show as Terraform
+        prints them (``(sensitive value)``).
+        """
+        lines = [f"# {title}", "", f"**{self.summary_line()}**", ""]
+        if self.has_changes:
+            lines += ["| action | resource |", "|---|---|"]
+            lines += [f"| {line.split(': ', 1)[0]} | `{line.split(': ', 1)[1]}` |" for line in self.resource_lines()]
+        else:
+            lines.append("No changes: the infrastructure matches the configuration.")
+        if self.text.strip():
+            text = self.text.strip()
+            if len(text) > max_text_chars:
+                text = "…\n" + text[-max_text_chars:]
+            lines += ["", "<details><summary>terraform plan output</summary>", "", "```text", text, "```", "</details>"]
+        return "\n".join(lines) + "\n"
+
 
 def parse_plan_json(document: Mapping[str, Any], *, text: str = "", plan_file: str | None = None) -> PlanSummary:
     """Summarise a ``terraform show -json <planfile>`` document.
@@ -629,6 +659,7 @@ class PythonTerraformDriver:
         """
         workdir = Path(workdir)
         text, secrets = variables_json(variables)
+        secrets = secrets + self.sensitive_values(workdir)
         with _var_file(text) as var_file:
             done = run(self.plan_command(workdir, var_file, destroy=destroy, redact=secrets), classify=classify)
         plan_path = workdir / PLAN_FILE
@@ -662,6 +693,7 @@ class PythonTerraformDriver:
         """
         workdir = Path(workdir)
         text, secrets = variables_json(variables)
+        secrets = secrets + self.sensitive_values(workdir)
         if plan is None:
             with _var_file(text) as var_file:
                 run(self.apply_command(workdir, var_file=var_file, redact=secrets), classify=classify)
@@ -691,6 +723,26 @@ class PythonTerraformDriver:
             for name, item in document.items()
         }
 
+    def sensitive_values(self, workdir: Path) -> tuple[str, ...]:
+        """The string values of the sensitive outputs in the current state (for redaction).
+
+        Terraform marks an *output* sensitive, but the resource attribute behind it
+        may be printed in plan text (``[id=...]``, ``id = "..."``); every command
+        that can print it redacts these. Nothing is known before the first apply.
+        """
+        done = run(self.command(Path(workdir), "output", no_color=IsFlagged, json=IsFlagged), check=False)
+        if done.returncode != 0:
+            return ()
+        try:
+            document = json.loads(done.stdout or "{}")
+        except json.JSONDecodeError:
+            return ()
+        found: list[str] = []
+        for item in document.values():
+            if isinstance(item, dict) and item.get("sensitive"):
+                found.extend(_strings(item.get("value")))
+        return tuple(sorted({v for v in found if v}, key=len, reverse=True))
+
     def destroy(self, workdir: Path, variables: Mapping[str, Any]) -> None:
         """Destroy everything in the selected workspace.
 
@@ -701,6 +753,7 @@ class PythonTerraformDriver:
         """
         workdir = Path(workdir)
         text, secrets = variables_json(variables)
+        secrets = secrets + self.sensitive_values(workdir)
         with _var_file(text) as var_file:
             run(self.destroy_command(workdir, var_file, redact=secrets), classify=classify)
 
@@ -749,6 +802,18 @@ class PythonTerraformDriver:
 
 
 # -- helpers ---------------------------------------------------------------------------
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string inside a JSON value long enough to be a credential (short ones would garble the text)."""
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str) and len(value) >= 4:
+        yield value
 
 
 def _check_workspace_name(workspace: str) -> None:

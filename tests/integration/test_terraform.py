@@ -14,6 +14,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -269,7 +270,12 @@ def test_prepare_refreshes_a_changed_module_and_keeps_state(driver: PythonTerraf
     assert not driver.plan(sandbox.workdir, sandbox.variables).is_destructive
 
 
-def test_a_held_state_lock_raises_state_locked(driver: PythonTerraformDriver, tmp_path: Path) -> None:
+@contextmanager
+def lock_held(driver: PythonTerraformDriver, tmp_path: Path, hold_seconds: float = 60) -> Iterator[Path]:
+    """A second terraform process applying the slow module holds the state lock of the yielded workdir.
+
+    The lock is held until the test leaves the block (or ``hold_seconds`` pass).
+    """
     gate = tmp_path / "gate"
     gate.mkdir()
     workdir = tmp_path / "terraform"
@@ -278,7 +284,7 @@ def test_a_held_state_lock_raises_state_locked(driver: PythonTerraformDriver, tm
 
     def hold_the_lock() -> None:
         try:
-            driver.apply(workdir, {"gate_dir": str(gate)})
+            driver.apply(workdir, {"gate_dir": str(gate), "hold_seconds": hold_seconds})
         except BaseException as exc:  # reported by the main thread
             holder_errors.append(exc)
 
@@ -290,15 +296,37 @@ def test_a_held_state_lock_raises_state_locked(driver: PythonTerraformDriver, tm
         while not (gate / "started").exists() and holder.is_alive() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert (gate / "started").exists(), holder_errors
-        impatient = PythonTerraformDriver(timeout=60, lock_timeout="1s")
-        with pytest.raises(StateLockedError) as raised:
-            impatient.apply(workdir, {"gate_dir": str(gate)})
-        assert raised.value.retryable
-        assert "locked" in str(raised.value)
+        yield workdir
     finally:
         (gate / "release").touch()
         holder.join(timeout=120)
     assert not holder_errors
+
+
+def test_a_held_state_lock_waits_the_lock_timeout_then_raises_state_locked(
+    driver: PythonTerraformDriver, tmp_path: Path
+) -> None:
+    with lock_held(driver, tmp_path) as workdir:
+        impatient = PythonTerraformDriver(timeout=60, lock_timeout="2s")
+        started = time.monotonic()
+        with pytest.raises(StateLockedError) as raised:
+            impatient.apply(workdir, {"gate_dir": str(tmp_path / "gate")})
+        waited = time.monotonic() - started
+        assert raised.value.retryable
+        assert "the state is locked" in str(raised.value)
+        assert waited >= 2.0, waited  # it waited for the lock before giving up
+        assert waited < 30, waited
+
+
+def test_a_lock_released_within_the_lock_timeout_is_waited_for(driver: PythonTerraformDriver, tmp_path: Path) -> None:
+    with lock_held(driver, tmp_path, hold_seconds=2) as workdir:
+        patient = PythonTerraformDriver(timeout=60, lock_timeout="60s")
+        started = time.monotonic()
+        outputs = patient.apply(workdir, {"gate_dir": str(tmp_path / "gate"), "hold_seconds": 2})
+        waited = time.monotonic() - started
+    assert outputs == {}
+    assert patient.has_state(workdir, "sb-lock")
+    assert waited >= 1.0, waited  # the holder still had the lock for most of its two seconds
 
 
 def test_an_invalid_reference_fails_at_once_with_terraforms_message(

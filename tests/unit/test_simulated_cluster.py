@@ -753,6 +753,56 @@ def test_the_product_teardown_is_blocked_when_controllers_go_too_early(
     assert set(PLATFORM_EXTERNALS) <= set(cluster.external_resources())
 
 
+def test_the_product_teardown_resumes_suspended_children_so_their_deletion_cleans_up(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet
+) -> None:
+    cluster = make_cluster()
+    bootstrap(cluster, fleet)
+    # Somebody suspended children while debugging (flux suspend ks / hr); deleted as
+    # they are, they would strand the load balancers and volumes they created.
+    cluster.merge_patch(PLATFORM_CONFIGS, {"spec": {"suspend": True}})
+    cluster.merge_patch(PODINFO_RELEASE, {"spec": {"suspend": True}})
+    assert set(PLATFORM_EXTERNALS) | {"load-balancer-podinfo-podinfo"} <= set(cluster.external_resources())
+
+    report = teardown_cluster(cluster, timeout_per_tier=30)
+
+    assert sorted(report.unsuspended) == ["HelmRelease/podinfo/podinfo", "Kustomization/flux-system/platform-configs"]
+    assert cluster.external_resources() == []
+    assert [o["metadata"]["name"] for o in flux_objects(cluster)] == ["flux-system"]
+    root = cluster.get(ROOT)
+    assert root is not None and root["spec"]["suspend"] is True
+
+
+def test_a_rerun_of_a_blocked_teardown_waits_for_what_the_deleted_tier_left(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet
+) -> None:
+    cluster = make_cluster()
+    bootstrap(cluster, fleet)
+    podinfo = ObjectRef("apps/v1", "Deployment", "podinfo", "podinfo")
+    # A finalizer no controller ever removes, on what the applications tier uninstalls.
+    cluster.merge_patch(podinfo, {"metadata": {"finalizers": ["example.com/never-cleared"]}})
+    journal: list[list[ObjectRef]] = []
+    with pytest.raises(TeardownBlockedError) as blocked:
+        teardown_cluster(cluster, timeout_per_tier=0.3, on_tracked=journal.append)
+    assert "tier applications" in str(blocked.value)
+    assert "Deployment/podinfo/podinfo (example.com/never-cleared)" in str(blocked.value)
+    pending = journal[-1]
+    assert {APPS, PODINFO_RELEASE, podinfo} <= set(pending)
+
+    # The deleted tier is no longer listed; only the journal shows what is still terminating.
+    with pytest.raises(TeardownBlockedError, match=r"Deployment/podinfo/podinfo \(example.com/never-cleared\)"):
+        teardown_cluster(cluster, timeout_per_tier=0.3, pending=pending)
+    assert cluster.get(PLATFORM_CONTROLLERS) is not None  # nothing else was deleted
+
+    report = teardown_cluster(cluster, timeout_per_tier=0.3, pending=pending, force=True, on_tracked=journal.append)
+    assert report.forced and any("example.com/never-cleared" in b for b in report.blocked)
+    assert [tier for tier, _ in report.tiers] == ["custom-objects", "controllers"]
+    assert journal[-1] == []
+    assert set(PLATFORM_EXTERNALS).isdisjoint(cluster.external_resources())  # the later tiers still cleaned up
+    left = cluster.get(podinfo)
+    assert left is not None and left["metadata"]["deletionTimestamp"]  # forced past, still terminating
+
+
 # -- sources ---------------------------------------------------------------------------------------
 
 

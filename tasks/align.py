@@ -1,0 +1,61 @@
+"""Aligning a long-lived environment's infrastructure after a promotion, as a Prefect task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import get_run_logger, task
+
+from sandbox.align import AlignResult, align_environment
+from sandbox.config import load_config
+from sandbox.drivers.terraform import PlanSummary
+from sandbox.wiring import build_drivers, open_inventory
+from tasks.common import RETRY_DELAYS, retry_if_retryable
+from tasks.provision import artifact_key, publish_plan
+
+
+@task(
+    name="align",
+    retries=len(RETRY_DELAYS),
+    retry_delay_seconds=[float(d) for d in RETRY_DELAYS],
+    retry_condition_fn=retry_if_retryable,
+    persist_result=True,
+)
+def align_task(config_path: str, environment: str, sandbox: str | None = None, approve: bool = False) -> AlignResult:
+    """Plan the environment with the promoted sandbox's overrides; apply when non-destructive or approved.
+
+    Never cached: every run plans against the environment's current state. A held
+    state lock is retried; a refused (destructive, unapproved) plan is not.
+
+    Args:
+        config_path: Path of fleet.yaml.
+        environment: The long-lived environment to align.
+        sandbox: The promoted sandbox whose overrides to use (default: the newest promotion).
+        approve: Apply a plan that destroys or replaces resources.
+
+    Returns:
+        What was planned and applied.
+    """
+    logger = get_run_logger()
+    config = load_config(config_path)
+    drivers = build_drivers(config)
+    inventory = open_inventory(config)
+
+    def show(plan: PlanSummary) -> None:
+        publish_plan(artifact_key("align-plan", environment), f"terraform plan aligning {environment}", plan)
+
+    try:
+        return align_environment(
+            config,
+            inventory,
+            git=drivers.git,
+            terraform=drivers.terraform,
+            environment=environment,
+            sandbox=sandbox,
+            approve=approve,
+            config_path=Path(config_path),
+            progress=logger.info,
+            on_plan=show,
+        )
+    finally:
+        inventory.close()

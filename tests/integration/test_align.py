@@ -1,0 +1,206 @@
+"""``sandbox align ENV`` end to end: the real CLI, real terraform, real git, a real Prefect server.
+
+Setup: the demo's fleet repository and remote; development and staging already
+exist (their own state, applied here with the example cluster module in the
+working directory ``sandbox align`` uses); promotions are recorded in the
+inventory the way ``create`` (overrides on the record) and ``promote`` (a pull
+request in the stage result) record them.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox.align import environment_terraform_dir, environment_variables, environment_workspace
+from sandbox.config import FleetConfig, load_config
+from sandbox.drivers.terraform import PythonTerraformDriver, TerraformOutput
+from sandbox.lifecycle import register, validate_request
+from sandbox.models import Stage
+from sandbox.requests import LifecycleRequest
+from sandbox.wiring import open_inventory
+from tests.integration.sandbox_cli import demo_setup, sandbox_cli
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed"),
+]
+
+CLUSTER_MODULE = Path(__file__).resolve().parents[2] / "examples" / "fleet-repo" / "infra" / "cluster"
+
+
+@dataclass
+class Fleet:
+    config_path: Path
+    config: FleetConfig
+    terraform: PythonTerraformDriver
+    api_url: str
+    promotions: int = 0
+
+    def cli(self, *args: str) -> Any:
+        return sandbox_cli(*args, "--config", str(self.config_path), api_url=self.api_url)
+
+    def workdir(self, environment: str) -> Path:
+        return environment_terraform_dir(self.config, environment)
+
+    def provision(self, environment: str) -> dict[str, TerraformOutput]:
+        """Create a long-lived environment's cluster as its own pipeline would have."""
+        workdir = self.workdir(environment)
+        self.terraform.prepare(workdir, CLUSTER_MODULE, environment_workspace(self.config, environment))
+        return self.terraform.apply(workdir, environment_variables(self.config, environment))
+
+    def outputs(self, environment: str) -> dict[str, TerraformOutput]:
+        workdir = self.workdir(environment)
+        self.terraform.prepare(workdir, CLUSTER_MODULE, environment_workspace(self.config, environment))
+        return self.terraform.outputs(workdir)
+
+    def promoted(self, name: str, overrides: dict[str, str]) -> None:
+        """Record sandbox ``name`` created with ``overrides`` and promoted (pull request opened)."""
+        self.promotions += 1
+        request = LifecycleRequest(
+            config_path=str(self.config_path),
+            name=name,
+            ticket=f"OPS-{100 + self.promotions}",
+            summary="upgrade rehearsal",
+            overrides=overrides,
+        )
+        inventory = open_inventory(self.config)
+        try:
+            record = register(self.config, inventory, validate_request(self.config, request), resume=False)
+            pull_request = {
+                "number": self.promotions,
+                "url": f"https://git.example.com/fleet/pull/{self.promotions}",
+                "head": record.branch,
+                "base": "main",
+                "title": f"{record.ticket}: upgrade rehearsal",
+            }
+            inventory.stage_completed(
+                name,
+                record.lifecycle_id,
+                Stage.promote,
+                {"stage": "promote", "summary": "promoted", "details": {"pull_request": pull_request}},
+            )
+        finally:
+            inventory.close()
+
+
+@pytest.fixture(scope="module")
+def fleet(prefect_server: str, tmp_path_factory: pytest.TempPathFactory) -> Fleet:
+    config_path = demo_setup(tmp_path_factory.mktemp("align"))
+    fleet = Fleet(config_path, load_config(config_path), PythonTerraformDriver(timeout=120), prefect_server)
+    fleet.provision("development")
+    fleet.provision("staging")
+    return fleet
+
+
+def _lines(result: Any) -> str:
+    return result.stdout + result.stderr
+
+
+def test_without_a_promotion_there_is_nothing_to_align(fleet: Fleet) -> None:
+    before = fleet.outputs("development")
+    result = fleet.cli("align", "development")
+    assert result.returncode == 0, _lines(result)
+    assert "no promoted sandbox in the inventory: nothing to align development with" in result.stdout
+    assert fleet.outputs("development") == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["align", "qa"], "unknown environment 'qa'"),
+        (["align", "development", "--sandbox", "sandbox-nope"], "no sandbox named 'sandbox-nope'"),
+    ],
+)
+def test_bad_input_exits_2_before_anything_runs(fleet: Fleet, args: list[str], message: str) -> None:
+    result = fleet.cli(*args)
+    assert result.returncode == 2, _lines(result)
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert "flow run" not in result.stdout
+
+
+def test_an_in_place_change_is_planned_shown_and_applied(fleet: Fleet) -> None:
+    from prefect.artifacts import Artifact
+
+    before = fleet.outputs("development")
+    staging_before = fleet.outputs("staging")
+    fleet.promoted("sandbox-upgrade", {"kubernetes_version": "1.32", "node_count": "2"})
+
+    result = fleet.cli("align", "development")
+
+    assert result.returncode == 0, _lines(result)
+    assert "development aligned with sandbox-upgrade (Plan: 0 to add, 1 to change, 0 to destroy.)" in result.stdout
+    assert "update in place: terraform_data.cluster" in result.stdout
+    assert "recorded in fleet.yaml (environments.development.terraform.variables)" in result.stdout
+    recorded = load_config(fleet.config_path).environments["development"].terraform.variables
+    assert (recorded["kubernetes_version"], recorded["node_count"]) == ("1.32", 2)
+    assert load_config(fleet.config_path).environments["staging"] == fleet.config.environments["staging"]
+    after = fleet.outputs("development")
+    assert (after["kubernetes_version"].value, after["node_count"].value) == ("1.32", 2)
+    # Updated in place: the same cluster (its credential is its resource id).
+    assert after["cluster_token"].value == before["cluster_token"].value
+    assert after["cluster_name"].value == "development"
+    # Another long-lived environment's state is never touched.
+    assert fleet.outputs("staging") == staging_before
+    artifact = Artifact.get("align-plan-development")
+    assert artifact is not None and artifact.data is not None
+    assert "Plan: 0 to add, 1 to change, 0 to destroy." in str(artifact.data)
+    assert "`terraform_data.cluster`" in str(artifact.data)
+    assert before["cluster_token"].value not in str(artifact.data)
+
+    again = fleet.cli("align", "development")
+    assert again.returncode == 0, _lines(again)
+    assert "development is already aligned with sandbox-upgrade: no changes" in again.stdout
+
+
+def test_a_replacement_is_refused_naming_each_resource(fleet: Fleet) -> None:
+    before = fleet.outputs("development")
+    fleet.promoted("sandbox-move", {"region": "local-2"})
+
+    result = fleet.cli("align", "development")
+
+    assert result.returncode == 1, _lines(result)
+    # The plan is shown (Prefect's log on the console), then the one-line cause.
+    assert "replace: terraform_data.cluster" in _lines(result)
+    error = result.stderr.splitlines()[-1]
+    assert error.startswith("sandbox: error: align development refused: the plan would ")
+    assert "replace terraform_data.cluster" in error
+    assert "replace terraform_data.network" in error
+    assert "(Plan: 2 to add, 0 to change, 2 to destroy.); nothing applied" in error
+    assert "Traceback" not in _lines(result)
+    assert fleet.outputs("development") == before
+    assert not list(fleet.workdir("development").glob(".fleet-sandbox.tfplan"))
+
+
+def test_an_earlier_promotion_can_be_named(fleet: Fleet) -> None:
+    result = fleet.cli("align", "development", "--sandbox", "sandbox-upgrade")
+    assert result.returncode == 0, _lines(result)
+    assert "development is already aligned with sandbox-upgrade: no changes" in result.stdout
+
+
+def test_an_approved_replacement_is_applied(fleet: Fleet) -> None:
+    before = fleet.outputs("development")
+    staging_before = fleet.outputs("staging")
+
+    result = fleet.cli("align", "development", "--approve")
+
+    assert result.returncode == 0, _lines(result)
+    assert "development aligned with sandbox-move (Plan: 2 to add, 0 to change, 2 to destroy.)" in result.stdout
+    after = fleet.outputs("development")
+    assert after["cluster_token"].value != before["cluster_token"].value  # a new cluster
+    # Built from what fleet.yaml records (the earlier alignment's upgrade) plus this promotion's override.
+    assert (after["kubernetes_version"].value, after["node_count"].value) == ("1.32", 2)
+    assert load_config(fleet.config_path).environments["development"].terraform.variables["region"] == "local-2"
+    assert fleet.outputs("staging") == staging_before
+
+
+def test_an_environment_without_state_is_never_created(fleet: Fleet) -> None:
+    result = fleet.cli("align", "production", "--approve")
+    assert result.returncode == 1, _lines(result)
+    assert "production has no terraform state in workspace 'production'" in result.stderr
+    assert "never creates one" in result.stderr
+    assert "production" not in fleet.terraform.workspaces(fleet.workdir("production"))
