@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 from flows.lifecycle import LifecycleReport, StageOutcome, run_stages
 from sandbox.models import STAGE_ORDER, Stage
 from tasks.common import StageRequest
+from tasks.watch import watch_landing_task
 
 
 class SandboxRef(BaseModel):
@@ -36,11 +37,18 @@ def sandbox_teardown(sandbox: SandboxRef, force: bool = False) -> list[StageOutc
 def sandbox_promote(sandbox: SandboxRef) -> list[StageOutcome]:
     """Copy a validated, torn-down sandbox back to development and open a pull request.
 
+    The last step, once the pull request merged: wait for development to apply
+    the merged revision with every Kustomization and HelmRelease Ready (rerun the
+    flow after the merge to watch it land).
+
     Args:
         sandbox: Which sandbox.
     """
     request = StageRequest(config_path=sandbox.config_path, name=sandbox.name, lifecycle_id=sandbox.lifecycle_id)
-    return run_stages(request, [Stage.promote])
+    outcomes = run_stages(request, [Stage.promote])
+    landing = watch_landing_task(request)
+    outcomes.append(StageOutcome(stage=Stage.promote, outcome=landing.outcome, summary=landing.summary))
+    return outcomes
 
 
 @flow(name="sandbox-resume", flow_run_name="resume-{sandbox.name}")

@@ -7,6 +7,7 @@ finished one untouched, so ``sandbox demo --workdir DIR`` can be rerun.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -52,6 +53,8 @@ def demo_config(workdir: Path) -> dict[str, object]:
             },
         },
         "sandbox": {"default_ttl": "72h", "state_dir": "state"},
+        # Illustrative per-node rates so `sandbox list` and cleanup reports show costs.
+        "cost": {"currency": "USD", "hourly_rates": {"small": 0.05, "large": 0.4}},
         "drivers": {
             "cluster": {
                 "type": "simulated",
@@ -64,8 +67,17 @@ def demo_config(workdir: Path) -> dict[str, object]:
     }
 
 
-def prepare_demo(workdir: Path, git: GitCli | None = None, example: Path = EXAMPLE_REPO) -> Path:
+def prepare_demo(
+    workdir: Path, git: GitCli | None = None, example: Path = EXAMPLE_REPO, *, development: bool = True
+) -> Path:
     """Write the example fleet repo, its bare remote and fleet.yaml into ``workdir``.
+
+    Args:
+        workdir: The demo's directory.
+        git: The git driver.
+        example: The example fleet repository to start from.
+        development: Also provision development's (simulated) cluster and bootstrap
+            Flux on it from ``clusters/development`` (see :func:`ensure_development`).
 
     Returns:
         The path of the demo's fleet.yaml.
@@ -73,8 +85,47 @@ def prepare_demo(workdir: Path, git: GitCli | None = None, example: Path = EXAMP
     git = git or GitCli()
     workdir = workdir.resolve()
     config_path = workdir / "fleet.yaml"
-    if config_path.exists():
-        return config_path  # finished earlier; fleet.yaml is written last
+    if not config_path.exists():  # fleet.yaml is written last
+        _write_repo_and_config(workdir, git, example)
+    if development:
+        ensure_development(config_path)
+    return config_path
+
+
+#: Written once development's cluster is provisioned and bootstrapped.
+DEVELOPMENT_READY_MARKER = ".demo-bootstrapped"
+
+
+def ensure_development(config_path: Path, progress: Callable[[str], None] | None = None) -> Path:
+    """Give the demo a development cluster, as a real fleet has one: provisioned and bootstrapped.
+
+    The environment's cluster module is applied with development's variables
+    (state in ``<state_dir>/environments/development/terraform``, the simulated
+    cluster beside it), then Flux is installed from ``clusters/development``
+    with its own gotk-sync.yaml, so it follows ``main`` of the demo's remote.
+    ``sandbox watch development`` watches this cluster. Idempotent.
+
+    Returns:
+        Development's state directory.
+    """
+    from sandbox.config import load_config
+    from sandbox.environments import bootstrap_environment, environment_state_dir, provision_environment
+    from sandbox.wiring import build_drivers
+
+    config = load_config(config_path)
+    state = environment_state_dir(config, "development")
+    if (state / DEVELOPMENT_READY_MARKER).is_file():
+        return state
+    drivers = build_drivers(config)
+    report = progress or (lambda _: None)
+    cluster = provision_environment(config, "development", drivers.terraform, drivers.git, report)
+    bootstrap_environment(config, "development", cluster, drivers.git, progress=report)
+    (state / DEVELOPMENT_READY_MARKER).write_text("development provisioned and bootstrapped\n", encoding="utf-8")
+    return state
+
+
+def _write_repo_and_config(workdir: Path, git: GitCli, example: Path) -> None:
+    config_path = workdir / "fleet.yaml"
     workdir.mkdir(parents=True, exist_ok=True)
     remote = workdir / "remote.git"
     seed = workdir / "seed-checkout"
@@ -100,7 +151,6 @@ def prepare_demo(workdir: Path, git: GitCli | None = None, example: Path = EXAMP
         encoding="utf-8",
     )
     tmp.rename(config_path)
-    return config_path
 
 
 def demo_request(config_path: Path) -> LifecycleRequest:

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import filecmp
+import os
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -45,18 +46,35 @@ def discover_environments(repo: Path) -> list[str]:
 
 
 def _files(root: Path) -> dict[PurePosixPath, Path]:
-    """Relative path -> file, for every regular file below ``root`` (links skipped)."""
+    """Relative path -> entry, for every regular file and symbolic link below ``root``.
+
+    Links are entries of their own (git stores them as links); a link to a
+    directory is not descended into.
+    """
     found: dict[PurePosixPath, Path] = {}
     for path in sorted(root.rglob("*")):
-        if path.is_file() and not path.is_symlink():
+        if path.is_symlink() or path.is_file():
             found[PurePosixPath(path.relative_to(root).as_posix())] = path
     return found
 
 
 def _copy_file(src: Path, dst: Path) -> None:
+    """Copy a file's bytes and mode, or a link as the same link."""
     dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.is_symlink() or (src.is_symlink() and dst.exists()):
+        dst.unlink()
+    if src.is_symlink():
+        os.symlink(os.readlink(src), dst)
+        return
     shutil.copyfile(src, dst)
     shutil.copymode(src, dst)
+
+
+def _same_entry(a: Path, b: Path) -> bool:
+    """Same link target, or same bytes and permission bits."""
+    if a.is_symlink() or b.is_symlink():
+        return a.is_symlink() and b.is_symlink() and os.readlink(a) == os.readlink(b)
+    return filecmp.cmp(a, b, shallow=False) and _same_mode(a, b)
 
 
 @dataclass
@@ -73,14 +91,14 @@ def sandbox_copy_matches(source: Path, target: Path) -> bool:
     """Whether ``target`` holds exactly ``source``'s files (ignoring gotk-sync.yaml on both sides)."""
     a = {k: v for k, v in _files(source).items() if k != SYNC_FILE}
     b = {k: v for k, v in _files(target).items() if k != SYNC_FILE}
-    return a.keys() == b.keys() and all(filecmp.cmp(a[k], b[k], shallow=False) for k in a)
+    return a.keys() == b.keys() and all(_same_entry(a[k], b[k]) for k in a)
 
 
 def copy_cluster_dir(source: Path, target: Path) -> CopyReport:
     """Copy a cluster directory to a new one, without ``flux-system/gotk-sync.yaml``.
 
     Raises:
-        InvalidInputError: ``source`` is not a directory.
+        InvalidInputError: ``source`` is not a directory, or holds nothing besides gotk-sync.yaml.
         ConflictError: ``target`` exists with different content.
     """
     if not source.is_dir():
@@ -88,7 +106,10 @@ def copy_cluster_dir(source: Path, target: Path) -> CopyReport:
     report = CopyReport()
     if target.exists():
         raise ConflictError(f"{target} already exists")
-    for rel, path in _files(source).items():
+    files = _files(source)
+    if not set(files) - {SYNC_FILE}:
+        raise InvalidInputError(f"nothing to clone: {source} holds no file besides {SYNC_FILE}")
+    for rel, path in files.items():
         if rel == SYNC_FILE:
             report.excluded.append(str(rel))
             continue
@@ -128,11 +149,15 @@ def retarget_git_sources(cluster_root: Path, from_branch: str, to_branch: str) -
     """
     done: list[Retarget] = []
     for rel, path in _files(cluster_root).items():
-        if rel == SYNC_FILE or path.suffix not in YAML_SUFFIXES:
+        if rel == SYNC_FILE or path.suffix not in YAML_SUFFIXES or path.is_symlink():
             continue
-        text = path.read_text(encoding="utf-8")
-        if "GitRepository" not in text:
+        data = path.read_bytes()
+        if b"GitRepository" not in data:
             continue
+        try:
+            text = data.decode("utf-8")  # no newline translation: CRLF files keep their bytes
+        except UnicodeDecodeError:
+            continue  # not a manifest Flux could read
         new_text, edits = set_scalar(
             text,
             _is_tracking_git_source(from_branch),  # type: ignore[arg-type]
@@ -225,20 +250,29 @@ def promote_cluster_dir(sandbox_root: Path, development_root: Path) -> CopyRepor
     report = CopyReport()
     sandbox_files = {k: v for k, v in _files(sandbox_root).items() if k != SYNC_FILE}
     dev_files = {k: v for k, v in _files(development_root).items() if k != SYNC_FILE}
-    for rel, src in sandbox_files.items():
-        dst = development_root / rel
-        if rel in dev_files and filecmp.cmp(src, dst, shallow=False) and _same_mode(src, dst):
-            continue
-        _copy_file(src, dst)
-        report.copied.append(str(rel))
+    # Removals first, so a file may take the place of a directory the sandbox removed (and back).
     for rel, path in dev_files.items():
         if rel not in sandbox_files:
             path.unlink()
             report.removed.append(str(rel))
+            _prune_empty_parents(path.parent, development_root)
+    for rel, src in sandbox_files.items():
+        dst = development_root / rel
+        if rel in dev_files and _same_entry(src, dst):
+            continue
+        _copy_file(src, dst)
+        report.copied.append(str(rel))
     report.excluded.append(str(SYNC_FILE))
     report.unchanged = not report.copied and not report.removed
     shutil.rmtree(sandbox_root)
     return report
+
+
+def _prune_empty_parents(directory: Path, root: Path) -> None:
+    """Remove ``directory`` and its parents up to (not including) ``root`` while they are empty."""
+    while directory != root and root in directory.parents and directory.is_dir() and not any(directory.iterdir()):
+        directory.rmdir()
+        directory = directory.parent
 
 
 def _same_mode(a: Path, b: Path) -> bool:

@@ -6,11 +6,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from sandbox.config import FleetConfig
 from sandbox.drivers.cluster import ClusterDriver
 from sandbox.drivers.git import GitCli
-from sandbox.drivers.git_hosting import GitHosting, GitHubHosting, LocalGitHosting
+from sandbox.drivers.git_hosting import GitHosting, GitHubHosting, LocalGitHosting, github_web_url
 from sandbox.drivers.load import HttpLoadGenerator, LoadGenerator
 from sandbox.drivers.terraform import PythonTerraformDriver, TerraformDriver
 from sandbox.errors import ClusterUnreachableError, ConfigError
@@ -43,31 +44,42 @@ def build_drivers(config: FleetConfig, *, github_token: str | None = None) -> Dr
     """
     tf = config.drivers.terraform
     git = config.drivers.git
-    hosting_cfg = config.drivers.git_hosting
-    hosting: GitHosting
-    if hosting_cfg.type == "github":
-        token = github_token or os.environ.get(hosting_cfg.token_env)
-        if not hosting_cfg.repository:
-            raise ConfigError("drivers.git_hosting.repository is required for type github")
-        if not token:
-            # Without a token nobody can open the pull request for us: record it
-            # locally and print the compare URL instead.
-            hosting = LocalGitHosting(config.state_dir / "pull-requests", web_url=hosting_cfg.web_url)
-        else:
-            hosting = GitHubHosting(hosting_cfg.api_url, hosting_cfg.repository, token)
-    else:
-        hosting = LocalGitHosting(config.state_dir / "pull-requests", web_url=hosting_cfg.web_url)
+    git_cli = GitCli(
+        git.binary,
+        git.timeout_seconds,
+        author_name=config.fleet_repo.author_name,
+        author_email=config.fleet_repo.author_email,
+    )
     return Drivers(
-        git=GitCli(
-            git.binary,
-            git.timeout_seconds,
-            author_name=config.fleet_repo.author_name,
-            author_email=config.fleet_repo.author_email,
-        ),
+        git=git_cli,
         terraform=PythonTerraformDriver(binary=tf.binary, timeout=tf.timeout_seconds, lock_timeout=tf.lock_timeout),
-        hosting=hosting,
+        hosting=build_hosting(config, git_cli, github_token=github_token),
         load=HttpLoadGenerator(),
     )
+
+
+def build_hosting(config: FleetConfig, git: GitCli, *, github_token: str | None = None) -> GitHosting:
+    """The git-hosting driver the configuration asks for.
+
+    ``github`` with a token (given, or in ``token_env``) opens pull requests
+    through the API. Without one nobody can open it for us: the pull request is
+    recorded locally and its compare URL is what a person opens. ``local``
+    records pull requests in the state directory and reads merges from a local
+    fleet remote.
+    """
+    hosting_cfg = config.drivers.git_hosting
+    directory = config.state_dir / "pull-requests"
+    url = config.remote_url
+    remote = Path(unquote(urlsplit(url).path)) if url.startswith("file://") else None if "://" in url else Path(url)
+    if hosting_cfg.type == "github":
+        if not hosting_cfg.repository:
+            raise ConfigError("drivers.git_hosting.repository is required for type github")
+        token = github_token or os.environ.get(hosting_cfg.token_env)
+        if token:
+            return GitHubHosting(hosting_cfg.api_url, hosting_cfg.repository, token)
+        web_url = hosting_cfg.web_url or github_web_url(hosting_cfg.api_url, hosting_cfg.repository)
+        return LocalGitHosting(directory, web_url=web_url, manual=True, remote=remote, git=git)
+    return LocalGitHosting(directory, web_url=hosting_cfg.web_url, remote=remote, git=git)
 
 
 def open_inventory(config: FleetConfig) -> Inventory:

@@ -9,11 +9,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from sandbox.errors import CommandTransientError, PermanentError, SandboxError
 from sandbox.proc import Command, CompletedCommand, run, tail
+
+
+@dataclass(frozen=True)
+class DiffStat:
+    """Lines added and removed in one file (``git diff --numstat``)."""
+
+    path: str
+    added: int
+    removed: int
+    binary: bool = False
 
 
 class GitError(PermanentError):
@@ -199,9 +210,35 @@ class GitCli:
         return tags
 
     def changed_files(self, repo: Path, base: str, head: str, path: str) -> list[str]:
-        """Files under ``path`` that differ between ``base`` and ``head``."""
-        out = self._git(repo, "diff", "--name-only", f"{base}", f"{head}", "--", path)
+        """Files under ``path`` that differ between ``base`` and ``head`` (a rename is both names)."""
+        out = self._git(repo, "diff", "--no-renames", "--name-only", f"{base}", f"{head}", "--", path)
         return [line for line in out.splitlines() if line]
+
+    def diff_stat(self, repo: Path, base: str, head: str, path: str) -> list[DiffStat]:
+        """Per file under ``path``: lines added and removed between ``base`` and ``head``."""
+        out = self._git(repo, "diff", "--no-renames", "--numstat", base, head, "--", path)
+        stats = []
+        for line in out.splitlines():
+            added, removed, name = line.split("\t", 2)
+            binary = added == "-"
+            stats.append(DiffStat(name, 0 if binary else int(added), 0 if binary else int(removed), binary))
+        return stats
+
+    def diff(self, repo: Path, base: str, head: str, path: str) -> str:
+        """The unified diff of ``path`` between ``base`` and ``head``."""
+        return self._git(repo, "diff", "--no-renames", "--no-color", base, head, "--", path)
+
+    def is_ancestor(self, repo: Path, ancestor: str, descendant: str) -> bool:
+        """Whether commit ``ancestor`` is reachable from ``descendant`` (equal commits count).
+
+        Raises:
+            GitError: A commit is unknown in ``repo``.
+        """
+        command = self.command(repo, "merge-base", "--is-ancestor", ancestor, descendant)
+        done = run(command, check=False)
+        if done.returncode in (0, 1):
+            return done.returncode == 0
+        raise _classify(done)
 
     def merge_base(self, repo: Path, a: str, b: str) -> str:
         """The best common ancestor of two commits."""
@@ -229,3 +266,23 @@ class GitCli:
     def push_tag(self, repo: Path, name: str) -> None:
         """Push a tag to ``origin``."""
         self._git(repo, "push", "--quiet", "origin", f"refs/tags/{name}")
+
+    def list_tree(self, repo: Path, rev: str, path: str, *, directories: bool = False) -> list[str]:
+        """Names of the entries directly under ``path`` at ``rev`` (only subdirectories when ``directories``)."""
+        args = ["ls-tree", "--name-only", *(["-d"] if directories else []), rev, "--", f"{path.rstrip('/')}/"]
+        out = self._git(repo, *args)
+        return [line.rsplit("/", 1)[-1] for line in out.splitlines() if line]
+
+    def show_file(self, repo: Path, rev: str, path: str) -> str | None:
+        """The content of ``path`` at ``rev``, or ``None`` when it does not exist there."""
+        done = run(self.command(repo, "cat-file", "blob", f"{rev}:{path}"), check=False)
+        return done.stdout if done.returncode == 0 else None
+
+    def delete_remote_branch_at(self, repo: Path, branch: str, sha: str) -> None:
+        """Delete ``branch`` on ``origin`` only while it still points at ``sha`` (``--force-with-lease``).
+
+        Raises:
+            GitError: The branch moved since ``sha`` was read (someone pushed), or the push was rejected.
+        """
+        lease = f"--force-with-lease=refs/heads/{branch}:{sha}"
+        self._git(repo, "push", "--quiet", lease, "origin", f":refs/heads/{branch}")

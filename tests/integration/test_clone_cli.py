@@ -26,7 +26,7 @@ def git(repo: Path, *args: str) -> str:
 
 @pytest.fixture
 def checkout(tmp_path: Path) -> Path:
-    prepare_demo(tmp_path / "demo")
+    prepare_demo(tmp_path / "demo", development=False)
     repo = tmp_path / "checkout"
     subprocess.run(["git", "clone", "-q", str(tmp_path / "demo" / "remote.git"), str(repo)], check=True)
     git(repo, "config", "user.name", "t")

@@ -121,6 +121,10 @@ def test_clone_then_promote_without_change_is_identity(
     (dev / "flux-system").mkdir(parents=True, exist_ok=True)
     (dev / "flux-system/gotk-sync.yaml").write_bytes(sync)
     sandbox = root / "clusters/sandbox-x"
+    if not written:  # nothing but gotk-sync.yaml: there is nothing to clone
+        with pytest.raises(InvalidInputError, match="nothing to clone"):
+            fleetrepo.copy_cluster_dir(dev, sandbox)
+        return
     fleetrepo.copy_cluster_dir(dev, sandbox)
     assert not (sandbox / "flux-system/gotk-sync.yaml").exists()
     (sandbox / "flux-system").mkdir(parents=True, exist_ok=True)

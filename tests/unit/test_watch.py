@@ -1,0 +1,154 @@
+"""Watching a revision land: a simulated development cluster bootstrapped from the demo fleet repo, real git."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sandbox.demo import prepare_demo
+from sandbox.drivers.cluster import ObjectRef
+from sandbox.drivers.git import GitCli
+from sandbox.drivers.simulated_cluster import SimulatedCluster
+from sandbox.errors import InvalidInputError, NotReadyError
+from sandbox.lifecycle import install_flux
+from sandbox.watch import (
+    ROOT_KUSTOMIZATION,
+    assess,
+    check_revision,
+    git_contains,
+    revision_sha,
+    same_commit,
+    wait_for_revision,
+)
+
+PODINFO = ObjectRef("helm.toolkit.fluxcd.io/v2", "HelmRelease", "podinfo", "podinfo")
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+class Development:
+    """The demo's remote, a checkout to push from, and development's simulated cluster following main."""
+
+    def __init__(self, root: Path) -> None:
+        self.git = GitCli()
+        prepare_demo(root / "demo", development=False)
+        self.remote = root / "demo" / "remote.git"
+        self.work = root / "work"
+        self.git.clone(str(self.remote), self.work)
+        self.cluster = SimulatedCluster(
+            root / "cluster", readiness_delay_seconds=0.05, oci_git_remote=str(self.remote), watch_poll_seconds=0.02
+        )
+        (root / "cluster").mkdir()
+        install_flux(self.cluster, self.work / "clusters/development", git_token=None)
+
+    def tip(self) -> str:
+        return subprocess.run(
+            ["git", "--git-dir", str(self.remote), "rev-parse", "main"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+
+    def push(self, path: str, old: str, new: str) -> str:
+        file = self.work / path
+        file.write_text(file.read_text().replace(old, new))
+        sha = self.git.commit_all(self.work, f"change {path}")
+        self.git.push(self.work, "main")
+        assert sha is not None
+        return sha
+
+    def contains(self) -> object:
+        return git_contains(self.git, self.work, lambda: self.git.fetch(self.work))
+
+
+@pytest.fixture
+def dev(tmp_path: Path) -> Iterator[Development]:
+    yield Development(tmp_path)
+
+
+def test_revision_forms() -> None:
+    assert revision_sha(f"main@sha1:{SHA}") == SHA
+    assert revision_sha(f"main/{SHA}") == SHA
+    assert revision_sha(f"sha1:{SHA}") == SHA
+    assert revision_sha("1.2.3@sha256:abc") is None
+    assert check_revision(SHA[:7].upper()) == SHA[:7]
+    with pytest.raises(InvalidInputError, match="not a commit id"):
+        check_revision("main")
+
+
+def test_lands_then_follows_a_merge(dev: Development) -> None:
+    lines: list[str] = []
+    first = wait_for_revision(dev.cluster, dev.tip(), 60, environment="development", progress=lines.append)
+    assert first.applied == f"main@sha1:{dev.tip()}"
+    assert {str(o.ref) for o in first.objects} >= {str(ROOT_KUSTOMIZATION), str(PODINFO)}
+    assert all(o.ready for o in first.objects)
+    assert lines and lines[-1].endswith(
+        f"{len(first.objects)}/{len(first.objects)} Kustomizations and HelmReleases Ready"
+    )
+    merged = dev.push("clusters/development/apps.yaml", '"6.7.1"', '"6.7.2"')
+    landed = wait_for_revision(dev.cluster, merged[:10], 60, environment="development")
+    assert landed.applied == f"main@sha1:{merged}"
+    release = dev.cluster.get(PODINFO)
+    assert release is not None and release["spec"]["chart"]["spec"]["version"] == "6.7.2"
+    assert landed.summary().startswith(f"development: revision {merged[:10]} applied")
+
+
+def test_a_later_commit_on_main_includes_the_merge(dev: Development) -> None:
+    merged = dev.push("clusters/development/apps.yaml", '"6.7.1"', '"6.7.2"')
+    later = dev.push("clusters/development/platform.yaml", "interval: 1m0s", "interval: 2m0s")
+    landed = wait_for_revision(dev.cluster, merged, 60, contains=dev.contains())  # type: ignore[arg-type]
+    assert landed.applied == f"main@sha1:{later}"
+    with pytest.raises(NotReadyError):  # without git, only the exact commit counts
+        wait_for_revision(dev.cluster, merged, 0.5, contains=same_commit)
+
+
+def test_stuck_object_is_named_at_the_timeout(dev: Development) -> None:
+    wait_for_revision(dev.cluster, dev.tip(), 60)
+    dev.cluster.inject_failure(PODINFO, "UpgradeFailed", "Helm upgrade failed: timed out waiting for the condition")
+    merged = dev.push("clusters/development/apps.yaml", '"6.7.1"', '"6.7.2"')
+    with pytest.raises(NotReadyError) as caught:
+        wait_for_revision(dev.cluster, merged, 2, environment="development")
+    message = str(caught.value)
+    assert message.startswith(f"development: revision {merged[:12]} has not landed after 2s: ")
+    assert (
+        "HelmRelease/podinfo/podinfo: UpgradeFailed: Helm upgrade failed: timed out waiting for the condition"
+        in message
+    )
+    assert "Kustomization/flux-system/flux-system" not in message  # the root did apply the merge
+
+
+def test_a_revision_development_never_got_names_the_root(dev: Development) -> None:
+    wait_for_revision(dev.cluster, dev.tip(), 60)
+    with pytest.raises(NotReadyError) as caught:
+        wait_for_revision(dev.cluster, SHA, 1)
+    assert f"Kustomization/flux-system/flux-system: last applied revision main@sha1:{dev.tip()}, waiting for" in str(
+        caught.value
+    )
+
+
+def test_an_applier_behind_its_source_is_not_landed() -> None:
+    source_api, ks_api = "source.toolkit.fluxcd.io/v1", "kustomize.toolkit.fluxcd.io/v1"
+    ready = {"type": "Ready", "status": "True", "reason": "Succeeded", "message": "ok"}
+
+    def obj(api: str, kind: str, name: str, spec: dict[str, object], status: dict[str, object]) -> dict[str, object]:
+        meta = {"name": name, "namespace": "flux-system", "generation": 1}
+        return {
+            "apiVersion": api,
+            "kind": kind,
+            "metadata": meta,
+            "spec": spec,
+            "status": {"observedGeneration": 1, "conditions": [ready], **status},
+        }
+
+    repo = {"url": "file:///r.git", "ref": {"branch": "main"}}
+    new, old = f"main@sha1:{SHA}", f"main@sha1:{'f' * 40}"
+    objects = [
+        obj(source_api, "GitRepository", "flux-system", repo, {"artifact": {"revision": new}}),
+        obj(source_api, "GitRepository", "platform", repo, {"artifact": {"revision": new}}),
+        obj(ks_api, "Kustomization", "flux-system", {"sourceRef": {"kind": "GitRepository", "name": "flux-system"}},
+            {"lastAppliedRevision": new}),
+        obj(ks_api, "Kustomization", "platform", {"sourceRef": {"kind": "GitRepository", "name": "platform"}},
+            {"lastAppliedRevision": old}),
+    ]  # fmt: skip
+    state = assess({ObjectRef.of(o): o for o in objects}, SHA, same_commit)
+    assert state.root_has_revision and not state.landed
+    assert state.problems == [f"Kustomization/flux-system/platform: applied {old}, its source has {new}"]
