@@ -1,9 +1,19 @@
 """Load generators behind one Protocol, and a local HTTP target.
 
-:class:`HttpLoadGenerator` sends real HTTP requests from a pool of threads
-(bounded in time and count) and measures latency percentiles, throughput and
-errors. :class:`LocalTarget` is a real HTTP server on loopback standing in for
-a sandbox's ingress when the cluster is simulated (a simulated cluster has no
+Three implementations of :class:`LoadGenerator`, chosen by
+``drivers.load_generator.type`` (see :mod:`sandbox.wiring`):
+
+* :class:`HttpLoadGenerator` (``http``, the demo's default) sends real HTTP
+  requests from a pool of threads (bounded in time and count) and measures
+  latency percentiles, throughput and errors itself.
+* :class:`~sandbox.drivers.locust_load.LocustLoadGenerator` (``locust``) runs
+  locust headless as a subprocess and parses its CSV statistics.
+* :class:`~sandbox.drivers.job_load.KubernetesJobLoadGenerator`
+  (``kubernetes-job``) runs a load image as a Job in the sandbox cluster and
+  reads the result from its log (``docs/load-results.md``).
+
+:func:`local_target` is a real HTTP server on loopback standing in for a
+sandbox's ingress when the cluster is simulated (a simulated cluster has no
 network endpoint of its own).
 """
 
@@ -19,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from sandbox.errors import InvalidInputError
 
@@ -35,18 +45,34 @@ class LoadMetrics(BaseModel):
     p95_ms: float
     p99_ms: float
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def error_rate(self) -> float:
         """Failures per request (0..1)."""
-        return self.failures / self.requests if self.requests else 0.0
+        return round(self.failures / self.requests, 6) if self.requests else 0.0
 
 
 @runtime_checkable
 class LoadGenerator(Protocol):
-    """Runs a load scenario against a URL."""
+    """Runs a load scenario against a URL.
 
-    def run(self, target_url: str, *, users: int, duration_seconds: float) -> LoadMetrics:
-        """Send load for ``duration_seconds`` with ``users`` concurrent users."""
+    Errors: :class:`~sandbox.errors.InvalidInputError` for a bad URL or
+    settings; :class:`~sandbox.errors.SandboxError` subclasses when the load
+    could not run at all. Failed *requests* are not errors: they are counted
+    in :attr:`LoadMetrics.failures`.
+    """
+
+    def run(
+        self, target_url: str, *, users: int, duration_seconds: float, spawn_rate: float | None = None
+    ) -> LoadMetrics:
+        """Send load for ``duration_seconds`` with ``users`` concurrent users.
+
+        Args:
+            target_url: The URL every simulated user requests.
+            users: Concurrent simulated users.
+            duration_seconds: How long the load runs.
+            spawn_rate: Users started per second (all at once when ``None``).
+        """
         ...
 
 
@@ -70,14 +96,18 @@ class HttpLoadGenerator:
         self.max_requests = max_requests
         self.request_timeout = request_timeout
 
-    def run(self, target_url: str, *, users: int, duration_seconds: float) -> LoadMetrics:
-        """Send load and measure it."""
+    def run(
+        self, target_url: str, *, users: int, duration_seconds: float, spawn_rate: float | None = None
+    ) -> LoadMetrics:
+        """Send load and measure it (users start ``1 / spawn_rate`` seconds apart)."""
         parts = urlsplit(target_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidInputError(f"load target {target_url!r} is not an http(s) URL")
         if users < 1 or duration_seconds <= 0:
             raise InvalidInputError("load needs at least one user and a positive duration")
-        path = parts.path or "/"
+        if spawn_rate is not None and spawn_rate <= 0:
+            raise InvalidInputError("the spawn rate must be positive")
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         host = parts.hostname
         latencies: list[float] = []
         failures = 0
@@ -85,8 +115,10 @@ class HttpLoadGenerator:
         budget = [self.max_requests]
         deadline = time.monotonic() + duration_seconds
 
-        def user() -> None:
+        def user(index: int) -> None:
             nonlocal failures
+            if spawn_rate and index:
+                time.sleep(min(index / spawn_rate, max(0.0, deadline - time.monotonic())))
             conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
             conn = conn_cls(host, parts.port, timeout=self.request_timeout)
             local: list[float] = []
@@ -113,7 +145,7 @@ class HttpLoadGenerator:
                 failures += local_failures
 
         started_at = time.monotonic()
-        threads = [threading.Thread(target=user, daemon=True) for _ in range(users)]
+        threads = [threading.Thread(target=user, args=(i,), daemon=True) for i in range(users)]
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -1,0 +1,210 @@
+"""The performance-test stage: run a scenario's load, compare it with the baseline.
+
+:func:`sandbox.lifecycle.performance_test` delegates here. The stage measures
+and judges; it does not store the run (the ``performance_sandbox`` flow records
+it in :mod:`sandbox.perfstore` once the sandbox is torn down) and a failed gate
+does not fail the stage: the verdict is in the result, and the flow decides.
+
+Where the load goes: the scenario's ``target_url`` when set (a real sandbox's
+ingress or service). Otherwise a local stand-in target on loopback
+(:func:`sandbox.drivers.load.local_target`): a simulated cluster has no network
+endpoint, so its "ingress" is a small HTTP server with the configured service
+time (``performance.local_target_delay_ms``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sandbox.config import FleetConfig
+from sandbox.drivers.load import HttpLoadGenerator, LoadGenerator, local_target
+from sandbox.errors import ClusterUnreachableError, ConfigError
+from sandbox.models import Stage, StageResult
+from sandbox.perf import (
+    Comparison,
+    LoadOverrides,
+    ScenarioSettings,
+    compare,
+    redact_url,
+    render_table,
+    resolve_scenario,
+)
+from sandbox.perfstore import PerfStore
+
+if TYPE_CHECKING:
+    from sandbox.drivers.cluster import ClusterDriver
+    from sandbox.lifecycle import SandboxContext
+
+
+def reports_dir(config: FleetConfig, run_id: str) -> Path:
+    """``<state_dir>/<performance.reports_dir>/<run_id>``: the run's chart and load files."""
+    return config.state_dir / config.performance.reports_dir / run_id
+
+
+def preflight(config: FleetConfig, settings: ScenarioSettings) -> None:
+    """Refuse, before anything is created, a scenario that cannot run with this configuration.
+
+    Raises:
+        ConfigError: The kubernetes-job generator on the simulated cluster (it runs no
+            pods), without an image, or without a target URL reachable in the cluster.
+    """
+    if settings.generator != "kubernetes-job":
+        return
+    if config.drivers.cluster.type == "simulated":
+        raise ConfigError(
+            "the kubernetes-job load generator needs a real cluster (the simulated cluster runs no pods); "
+            "use drivers.load_generator.type http or locust"
+        )
+    if not config.drivers.load_generator.job.image:
+        raise ConfigError("drivers.load_generator.job.image is required for the kubernetes-job load generator")
+    if not settings.target_url:
+        raise ConfigError("the kubernetes-job load generator needs a target_url reachable from inside the cluster")
+
+
+def build_load_generator(config: FleetConfig, settings: ScenarioSettings, *, workdir: Path) -> LoadGenerator:
+    """The host-side load generator a scenario asks for (``http`` or ``locust``).
+
+    Raises:
+        ConfigError: ``kubernetes-job`` (it needs the sandbox cluster: :func:`build_job_load_generator`).
+    """
+    if settings.generator == "http":
+        return HttpLoadGenerator()
+    if settings.generator == "locust":
+        from sandbox.drivers.locust_load import LocustLoadGenerator
+
+        locust = config.drivers.load_generator.locust
+        return LocustLoadGenerator(
+            locust.command or None,
+            locustfile=Path(settings.locustfile) if settings.locustfile else None,
+            workdir=workdir,
+            startup_timeout_seconds=locust.startup_timeout_seconds,
+        )
+    raise ConfigError("the kubernetes-job load generator runs in the sandbox cluster; build it with the cluster")
+
+
+def build_job_load_generator(
+    config: FleetConfig, cluster: ClusterDriver, *, kubeconfig: str | None, progress: Any = None
+) -> LoadGenerator:
+    """The Kubernetes Job load generator for a sandbox cluster.
+
+    Raises:
+        ConfigError: The cluster is simulated (it runs no pods) or no image is configured.
+        ClusterUnreachableError: No kubeconfig for the cluster.
+    """
+    if config.drivers.cluster.type == "simulated":
+        raise ConfigError(
+            "the kubernetes-job load generator needs a real cluster (the simulated cluster runs no pods); "
+            "use drivers.load_generator.type http or locust"
+        )
+    job = config.drivers.load_generator.job
+    if not job.image:
+        raise ConfigError("drivers.load_generator.job.image is required for the kubernetes-job load generator")
+    if not kubeconfig:
+        raise ClusterUnreachableError("no kubeconfig for the sandbox cluster: cannot read the load job's log")
+    from sandbox.drivers.job_load import KubernetesJobLoadGenerator, KubernetesPodLogs
+
+    return KubernetesJobLoadGenerator(
+        cluster,
+        KubernetesPodLogs.from_kubeconfig_text(kubeconfig),
+        image=job.image,
+        namespace=job.namespace,
+        command=job.command,
+        args=job.args,
+        env=job.env,
+        deadline_margin_seconds=job.deadline_margin_seconds,
+        progress=progress,
+    )
+
+
+def run_performance_test(
+    ctx: SandboxContext, *, scenario: str | None = None, overrides: LoadOverrides | None = None
+) -> StageResult:
+    """Run a scenario's load against the sandbox and compare it with the scenario's baseline.
+
+    Args:
+        ctx: The sandbox.
+        scenario: Scenario name (``performance.default_scenario`` when ``None``).
+        overrides: Per-run changes (users, duration, spawn rate, target, generator).
+
+    Returns:
+        The stage result; ``details`` holds ``run_id``, ``scenario``, ``settings``,
+        ``metrics``, ``baseline`` (run id, metrics, settings, or ``None``),
+        ``comparison``, ``passed`` and ``change_percent``.
+    """
+    from sandbox.lifecycle import cluster_for
+
+    config = ctx.config
+    settings = resolve_scenario(config, scenario, overrides)
+    run_id = ctx.record.lifecycle_id
+    with PerfStore(config.inventory_url) as store:
+        baseline = store.baseline(settings.scenario, ctx.record.source_env)
+    workdir = reports_dir(config, run_id) / "load"
+    load: LoadGenerator
+    if settings.generator == "kubernetes-job":
+        load = build_job_load_generator(
+            config, cluster_for(ctx), kubeconfig=ctx.secrets.kubeconfig, progress=ctx.progress
+        )
+    else:
+        load = build_load_generator(config, settings, workdir=workdir)
+    against = f"run {baseline.run_id}" if baseline else f"none accepted from {ctx.record.source_env} yet"
+    ctx.progress(
+        f"scenario {settings.scenario}: {settings.generator}, {settings.users} users, "
+        f"{settings.duration_seconds:g}s; baseline: {against}"
+    )
+    if settings.target_url:
+        target = settings.target_url
+        metrics = load.run(
+            target,
+            users=settings.users,
+            duration_seconds=settings.duration_seconds,
+            spawn_rate=settings.spawn_rate,
+        )
+    elif settings.generator == "kubernetes-job":
+        raise ConfigError("the kubernetes-job load generator needs a target_url reachable from inside the cluster")
+    else:
+        with local_target(delay_seconds=settings.local_target_delay_ms / 1000) as url:
+            target = url.rstrip("/") + settings.path
+            ctx.progress(f"load target: local stand-in for the sandbox ingress at {target}")
+            metrics = load.run(
+                target,
+                users=settings.users,
+                duration_seconds=settings.duration_seconds,
+                spawn_rate=settings.spawn_rate,
+            )
+    current = metrics.model_dump()
+    comparison: Comparison = compare(
+        current,
+        baseline.metrics if baseline else None,
+        config.performance,
+        baseline_run_id=baseline.run_id if baseline else None,
+    )
+    if baseline is not None:
+        differences = settings.comparable_with(baseline.settings)
+        if differences:
+            comparison.notes.append(f"settings differ from the baseline's ({'; '.join(differences)})")
+    for line in render_table(comparison, config.performance.max_error_rate).splitlines():
+        ctx.progress(line)
+    verdict = "gates passed" if comparison.passed else f"gates FAILED: {'; '.join(comparison.failures)}"
+    return StageResult(
+        stage=Stage.performance_test,
+        summary=(
+            f"{settings.scenario}: {metrics.requests_per_second:.0f} req/s, p95 {metrics.p95_ms:.1f} ms, "
+            f"{metrics.failures} failures; {verdict}"
+        ),
+        details={
+            "run_id": run_id,
+            "scenario": settings.scenario,
+            "settings": settings.model_dump(),
+            "target": redact_url(target),
+            "metrics": current,
+            "baseline": (
+                {"run_id": baseline.run_id, "metrics": baseline.metrics, "settings": baseline.settings}
+                if baseline
+                else None
+            ),
+            "comparison": comparison.model_dump(),
+            "passed": comparison.passed,
+            "change_percent": comparison.change_percent(),
+        },
+    )

@@ -1,0 +1,338 @@
+"""Prefect tasks of the ``performance_sandbox`` flow, and its teardown outside tasks.
+
+* :func:`register_performance_task` validates the request, creates the
+  performance sandbox's inventory record and the run's row in ``perf_runs``.
+* :func:`record_performance_task` stores what the run measured, draws the
+  chart and publishes the comparison as a table artifact and a Markdown summary.
+* :func:`record_performance_failure_task` stores why a run ended without a result.
+* :func:`cleanup_performance_task` removes what a torn-down performance
+  sandbox leaves: its branch on the fleet remote and its state directory.
+* :func:`teardown_without_task` runs the teardown stage as plain code, with the
+  inventory bookkeeping of a stage: once a flow run is being cancelled Prefect
+  refuses to start its tasks (``PreventRunningTasksFromStoppedFlows``), so the
+  flow's cancellation path and its ``on_cancellation`` / ``on_crashed`` hooks
+  cannot use the teardown task.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import uuid
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from pydantic import BaseModel, Field
+
+from sandbox.config import load_config
+from sandbox.errors import SandboxError
+from sandbox.lifecycle import SandboxContext, Secrets, register, teardown, validate_request
+from sandbox.models import SandboxKind, SandboxStatus, Stage, StageResult
+from sandbox.perf import (
+    Comparison,
+    PerformanceReport,
+    PerformanceRequest,
+    ScenarioSettings,
+    markdown_summary,
+    render_table,
+    resolve_scenario,
+    table_rows,
+)
+from sandbox.perfchart import write_chart
+from sandbox.perfrun import preflight, reports_dir
+from sandbox.perfstore import PerfRunStatus, PerfStore
+from sandbox.requests import LifecycleRequest
+from sandbox.wiring import build_drivers, open_inventory, sandbox_state_dir
+from tasks.common import resolve_secret
+
+#: Longest source-environment part of a performance sandbox's name.
+_SOURCE_IN_NAME = 20
+
+
+class PerformanceRun(BaseModel):
+    """A registered performance run: its sandbox and where its configuration lives."""
+
+    config_path: str
+    run_id: str = Field(description="The run's id: the sandbox lifecycle's id")
+    sandbox: str
+    scenario: str
+    source_env: str
+
+
+def performance_sandbox_name(source_env: str) -> str:
+    """A fresh name ``perf-<source>-<8 hex>`` (each run, and each retry, gets its own sandbox)."""
+    source = re.sub(r"[^a-z0-9-]+", "-", source_env.lower())[:_SOURCE_IN_NAME].strip("-") or "env"
+    return f"perf-{source}-{uuid.uuid4().hex[:8]}"
+
+
+def artifact_key(*parts: str) -> str:
+    """A Prefect artifact key (lowercase letters, digits and dashes)."""
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower())).strip("-")
+
+
+@task(name="register-performance-run", persist_result=True)
+def register_performance_task(request: PerformanceRequest, flow_run_id: str | None = None) -> PerformanceRun:
+    """Validate the request; create the performance sandbox's record and the run's row.
+
+    Args:
+        request: The flow's parameters.
+        flow_run_id: The flow run (the cancellation hooks find the run by it).
+
+    Raises:
+        InvalidInputError: Unknown environment or scenario, bad TTL, scale or change.
+    """
+    config = load_config(request.config_path)
+    settings = resolve_scenario(config, request.scenario, request.load)
+    preflight(config, settings)
+    lifecycle_request = LifecycleRequest(
+        config_path=request.config_path,
+        name=performance_sandbox_name(request.source_env),
+        source_env=request.source_env,
+        kind=SandboxKind.performance,
+        ttl=request.ttl,
+        overrides=request.terraform_overrides(),
+        change=request.change,
+        owner=request.owner,
+    )
+    validated = validate_request(config, lifecycle_request)
+    inventory = open_inventory(config)
+    try:
+        record = register(config, inventory, validated, resume=False)
+    finally:
+        inventory.close()
+    with PerfStore(config.inventory_url) as store:
+        store.start_run(
+            run_id=record.lifecycle_id,
+            scenario=settings.scenario,
+            source_env=record.source_env,
+            sandbox=record.name,
+            settings=settings.model_dump(),
+            flow_run_id=flow_run_id,
+        )
+    get_run_logger().info(
+        f"performance run {record.lifecycle_id}: scenario {settings.scenario} against a clone of "
+        f"{record.source_env} in sandbox {record.name}"
+    )
+    return PerformanceRun(
+        config_path=request.config_path,
+        run_id=record.lifecycle_id,
+        sandbox=record.name,
+        scenario=settings.scenario,
+        source_env=record.source_env,
+    )
+
+
+@task(name="record-performance-run")
+def record_performance_task(run: PerformanceRun, result: StageResult) -> PerformanceReport:
+    """Store the run's measurement and verdict; publish the chart, a table artifact and a Markdown summary.
+
+    Args:
+        run: The registered run.
+        result: The performance-test stage's result.
+    """
+    config = load_config(run.config_path)
+    details: dict[str, Any] = result.details
+    settings = ScenarioSettings.model_validate(details["settings"])
+    comparison = Comparison.model_validate(details["comparison"])
+    metrics: dict[str, Any] = dict(details["metrics"])
+    baseline = details.get("baseline") or None
+    chart = write_chart(
+        reports_dir(config, run.run_id) / "comparison.png",
+        metrics,
+        baseline["metrics"] if baseline else None,
+        title=(
+            f"{run.scenario} from {run.source_env}: run {run.run_id}"
+            + (f" vs baseline {comparison.baseline_run_id}" if comparison.baseline_run_id else " (no baseline)")
+        ),
+        failed_metrics=frozenset(r.metric for r in comparison.rows if r.verdict == "fail"),
+    )
+    with PerfStore(config.inventory_url) as store:
+        store.finish_run(
+            run.run_id,
+            status=PerfRunStatus.passed if comparison.passed else PerfRunStatus.failed,
+            settings=settings.model_dump(),
+            metrics=metrics,
+            comparison=comparison.model_dump(),
+            baseline_run_id=comparison.baseline_run_id,
+            chart_path=str(chart),
+        )
+    max_error_rate = config.performance.max_error_rate
+    create_table_artifact(
+        table=table_rows(comparison, max_error_rate),
+        key=artifact_key("perf", run.scenario, run.source_env),
+        description=(
+            f"Performance run {run.run_id} ({run.scenario} from {run.source_env}) vs "
+            + (f"baseline {comparison.baseline_run_id}" if comparison.baseline_run_id else "no baseline")
+            + f": {'passed' if comparison.passed else 'FAILED'}"
+        ),
+    )
+    create_markdown_artifact(
+        markdown=markdown_summary(
+            run_id=run.run_id,
+            settings=settings,
+            source_env=run.source_env,
+            sandbox=run.sandbox,
+            comparison=comparison,
+            max_error_rate=max_error_rate,
+            chart_path=str(chart),
+        ),
+        key=artifact_key("perf-summary", run.scenario, run.source_env),
+        description=f"Performance run {run.run_id}: summary",
+    )
+    logger = get_run_logger()
+    for line in render_table(comparison, max_error_rate).splitlines():
+        logger.info(line)
+    logger.info(f"chart: {chart}")
+    return PerformanceReport(
+        run_id=run.run_id,
+        sandbox=run.sandbox,
+        scenario=run.scenario,
+        source_env=run.source_env,
+        passed=comparison.passed,
+        settings=settings,
+        metrics=metrics,
+        comparison=comparison,
+        chart_path=str(chart),
+    )
+
+
+def record_failure(run: PerformanceRun, status: PerfRunStatus, message: str) -> None:
+    """Store why a run ended without a result (plain code: usable while the flow run is cancelling)."""
+    config = load_config(run.config_path)
+    with PerfStore(config.inventory_url) as store:
+        current = store.find(run.run_id)
+        if current is not None and current.status is PerfRunStatus.running:
+            store.finish_run(run.run_id, status=status, error=message[:2000])
+
+
+@task(name="record-performance-failure")
+def record_performance_failure_task(run: PerformanceRun, message: str) -> None:
+    """Store why a run ended without a result (status ``error``)."""
+    record_failure(run, PerfRunStatus.error, message)
+
+
+@task(name="cleanup-performance-sandbox")
+def cleanup_performance_task(run: PerformanceRun) -> list[str]:
+    """Remove a torn-down performance sandbox's branch from the fleet remote and its state directory.
+
+    Performance sandboxes are never promoted: once the cluster is gone, the
+    branch that carried its cluster directory and the local checkout are
+    leftovers. Nothing is removed unless the inventory says the sandbox is
+    destroyed.
+
+    Returns:
+        What was removed.
+    """
+    config = load_config(run.config_path)
+    inventory = open_inventory(config)
+    try:
+        record = inventory.get(run.sandbox)
+    finally:
+        inventory.close()
+    logger = get_run_logger()
+    if record.status is not SandboxStatus.destroyed:
+        logger.warning(f"{run.sandbox} is {record.status.value}, not destroyed: its branch and state are kept")
+        return []
+    removed: list[str] = []
+    state = sandbox_state_dir(config, run.sandbox)
+    checkout = state / "repo"
+    drivers = build_drivers(config)
+    if record.branch and (checkout / ".git").is_dir():
+        git = drivers.git
+        git.fetch(checkout)
+        if git.rev_parse(checkout, f"refs/remotes/origin/{record.branch}") is not None:
+            git.delete_remote_branch(checkout, record.branch)
+            removed.append(f"branch {record.branch} on the fleet remote")
+    if state.is_dir():
+        shutil.rmtree(state)
+        removed.append(f"state directory {state}")
+    for item in removed:
+        logger.info(f"removed {item}")
+    return removed
+
+
+def teardown_without_task(config_path: str, name: str, lifecycle_id: str, logger: Any = None) -> StageResult | None:
+    """The teardown stage as plain code, with the stage's inventory bookkeeping.
+
+    For when Prefect will not start a task: the flow run is being cancelled, or
+    a hook runs after it ended. Idempotent: does nothing for a sandbox that is
+    destroyed or whose teardown stage completed.
+
+    Args:
+        config_path: fleet.yaml.
+        name: The sandbox.
+        lifecycle_id: Its lifecycle.
+        logger: Where progress goes (the flow run's logger in a hook).
+
+    Returns:
+        The teardown's result, or ``None`` when there was nothing to do.
+    """
+    log = logger or logging.getLogger("fleet_sandbox.performance")
+    config = load_config(config_path)
+    inventory = open_inventory(config)
+    try:
+        record = inventory.find(name)
+        if record is None or record.status is SandboxStatus.destroyed:
+            return None
+        if inventory.stage_result(name, lifecycle_id, Stage.teardown) is not None:
+            return None
+        log.info(f"tearing down {name} outside a task (the flow run was interrupted)")
+        ctx = SandboxContext(
+            config=config,
+            inventory=inventory,
+            drivers=build_drivers(config),
+            record=record,
+            progress=log.info,
+            secrets=Secrets(
+                git_token=resolve_secret(
+                    config.drivers.git.credentials_secret_block, config.drivers.git.credentials_env
+                )
+            ),
+        )
+        inventory.stage_started(name, lifecycle_id, Stage.teardown)
+        try:
+            result = teardown(ctx)
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, SandboxError) else f"{type(exc).__name__}: {exc}"
+            inventory.stage_failed(name, lifecycle_id, Stage.teardown, message)
+            inventory.update(name, failed_stage=Stage.teardown.value, last_error=message)
+            raise
+        inventory.stage_completed(name, lifecycle_id, Stage.teardown, result.model_dump(mode="json"))
+        inventory.update(name, failed_stage=None, last_error=None)
+        log.info(f"teardown: {result.summary}")
+        return result
+    finally:
+        inventory.close()
+
+
+def teardown_flow_run_sandboxes(config_path: str, flow_run_id: str, *, status: PerfRunStatus, logger: Any) -> int:
+    """Tear down every sandbox a flow run's performance runs left, and close those runs.
+
+    Used by the flow's ``on_cancellation`` and ``on_crashed`` hooks.
+
+    Returns:
+        How many sandboxes were torn down.
+    """
+    config = load_config(config_path)
+    with PerfStore(config.inventory_url) as store:
+        runs = store.runs_for_flow_run(flow_run_id)
+    done = 0
+    for perf_run in runs:
+        inventory = open_inventory(config)
+        try:
+            record = inventory.find(perf_run.sandbox)
+        finally:
+            inventory.close()
+        if record is not None and teardown_without_task(config_path, record.name, record.lifecycle_id, logger):
+            done += 1
+        run = PerformanceRun(
+            config_path=config_path,
+            run_id=perf_run.run_id,
+            sandbox=perf_run.sandbox,
+            scenario=perf_run.scenario,
+            source_env=perf_run.source_env,
+        )
+        record_failure(run, status, f"flow run {status.value}")
+    return done
