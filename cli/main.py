@@ -91,11 +91,19 @@ def create(
     kind: Annotated[SandboxKind, typer.Option("--kind", help="platform or performance")] = SandboxKind.platform,
     ttl: Annotated[str | None, typer.Option("--ttl", help="Time to live, e.g. 72h")] = None,
     keep: Annotated[bool, typer.Option("--keep", help="Protect from the nightly cleanup")] = False,
+    keep_on_failure: Annotated[
+        bool, typer.Option("--keep-on-failure", help="Keep what was created if provision or bootstrap fails")
+    ] = False,
     override: Annotated[list[str], typer.Option("--override", help="Terraform variable override KEY=VALUE")] = [],  # noqa: B006
     config: ConfigOption = Path("fleet.yaml"),
 ) -> None:
-    """Start a sandbox lifecycle: provision, clone, bootstrap and validate (then work in its branch)."""
-    from sandbox.lifecycle import validate_request
+    """Start a sandbox lifecycle: provision, clone, bootstrap and validate (then work in its branch).
+
+    One run per sandbox: a concurrent create or resume of the same name exits 1 naming
+    the run that holds it. A lasting failure of provision or bootstrap is rolled back
+    unless --keep-on-failure.
+    """
+    from sandbox.preflight import check_request
     from sandbox.requests import LifecycleRequest
 
     cfg = _config(config)
@@ -114,10 +122,11 @@ def create(
         summary=summary,
         ttl=ttl,
         keep=keep,
+        keep_on_failure=keep_on_failure,
         overrides=overrides,
         stop_after=Stage.validate if kind is SandboxKind.platform else None,
     )
-    validate_request(cfg, request)  # refuse bad input before anything exists
+    check_request(cfg, request)  # refuse bad input before anything exists (the flow checks it again)
     from flows.lifecycle import sandbox_lifecycle
 
     report = _run_flow(sandbox_lifecycle, request=request, resume=False)
@@ -140,19 +149,13 @@ def list_sandboxes(
         records = inventory.list()
     finally:
         inventory.close()
+    from cli.list_view import list_entries, list_lines
+
     if output == "json":
-        echo_json([r.list_entry() for r in records])
+        echo_json(list_entries(records, cfg))
         return
-    if not records:
-        echo("no sandboxes")
-        return
-    echo(f"{'NAME':<24} {'KIND':<12} {'FROM':<12} {'STATUS':<17} {'EXPIRES':<21} STAGES")
-    for r in records:
-        done = sum(1 for s in r.stages if s.status.value == "completed")
-        echo(
-            f"{r.name:<24} {r.kind.value:<12} {r.source_env:<12} {r.status.value:<17} "
-            f"{r.expires_at.strftime('%Y-%m-%dT%H:%M:%SZ'):<21} {done}/{len(r.stages)}"
-        )
+    for line in list_lines(records, cfg):
+        echo(line)
 
 
 def _sandbox_ref(cfg: FleetConfig, config: Path, name: str) -> Any:

@@ -24,6 +24,12 @@ def configure_prefect(state_dir: Path) -> None:
     os.environ.setdefault("PREFECT_RESULTS_PERSIST_BY_DEFAULT", "true")
     # The CLI prints its own summary; keep Prefect's console logs to the point.
     os.environ.setdefault("PREFECT_LOGGING_LOG_PRINTS", "true")
+    # Without PREFECT_API_URL every CLI process starts its own temporary server on the
+    # shared database: keep the sandbox locks' leases on disk too (in PREFECT_HOME), so
+    # one process can release the lease of another that was killed while holding it.
+    os.environ.setdefault(
+        "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE", "prefect.server.concurrency.lease_storage.filesystem"
+    )
     # The temporary server a CLI run starts would otherwise run Prefect's telemetry
     # job, which races the run's own writes to the server's SQLite database and
     # prints a "database is locked" traceback on shutdown.

@@ -1,23 +1,36 @@
 """The sandbox lifecycle flow: provision → clone → bootstrap → validate →
-performance test → teardown → promote, each a retried, checkpointed task."""
+performance test → teardown → promote, each a retried, checkpointed task.
+
+Before anything exists the request is checked (invalid input fails the flow run
+with its cause), the sandbox's lock is taken (one run per sandbox, see
+:mod:`tasks.locking`) and, for a new sandbox, the surroundings are checked
+(:mod:`sandbox.preflight`). A lasting failure of provision or bootstrap is rolled
+back unless the request keeps it (:mod:`sandbox.rollback`); a crash runs no
+rollback, the nightly cleanup is the backstop.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from prefect import flow, get_run_logger
 from prefect.states import State
 from pydantic import BaseModel, Field
 
+from sandbox.errors import SandboxError
 from sandbox.models import STAGE_ORDER, Stage, StageResult
 from sandbox.requests import LifecycleRequest
+from sandbox.rollback import should_roll_back
 from tasks.bootstrap import bootstrap_task
 from tasks.clone import clone_task
 from tasks.common import StageRequest
+from tasks.locking import sandbox_lock
 from tasks.performance_test import performance_test_task
+from tasks.preflight import check_request_task, preflight_task
 from tasks.promote import promote_task
 from tasks.provision import provision_task
 from tasks.register import register_task
+from tasks.rollback import keep_failed_task, rollback_task
 from tasks.teardown import teardown_task
 from tasks.validate import validate_task
 
@@ -55,22 +68,55 @@ def outcome_of(state: State[Any], result: StageResult) -> str:
     return "already completed" if result.reused else "executed"
 
 
-def run_stages(request: StageRequest, stages: list[Stage]) -> list[StageOutcome]:
-    """Run ``stages`` in order; the first failure fails the flow run with its cause."""
+def _cause(error: BaseException | None) -> str:
+    if isinstance(error, SandboxError):
+        return " ".join(str(error).split())
+    return f"{type(error).__name__}: {' '.join(str(error).split())}" if error is not None else "unknown error"
+
+
+#: What a lifecycle does when provision or bootstrap fails for good: undo the sandbox, or keep it marked failed.
+FailurePolicy = Literal["rollback", "keep"]
+
+
+def run_stages(
+    request: StageRequest, stages: list[Stage], *, on_failure: FailurePolicy | None = None
+) -> list[StageOutcome]:
+    """Run ``stages`` in order under the sandbox's lock; the first failure fails the flow run with its cause.
+
+    Args:
+        request: Which sandbox and lifecycle.
+        stages: The stages to run, in order.
+        on_failure: For a lasting failure of provision or bootstrap (see :mod:`sandbox.rollback`):
+            ``rollback`` undoes the sandbox, ``keep`` marks it failed; ``None`` leaves it as it is.
+    """
     logger = get_run_logger()
     outcomes = []
-    for stage in stages:
-        state = STAGE_TASKS[stage](request, return_state=True)
-        result: StageResult = state.result()  # raises the stage's error on failure
-        outcome = StageOutcome(stage=stage, outcome=outcome_of(state, result), summary=result.summary)
-        logger.info(f"stage {stage.value}: {outcome.outcome}: {result.summary}")
-        outcomes.append(outcome)
+    with sandbox_lock(request.name, log=logger.info) as lock:
+        for stage in stages:
+            lock.check()
+            state = STAGE_TASKS[stage](request, return_state=True)
+            if not state.is_completed():
+                error = state.result(raise_on_failure=False)
+                failure = error if isinstance(error, BaseException) else None
+                if on_failure is not None and should_roll_back(stage, failure):
+                    if on_failure == "rollback":
+                        logger.warning(rollback_task(request, stage, _cause(failure)).summary())
+                    else:
+                        logger.warning(keep_failed_task(request, stage, _cause(failure)))
+            result: StageResult = state.result()  # raises the stage's error on failure
+            outcome = StageOutcome(stage=stage, outcome=outcome_of(state, result), summary=result.summary)
+            logger.info(f"stage {stage.value}: {outcome.outcome}: {result.summary}")
+            outcomes.append(outcome)
     return outcomes
 
 
 @flow(name="sandbox-lifecycle", flow_run_name="{request.name}", log_prints=True)
 def sandbox_lifecycle(request: LifecycleRequest, resume: bool = False) -> LifecycleReport:
     """Run a sandbox's whole lifecycle, or resume it from its last completed stage.
+
+    Invalid input fails the run before anything exists; a sandbox another run holds
+    fails it at once naming the holder; a lasting failure of provision or bootstrap
+    is rolled back unless ``request.keep_on_failure``.
 
     Args:
         request: What sandbox to make, from which environment, with which change.
@@ -79,15 +125,19 @@ def sandbox_lifecycle(request: LifecycleRequest, resume: bool = False) -> Lifecy
     Returns:
         Each stage with its outcome (executed, cached or already completed).
     """
-    record = register_task(request, resume=resume)
-    stages = list(STAGE_ORDER)
-    if request.stop_after is not None:
-        stages = stages[: stages.index(request.stop_after) + 1]
-    stage_request = StageRequest(
-        config_path=request.config_path,
-        name=record.name,
-        lifecycle_id=record.lifecycle_id,
-        change=request.change,
-    )
-    outcomes = run_stages(stage_request, stages)
+    logger = get_run_logger()
+    check_request_task(request)  # before the lock: its name comes from the request
+    with sandbox_lock(request.name, log=logger.info):
+        preflight_task(request)
+        record = register_task(request, resume=resume)
+        stages = list(STAGE_ORDER)
+        if request.stop_after is not None:
+            stages = stages[: stages.index(request.stop_after) + 1]
+        stage_request = StageRequest(
+            config_path=request.config_path,
+            name=record.name,
+            lifecycle_id=record.lifecycle_id,
+            change=request.change,
+        )
+        outcomes = run_stages(stage_request, stages, on_failure="keep" if request.keep_on_failure else "rollback")
     return LifecycleReport(name=record.name, lifecycle_id=record.lifecycle_id, stages=outcomes)

@@ -13,7 +13,7 @@ from prefect.states import State
 from pydantic import BaseModel, Field
 
 from sandbox.config import FleetConfig, load_config
-from sandbox.errors import SandboxError
+from sandbox.errors import ConflictError, SandboxError
 from sandbox.lifecycle import SandboxContext, Secrets
 from sandbox.models import Stage, StageResult
 from sandbox.requests import SandboxChange
@@ -97,6 +97,14 @@ def run_stage(stage: Stage, request: StageRequest, **kwargs: Any) -> StageResult
     config = load_config(request.config_path)
     inventory = open_inventory(config)
     try:
+        record = inventory.get(request.name)
+        if record.lifecycle_id != request.lifecycle_id:
+            # A rolled-back lifecycle (e.g. Prefect's "Retry" of its flow run) must not
+            # act on a sandbox that was undone and has started over since.
+            raise ConflictError(
+                f"lifecycle {request.lifecycle_id} of {request.name} is over (status {record.status.value}, "
+                f"now lifecycle {record.lifecycle_id}); run 'sandbox resume {request.name}' to continue it"
+            )
         done = inventory.stage_result(request.name, request.lifecycle_id, stage)
         if done is not None:
             logger.info(f"{stage.value}: already completed for {request.name}; not run again")

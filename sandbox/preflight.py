@@ -1,0 +1,181 @@
+"""Checks made before a new sandbox exists, so bad input and broken surroundings create nothing.
+
+Two kinds, both run by the lifecycle flow before it registers the sandbox:
+
+* :func:`check_request` — the request itself (names, environments, TTL, ticket,
+  overrides): :class:`~sandbox.errors.InvalidInputError`, CLI exit 2. The CLI runs
+  it too, before it starts a flow run.
+* :func:`preflight` — the surroundings the first stages need: the ``terraform``
+  and ``git`` executables, a fleet remote that answers and accepts our
+  credentials, and a fleet repository whose source environment, cluster module
+  and YAML are usable. Broken tools and remotes are failed operations (exit 1);
+  an unusable repository is invalid input (:class:`FleetRepoError`, exit 2).
+
+Neither writes anything: the repository is inspected in a temporary clone.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from sandbox import fleetrepo, validation
+from sandbox.config import FleetConfig
+from sandbox.drivers.git import GitCli
+from sandbox.errors import InvalidInputError, PermanentError, SandboxError, ToolNotFoundError
+from sandbox.lifecycle import ValidatedRequest, validate_request
+from sandbox.requests import LifecycleRequest
+
+Progress = Callable[[str], None]
+
+#: Terraform variables fleet-sandbox sets itself: an override would break the sandbox.
+RESERVED_VARIABLES = frozenset({"cluster_name", "simulation_dir"})
+
+_MAJOR_MINOR = re.compile(r"^[0-9]+\.[0-9]+$")
+_URL_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
+
+
+class FleetRepoError(InvalidInputError):
+    """The fleet repository's content cannot make a sandbox (no clusters/, malformed YAML, no module)."""
+
+
+class PreflightError(PermanentError):
+    """A tool or outside system the first stages need is missing or refuses us."""
+
+
+def _check_kubernetes_version(key: str, value: str) -> None:
+    if not _MAJOR_MINOR.match(value.strip()):
+        raise InvalidInputError(f"invalid Kubernetes version {value!r} in override {key}: use MAJOR.MINOR, e.g. 1.31")
+
+
+def _check_node_count(key: str, value: str) -> None:
+    if not value.strip().isdigit() or int(value) < 1:
+        raise InvalidInputError(f"invalid override {key}={value!r}: a whole number of at least 1")
+
+
+#: Value checks of the overrides every cluster module takes (others are the module's business).
+OVERRIDE_CHECKS: dict[str, Callable[[str, str], None]] = {
+    "kubernetes_version": _check_kubernetes_version,
+    "node_count": _check_node_count,
+}
+
+
+def check_request(config: FleetConfig, request: LifecycleRequest) -> ValidatedRequest:
+    """:func:`~sandbox.lifecycle.validate_request`, plus the values terraform would refuse only later.
+
+    Raises:
+        InvalidInputError: Naming the first problem found.
+    """
+    if request.ttl is not None and not request.ttl.strip():
+        raise InvalidInputError("invalid duration '': give a TTL such as 72h, or leave --ttl out for the default")
+    validated = validate_request(config, request)
+    for key, value in request.overrides.items():
+        if key in RESERVED_VARIABLES:
+            raise InvalidInputError(f"override {key!r} is set by fleet-sandbox itself and cannot be overridden")
+        check = OVERRIDE_CHECKS.get(key)
+        if check is not None:
+            check(key, str(value))
+    return validated
+
+
+def redact_url(url: str) -> str:
+    """``url`` without the credentials it may embed (``https://user:token@host`` -> ``https://***@host``)."""
+    return _URL_CREDENTIALS.sub(r"\1***@", url)
+
+
+def _tool(binary: str, setting: str) -> None:
+    if shutil.which(binary) is None:
+        raise ToolNotFoundError(f"{binary} is not installed or not on PATH (setting {setting})")
+
+
+def _first_malformed_yaml(repo: Path, roots: list[str]) -> str | None:
+    for root in roots:
+        target = repo / root
+        files = [target] if target.is_file() else sorted(target.rglob("*"))
+        for path in files:
+            if path.suffix not in fleetrepo.YAML_SUFFIXES or not path.is_file():
+                continue
+            if ".git" in path.relative_to(repo).parts:
+                continue
+            try:
+                list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+            except UnicodeDecodeError:
+                return f"{path.relative_to(repo)}: not UTF-8 text"
+            except yaml.YAMLError as exc:
+                mark = getattr(exc, "problem_mark", None)
+                where = f" line {mark.line + 1}" if mark is not None else ""
+                problem = getattr(exc, "problem", None) or "invalid YAML"
+                return f"{path.relative_to(repo)}:{where}: malformed YAML: {problem}"
+    return None
+
+
+def check_checkout(config: FleetConfig, repo: Path, source_env: str) -> list[str]:
+    """What a sandbox cloned from ``source_env`` needs in a checkout of the default branch.
+
+    Returns:
+        The repository paths checked.
+
+    Raises:
+        FleetRepoError: No ``clusters/``, no directory for the environment, no
+            cluster module, or a malformed YAML file in what the environment builds.
+    """
+    env = config.environment(source_env)
+    try:
+        fleetrepo.discover_environments(repo)
+    except InvalidInputError:
+        raise FleetRepoError(
+            f"the fleet repository has no {fleetrepo.CLUSTERS_DIR}/ directory on "
+            f"{config.fleet_repo.default_branch}: not a fleet repository"
+        ) from None
+    cluster_path = env.cluster_dir.strip("/")
+    if not (repo / cluster_path).is_dir():
+        raise FleetRepoError(
+            f"environment {source_env!r} has no directory {cluster_path}/ in the fleet repository "
+            f"({config.fleet_repo.default_branch})"
+        )
+    module = repo / env.terraform.module
+    if not module.is_dir() or not any(p.suffix == ".tf" for p in module.iterdir()):
+        raise FleetRepoError(f"terraform module {env.terraform.module!r} not found in the fleet repository")
+    plan = validation.plan_scan(repo, cluster_path, repo_urls={validation.normalize_git_url(config.remote_url)})
+    roots = plan.roots or [cluster_path]
+    problem = _first_malformed_yaml(repo, roots)
+    if problem is not None:
+        raise FleetRepoError(f"fleet repository: {problem}")
+    return roots
+
+
+def preflight(config: FleetConfig, request: LifecycleRequest, git: GitCli, progress: Progress | None = None) -> None:
+    """Check the surroundings a new sandbox needs before anything is created.
+
+    Raises:
+        ToolNotFoundError: terraform or git is missing (exit 1).
+        PreflightError: The fleet remote cannot be read (unreachable, credentials rejected) (exit 1).
+        FleetRepoError: The repository cannot make this sandbox: no default branch, no
+            ``clusters/``, no environment directory or module, malformed YAML (exit 2).
+    """
+    say = progress or (lambda _: None)
+    _tool(config.drivers.terraform.binary, "drivers.terraform.binary")
+    _tool(config.drivers.git.binary, "drivers.git.binary")
+    remote = config.remote_url
+    shown = redact_url(remote)
+    default = config.fleet_repo.default_branch
+    try:
+        branches = git.remote_branches(remote)
+    except SandboxError as exc:
+        raise PreflightError(f"the fleet remote {shown} cannot be read: {exc}") from None
+    if default not in branches:
+        raise FleetRepoError(f"the fleet remote {shown} has no branch {default!r} (fleet_repo.default_branch)")
+    with tempfile.TemporaryDirectory(prefix="fleet-sandbox-preflight-") as scratch:
+        checkout = Path(scratch) / "repo"
+        try:
+            git.clone(remote, checkout)
+            git.checkout(checkout, default, start=f"origin/{default}")
+        except SandboxError as exc:
+            raise PreflightError(f"the fleet remote {shown} cannot be cloned: {exc}") from None
+        roots = check_checkout(config, checkout, request.source_env)
+    say(f"preflight: terraform and git found; {shown} answers; {', '.join(roots)} usable on {default}")

@@ -1,0 +1,322 @@
+"""The per-sandbox lock: a strict Prefect global concurrency limit, held for a whole flow run.
+
+``sandbox:<name>`` (limit 1) is created the first time a run locks the sandbox
+and taken with a lease that a background thread renews, so it works across
+processes, workers and machines that share one Prefect server. A run that finds
+the sandbox locked fails at once (:class:`~sandbox.errors.LockHeldError`) naming
+the holder from its note (a Prefect variable ``sandbox-lock-<name>``), unless the
+holder is known dead (see :mod:`sandbox.locks`): then its lease is released and
+the lock taken over, so a rerun after a crash never waits for the lease to expire.
+
+"Strict": a Prefect API that cannot be reached, or a limit that vanished, fails
+the run loudly (:class:`~sandbox.locks.LockError`) instead of running unlocked.
+
+The lock is re-entrant within one flow run (``sandbox_lifecycle`` takes it before
+registering the sandbox, and ``run_stages`` inside it takes it again for free).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from typing import Any, cast
+from uuid import UUID
+
+import httpx
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, VariableCreate, VariableUpdate
+from prefect.client.schemas.objects import ConcurrencyLeaseHolder
+from prefect.client.schemas.responses import ConcurrencyLimitWithLeaseResponse
+from prefect.context import FlowRunContext
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.logging import get_logger
+from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+from pydantic import ValidationError
+
+from sandbox.locks import (
+    LockError,
+    LockLostError,
+    LockNote,
+    held_error,
+    holder_process_gone,
+    lock_name,
+    note_name,
+    this_process,
+)
+
+#: Lease on the limit; renewed every ``RENEW_SECONDS``. A holder that dies without
+#: releasing (on another machine) blocks the sandbox at most this long.
+LEASE_SECONDS = 60.0
+RENEW_SECONDS = 15.0
+
+#: How long a refused run waits for a new holder's note to appear (it is written
+#: right after the lock is taken).
+NOTE_WAIT_SECONDS = 5.0
+NOTE_POLL_SECONDS = 0.1
+
+_HTTP_LOCKED = 423
+
+#: Waits between our own retries of a lock call the server answered 503 (its SQLite
+#: database was busy and the transaction rolled back, so a retry is safe). Prefect's
+#: client would wait about 2 s before its first retry; a lock call is tiny, and
+#: those waits dominated the lifecycle's orchestration overhead (bench/README.md).
+_BUSY_RETRY_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
+_HTTP_RETRYABLE = frozenset({408, 429, 502, 503})
+
+_logger = get_logger("fleet_sandbox.lock")
+
+
+class SandboxLock:
+    """A held sandbox lock: its note, and whether its lease was lost since."""
+
+    def __init__(self, sandbox: str, note: LockNote) -> None:
+        self.sandbox = sandbox
+        self.note = note
+        self.lost = threading.Event()
+        self.lost_reason = ""
+
+    def check(self) -> None:
+        """Raise if the lease could not be renewed (another run may have the sandbox now).
+
+        Raises:
+            LockLostError: The lease was lost.
+        """
+        if self.lost.is_set():
+            raise LockLostError(
+                f"lost the lock of sandbox {self.sandbox!r} ({self.lost_reason}); stopped before the next stage"
+            )
+
+
+#: The locks held in the current context (a flow run's thread), by sandbox.
+_held: contextvars.ContextVar[dict[str, SandboxLock]] = contextvars.ContextVar("sandbox_locks_held")
+
+
+def _flow_run_identity() -> dict[str, str | None]:
+    context = FlowRunContext.get()
+    if context is None or context.flow_run is None:
+        return {"flow_run_id": None, "flow_run_name": None, "flow_name": None}
+    return {
+        "flow_run_id": str(context.flow_run.id),
+        "flow_run_name": context.flow_run.name,
+        "flow_name": context.flow.name if context.flow else None,
+    }
+
+
+class _BusyRetryingClient:
+    """A sync Prefect client whose calls retry a busy server quickly, with doubling waits."""
+
+    def __init__(self, client: SyncPrefectClient) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            for wait in (*_BUSY_RETRY_WAITS, None):
+                try:
+                    return attribute(*args, **kwargs)
+                except httpx.HTTPStatusError as exc:
+                    if exc.response.status_code not in _HTTP_RETRYABLE or wait is None:
+                        raise
+                time.sleep(wait)
+            raise AssertionError("unreachable")  # pragma: no cover
+
+        return call
+
+
+@contextmanager
+def _lock_client() -> Iterator[SyncPrefectClient]:
+    """A client for the lock's own calls: our short retries instead of Prefect's 2 s backoff."""
+    with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}), get_client(sync_client=True) as client:
+        yield cast(SyncPrefectClient, _BusyRetryingClient(client))
+
+
+def _api_error(sandbox: str, exc: Exception) -> LockError:
+    if isinstance(exc, httpx.HTTPStatusError):
+        detail = f"HTTP {exc.response.status_code} from {exc.request.url.path}"
+    else:
+        detail = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    return LockError(f"cannot lock sandbox {sandbox!r}: the Prefect API refused or did not answer ({detail})")
+
+
+def read_note(client: SyncPrefectClient, sandbox: str) -> LockNote | None:
+    """The holder note of a sandbox's lock, or ``None``."""
+    variable = client.read_variable_by_name(note_name(sandbox))
+    if variable is None or not isinstance(variable.value, dict):
+        return None
+    try:
+        return LockNote.model_validate(variable.value)
+    except ValidationError:
+        return None
+
+
+def _write_note(client: SyncPrefectClient, note: LockNote) -> None:
+    name = note_name(note.sandbox)
+    value = note.model_dump(mode="json")
+    try:
+        client.create_variable(VariableCreate(name=name, value=value))
+    except ObjectAlreadyExists:
+        client.update_variable(VariableUpdate(name=name, value=value))
+
+
+def _ensure_limit(client: SyncPrefectClient, sandbox: str) -> None:
+    name = lock_name(sandbox)
+    try:
+        client.read_global_concurrency_limit_by_name(name)
+    except ObjectNotFound:
+        with suppress(ObjectAlreadyExists):  # created by a concurrent run a moment ago
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+
+
+def _try_acquire(client: SyncPrefectClient, sandbox: str, holder: dict[str, str | None]) -> UUID | None:
+    """Take the lock's slot with a lease; ``None`` when another lease holds it."""
+    flow_run_id = holder.get("flow_run_id")
+    try:
+        response = client.increment_concurrency_slots_with_lease(
+            names=[lock_name(sandbox)],
+            slots=1,
+            mode="concurrency",
+            lease_duration=LEASE_SECONDS,
+            holder=ConcurrencyLeaseHolder(type="flow_run", id=UUID(flow_run_id)) if flow_run_id else None,
+        )
+    except httpx.HTTPStatusError as exc:
+        if exc.response.status_code == _HTTP_LOCKED:
+            return None
+        raise
+    granted = ConcurrencyLimitWithLeaseResponse.model_validate(response.json())
+    if lock_name(sandbox) not in {limit.name for limit in granted.limits}:
+        # Strict: a lease on a limit that does not exist locks nothing.
+        client.release_concurrency_slots_with_lease(granted.lease_id)
+        raise LockError(f"cannot lock sandbox {sandbox!r}: the concurrency limit {lock_name(sandbox)!r} is missing")
+    return granted.lease_id
+
+
+def _stale_reason(client: SyncPrefectClient, note: LockNote, my_flow_run: str | None) -> str | None:
+    """Why the holder in ``note`` is known dead, or ``None`` if it may be alive."""
+    if note.flow_run_id and note.flow_run_id == my_flow_run:
+        return "an earlier attempt of this same flow run"
+    if holder_process_gone(note):
+        return f"its process {note.pid} on {note.host} is gone"
+    if note.flow_run_id:
+        try:
+            run = client.read_flow_run(UUID(note.flow_run_id))
+        except ObjectNotFound:
+            return "its flow run no longer exists"
+        if run.state is not None and run.state.is_final():
+            return f"its flow run is {run.state.name}"
+    return None
+
+
+def _acquire(
+    client: SyncPrefectClient, sandbox: str, holder: dict[str, str | None], say: Callable[[str], Any]
+) -> LockNote:
+    _ensure_limit(client, sandbox)
+    released: set[str] = set()
+    deadline = time.monotonic() + NOTE_WAIT_SECONDS
+    while True:
+        lease_id = _try_acquire(client, sandbox, holder)
+        if lease_id is not None:
+            mine = this_process(sandbox, str(lease_id), **holder)
+            _write_note(client, mine)
+            return mine
+        current = read_note(client, sandbox)
+        if current is not None and current.lease_id not in released:
+            reason = _stale_reason(client, current, holder.get("flow_run_id"))
+            if reason is None:
+                raise held_error(sandbox, current, LEASE_SECONDS)
+            say(f"taking over the lock of sandbox {sandbox!r} from {current.describe()}: {reason}")
+            client.release_concurrency_slots_with_lease(UUID(current.lease_id))
+            released.add(current.lease_id)
+            continue
+        # No note, or one whose lease we just released: a new holder took the
+        # slot and is about to write its note. Wait for it, briefly.
+        if time.monotonic() >= deadline:
+            raise held_error(sandbox, None, LEASE_SECONDS)
+        time.sleep(NOTE_POLL_SECONDS)
+
+
+def _renew_until(lock: SandboxLock, stop: threading.Event) -> None:
+    lease_id = UUID(lock.note.lease_id)
+    failures = 0
+    with get_client(sync_client=True) as client:
+        while not stop.wait(RENEW_SECONDS):
+            try:
+                client.renew_concurrency_lease(lease_id=lease_id, lease_duration=LEASE_SECONDS)
+                failures = 0
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code in (404, 410):
+                    lock.lost_reason = "its lease expired or was released by another run"
+                    lock.lost.set()
+                    return
+                failures += 1
+            except httpx.HTTPError:
+                failures += 1
+            if failures * RENEW_SECONDS >= LEASE_SECONDS:
+                lock.lost_reason = "the Prefect API did not answer the lease renewals"
+                lock.lost.set()
+                return
+
+
+def _release(lock: SandboxLock) -> None:
+    try:
+        with _lock_client() as client:
+            # The note goes first: while the lease is ours nobody else writes one.
+            current = read_note(client, lock.sandbox)
+            if current is not None and current.lease_id == lock.note.lease_id:
+                with suppress(ObjectNotFound):
+                    client.delete_variable_by_name(note_name(lock.sandbox))
+            client.release_concurrency_slots_with_lease(UUID(lock.note.lease_id))
+    except (httpx.HTTPError, OSError) as exc:
+        # The lease expires by itself; the next run also takes over from a dead holder.
+        _logger.warning(f"could not release the lock of sandbox {lock.sandbox!r}: {exc}")
+
+
+@contextmanager
+def sandbox_lock(sandbox: str, log: Callable[[str], Any] | None = None) -> Iterator[SandboxLock]:
+    """Hold sandbox ``sandbox``'s lock for the block; re-entrant within one flow run.
+
+    Args:
+        sandbox: A validated sandbox name.
+        log: Where to say that the lock was taken or taken over (the flow run's logger).
+
+    Yields:
+        The lock (the one already held when this flow run holds it).
+
+    Raises:
+        LockHeldError: Another live run holds the sandbox (its holder named).
+        LockError: The Prefect API could not be reached, or the limit is missing.
+    """
+    held = _held.get({})
+    if sandbox in held:
+        yield held[sandbox]
+        return
+    holder = _flow_run_identity()
+    try:
+        with _lock_client() as client:
+            note = _acquire(client, sandbox, holder, log or _logger.info)
+    except (httpx.HTTPError, OSError, RuntimeError) as exc:
+        raise _api_error(sandbox, exc) from None
+    lock = SandboxLock(sandbox, note)
+    if log is not None:
+        log(f"locked sandbox {sandbox!r} ({lock_name(sandbox)}, lease {note.lease_id})")
+    stop = threading.Event()
+    renewer = threading.Thread(
+        target=contextvars.copy_context().run,
+        args=(_renew_until, lock, stop),
+        name=f"lock-renewal-{sandbox}",
+        daemon=True,
+    )
+    renewer.start()
+    token = _held.set({**held, sandbox: lock})
+    try:
+        yield lock
+    finally:
+        _held.reset(token)
+        stop.set()
+        renewer.join(timeout=5)
+        _release(lock)

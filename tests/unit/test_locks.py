@@ -1,0 +1,105 @@
+"""The sandbox lock's holder note: naming the holder, and telling a dead holder from a live one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import pytest
+
+from sandbox.errors import LockHeldError
+from sandbox.locks import (
+    LockNote,
+    held_error,
+    holder_process_gone,
+    lock_name,
+    machine_id,
+    note_name,
+    process_start,
+    this_process,
+)
+
+linux_only = pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="process start times come from /proc")
+
+
+def note_for(pid: int, **changes: object) -> LockNote:
+    note = this_process("sandbox-a", "lease-1", flow_run_id="f-1", flow_run_name="sandbox-a", flow_name="lifecycle")
+    return note.model_copy(update={"pid": pid, "process_start": process_start(pid), **changes})
+
+
+@pytest.fixture
+def child() -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    yield proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def test_names() -> None:
+    assert (lock_name("sandbox-a"), note_name("sandbox-a")) == ("sandbox:sandbox-a", "sandbox-lock-sandbox-a")
+
+
+def test_the_refusal_names_the_holder_on_one_line() -> None:
+    note = LockNote(
+        sandbox="sandbox-a",
+        lease_id="l",
+        flow_run_id="3f2a",
+        flow_run_name="sandbox-a",
+        flow_name="sandbox-lifecycle",
+        host="worker-1",
+        machine="m",
+        pid=42,
+        acquired_at=datetime(2026, 11, 28, 10, 0, tzinfo=UTC),
+    )
+    error = held_error("sandbox-a", note, 60)
+    assert isinstance(error, LockHeldError) and not error.retryable
+    assert str(error) == (
+        "sandbox 'sandbox-a' is locked by flow run 'sandbox-a' (3f2a) of flow sandbox-lifecycle, pid 42 on worker-1, "
+        "since 2026-11-28T10:00:00Z; one run per sandbox: wait for it to finish or cancel it"
+    )
+    assert "lease expires at most 60s" in str(held_error("sandbox-a", None, 60))
+
+
+@linux_only
+def test_a_live_holder_is_respected(child: subprocess.Popen[bytes]) -> None:
+    assert not holder_process_gone(note_for(child.pid))
+
+
+@linux_only
+def test_a_killed_holder_is_gone_reaped_or_not(child: subprocess.Popen[bytes]) -> None:
+    note = note_for(child.pid)
+    os.kill(child.pid, signal.SIGKILL)
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # dead, still a zombie
+    assert holder_process_gone(note)
+    child.wait()  # reaped: no such process
+    assert holder_process_gone(note)
+
+
+@linux_only
+def test_a_reused_pid_is_not_the_holder(child: subprocess.Popen[bytes]) -> None:
+    assert holder_process_gone(note_for(child.pid, process_start="1"))
+
+
+def test_a_holder_on_another_machine_is_never_judged_by_pid() -> None:
+    assert not holder_process_gone(note_for(999_999_999, machine="another-boot/pid:[1]"))
+    assert machine_id() == this_process("s", "l").machine
+
+
+def test_this_process_is_never_taken_over() -> None:
+    assert not holder_process_gone(note_for(os.getpid()))
+
+
+def test_a_lost_lease_stops_the_run_before_its_next_stage() -> None:
+    from sandbox.locks import LockLostError
+    from tasks.locking import SandboxLock
+
+    lock = SandboxLock("sandbox-a", this_process("sandbox-a", "lease-1"))
+    lock.check()  # held: nothing to say
+    lock.lost_reason = "its lease expired or was released by another run"
+    lock.lost.set()
+    with pytest.raises(LockLostError, match="lost the lock of sandbox 'sandbox-a' \\(its lease expired"):
+        lock.check()
