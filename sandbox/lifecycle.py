@@ -8,6 +8,8 @@ rerun after a crash in the middle of a stage completes it instead of failing.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 import shutil
 import uuid
@@ -19,11 +21,11 @@ from typing import Any
 
 import yaml
 
-from sandbox import deprecations, fleetrepo
+from sandbox import fleetrepo, validation
 from sandbox.config import FleetConfig
-from sandbox.drivers.cluster import FLUX_NAMESPACE, ClusterDriver
-from sandbox.drivers.load import local_target
-from sandbox.drivers.terraform import public_outputs
+from sandbox.cost import estimate as estimate_cost
+from sandbox.drivers.cluster import FLUX_NAMESPACE, ClusterDriver, ObjectRef
+from sandbox.drivers.terraform import PlanSummary, public_outputs
 from sandbox.errors import (
     ConflictError,
     InvalidInputError,
@@ -31,12 +33,13 @@ from sandbox.errors import (
     ProtectedEnvironmentError,
     TeardownBlockedError,
 )
-from sandbox.flux import wait_ready
 from sandbox.inventory import Inventory, utcnow
 from sandbox.models import SandboxKind, SandboxRecord, SandboxStatus, Stage, StageResult
 from sandbox.naming import branch_name, parse_duration, validate_sandbox_name
+from sandbox.perf import LoadOverrides
 from sandbox.requests import LifecycleRequest, SandboxChange
 from sandbox.teardown import teardown_cluster
+from sandbox.validation import ValidationFailedError, ValidationInputs, ValidationReport
 from sandbox.wiring import Drivers, connect_cluster, sandbox_state_dir
 from sandbox.yamledit import set_scalar
 
@@ -45,10 +48,6 @@ Progress = Callable[[str], None]
 
 def _quiet(_: str) -> None:
     return None
-
-
-class ValidationFailedError(PermanentError):
-    """The sandbox failed validation (removed APIs, objects not Ready)."""
 
 
 @dataclass
@@ -167,6 +166,7 @@ def register(config: FleetConfig, inventory: Inventory, validated: ValidatedRequ
             f"use 'sandbox resume {request.name}'"
         )
     now = utcnow()
+    cost = estimate_cost(config, request.source_env, request.overrides)
     return inventory.create(
         SandboxRecord(
             name=request.name,
@@ -182,6 +182,8 @@ def register(config: FleetConfig, inventory: Inventory, validated: ValidatedRequ
             expires_at=now + validated.ttl,
             keep=request.keep,
             overrides=dict(request.overrides),
+            scale=cost.scale,
+            hourly_cost=cost.hourly_cost,
             stages=[],
         )
     )
@@ -251,8 +253,14 @@ def terraform_variables(ctx: SandboxContext) -> dict[str, Any]:
 # -- stages ------------------------------------------------------------------
 
 
-def provision(ctx: SandboxContext) -> StageResult:
-    """Create the sandbox cluster with terraform (per-sandbox working dir and workspace)."""
+def provision(ctx: SandboxContext, *, on_plan: Callable[[PlanSummary], None] | None = None) -> StageResult:
+    """Create the sandbox cluster with terraform (per-sandbox working dir and workspace).
+
+    Args:
+        ctx: The sandbox.
+        on_plan: Shown the plan before it is applied (the Prefect task publishes it
+            as an artifact); the plan is logged either way.
+    """
     env = ctx.config.environment(ctx.record.source_env)
     repo = ensure_checkout(ctx)
     module_dir = repo / env.terraform.module
@@ -264,6 +272,10 @@ def provision(ctx: SandboxContext) -> StageResult:
     variables = terraform_variables(ctx)
     plan = tf.plan(workdir, variables)
     ctx.progress(f"terraform plan for {ctx.record.name}: {plan.summary_line()}")
+    for line in plan.resource_lines():
+        ctx.progress(f"  {line}")
+    if on_plan is not None:
+        on_plan(plan)
     outputs = tf.apply(workdir, variables, plan=plan)  # exactly the plan shown above
     public = public_outputs(outputs)
     ctx.inventory.update(
@@ -365,8 +377,10 @@ def clone(ctx: SandboxContext, change: SandboxChange | None = None) -> StageResu
     git.checkout(repo, branch, start=f"origin/{default}")
     git.reset_hard(repo, f"origin/{default}")  # drop a half-made copy from a crash
     target = repo / ctx.sandbox_path
-    if target.exists():
+    if git.list_tree(repo, f"origin/{default}", ctx.sandbox_path):
         raise ConflictError(f"{ctx.sandbox_path}/ already exists on {default}; pick another sandbox name")
+    if target.exists():
+        shutil.rmtree(target)  # untracked files of a copy a crash interrupted (reset --hard keeps them)
     platform = record.kind is SandboxKind.platform
     details = clone_into_checkout(
         repo,
@@ -415,136 +429,156 @@ def bootstrap(ctx: SandboxContext) -> StageResult:
             repo, f"{who}bootstrap {record.name}: flux-system sync for {ctx.sandbox_path}@{branch}", [ctx.sandbox_path]
         )
         git.push(repo, branch)
-    cluster = cluster_for(ctx)
-    components = _documents(root / fleetrepo.COMPONENTS_FILE)
+    components = install_flux(cluster_for(ctx), root, git_token=ctx.secrets.git_token, progress=ctx.progress)
+    ctx.inventory.update(record.name, status=SandboxStatus.active)
+    return StageResult(
+        stage=Stage.bootstrap,
+        summary=f"Flux bootstrapped on {record.name}, syncing ./{ctx.sandbox_path} from {branch}",
+        details={"written": written, "commit": commit, "components": components},
+    )
+
+
+def install_flux(
+    cluster: ClusterDriver, cluster_root: Path, *, git_token: str | None, progress: Progress = _quiet
+) -> int:
+    """Apply a cluster directory's Flux components, the git credentials secret and its sync objects.
+
+    What ``flux bootstrap git`` applies after committing: ``gotk-components.yaml``,
+    the ``flux-system/flux-system`` secret the GitRepository reads the repo with,
+    then ``gotk-sync.yaml``. Server-side apply makes a rerun harmless.
+
+    Returns:
+        How many component objects were applied.
+    """
+    components = _documents(cluster_root / fleetrepo.COMPONENTS_FILE)
     for doc in components:
         cluster.apply(doc)
-    ctx.progress(f"applied {len(components)} Flux component objects")
+    progress(f"applied {len(components)} Flux component objects")
     cluster.apply(
         {
             "apiVersion": "v1",
             "kind": "Secret",
             "metadata": {"name": "flux-system", "namespace": FLUX_NAMESPACE},
             "type": "Opaque",
-            "stringData": {"username": "git", "password": ctx.secrets.git_token or ""},
+            "stringData": {"username": "git", "password": git_token or ""},
         }
     )
-    ctx.progress("applied the git credentials secret flux-system/flux-system")
-    sync_docs = _documents(root / fleetrepo.SYNC_FILE)
+    progress("applied the git credentials secret flux-system/flux-system")
+    sync_docs = _documents(cluster_root / fleetrepo.SYNC_FILE)
     for doc in sync_docs:
         cluster.apply(doc)
-    ctx.progress(
-        f"applied gotk-sync: GitRepository and Kustomization flux-system tracking {branch} at ./{ctx.sandbox_path}"
+    sync = next((d for d in sync_docs if d.get("kind") == "Kustomization"), {})
+    source = next((d for d in sync_docs if d.get("kind") == "GitRepository"), {})
+    progress(
+        "applied gotk-sync: GitRepository and Kustomization flux-system tracking "
+        f"{((source.get('spec') or {}).get('ref') or {}).get('branch')} at {(sync.get('spec') or {}).get('path')}"
     )
-    ctx.inventory.update(record.name, status=SandboxStatus.active)
-    return StageResult(
-        stage=Stage.bootstrap,
-        summary=f"Flux bootstrapped on {record.name}, syncing ./{ctx.sandbox_path} from {branch}",
-        details={"written": written, "commit": commit, "components": len(components)},
-    )
+    return len(components)
 
 
 def scan_paths(ctx: SandboxContext, repo: Path) -> list[Path]:
-    """The sandbox's cluster directory and every repo path its Flux Kustomizations build."""
-    paths = [repo / ctx.sandbox_path]
-    for path in sorted((repo / ctx.sandbox_path).rglob("*.yaml")):
-        try:
-            docs = _documents(path)
-        except yaml.YAMLError:
-            continue
-        for doc in docs:
-            spec = doc.get("spec") or {}
-            if doc.get("kind") == "Kustomization" and str(doc.get("apiVersion", "")).startswith("kustomize.toolkit"):
-                candidate = (repo / str(spec.get("path", ""))).resolve()
-                if candidate.is_dir() and repo.resolve() in candidate.parents and candidate not in paths:
-                    paths.append(candidate)
-    return paths
+    """The sandbox's cluster directory and every repo path its Flux Kustomizations build (transitively).
+
+    See :func:`sandbox.validation.plan_scan`; the paths do not overlap.
+    """
+    plan = validation.plan_scan(repo, ctx.sandbox_path, repo_urls={validation.normalize_git_url(ctx.config.remote_url)})
+    return [repo / root for root in plan.roots]
+
+
+def validation_report(ctx: SandboxContext) -> ValidationReport:
+    """Validate the sandbox's branch head and cluster; the report, whatever the verdict.
+
+    Static scan of :func:`scan_paths` at the sandbox's control-plane version and the
+    configured Flux version, the fleet policy on the branch, then live readiness (see
+    :mod:`sandbox.validation`).
+    """
+    record = ctx.record
+    branch = record.branch or ""
+    repo = _on_branch(ctx, branch)
+    git = ctx.drivers.git
+    default = ctx.config.fleet_repo.default_branch
+    base = git.merge_base(repo, f"origin/{default}", "HEAD")
+    settings = ctx.config.validation
+    inputs = ValidationInputs(
+        sandbox=record.name,
+        sandbox_dir=ctx.sandbox_path,
+        branch=branch,
+        commit=git.rev_parse(repo, "HEAD"),
+        k8s_version=minor_version_of(record.kubernetes_version),
+        flux_version=settings.flux_version,
+        extra_data=[ctx.config.path(p) for p in settings.extra_deprecation_data],
+        repo_urls={validation.normalize_git_url(ctx.config.remote_url)},
+        changed_files=git.changed_files(repo, base, "HEAD", "."),
+        ready_timeout=ctx.config.drivers.cluster.ready_timeout_seconds,
+    )
+    return validation.validate_checkout(repo, ctx.config, inputs, lambda: cluster_for(ctx), ctx.progress)
 
 
 def validate(ctx: SandboxContext) -> StageResult:
-    """Static scan for removed APIs at the target version, then live readiness of every Flux object."""
-    record = ctx.record
-    repo = _on_branch(ctx, record.branch or "")
-    findings: list[dict[str, Any]] = []
-    removed: list[str] = []
-    k8s_version = minor_version_of(record.kubernetes_version)
-    validation = ctx.config.validation
-    extra_data = [ctx.config.path(p) for p in validation.extra_deprecation_data]
-    for path in scan_paths(ctx, repo):
-        report = deprecations.scan_path(
-            path, k8s_version=k8s_version, flux_version=validation.flux_version, extra_data=extra_data
-        )
-        for finding in report.findings:
-            data = finding.model_dump()
-            file = Path(str(data["file"]))
-            data["file"] = str(file.resolve().relative_to(repo.resolve())) if file.is_absolute() else str(file)
-            findings.append(data)
-            if data.get("removed"):
-                removed.append(
-                    f"{data['file']}: {data['kind']} {data['name']} uses {data['apiVersion']}, removed in "
-                    f"{data['removed_in']} (use {data.get('replacement') or 'a supported version'})"
-                )
-    ctx.progress(
-        f"static scan at Kubernetes {k8s_version or 'latest'}: {len(findings)} finding(s), {len(removed)} removed"
-    )
-    if removed:
-        raise ValidationFailedError("; ".join(removed))
-    cluster = cluster_for(ctx)
-    states = wait_ready(cluster, ctx.config.drivers.cluster.ready_timeout_seconds, ctx.progress)
-    return StageResult(
-        stage=Stage.validate,
-        summary=f"{len(states)} Flux objects Ready; {len(findings)} deprecation finding(s), none removed",
-        details={
-            "passed": True,
-            "ready": [str(s.ref) for s in states],
-            "findings": findings,
-        },
-    )
+    """Static scan for removed APIs, fleet policy, then live readiness of every Flux object.
+
+    Raises:
+        ValidationFailedError: Carrying the report; one line per cause in its message.
+    """
+    report = validation_report(ctx)
+    if not report.passed:
+        raise ValidationFailedError(report)
+    return validation.stage_result(report)
 
 
-def performance_test(ctx: SandboxContext, *, scenario: str = "smoke") -> StageResult:
-    """Run the load scenario and compare with the last run of the same scenario on the same source."""
-    settings = ctx.config.drivers.load_generator
-    previous = ctx.inventory.last_stage_result(
-        Stage.performance_test, source_env=ctx.record.source_env, exclude=ctx.record.name
-    )
-    if settings.target_url:
-        metrics = ctx.drivers.load.run(
-            settings.target_url, users=settings.users, duration_seconds=settings.duration_seconds
-        )
-    else:
-        # A simulated cluster has no network endpoint: load a local stand-in target.
-        with local_target() as url:
-            ctx.progress(f"load target: local stand-in for the sandbox ingress at {url}")
-            metrics = ctx.drivers.load.run(url, users=settings.users, duration_seconds=settings.duration_seconds)
-    current = metrics.model_dump()
-    comparison: dict[str, float] = {}
-    if previous and previous.get("metrics"):
-        for key in ("requests_per_second", "p50_ms", "p95_ms", "p99_ms"):
-            before = float(previous["metrics"].get(key) or 0)
-            if before:
-                comparison[key] = round((float(current[key]) - before) / before * 100, 1)
-    ctx.progress(
-        f"{scenario}: {metrics.requests} requests, {metrics.requests_per_second:.0f} req/s, "
-        f"p95 {metrics.p95_ms:.1f} ms, errors {metrics.error_rate:.1%}"
-        + (
-            f"; vs baseline: {', '.join(f'{k} {v:+.1f}%' for k, v in comparison.items())}"
-            if comparison
-            else "; no baseline yet"
-        )
-    )
-    return StageResult(
-        stage=Stage.performance_test,
-        summary=(
-            f"{scenario}: {metrics.requests_per_second:.0f} req/s, p95 {metrics.p95_ms:.1f} ms, "
-            f"{metrics.failures} failures"
-        ),
-        details={"scenario": scenario, "metrics": current, "change_percent": comparison},
-    )
+def performance_test(
+    ctx: SandboxContext, *, scenario: str | None = None, overrides: LoadOverrides | None = None
+) -> StageResult:
+    """Run a load scenario and compare it with the scenario's baseline (see :mod:`sandbox.perfrun`).
+
+    Args:
+        ctx: The sandbox.
+        scenario: Scenario name (``performance.default_scenario`` when ``None``).
+        overrides: Per-run changes to the scenario's settings.
+    """
+    from sandbox.perfrun import run_performance_test
+
+    return run_performance_test(ctx, scenario=scenario, overrides=overrides)
+
+
+#: Objects a teardown deleted and waits for, kept beside the sandbox's state so
+#: a rerun (after a crash or a blocked tier) waits for them before anything else.
+TEARDOWN_PENDING_FILE = "teardown-pending.json"
+
+
+def _pending_path(ctx: SandboxContext) -> Path:
+    return ctx.state_dir / TEARDOWN_PENDING_FILE
+
+
+def read_teardown_pending(ctx: SandboxContext) -> list[ObjectRef]:
+    """What an earlier teardown attempt deleted and was still waiting for (empty if none)."""
+    path = _pending_path(ctx)
+    if not path.is_file():
+        return []
+    try:
+        return [ObjectRef(**item) for item in json.loads(path.read_text(encoding="utf-8"))]
+    except (ValueError, TypeError) as exc:
+        raise PermanentError(f"{path} is not a list of objects: {exc}") from None
+
+
+def _write_teardown_pending(ctx: SandboxContext, refs: list[ObjectRef]) -> None:
+    path = _pending_path(ctx)
+    if not refs:
+        path.unlink(missing_ok=True)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps([dataclasses.asdict(r) for r in refs], indent=2), encoding="utf-8")
+    tmp.replace(path)
 
 
 def teardown(ctx: SandboxContext, *, force: bool = False) -> StageResult:
-    """Ordered teardown of the cluster's Flux objects, then ``terraform destroy``."""
+    """Ordered teardown of the cluster's Flux objects, then ``terraform destroy``.
+
+    Idempotent: a rerun waits for what an earlier attempt left terminating, deletes
+    the tiers still there and destroys whatever state remains. Pending finalizers
+    stop it (status ``teardown-blocked``, infrastructure untouched) unless ``force``.
+    """
     record = ctx.record
     if record.name in ctx.config.protected_names():
         raise ProtectedEnvironmentError(f"{record.name!r} is a long-lived environment; it is never torn down")
@@ -555,6 +589,7 @@ def teardown(ctx: SandboxContext, *, force: bool = False) -> StageResult:
     cluster_exists = bool(record.cluster_endpoint) and (
         ctx.config.drivers.cluster.type != "simulated" or ctx.simulation_dir.is_dir()
     )
+    done: list[str] = []
     if cluster_exists:
         try:
             report = teardown_cluster(
@@ -563,12 +598,19 @@ def teardown(ctx: SandboxContext, *, force: bool = False) -> StageResult:
                 force=force,
                 reason=f"fleet-sandbox teardown of {record.name}",
                 progress=ctx.progress,
+                pending=read_teardown_pending(ctx),
+                on_tracked=lambda refs: _write_teardown_pending(ctx, refs),
             )
         except TeardownBlockedError as exc:
-            ctx.inventory.update(record.name, status=SandboxStatus.teardown_blocked, last_error=str(exc))
-            raise
+            message = f"{exc}; the infrastructure was not destroyed (rerun once they clear, or use --force)"
+            ctx.inventory.update(record.name, status=SandboxStatus.teardown_blocked, last_error=message)
+            raise TeardownBlockedError(message) from None
         details["tiers"] = report.tiers
         details["blocked"] = report.blocked
+        if report.tiers:
+            done.append("tiers " + " -> ".join(f"{tier} ({len(refs)})" for tier, refs in report.tiers))
+        if report.blocked:
+            done.append(f"forced past pending finalizers on {'; '.join(report.blocked)}")
     else:
         ctx.progress("no cluster to empty (never provisioned or already gone)")
     if (workdir / ".terraform").is_dir() and tf.has_state(workdir, record.terraform_workspace or record.name):
@@ -581,86 +623,184 @@ def teardown(ctx: SandboxContext, *, force: bool = False) -> StageResult:
         tf.destroy(workdir, variables)
         ctx.progress(f"terraform destroy of {record.name}: done")
         details["destroyed"] = True
+        done.append("terraform state destroyed")
     else:
         ctx.progress("terraform state is empty: nothing to destroy")
         details["destroyed"] = False
+    _write_teardown_pending(ctx, [])
     ctx.inventory.update(record.name, status=SandboxStatus.destroyed, forced_destroy=force or record.forced_destroy)
     return StageResult(
         stage=Stage.teardown,
-        summary=f"{record.name} torn down{' (forced)' if force else ''}",
+        summary=f"{record.name} torn down{' (forced)' if force else ''}: {'; '.join(done) or 'nothing left to do'}",
         details=details,
     )
 
 
+class PromotionRefusedError(PermanentError):
+    """The sandbox may not be promoted (yet): not validated or not torn down."""
+
+
+#: The long-lived environment platform sandboxes are promoted back to.
+PROMOTION_TARGET = "development"
+
+#: How much of the unified diff a pull request body quotes at most.
+PR_DIFF_LIMIT = 6000
+
+
+def development_dir(config: FleetConfig) -> str:
+    """The repository path of development's cluster directory (``clusters/development``)."""
+    env = config.environments.get(PROMOTION_TARGET)
+    return env.cluster_dir.strip("/") if env else fleetrepo.cluster_dir(PROMOTION_TARGET)
+
+
+def check_promotable(ctx: SandboxContext) -> None:
+    """Refuse a promotion before validation passed and teardown finished.
+
+    Raises:
+        PromotionRefusedError: Naming what is missing.
+    """
+    record = ctx.record
+    validation = ctx.inventory.stage_result(record.name, record.lifecycle_id, Stage.validate)
+    if not validation or not (validation.get("details") or {}).get("passed"):
+        raise PromotionRefusedError(
+            f"{record.name} has not passed validation; nothing promoted (run 'sandbox validate {record.name}')"
+        )
+    torn_down = ctx.inventory.stage_result(record.name, record.lifecycle_id, Stage.teardown)
+    if torn_down is None and record.status is not SandboxStatus.destroyed:
+        raise PromotionRefusedError(
+            f"{record.name} is not torn down yet (status {record.status.value}); nothing promoted "
+            f"(run 'sandbox destroy {record.name}' first)"
+        )
+
+
 def promote(ctx: SandboxContext) -> StageResult:
-    """Copy the sandbox back to development (no gotk-sync.yaml), push, open a pull request."""
+    """Copy the sandbox back to development (no gotk-sync.yaml), push, open a pull request.
+
+    Refused, with nothing pushed, before validation passed and teardown finished,
+    and when development changed on the default branch since the sandbox was cut
+    in files the promotion also changes (each listed). Idempotent: a rerun after a
+    crash pushes what was committed and finds the open pull request.
+
+    Raises:
+        PromotionRefusedError: Not validated or not torn down.
+        ConflictError: Development changed in the same files since the cut.
+    """
     record = ctx.record
     if record.kind is SandboxKind.performance:
         return StageResult(
             stage=Stage.promote, summary="performance sandboxes are never promoted", details={"skipped": True}
         )
-    validation = ctx.inventory.stage_result(record.name, record.lifecycle_id, Stage.validate)
-    if not validation or not validation.get("details", {}).get("passed"):
-        raise PermanentError(f"{record.name} has not passed validation; nothing promoted")
+    check_promotable(ctx)
     branch = record.branch or ""
     default = ctx.config.fleet_repo.default_branch
     git = ctx.drivers.git
     repo = _on_branch(ctx, branch)
-    development = fleetrepo.cluster_dir("development")
+    development = development_dir(ctx.config)
     sandbox_root = repo / ctx.sandbox_path
-    if not sandbox_root.is_dir():
-        # Promoted by an earlier attempt that crashed before the pull request.
-        return _open_pull_request(ctx, branch, default, {"promoted": "earlier"})
     base = git.merge_base(repo, f"origin/{default}", "HEAD")
-    dev_changed = fleetrepo.relative_paths(git.changed_files(repo, base, f"origin/{default}", development), development)
-    # What the sandbox changed relative to development at the cut.
-    sandbox_changed = fleetrepo.relative_paths(
-        git.changed_files(repo, base, "HEAD", ctx.sandbox_path), ctx.sandbox_path
-    )
-    conflicts = sorted((dev_changed & sandbox_changed) - {str(fleetrepo.SYNC_FILE)})
+    details: dict[str, Any] = {"base": base}
+    if sandbox_root.is_dir():
+        fleetrepo.retarget_git_sources(sandbox_root, branch, default)  # development tracks main again
+        report = fleetrepo.promote_cluster_dir(sandbox_root, repo / development)
+        who = f"{record.ticket}: " if record.ticket else ""
+        commit = git.commit_all(repo, f"{who}promote {record.name} to development", [development, ctx.sandbox_path])
+        details.update(changed=report.copied, removed=report.removed)
+    else:
+        # Committed by an earlier attempt that crashed before the pull request.
+        commit = git.rev_parse(repo, "HEAD")
+        details["promoted"] = "earlier"
+    # What the promotion changes in development since the cut, against what
+    # development changed on the default branch meanwhile.
+    ours = set(git.changed_files(repo, base, "HEAD", development))
+    theirs = set(git.changed_files(repo, base, f"origin/{default}", development))
+    conflicts = sorted(fleetrepo.relative_paths(ours & theirs, development))
     if conflicts:
+        git.reset_hard(repo, f"origin/{branch}")  # drop the local promotion commit: nothing is pushed
         raise ConflictError(
-            f"development changed since {record.name} was cut in files the sandbox also changed: {', '.join(conflicts)}"
+            f"development changed on {default} since {record.name} was cut in files the sandbox also changed: "
+            f"{', '.join(conflicts)}; nothing pushed (bring the change into the sandbox and validate again)"
         )
-    fleetrepo.retarget_git_sources(sandbox_root, branch, default)  # development tracks main again
-    report = fleetrepo.promote_cluster_dir(sandbox_root, repo / development)
-    who = f"{record.ticket}: " if record.ticket else ""
-    commit = git.commit_all(repo, f"{who}promote {record.name} to development", [development, ctx.sandbox_path])
     git.push(repo, branch)
-    ctx.progress(
-        f"promotion commit {commit}: {len(report.copied)} changed, {len(report.removed)} removed in {development}"
-    )
-    return _open_pull_request(
-        ctx, branch, default, {"changed": report.copied, "removed": report.removed, "commit": commit}
-    )
+    details["commit"] = commit
+    stats = git.diff_stat(repo, base, "HEAD", development)
+    ctx.progress(f"promotion commit {commit} pushed to {branch}: {len(stats)} file(s) changed in {development}/")
+    if not stats:
+        ctx.progress(f"{record.name} changed nothing in {development}/: no pull request to open")
+        return StageResult(
+            stage=Stage.promote,
+            summary=f"{record.name} changed nothing in {development}/; branch {branch} pushed, no pull request",
+            details={**details, "pull_request": None},
+        )
+    body = pull_request_body(ctx, development, stats, git.diff(repo, base, "HEAD", development))
+    return _open_pull_request(ctx, branch, default, body, details)
 
 
-def _open_pull_request(ctx: SandboxContext, branch: str, base: str, details: dict[str, Any]) -> StageResult:
+def _percent(value: Any) -> str:
+    try:
+        return f"{float(value):+.1f}%"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def pull_request_body(ctx: SandboxContext, development: str, stats: list[Any], diff: str) -> str:
+    """The pull request's description: the diff of development, the validation, the performance comparison."""
     record = ctx.record
     validation = ctx.inventory.stage_result(record.name, record.lifecycle_id, Stage.validate) or {}
     perf = ctx.inventory.stage_result(record.name, record.lifecycle_id, Stage.performance_test) or {}
-    body = "\n".join(
-        [
-            f"Promotes sandbox `{record.name}` ({record.ticket}) back to `clusters/development/`.",
-            "",
-            "### Changes in clusters/development/",
-            *(f"- changed `{p}`" for p in details.get("changed", [])),
-            *(f"- removed `{p}`" for p in details.get("removed", [])),
-            "",
-            f"### Validation\n{validation.get('summary', 'not run')}",
-            f"### Performance\n{perf.get('summary', 'not run')}",
-            "",
-            "`flux-system/gotk-sync.yaml` is never copied back.",
-        ]
-    )
+    added = sum(s.added for s in stats)
+    removed = sum(s.removed for s in stats)
+    prefix = development.rstrip("/") + "/"
+    lines = [
+        f"Promotes sandbox `{record.name}` ({record.ticket}: {record.summary}) back to `{prefix}`.",
+        "",
+        f"### Changes in `{prefix}`",
+        f"{len(stats)} file(s) changed, +{added} -{removed} lines:",
+        "",
+        *(
+            f"- `{s.path.removeprefix(prefix)}`: " + ("binary" if s.binary else f"+{s.added} -{s.removed}")
+            for s in stats
+        ),
+        "",
+        f"`{fleetrepo.SYNC_FILE}` is never copied back: development keeps its own.",
+        "",
+        "<details><summary>diff</summary>",
+        "",
+        "```diff",
+        diff if len(diff) <= PR_DIFF_LIMIT else diff[:PR_DIFF_LIMIT] + "\n… (diff truncated)",
+        "```",
+        "</details>",
+        "",
+        "### Validation",
+        ("passed: " if (validation.get("details") or {}).get("passed") else "")
+        + str(validation.get("summary", "not run")),
+        "",
+        "### Performance",
+        str(perf.get("summary", "not run")),
+    ]
+    changes = (perf.get("details") or {}).get("change_percent") or {}
+    if changes:
+        lines += ["", "| metric | change against the baseline |", "|---|---|"]
+        lines += [f"| {metric} | {_percent(value)} |" for metric, value in changes.items()]
+    elif perf:
+        lines += ["", "No baseline to compare with yet."]
+    return "\n".join(lines) + "\n"
+
+
+def _open_pull_request(ctx: SandboxContext, branch: str, base: str, body: str, details: dict[str, Any]) -> StageResult:
+    record = ctx.record
     pr = ctx.drivers.hosting.open_pull_request(
         head=branch, base=base, title=f"{record.ticket}: {record.summary}", body=body
     )
     ctx.inventory.update(record.name, pull_request_url=pr.url)
-    ctx.progress(f"pull request #{pr.number}: {pr.url}")
+    if pr.manual:
+        ctx.progress(f"no git-hosting token: open the pull request {branch} -> {base} at {pr.url}")
+        summary = f"pull request {branch} -> {base} to open at {pr.url} (no git-hosting token)"
+    else:
+        ctx.progress(f"pull request #{pr.number}{'' if pr.created else ' (already open)'}: {pr.url}")
+        summary = f"pull request #{pr.number} {branch} -> {base}: {pr.url}"
     return StageResult(
         stage=Stage.promote,
-        summary=f"pull request #{pr.number} {branch} -> {base}: {pr.url}",
+        summary=summary,
         details={**details, "pull_request": pr.model_dump()},
     )
 
