@@ -1,0 +1,202 @@
+"""``make serve`` for one engineer, checked through the Prefect UI in a real browser.
+
+``python -m deployments.serve`` starts a real local Prefect server and serves
+every deployment of ``prefect.yaml`` for the demo fleet. Headless Chromium opens
+the lifecycle deployment's run form: it shows the typed parameters (the fleet's
+environments and the sandbox kinds as choices, each field's description, the
+served fleet's fleet.yaml as the default config path); screenshots are saved in
+``tests/output/serve-ui/`` (git-ignored). Then the form is filled and submitted
+as a person would, and the served deployment runs the lifecycle to Completed.
+
+Without chromium the test is skipped on a developer's machine and fails in CI
+(``CI`` set): ``scripts/install-system-deps.sh`` installs it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from sandbox.demo import prepare_demo
+from sandbox.models import STAGE_ORDER, SandboxKind
+from tests.chromium import Browser, require_chromium
+from tests.conftest import PROJECT_ROOT
+from tests.pg_server import free_port
+
+pytestmark = pytest.mark.integration
+
+OUTPUT = PROJECT_ROOT / "tests" / "output" / "serve-ui"
+ENVIRONMENTS = ["development", "staging", "production"]
+T = TypeVar("T")
+
+#: Fills a text field of Prefect's schema form by its label (switching an optional
+#: ``str | None`` field to ``str`` first), the way typing into it would.
+FILL_FIELD = """((label, value) => {
+  const field = [...document.querySelectorAll('.schema-form-property')].find(
+    p => p.querySelector('.schema-form-property__label')?.textContent.trim() === label);
+  if (!field) return 'missing';
+  const box = field.querySelector('.p-label__body textarea, .p-label__body input[type=text]');
+  if (!box) {
+    const asString = [...field.querySelectorAll('button')].find(b => b.textContent.trim() === 'str');
+    if (!asString) return 'missing';
+    asString.click();
+    return 'switched';
+  }
+  Object.getOwnPropertyDescriptor(Object.getPrototypeOf(box), 'value').set.call(box, value);
+  box.dispatchEvent(new Event('input', {bubbles: true}));
+  box.dispatchEvent(new Event('change', {bubbles: true}));
+  return 'filled';
+})"""
+
+#: The options of the select of a schema-form field, by label.
+FIELD_OPTIONS = """((label) => {
+  const field = [...document.querySelectorAll('.schema-form-property')].find(
+    p => p.querySelector('.schema-form-property__label')?.textContent.trim() === label);
+  return field ? [...field.querySelectorAll('option')].map(o => o.textContent.trim()) : null;
+})"""
+
+#: The value of a text field of the form, by label.
+FIELD_VALUE = """((label) => {
+  const field = [...document.querySelectorAll('.schema-form-property')].find(
+    p => p.querySelector('.schema-form-property__label')?.textContent.trim() === label);
+  const box = field && field.querySelector('.p-label__body textarea, .p-label__body input');
+  return box ? box.value : null;
+})"""
+
+
+def poll(what: str, check: Callable[[], T | None], timeout: float, interval: float = 0.5) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
+    """``python -m deployments.serve`` for the demo fleet; yields (UI URL, fleet.yaml, serve log)."""
+    config_path = prepare_demo(tmp_path / "fleet", development=False)
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"PREFECT_API_URL", "PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_RESULTS_LOCAL_STORAGE_PATH"}
+    }
+    argv = [sys.executable, "-m", "deployments.serve", "--port", str(port), "--home", str(tmp_path / "home")]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(  # noqa: S603
+            [*argv, "--config", str(config_path)], env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        yield f"http://127.0.0.1:{port}", config_path, log_path
+    finally:
+        process.send_signal(signal.SIGTERM)  # serve pauses its schedules and stops the server it started
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+            pytest.fail("deployments.serve did not stop on SIGTERM")
+
+
+def served_lifecycle(ui_url: str, log_path: Path) -> dict[str, Any] | None:
+    """The lifecycle deployment once served with the fleet's choices."""
+    try:
+        response = httpx.post(
+            f"{ui_url}/api/deployments/filter", json={"deployments": {"name": {"any_": ["on-demand"]}}}, timeout=5
+        )
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200 or not response.json():
+        return None
+    deployment: dict[str, Any] = response.json()[0]
+    properties = deployment["parameter_openapi_schema"]["definitions"]["LifecycleRequest"]["properties"]
+    return deployment if properties["source_env"].get("enum") else None
+
+
+def runs_of(ui_url: str, deployment_id: str) -> list[dict[str, Any]]:
+    """The flow runs of a deployment."""
+    response = httpx.post(
+        f"{ui_url}/api/flow_runs/filter", json={"deployments": {"id": {"any_": [deployment_id]}}}, timeout=10
+    )
+    response.raise_for_status()
+    runs: list[dict[str, Any]] = response.json()
+    return runs
+
+
+def test_the_served_ui_runs_a_lifecycle_from_its_typed_form(served: tuple[str, Path, Path]) -> None:
+    chromium = require_chromium()
+    ui_url, config_path, log_path = served
+    deployment = poll(
+        f"the served lifecycle deployment (see {log_path})", lambda: served_lifecycle(ui_url, log_path), timeout=180
+    )
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    with Browser(chromium, height=2600) as browser:
+        browser.navigate(f"{ui_url}/deployments/deployment/{deployment['id']}/run")
+        try:
+            browser.wait_for_text(
+                "request",
+                "What sandbox to make, from which environment, with which change.",
+                "Config Path",
+                "Sandbox name: lowercase letters, digits and '-'",
+                "Source Env",
+                "Long-lived environment to clone",
+                "Kind",
+                "Stop After",
+                "Run stages up to and including this one",
+                timeout=60,
+            )
+        finally:
+            browser.screenshot(OUTPUT / "lifecycle-run-form.png")
+        assert browser.evaluate(f"{FIELD_OPTIONS}('Source Env (Optional)')") == ENVIRONMENTS
+        assert browser.evaluate(f"{FIELD_OPTIONS}('Kind (Optional)')") == [kind.value for kind in SandboxKind]
+        assert browser.evaluate(f"{FIELD_VALUE}('Config Path (Optional)')") == str(config_path)
+
+        for label, value in [("Name", "ui-sandbox"), ("Ticket (Optional)", "OPS-42"), ("Summary (Optional)", "ui run")]:
+            fill = f"{FILL_FIELD}({json.dumps(label)}, {json.dumps(value)})"
+            if browser.evaluate(fill) == "switched":  # the optional field now has its text box
+
+                def filled(fill: str = fill) -> bool:
+                    return bool(browser.evaluate(fill) == "filled")
+
+                poll(f"the {label} text box", filled, timeout=10, interval=0.1)
+            assert browser.evaluate(f"{FIELD_VALUE}({json.dumps(label)})") == value
+        browser.screenshot(OUTPUT / "lifecycle-run-form-filled.png")
+        browser.evaluate(
+            "[...document.querySelectorAll('button')].find(b => b.textContent.trim() === 'Submit').click()"
+        )
+        try:
+            poll("a flow run made by submitting the form", lambda: runs_of(ui_url, deployment["id"]), 60)
+        finally:
+            browser.screenshot(OUTPUT / "lifecycle-run-submitted.png")
+
+    def finished_run() -> dict[str, Any] | None:
+        runs = runs_of(ui_url, deployment["id"])
+        return runs[0] if runs and runs[0]["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"} else None
+
+    run = poll("the run started from the form to finish", finished_run, timeout=180, interval=1)
+    assert run["state"]["type"] == "COMPLETED", (run["state"], log_path.read_text(errors="replace")[-3000:])
+    request = run["parameters"]["request"]
+    assert (request["name"], request["ticket"], request["summary"]) == ("ui-sandbox", "OPS-42", "ui run")
+    assert (request["source_env"], request["kind"], request["config_path"]) == (
+        "development",
+        "platform",
+        str(config_path),
+    )
+    # Served runs keep their checkpoints where the CLI keeps them: <state_dir>/prefect-results.
+    stored = {p.parent.name for p in (config_path.parent / "state" / "prefect-results").glob("ui-sandbox/*/*/v1")}
+    assert stored == {stage.value for stage in STAGE_ORDER}
