@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from typing import Any, cast
+from typing import Any
 from uuid import UUID
 
 import httpx
@@ -33,7 +33,6 @@ from prefect.client.schemas.responses import ConcurrencyLimitWithLeaseResponse
 from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.logging import get_logger
-from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from pydantic import ValidationError
 
 from sandbox.locks import (
@@ -58,13 +57,6 @@ NOTE_WAIT_SECONDS = 5.0
 NOTE_POLL_SECONDS = 0.1
 
 _HTTP_LOCKED = 423
-
-#: Waits between our own retries of a lock call the server answered 503 (its SQLite
-#: database was busy and the transaction rolled back, so a retry is safe). Prefect's
-#: client would wait about 2 s before its first retry; a lock call is tiny, and
-#: those waits dominated the lifecycle's orchestration overhead (bench/README.md).
-_BUSY_RETRY_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
-_HTTP_RETRYABLE = frozenset({408, 429, 502, 503})
 
 _logger = get_logger("fleet_sandbox.lock")
 
@@ -103,37 +95,6 @@ def _flow_run_identity() -> dict[str, str | None]:
         "flow_run_name": context.flow_run.name,
         "flow_name": context.flow.name if context.flow else None,
     }
-
-
-class _BusyRetryingClient:
-    """A sync Prefect client whose calls retry a busy server quickly, with doubling waits."""
-
-    def __init__(self, client: SyncPrefectClient) -> None:
-        self._client = client
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._client, name)
-        if not callable(attribute):
-            return attribute
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            for wait in (*_BUSY_RETRY_WAITS, None):
-                try:
-                    return attribute(*args, **kwargs)
-                except httpx.HTTPStatusError as exc:
-                    if exc.response.status_code not in _HTTP_RETRYABLE or wait is None:
-                        raise
-                time.sleep(wait)
-            raise AssertionError("unreachable")  # pragma: no cover
-
-        return call
-
-
-@contextmanager
-def _lock_client() -> Iterator[SyncPrefectClient]:
-    """A client for the lock's own calls: our short retries instead of Prefect's 2 s backoff."""
-    with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}), get_client(sync_client=True) as client:
-        yield cast(SyncPrefectClient, _BusyRetryingClient(client))
 
 
 def _api_error(sandbox: str, exc: Exception) -> LockError:
@@ -264,7 +225,7 @@ def _renew_until(lock: SandboxLock, stop: threading.Event) -> None:
 
 def _release(lock: SandboxLock) -> None:
     try:
-        with _lock_client() as client:
+        with get_client(sync_client=True) as client:
             # The note goes first: while the lease is ours nobody else writes one.
             current = read_note(client, lock.sandbox)
             if current is not None and current.lease_id == lock.note.lease_id:
@@ -297,7 +258,7 @@ def sandbox_lock(sandbox: str, log: Callable[[str], Any] | None = None) -> Itera
         return
     holder = _flow_run_identity()
     try:
-        with _lock_client() as client:
+        with get_client(sync_client=True) as client:
             note = _acquire(client, sandbox, holder, log or _logger.info)
     except (httpx.HTTPError, OSError, RuntimeError) as exc:
         raise _api_error(sandbox, exc) from None

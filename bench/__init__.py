@@ -1,0 +1,16 @@
+"""Benchmarks: what the orchestration costs, measured (``make bench``, ``python -m bench``).
+
+Every figure is a ratio or a rate measured within one run, repeated, and the
+median is kept, so it holds on a noisy shared machine. ``python -m bench``
+writes ``bench/results.json`` (flat ``metric: number``) and the table in
+``bench/README.md``; ``bench/.work/`` is scratch space (git-ignored).
+
+Modules, one per metric group:
+
+* :mod:`bench.lifecycle` -- ``lifecycle_overhead_ratio`` and
+  ``resume_after_last_stage_ratio`` (the demo lifecycle through Prefect);
+* :mod:`bench.readiness` -- ``readiness_detection_latency_ms``;
+* :mod:`bench.scan` -- ``scan_manifests_per_second``;
+* :mod:`bench.resolve` -- ``resolve_10k_tags_ms``;
+* :mod:`bench.report` -- ``results.json`` and ``README.md``.
+"""

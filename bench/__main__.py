@@ -1,0 +1,96 @@
+"""``python -m bench``: run every benchmark group, write ``results.json`` and ``README.md``.
+
+Exit status 0 when every bar holds, 1 when one fails (the files are written either way).
+"""
+
+from __future__ import annotations
+
+# Prefect reads its settings when first imported: point it into bench/.work first.
+from bench.lifecycle import configure_prefect
+
+configure_prefect()
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+from bench import cleanup, lifecycle, readiness, report, resolve, scan  # noqa: E402
+from bench.common import Metric, log  # noqa: E402
+from bench.profiling import Profiler  # noqa: E402
+
+GROUPS = ("resolve", "scan", "readiness", "lifecycle", "cleanup")
+#: Groups that run flows against the Prefect server.
+SERVER_GROUPS = ("lifecycle", "cleanup")
+
+
+def _run_group(name: str, quick: bool, server: lifecycle.RunningServer | None = None) -> list[Metric]:
+    runs: dict[str, Callable[[], list[Metric]]] = {
+        "resolve": lambda: resolve.run(2 if quick else resolve.REPETITIONS),
+        "scan": lambda: scan.run(2 if quick else scan.REPETITIONS),
+        "readiness": lambda: readiness.run(2 if quick else readiness.REPETITIONS),
+        "lifecycle": lambda: lifecycle.run(2 if quick else lifecycle.REPETITIONS),
+        "cleanup": lambda: cleanup.run(2 if quick else cleanup.SMALL_RUNS, server.pid if server else None),
+    }
+    return runs[name]()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks; 1 when a bar fails."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--only", action="append", choices=GROUPS, help="run only this group (repeatable)")
+    parser.add_argument("--quick", action="store_true", help="two repetitions each (a smoke run, not for the record)")
+    parser.add_argument("--no-profile", action="store_true", help="skip profiling the metric closest to its bar")
+    args = parser.parse_args(argv)
+    groups = args.only or list(GROUPS)
+    started, start = report.now(), time.monotonic()
+    metrics: list[Metric] = []
+    server_groups = [g for g in groups if g in SERVER_GROUPS]
+    for group in [g for g in groups if g not in server_groups]:
+        log(f"--- {group}")
+        metrics += _run_group(group, args.quick)
+    profiled: Metric | None = None
+    profile_text: str | None = None
+
+    def profile_worst() -> None:
+        nonlocal profiled, profile_text
+        candidates = [m for m in metrics if m.profile is not None]
+        if args.no_profile or not candidates:
+            return
+        profiled = max(candidates, key=lambda m: m.bar_used)
+        log(f"--- profiling {profiled.name} ({profiled.bar_used:.0%} of its bar)")
+        profiler = Profiler()
+        assert profiled.profile is not None
+        profiled.profile(profiler)
+        profile_text = report.profile_summary(profiler)
+
+    if server_groups:
+        log("--- starting a Prefect server")
+        with lifecycle.prefect_server() as server:
+            log(f"Prefect server up at {server.api_url}")
+            for group in server_groups:
+                log(f"--- {group}")
+                metrics += _run_group(group, args.quick, server)
+            profile_worst()  # the worst may need the server
+    else:
+        profile_worst()
+    metrics.sort(key=report.order)
+    if args.only or args.quick:
+        log("a partial or quick run: results.json and README.md are left as they are")
+        if profiled is not None and profile_text is not None:
+            log(f"profile of {profiled.name}:\n{profile_text}")
+    else:
+        report.write_results(metrics)
+        report.write_readme(
+            metrics,
+            started=started,
+            seconds=time.monotonic() - start,
+            profiled=profiled,
+            profile=profile_text,
+        )
+        log(f"wrote {report.RESULTS_FILE} and {report.README_FILE}")
+    report.print_summary(metrics)
+    return 0 if all(m.passed for m in metrics) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
