@@ -174,10 +174,13 @@ import sys
 from prefect import flow
 from tasks.locking import sandbox_lock
 
-@flow(name="hold-sandbox-lock")
+# log_prints=False: the CLI's in-process runs set PREFECT_LOGGING_LOG_PRINTS in the
+# test process's environment, which would turn this print into a log record.
+@flow(name="hold-sandbox-lock", log_prints=False)
 def hold(name: str) -> None:
     with sandbox_lock(name):
-        print("held", flush=True)
+        sys.stdout.write("held" + chr(10))
+        sys.stdout.flush()
         sys.stdin.readline()
 
 hold(sys.argv[1])
