@@ -12,7 +12,6 @@ from sandbox.config import FleetConfig
 from sandbox.drivers.cluster import ClusterDriver
 from sandbox.drivers.git import GitCli
 from sandbox.drivers.git_hosting import GitHosting, GitHubHosting, LocalGitHosting, github_web_url
-from sandbox.drivers.load import HttpLoadGenerator, LoadGenerator
 from sandbox.drivers.terraform import PythonTerraformDriver, TerraformDriver
 from sandbox.errors import ClusterUnreachableError, ConfigError
 from sandbox.inventory import Inventory
@@ -25,7 +24,6 @@ class Drivers:
     git: GitCli
     terraform: TerraformDriver
     hosting: GitHosting
-    load: LoadGenerator
     secrets: dict[str, str] = field(default_factory=dict)
 
 
@@ -54,7 +52,6 @@ def build_drivers(config: FleetConfig, *, github_token: str | None = None) -> Dr
         git=git_cli,
         terraform=PythonTerraformDriver(binary=tf.binary, timeout=tf.timeout_seconds, lock_timeout=tf.lock_timeout),
         hosting=build_hosting(config, git_cli, github_token=github_token),
-        load=HttpLoadGenerator(),
     )
 
 
