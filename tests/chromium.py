@@ -71,6 +71,9 @@ class Browser:
         self.height = height
         self.timeout = timeout
         self.console: list[str] = []
+        #: (status, method, URL) of every HTTP response the page received, in order.
+        self.responses: list[tuple[int, str, str]] = []
+        self._request_methods: dict[str, str] = {}
         self._ids = itertools.count(1)
         self._profile = Path(tempfile.mkdtemp(prefix="fleet-sandbox-chromium-"))
         self._process: subprocess.Popen[bytes] | None = None
@@ -102,6 +105,7 @@ class Browser:
             )
             self.call("Page.enable")
             self.call("Runtime.enable")
+            self.call("Network.enable")
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -163,6 +167,12 @@ class Browser:
         elif method == "Runtime.exceptionThrown":
             details = params.get("exceptionDetails", {})
             self.console.append(f"exception: {details.get('exception', {}).get('description', details.get('text'))}")
+        elif method == "Network.requestWillBeSent":
+            self._request_methods[params.get("requestId", "")] = params.get("request", {}).get("method", "")
+        elif method == "Network.responseReceived":
+            response = params.get("response", {})
+            request_method = self._request_methods.pop(params.get("requestId", ""), "")
+            self.responses.append((int(response.get("status", 0)), request_method, str(response.get("url", ""))))
 
     def navigate(self, url: str) -> None:
         """Open ``url`` in the page."""
@@ -172,6 +182,10 @@ class Browser:
         """The value of a JavaScript expression in the page."""
         result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
         return result.get("result", {}).get("value")
+
+    def pump(self) -> None:
+        """Take in the events the page sent since the last command (console lines, responses)."""
+        self.evaluate("0")
 
     def text(self) -> str:
         """The page's rendered text (``document.body.innerText``)."""
