@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
 import httpx
@@ -33,6 +33,7 @@ from prefect.client.schemas.responses import ConcurrencyLimitWithLeaseResponse
 from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.logging import get_logger
+from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from pydantic import ValidationError
 
 from sandbox.locks import (
@@ -58,7 +59,52 @@ NOTE_POLL_SECONDS = 0.1
 
 _HTTP_LOCKED = 423
 
+#: Answers of a busy server worth asking again: on SQLite, the server answers 503
+#: when a write meets ``SQLITE_BUSY`` while it stores other runs' events and logs.
+_RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
+#: Prefect's client waits 2 s, 4 s, ... before asking again; a lock taken at the
+#: start and released at the end of every run would add seconds to each. The
+#: lock's calls retry by themselves after short, doubling delays instead, within
+#: the same patience as the client's (about a minute) before failing loudly.
+_FIRST_RETRY_SECONDS = 0.05
+_MAX_RETRY_SECONDS = 2.0
+_RETRY_BUDGET_SECONDS = 60.0
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
 _logger = get_logger("fleet_sandbox.lock")
+
+
+def _retryable(exc: Exception) -> bool:
+    if isinstance(exc, httpx.HTTPStatusError):
+        return exc.response.status_code in _RETRY_STATUSES
+    # As Prefect's client does, except a refused connection: no server there fails at once.
+    return isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.ConnectError)
+
+
+def _patiently(call: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
+    """``call(*args, **kwargs)``, asked again after short delays while the server is busy.
+
+    Used under :func:`_own_retries`, so the client itself does not also wait.
+    """
+    delay = _FIRST_RETRY_SECONDS
+    deadline = time.monotonic() + _RETRY_BUDGET_SECONDS
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except (httpx.HTTPStatusError, httpx.TransportError) as exc:
+            if not _retryable(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, _MAX_RETRY_SECONDS)
+
+
+@contextmanager
+def _own_retries() -> Iterator[None]:
+    """Turn off the Prefect client's slow retries in this thread (see :func:`_patiently`)."""
+    with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0}):
+        yield
 
 
 class SandboxLock:
@@ -107,7 +153,7 @@ def _api_error(sandbox: str, exc: Exception) -> LockError:
 
 def read_note(client: SyncPrefectClient, sandbox: str) -> LockNote | None:
     """The holder note of a sandbox's lock, or ``None``."""
-    variable = client.read_variable_by_name(note_name(sandbox))
+    variable = _patiently(client.read_variable_by_name, note_name(sandbox))
     if variable is None or not isinstance(variable.value, dict):
         return None
     try:
@@ -120,25 +166,26 @@ def _write_note(client: SyncPrefectClient, note: LockNote) -> None:
     name = note_name(note.sandbox)
     value = note.model_dump(mode="json")
     try:
-        client.create_variable(VariableCreate(name=name, value=value))
+        _patiently(client.create_variable, VariableCreate(name=name, value=value))
     except ObjectAlreadyExists:
-        client.update_variable(VariableUpdate(name=name, value=value))
+        _patiently(client.update_variable, VariableUpdate(name=name, value=value))
 
 
 def _ensure_limit(client: SyncPrefectClient, sandbox: str) -> None:
     name = lock_name(sandbox)
     try:
-        client.read_global_concurrency_limit_by_name(name)
+        _patiently(client.read_global_concurrency_limit_by_name, name)
     except ObjectNotFound:
         with suppress(ObjectAlreadyExists):  # created by a concurrent run a moment ago
-            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+            _patiently(client.create_global_concurrency_limit, GlobalConcurrencyLimitCreate(name=name, limit=1))
 
 
 def _try_acquire(client: SyncPrefectClient, sandbox: str, holder: dict[str, str | None]) -> UUID | None:
     """Take the lock's slot with a lease; ``None`` when another lease holds it."""
     flow_run_id = holder.get("flow_run_id")
     try:
-        response = client.increment_concurrency_slots_with_lease(
+        response = _patiently(
+            client.increment_concurrency_slots_with_lease,
             names=[lock_name(sandbox)],
             slots=1,
             mode="concurrency",
@@ -152,7 +199,7 @@ def _try_acquire(client: SyncPrefectClient, sandbox: str, holder: dict[str, str 
     granted = ConcurrencyLimitWithLeaseResponse.model_validate(response.json())
     if lock_name(sandbox) not in {limit.name for limit in granted.limits}:
         # Strict: a lease on a limit that does not exist locks nothing.
-        client.release_concurrency_slots_with_lease(granted.lease_id)
+        _patiently(client.release_concurrency_slots_with_lease, granted.lease_id)
         raise LockError(f"cannot lock sandbox {sandbox!r}: the concurrency limit {lock_name(sandbox)!r} is missing")
     return granted.lease_id
 
@@ -165,7 +212,7 @@ def _stale_reason(client: SyncPrefectClient, note: LockNote, my_flow_run: str | 
         return f"its process {note.pid} on {note.host} is gone"
     if note.flow_run_id:
         try:
-            run = client.read_flow_run(UUID(note.flow_run_id))
+            run = _patiently(client.read_flow_run, UUID(note.flow_run_id))
         except ObjectNotFound:
             return "its flow run no longer exists"
         if run.state is not None and run.state.is_final():
@@ -191,7 +238,7 @@ def _acquire(
             if reason is None:
                 raise held_error(sandbox, current, LEASE_SECONDS)
             say(f"taking over the lock of sandbox {sandbox!r} from {current.describe()}: {reason}")
-            client.release_concurrency_slots_with_lease(UUID(current.lease_id))
+            _patiently(client.release_concurrency_slots_with_lease, UUID(current.lease_id))
             released.add(current.lease_id)
             continue
         # No note, or one whose lease we just released: a new holder took the
@@ -225,13 +272,13 @@ def _renew_until(lock: SandboxLock, stop: threading.Event) -> None:
 
 def _release(lock: SandboxLock) -> None:
     try:
-        with get_client(sync_client=True) as client:
+        with _own_retries(), get_client(sync_client=True) as client:
             # The note goes first: while the lease is ours nobody else writes one.
             current = read_note(client, lock.sandbox)
             if current is not None and current.lease_id == lock.note.lease_id:
                 with suppress(ObjectNotFound):
-                    client.delete_variable_by_name(note_name(lock.sandbox))
-            client.release_concurrency_slots_with_lease(UUID(lock.note.lease_id))
+                    _patiently(client.delete_variable_by_name, note_name(lock.sandbox))
+            _patiently(client.release_concurrency_slots_with_lease, UUID(lock.note.lease_id))
     except (httpx.HTTPError, OSError) as exc:
         # The lease expires by itself; the next run also takes over from a dead holder.
         _logger.warning(f"could not release the lock of sandbox {lock.sandbox!r}: {exc}")
@@ -258,7 +305,7 @@ def sandbox_lock(sandbox: str, log: Callable[[str], Any] | None = None) -> Itera
         return
     holder = _flow_run_identity()
     try:
-        with get_client(sync_client=True) as client:
+        with _own_retries(), get_client(sync_client=True) as client:
             note = _acquire(client, sandbox, holder, log or _logger.info)
     except (httpx.HTTPError, OSError, RuntimeError) as exc:
         raise _api_error(sandbox, exc) from None

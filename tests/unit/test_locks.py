@@ -6,8 +6,10 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 
 from sandbox.errors import LockHeldError
@@ -31,7 +33,7 @@ def note_for(pid: int, **changes: object) -> LockNote:
 
 
 @pytest.fixture
-def child() -> subprocess.Popen[bytes]:
+def child() -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     yield proc
     if proc.poll() is None:
@@ -103,3 +105,55 @@ def test_a_lost_lease_stops_the_run_before_its_next_stage() -> None:
     lock.lost.set()
     with pytest.raises(LockLostError, match="lost the lock of sandbox 'sandbox-a' \\(its lease expired"):
         lock.check()
+
+
+def _status_error(status: int) -> httpx.HTTPStatusError:
+    request = httpx.Request("POST", "http://prefect.test/api/v2/concurrency_limits/increment-with-lease")
+    return httpx.HTTPStatusError(f"HTTP {status}", request=request, response=httpx.Response(status, request=request))
+
+
+class _Flaky:
+    """A client call that fails with ``errors`` first, then answers."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    def __call__(self, name: str) -> str:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return f"granted {name}"
+
+
+def test_lock_calls_ask_a_busy_server_again_after_short_delays() -> None:
+    from tasks import locking
+
+    busy = _Flaky(_status_error(503), _status_error(503), httpx.ReadTimeout("slow"))
+    assert locking._patiently(busy, "sandbox:a") == "granted sandbox:a"
+    assert busy.calls == 4
+
+
+@pytest.mark.parametrize(
+    "error",
+    [_status_error(423), _status_error(400), httpx.ConnectError("connection refused")],
+    ids=["locked", "bad-request", "no-server"],
+)
+def test_lock_calls_do_not_retry_answers_that_will_not_change(error: Exception) -> None:
+    from tasks import locking
+
+    answer = _Flaky(error)
+    with pytest.raises(type(error)):
+        locking._patiently(answer, "sandbox:a")
+    assert answer.calls == 1
+
+
+def test_lock_calls_turn_off_the_clients_own_slow_retries() -> None:
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES
+
+    from tasks import locking
+
+    before = PREFECT_CLIENT_MAX_RETRIES.value()
+    with locking._own_retries():
+        assert PREFECT_CLIENT_MAX_RETRIES.value() == 0
+    assert PREFECT_CLIENT_MAX_RETRIES.value() == before > 0
