@@ -26,6 +26,7 @@ from typing import Any, ParamSpec, TypeVar
 from uuid import UUID
 
 import httpx
+from prefect.client.base import PrefectHttpxSyncClient
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, VariableCreate, VariableUpdate
 from prefect.client.schemas.objects import ConcurrencyLeaseHolder
@@ -33,7 +34,6 @@ from prefect.client.schemas.responses import ConcurrencyLimitWithLeaseResponse
 from prefect.context import FlowRunContext
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.logging import get_logger
-from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
 from pydantic import ValidationError
 
 from sandbox.locks import (
@@ -62,10 +62,12 @@ _HTTP_LOCKED = 423
 #: Answers of a busy server worth asking again: on SQLite, the server answers 503
 #: when a write meets ``SQLITE_BUSY`` while it stores other runs' events and logs.
 _RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
-#: Prefect's client waits 2 s, 4 s, ... before asking again; a lock taken at the
-#: start and released at the end of every run would add seconds to each. The
-#: lock's calls retry by themselves after short, doubling delays instead, within
-#: the same patience as the client's (about a minute) before failing loudly.
+#: Prefect's client waits 2 s, 4 s, ... before asking again (and 2 s even with
+#: ``PREFECT_CLIENT_MAX_RETRIES=0``, before giving up); a lock taken at the start
+#: and released at the end of every run would add seconds to each. The lock's
+#: client sends each request once (:func:`_lock_client`) and its calls retry by
+#: themselves after short, doubling delays, within the same patience as Prefect's
+#: (about a minute) before failing loudly.
 _FIRST_RETRY_SECONDS = 0.05
 _MAX_RETRY_SECONDS = 2.0
 _RETRY_BUDGET_SECONDS = 60.0
@@ -86,7 +88,7 @@ def _retryable(exc: Exception) -> bool:
 def _patiently(call: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
     """``call(*args, **kwargs)``, asked again after short delays while the server is busy.
 
-    Used under :func:`_own_retries`, so the client itself does not also wait.
+    Used with :func:`_lock_client`, so the client itself does not also wait.
     """
     delay = _FIRST_RETRY_SECONDS
     deadline = time.monotonic() + _RETRY_BUDGET_SECONDS
@@ -100,11 +102,38 @@ def _patiently(call: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _
         delay = min(delay * 2, _MAX_RETRY_SECONDS)
 
 
+_CHANGE_METHODS = frozenset({"post", "put", "patch", "delete"})
+
+
 @contextmanager
-def _own_retries() -> Iterator[None]:
-    """Turn off the Prefect client's slow retries in this thread (see :func:`_patiently`)."""
-    with temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0}):
-        yield
+def _lock_client() -> Iterator[SyncPrefectClient]:
+    """A Prefect client that sends each request once; the lock's calls retry themselves (:func:`_patiently`).
+
+    Prefect's HTTP client has no setting for a short retry delay, so this one
+    instance's retry loop is replaced with a single send (adding the CSRF
+    token as the loop does). Checked against the pinned Prefect by
+    ``tests/unit/test_locks.py``.
+    """
+    with get_client(sync_client=True) as client:
+        http = client._client
+        if not isinstance(http, PrefectHttpxSyncClient):  # another client class: keep its own retries
+            yield client
+            return
+
+        def send_once(
+            request: httpx.Request,
+            send: Callable[..., httpx.Response],
+            send_args: tuple[Any, ...],
+            send_kwargs: dict[str, Any],
+            retry_codes: Any = frozenset(),
+            retry_exceptions: Any = (),
+        ) -> httpx.Response:
+            if http.enable_csrf_support and request.method.lower() in _CHANGE_METHODS:
+                http._add_csrf_headers(request=request)
+            return send(request, *send_args, **send_kwargs)
+
+        setattr(http, "_send_with_retry", send_once)  # noqa: B010 (a method replaced on one instance)
+        yield client
 
 
 class SandboxLock:
@@ -272,7 +301,7 @@ def _renew_until(lock: SandboxLock, stop: threading.Event) -> None:
 
 def _release(lock: SandboxLock) -> None:
     try:
-        with _own_retries(), get_client(sync_client=True) as client:
+        with _lock_client() as client:
             # The note goes first: while the lease is ours nobody else writes one.
             current = read_note(client, lock.sandbox)
             if current is not None and current.lease_id == lock.note.lease_id:
@@ -305,7 +334,7 @@ def sandbox_lock(sandbox: str, log: Callable[[str], Any] | None = None) -> Itera
         return
     holder = _flow_run_identity()
     try:
-        with _own_retries(), get_client(sync_client=True) as client:
+        with _lock_client() as client:
             note = _acquire(client, sandbox, holder, log or _logger.info)
     except (httpx.HTTPError, OSError, RuntimeError) as exc:
         raise _api_error(sandbox, exc) from None

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -148,12 +151,54 @@ def test_lock_calls_do_not_retry_answers_that_will_not_change(error: Exception) 
     assert answer.calls == 1
 
 
-def test_lock_calls_turn_off_the_clients_own_slow_retries() -> None:
-    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES
+class _BusyOnce(http.server.BaseHTTPRequestHandler):
+    """A Prefect API stand-in whose first DELETE meets a busy database (503), as SQLite's can."""
+
+    requests: ClassVar[list[str]] = []
+
+    def do_DELETE(self) -> None:  # noqa: N802 (http.server's naming)
+        _BusyOnce.requests.append(f"DELETE {self.path}")
+        status = 503 if len(_BusyOnce.requests) == 1 else 204
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:  # noqa: N802
+        # The client asks for a CSRF token before a change; this server has CSRF protection off.
+        body = b'{"detail": "CSRF protection is disabled."}'
+        self.send_response(422)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+def test_the_lock_client_sends_once_and_its_calls_retry_after_short_delays(monkeypatch: pytest.MonkeyPatch) -> None:
+    import prefect.client.base
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from tasks import locking
 
-    before = PREFECT_CLIENT_MAX_RETRIES.value()
-    with locking._own_retries():
-        assert PREFECT_CLIENT_MAX_RETRIES.value() == 0
-    assert PREFECT_CLIENT_MAX_RETRIES.value() == before > 0
+    class NoSlowRetry:
+        """Stands for the ``time`` module of Prefect's HTTP client, which sleeps only before a retry."""
+
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            pytest.fail(f"Prefect's client slept {seconds}s before retrying a lock call")
+
+    monkeypatch.setattr(prefect.client.base, "time", NoSlowRetry)
+    _BusyOnce.requests = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BusyOnce)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        api = temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{server.server_address[1]}/api"})
+        with api, locking._lock_client() as client:
+            locking._patiently(client.delete_variable_by_name, "sandbox-lock-a")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _BusyOnce.requests == ["DELETE /api/variables/name/sandbox-lock-a"] * 2
