@@ -11,27 +11,13 @@ environment or a sandbox that was never promoted.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from cli.common import EXIT_FAILED, echo, fail, fail_from
-from cli.prefect_env import configure_prefect, quiet_expected_tracebacks
+from cli.common import echo, run_flow
+from cli.prefect_env import configure_prefect
 from sandbox.config import load_config
-from sandbox.errors import SandboxError
-
-
-def _run_flow(flow_fn: Any, /, **parameters: Any) -> Any:
-    """Run a flow in-process; print its final state; exit 1 with the cause on failure."""
-    quiet_expected_tracebacks()
-    state = flow_fn(**parameters, return_state=True)
-    echo(f"flow run {flow_fn.name!r} ({state.state_details.flow_run_id}): {state.name}")
-    if state.is_completed():
-        return state.result()
-    error = state.result(raise_on_failure=False)
-    if isinstance(error, SandboxError):
-        fail_from(error)
-    fail(f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(state.message), EXIT_FAILED)
 
 
 def align(
@@ -59,7 +45,7 @@ def align(
     configure_prefect(cfg.state_dir)
     from flows.align import sandbox_align
 
-    result = _run_flow(
+    result = run_flow(
         sandbox_align,
         environment=environment,
         sandbox=sandbox,

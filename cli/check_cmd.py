@@ -22,8 +22,18 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.common import EXIT_FAILED, EXIT_USAGE, echo, echo_json, fail, fail_from
-from cli.prefect_env import configure_prefect, quiet_expected_tracebacks
+from cli.common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    call_flow,
+    echo,
+    echo_json,
+    fail,
+    fail_from,
+    fail_from_flow,
+    flow_run_line,
+)
+from cli.prefect_env import configure_prefect
 from sandbox.config import FleetConfig, load_config
 from sandbox.errors import SandboxError
 
@@ -111,10 +121,9 @@ def validate(
     from flows.operations import SandboxRef
     from flows.validate import sandbox_validate
 
-    quiet_expected_tracebacks()
     ref = SandboxRef(config_path=str(config.resolve()), name=name, lifecycle_id=record.lifecycle_id)
-    state = sandbox_validate(sandbox=ref, return_state=True)
-    run_line = f"flow run 'sandbox-validate' ({state.state_details.flow_run_id}): {state.name}"
+    state = call_flow(sandbox_validate, sandbox=ref)
+    run_line = flow_run_line(sandbox_validate.name, state)
     report: ValidationReport | None = None
     error: Any = None
     if state.is_completed():
@@ -141,11 +150,7 @@ def validate(
                 echo(line)
     if report is not None and report.passed:
         return
-    if isinstance(error, SandboxError):
-        fail_from(error)
-    if isinstance(error, BaseException):
-        fail(f"{type(error).__name__}: {error}", EXIT_FAILED)
-    fail(str(state.message or "validation failed"), EXIT_FAILED)
+    fail_from_flow(state, error)
 
 
 def register(app: typer.Typer) -> None:

@@ -23,8 +23,8 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.common import EXIT_FAILED, EXIT_USAGE, echo, echo_json, fail, fail_from
-from cli.prefect_env import configure_prefect, quiet_expected_tracebacks
+from cli.common import EXIT_FAILED, EXIT_USAGE, call_flow, echo, echo_json, fail, fail_from, fail_from_flow
+from cli.prefect_env import configure_prefect
 from sandbox.config import FleetConfig, load_config
 from sandbox.errors import SandboxError
 
@@ -103,11 +103,8 @@ def cleanup(
     cfg = _config(config)
     from flows.cleanup import cleanup_expired_sandboxes
 
-    quiet_expected_tracebacks()
     run_id = uuid.uuid4().hex[:12]
-    state = cleanup_expired_sandboxes(
-        config_path=str(config.resolve()), dry_run=dry_run, run_id=run_id, return_state=True
-    )
+    state = call_flow(cleanup_expired_sandboxes, config_path=str(config.resolve()), dry_run=dry_run, run_id=run_id)
     if state.is_completed():
         report = state.result()
         _show(report, output)
@@ -119,9 +116,7 @@ def cleanup(
         recorded = _recorded_report(cfg, run_id)
         if recorded.outcomes:
             _show(recorded, output)
-    if isinstance(error, SandboxError):
-        fail_from(error)
-    fail(f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(state.message), EXIT_FAILED)
+    fail_from_flow(state, error)
 
 
 def extend(

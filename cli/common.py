@@ -1,4 +1,4 @@
-"""What every command shares: exit codes, one-line errors, output helpers.
+"""What every command shares: exit codes, one-line errors, running a flow, output helpers.
 
 Exit codes (see ../shared/CLI.md): 0 success, 1 a failed operation, 2 invalid
 input or usage. ``scan`` uses pluto's codes and handles its own.
@@ -6,9 +6,11 @@ input or usage. ``scan`` uses pluto's codes and handles its own.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
 
 import typer
 
@@ -17,6 +19,8 @@ from sandbox.errors import InvalidInputError, SandboxError
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
@@ -36,6 +40,62 @@ def exit_code_for(error: BaseException) -> int:
 def fail_from(error: SandboxError) -> NoReturn:
     """Fail with the error's one-line message and its exit code."""
     fail(str(error), exit_code_for(error))
+
+
+def one_line_errors(command: F) -> F:
+    """Turn the core's errors into the CLI's one-line messages and exit codes (1, or 2 for bad input)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except SandboxError as exc:
+            fail_from(exc)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def flow_run_line(flow_name: str, state: Any) -> str:
+    """``flow run '<name>' (<id>): <state>``: how every command names the run it made."""
+    return f"flow run {flow_name!r} ({state.state_details.flow_run_id}): {state.name}"
+
+
+def fail_from_flow(state: Any, error: object = None) -> NoReturn:
+    """Fail with the cause of a flow run that did not complete.
+
+    Args:
+        state: The flow run's final state.
+        error: What ``state.result(raise_on_failure=False)`` gave, if already read.
+    """
+    if error is None:
+        error = state.result(raise_on_failure=False)
+    if isinstance(error, SandboxError):
+        fail_from(error)
+    if isinstance(error, BaseException):
+        fail(f"{type(error).__name__}: {error}", EXIT_FAILED)
+    fail(str(state.message or f"the flow run ended {state.name}"), EXIT_FAILED)
+
+
+def flow_result(flow_name: str, state: Any) -> Any:
+    """Print the flow run's line; its result when it completed, else fail with its cause."""
+    echo(flow_run_line(flow_name, state))
+    if state.is_completed():
+        return state.result()
+    fail_from_flow(state)
+
+
+def call_flow(flow_fn: Any, /, **parameters: Any) -> Any:
+    """Run a flow in this process, as every command does, and return its final state."""
+    from cli.prefect_env import in_process_run, quiet_expected_tracebacks
+
+    quiet_expected_tracebacks()
+    with in_process_run():
+        return flow_fn(**parameters, return_state=True)
+
+
+def run_flow(flow_fn: Any, /, **parameters: Any) -> Any:
+    """Run a flow in-process and return its result; exit 1 (or 2) with the one-line cause when it fails."""
+    return flow_result(flow_fn.name, call_flow(flow_fn, **parameters))
 
 
 def echo(message: str = "") -> None:

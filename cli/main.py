@@ -15,8 +15,8 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.common import EXIT_FAILED, EXIT_USAGE, echo, echo_json, fail, fail_from
-from cli.prefect_env import configure_prefect, quiet_expected_tracebacks
+from cli.common import EXIT_FAILED, EXIT_USAGE, echo, echo_json, fail, run_flow
+from cli.prefect_env import configure_prefect
 from sandbox.config import FleetConfig, load_config
 from sandbox.errors import SandboxError
 from sandbox.models import SandboxKind, Stage
@@ -46,22 +46,6 @@ def _print_report(report: Any) -> None:
         echo(f"  {outcome.stage.value:<{width}}  {outcome.outcome:<17}  {outcome.summary}")
 
 
-def _run_flow(flow_fn: Any, /, **parameters: Any) -> Any:
-    """Run a flow in-process; print its final state; exit 1 with the cause on failure."""
-    quiet_expected_tracebacks()
-    state = flow_fn(**parameters, return_state=True)
-    flow_name = flow_fn.name
-    if state.is_completed():
-        result = state.result()
-        echo(f"flow run {flow_name!r} ({state.state_details.flow_run_id}): {state.name}")
-        return result
-    error = state.result(raise_on_failure=False)
-    echo(f"flow run {flow_name!r} ({state.state_details.flow_run_id}): {state.name}")
-    if isinstance(error, SandboxError):
-        fail_from(error)
-    fail(f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(state.message), EXIT_FAILED)
-
-
 @app.command()
 def demo(
     workdir: Annotated[
@@ -78,7 +62,7 @@ def demo(
     echo(f"demo: sandbox {request.name} from {request.source_env}, branch {request.ticket}-bump-podinfo")
     from flows.lifecycle import sandbox_lifecycle
 
-    report = _run_flow(sandbox_lifecycle, request=request, resume=True)
+    report = run_flow(sandbox_lifecycle, request=request, resume=True)
     _print_report(report)
 
 
@@ -129,7 +113,7 @@ def create(
     check_request(cfg, request)  # refuse bad input before anything exists (the flow checks it again)
     from flows.lifecycle import sandbox_lifecycle
 
-    report = _run_flow(sandbox_lifecycle, request=request, resume=False)
+    report = run_flow(sandbox_lifecycle, request=request, resume=False)
     _print_report(report)
 
 
@@ -183,7 +167,7 @@ def destroy(
     ref = _sandbox_ref(cfg, config, name)
     from flows.operations import sandbox_teardown
 
-    outcomes = _run_flow(sandbox_teardown, sandbox=ref, force=force)
+    outcomes = run_flow(sandbox_teardown, sandbox=ref, force=force)
     for o in outcomes:
         echo(f"  {o.stage.value}  {o.outcome}  {o.summary}")
 
@@ -198,7 +182,7 @@ def promote(
     ref = _sandbox_ref(cfg, config, name)
     from flows.operations import sandbox_promote
 
-    outcomes = _run_flow(sandbox_promote, sandbox=ref)
+    outcomes = run_flow(sandbox_promote, sandbox=ref)
     for o in outcomes:
         echo(f"  {o.stage.value}  {o.outcome}  {o.summary}")
 
@@ -213,7 +197,7 @@ def resume(
     ref = _sandbox_ref(cfg, config, name)
     from flows.operations import sandbox_resume
 
-    report = _run_flow(sandbox_resume, sandbox=ref)
+    report = run_flow(sandbox_resume, sandbox=ref)
     _print_report(report)
 
 

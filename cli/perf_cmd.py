@@ -16,16 +16,16 @@ Registered by ``cli/main.py`` through :func:`register`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 import yaml
 from pydantic import ValidationError
 
-from cli.common import EXIT_FAILED, EXIT_USAGE, echo, echo_json, fail, fail_from
-from cli.prefect_env import configure_prefect, quiet_expected_tracebacks
+from cli.common import EXIT_USAGE, call_flow, echo, echo_json, fail, fail_from_flow, flow_run_line
+from cli.prefect_env import configure_prefect
 from sandbox.config import FleetConfig, load_config
-from sandbox.errors import InvalidInputError, SandboxError
+from sandbox.errors import InvalidInputError
 from sandbox.perf import (
     Comparison,
     GeneratorType,
@@ -172,10 +172,9 @@ def _run_perf_flow(cfg: FleetConfig, request: PerformanceRequest) -> None:
     configure_prefect(cfg.state_dir)
     from flows.performance import performance_sandbox
 
-    quiet_expected_tracebacks()
-    state = performance_sandbox(request=request, return_state=True)
+    state = call_flow(performance_sandbox, request=request)
     flow_run_id = state.state_details.flow_run_id
-    echo(f"flow run 'performance-sandbox' ({flow_run_id}): {state.name}")
+    echo(flow_run_line(performance_sandbox.name, state))
     with PerfStore(cfg.inventory_url) as store:
         runs = store.runs_for_flow_run(str(flow_run_id)) if flow_run_id else []
     if runs:
@@ -184,10 +183,7 @@ def _run_perf_flow(cfg: FleetConfig, request: PerformanceRequest) -> None:
         echo(f"sandbox {run.sandbox}: {_sandbox_status(cfg, run.sandbox)}")
     if state.is_completed():
         return
-    error: Any = state.result(raise_on_failure=False)
-    if isinstance(error, SandboxError):
-        fail_from(error)
-    fail(f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(state.message), EXIT_FAILED)
+    fail_from_flow(state)
 
 
 @perf_app.callback(invoke_without_command=True)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from sandbox.errors import SandboxError
@@ -66,3 +68,28 @@ def quiet_expected_tracebacks() -> None:
                 isinstance(f, _DropExpectedTracebacks) for f in handler.filters
             ):
                 handler.addFilter(_DropExpectedTracebacks())
+
+
+#: The variables with which a user chooses flow-run heartbeats for themselves.
+HEARTBEAT_VARIABLES = ("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", "PREFECT_RUNNER_HEARTBEAT_FREQUENCY")
+
+
+@contextmanager
+def in_process_run() -> Iterator[None]:
+    """Prefect settings for a flow run the CLI runs in its own process (wrap the flow call).
+
+    Flow-run heartbeats are off unless the user set one of
+    :data:`HEARTBEAT_VARIABLES`. They exist to feed an automation that marks runs
+    of a vanished worker Crashed; a run in an engineer's terminal or a CI job has
+    the sandbox lock's dead-holder takeover and ``sandbox resume`` instead, and
+    Prefect 3.8's heartbeat thread sleeps in 1 s steps that the engine joins,
+    adding up to a second to every run. Deployments on workers keep Prefect's
+    default (see docs/operations.md).
+    """
+    if any(name in os.environ for name in HEARTBEAT_VARIABLES):
+        yield
+        return
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield

@@ -32,24 +32,33 @@ Every command that talks to the registry takes ``--registry oci://host[:port]/pa
 from __future__ import annotations
 
 import contextvars
-import functools
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 from uuid import UUID
 
 import typer
 
-from cli.common import EXIT_FAILED, EXIT_USAGE, echo, echo_json, fail, fail_from
+from cli.common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    call_flow,
+    echo,
+    echo_json,
+    fail,
+    flow_result,
+    flow_run_line,
+    one_line_errors,
+    run_flow,
+)
 from cli.prefect_env import configure_prefect, quiet_expected_tracebacks
 from sandbox.config import FleetConfig, load_config
 from sandbox.drivers.git import GitCli
 from sandbox.drivers.registry import RegistryConfig, RegistryError, validate_tag
-from sandbox.errors import InvalidInputError, SandboxError
+from sandbox.errors import InvalidInputError
 from sandbox.release import (
     ReleaseContext,
     ReleasePlan,
@@ -61,8 +70,6 @@ from sandbox.release import (
 )
 from sandbox.versions import parse_constraint
 from sandbox.versions import resolve as resolve_range
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 release_app = typer.Typer(
     name="release",
@@ -87,19 +94,6 @@ class BumpChoice(StrEnum):
     patch = "patch"
     minor = "minor"
     major = "major"
-
-
-def one_line_errors(command: F) -> F:
-    """Turn the core's errors into the CLI's one-line messages and exit codes (1, or 2 for bad input)."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except SandboxError as exc:
-            fail_from(exc)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _check_output(output: str) -> None:
@@ -136,23 +130,6 @@ def direct_context(cfg: FleetConfig, override: RegistryConfig | None) -> Release
 
         password = resolve_secret(settings.password_secret_block, None)
     return build_release_context(cfg, registry=settings, registry_password=password)
-
-
-def _run_flow(flow_fn: Any, /, **parameters: Any) -> Any:
-    """Run a flow in-process; exit 1 (or 2) with the one-line cause when it fails."""
-    quiet_expected_tracebacks()
-    state = flow_fn(**parameters, return_state=True)
-    return _flow_result(flow_fn.name, state)
-
-
-def _flow_result(flow_name: str, state: Any) -> Any:
-    echo(f"flow run {flow_name!r} ({state.state_details.flow_run_id}): {state.name}")
-    if state.is_completed():
-        return state.result()
-    error = state.result(raise_on_failure=False)
-    if isinstance(error, SandboxError):
-        fail_from(error)
-    fail(f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(state.message), EXIT_FAILED)
 
 
 # -- sandbox release ---------------------------------------------------------------------
@@ -193,7 +170,7 @@ def release(
     target = _target(config, cfg, _override(cfg, registry, insecure))
     from flows.release import release_publish
 
-    report = _run_flow(
+    report = run_flow(
         release_publish,
         target=target,
         bump=bump.value if bump is not None else None,
@@ -314,7 +291,7 @@ def propose_range(
     target = _target(config, cfg, _override(cfg, registry, insecure))
     from flows.release import release_propose_range
 
-    change = _run_flow(release_propose_range, target=target, semver_range=range_, environment=env)
+    change = run_flow(release_propose_range, target=target, semver_range=range_, environment=env)
     echo(change.summary)
 
 
@@ -371,7 +348,7 @@ def run_flow_in_thread(flow_fn: Any, marker: str, **parameters: Any) -> tuple[th
     def target() -> None:
         try:
             with tags(marker):
-                box["state"] = flow_fn(**parameters, return_state=True)
+                box["state"] = call_flow(flow_fn, **parameters)
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
             box["error"] = exc
 
@@ -459,9 +436,9 @@ def promote_production(
     state = box["state"]
     if state.is_failed() and "never resumed" in (state.message or ""):
         # Prefect's server fails an expired pause itself; the flow's own error does not reach the state.
-        echo(f"flow run {release_production.name!r} ({state.state_details.flow_run_id}): {state.name}")
+        echo(flow_run_line(release_production.name, state))
         fail(f"no approval within {timeout}s; nothing proposed", EXIT_FAILED)
-    report = _flow_result(release_production.name, state)
+    report = flow_result(release_production.name, state)
     if output == "json":
         echo_json(report.model_dump(mode="json"))
     else:
@@ -503,7 +480,6 @@ __all__ = [
     "BumpChoice",
     "direct_context",
     "find_paused_run",
-    "one_line_errors",
     "promote_production",
     "release_app",
     "render_plan",
