@@ -392,23 +392,6 @@ class Inventory:
                 return None
             return dict(row.result or {})
 
-    def last_stage_result(self, stage: Stage, *, source_env: str, exclude: str | None = None) -> dict[str, Any] | None:
-        """The newest completed result of ``stage`` among sandboxes cloned from ``source_env``."""
-        with self._session() as session:
-            row = session.scalar(
-                select(StageRow)
-                .join(SandboxRow, SandboxRow.name == StageRow.sandbox)
-                .where(
-                    StageRow.stage == stage.value,
-                    StageRow.status == StageStatus.completed.value,
-                    SandboxRow.source_env == source_env,
-                    SandboxRow.name != (exclude or ""),
-                )
-                .order_by(StageRow.finished_at.desc(), StageRow.id.desc())
-                .limit(1)
-            )
-            return dict(row.result or {}) if row is not None else None
-
     @staticmethod
     def _touch(session: Session, name: str, moment: datetime) -> None:
         sandbox = session.get(SandboxRow, name)

@@ -89,16 +89,6 @@ def test_update_delete_and_not_found(inventory: Inventory) -> None:
         inventory.get("sandbox-a")
 
 
-def test_last_stage_result_by_source_env(inventory: Inventory) -> None:
-    inventory.create(record("perf-a", "production"))
-    inventory.create(record("perf-b", "production"))
-    inventory.create(record("dev-c", "development"))
-    inventory.stage_completed("perf-a", "abc123", Stage.performance_test, {"n": 1})
-    inventory.stage_completed("dev-c", "abc123", Stage.performance_test, {"n": 3})
-    assert inventory.last_stage_result(Stage.performance_test, source_env="production", exclude="perf-b") == {"n": 1}
-    assert inventory.last_stage_result(Stage.performance_test, source_env="production", exclude="perf-a") is None
-
-
 def test_unusable_database_is_a_permanent_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
     with pytest.raises(InventoryError):
