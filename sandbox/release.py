@@ -1049,18 +1049,19 @@ def propose_source_change(
             raise ConflictError(
                 f"{file} changed on {ctx.default_branch}: .spec.ref.{field} is {old}, not {expect_old}; plan again"
             )
+        unproposed = ProposedChange(
+            environment=environment,
+            file=file,
+            field=".".join(path_keys),
+            old=old,
+            new=value,
+            branch=branch,
+            commit=None,
+            pull_request=None,
+        )
         if old == value:
             ctx.progress(f"{file} already has .spec.ref.{field} {value} on {ctx.default_branch}")
-            return ProposedChange(
-                environment=environment,
-                file=file,
-                field=".".join(path_keys),
-                old=old,
-                new=value,
-                branch=branch,
-                commit=None,
-                pull_request=None,
-            )
+            return unproposed
         if branch in ctx.git.remote_branches(ctx.remote):
             ctx.git.checkout(repo, branch)
         else:
@@ -1085,16 +1086,7 @@ def propose_source_change(
             ctx.progress(f"{branch} already sets .spec.ref.{field} {value}")
     pull_request = ctx.hosting.open_pull_request(head=branch, base=ctx.default_branch, title=title, body=body)
     ctx.progress(f"pull request #{pull_request.number}: {pull_request.url}")
-    return ProposedChange(
-        environment=environment,
-        file=file,
-        field=".".join(path_keys),
-        old=old,
-        new=value,
-        branch=branch,
-        commit=commit,
-        pull_request=pull_request,
-    )
+    return unproposed.model_copy(update={"commit": commit, "pull_request": pull_request})
 
 
 def _environments_tracking(config: FleetConfig, kind: TrackingKind) -> list[str]:
