@@ -91,9 +91,10 @@ def prepare_fleet(workdir: Path, count: int) -> Path:
 
 def run_cleanup(config_path: Path, expected: int) -> None:
     """The cleanup flow; every expired sandbox must be torn down."""
+    from cli.common import call_flow
     from flows.cleanup import cleanup_expired_sandboxes
 
-    state = cleanup_expired_sandboxes(config_path=str(config_path), return_state=True)
+    state = call_flow(cleanup_expired_sandboxes, config_path=str(config_path))
     if not state.is_completed():
         raise BenchError(f"cleanup flow run ended {state.name}: {state.result(raise_on_failure=False)}")
     report = state.result()

@@ -160,10 +160,11 @@ def run_direct(config_path: Path) -> None:
 
 
 def run_flow(config_path: Path, *, resume: bool = False) -> Any:
-    """The demo lifecycle as the ``sandbox-lifecycle`` flow; returns its final state."""
+    """The demo lifecycle as the ``sandbox-lifecycle`` flow, as the CLI runs it; returns its final state."""
+    from cli.common import call_flow
     from flows.lifecycle import sandbox_lifecycle
 
-    return sandbox_lifecycle(request=bench_request(config_path), resume=resume, return_state=True)
+    return call_flow(sandbox_lifecycle, request=bench_request(config_path), resume=resume)
 
 
 def _completed(state: Any, what: str) -> Any:
