@@ -414,6 +414,46 @@ class DriversConfig(_Model):
 EnvName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
 
 
+class ApplicationStack(_Model):
+    """An application team's stack, deployed onto platform sandboxes by the validate stage.
+
+    The seed: before a platform change reaches the teams, deploy their stacks on
+    the platform sandbox and confirm they converge; a stack that does not is a
+    ticket for its team. The stack is applied to the sandbox's cluster only (a
+    GitRepository and a Kustomization ``app-<name>`` in ``flux-system``), never
+    committed to the sandbox branch, so promotion never carries it.
+    """
+
+    name: str = Field(
+        pattern=r"^[a-z0-9]([-a-z0-9]{0,57}[a-z0-9])?$",
+        description="Stack name (a DNS label); its Flux objects are flux-system/app-<name>",
+    )
+    url: str | None = Field(
+        default=None,
+        description="Git URL of the stack's repository (a local path resolves against fleet.yaml); "
+        "default: the fleet repository",
+    )
+    branch: str = Field(default="main", description="Branch of that repository to deploy")
+    tag: str | None = Field(default=None, description="Tag to deploy instead of the branch")
+    path: str = Field(description="Directory of the stack's manifests in that repository, e.g. ./deploy")
+    target_namespace: str | None = Field(
+        default=None, description="Namespace for the stack's namespaced objects that set none"
+    )
+    secret_ref: str | None = Field(
+        default=None,
+        description="Secret in flux-system with git credentials for the repository; "
+        "default: the sandbox's own flux-system secret for the fleet repository, none otherwise",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _relative_path(cls, value: str) -> str:
+        parts = Path(value).parts
+        if Path(value).is_absolute() or ".." in parts:
+            raise ValueError("must be a path inside the repository (relative, without '..')")
+        return value
+
+
 class ValidationConfig(_Model):
     """What the validate stage checks the sandbox against."""
 
@@ -425,6 +465,19 @@ class ValidationConfig(_Model):
         default_factory=list,
         description="Extra API deprecation data files (e.g. for cert-manager CRDs), relative to fleet.yaml",
     )
+    application_stacks: list[ApplicationStack] = Field(
+        default_factory=list,
+        description="Application stacks to deploy onto every platform sandbox and wait for (none by default)",
+    )
+
+    @field_validator("application_stacks")
+    @classmethod
+    def _unique_stacks(cls, value: list[ApplicationStack]) -> list[ApplicationStack]:
+        names = [stack.name for stack in value]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"application stack names must be unique: {', '.join(repeated)}")
+        return value
 
 
 class FleetConfig(_Model):
@@ -467,10 +520,17 @@ class FleetConfig(_Model):
     @property
     def remote_url(self) -> str:
         """The fleet remote, with local paths made absolute."""
-        remote = self.fleet_repo.remote
-        if "://" in remote or re.match(r"^[\w.-]+@[\w.-]+:", remote):
-            return remote
-        return str(self.path(remote))
+        return self.git_url(self.fleet_repo.remote)
+
+    def git_url(self, value: str) -> str:
+        """A git URL from the file: URLs and scp-style addresses as given, local paths made absolute."""
+        if "://" in value or re.match(r"^[\w.-]+@[\w.-]+:", value):
+            return value
+        return str(self.path(value))
+
+    def stack_url(self, stack: ApplicationStack) -> str:
+        """Where an application stack's repository is (the fleet remote by default)."""
+        return self.git_url(stack.url) if stack.url else self.remote_url
 
     def environment(self, name: str) -> EnvironmentConfig:
         """The named long-lived environment.

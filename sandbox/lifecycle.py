@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from sandbox import fleetrepo, validation
+from sandbox import appstacks, fleetrepo, validation
 from sandbox.config import FleetConfig
 from sandbox.cost import estimate as estimate_cost
 from sandbox.drivers.cluster import FLUX_NAMESPACE, ClusterDriver, ObjectRef
@@ -511,6 +511,10 @@ def validation_report(ctx: SandboxContext) -> ValidationReport:
         changed_files=git.changed_files(repo, base, "HEAD", "."),
         ready_timeout=ctx.config.drivers.cluster.ready_timeout_seconds,
     )
+    if record.kind is SandboxKind.platform:
+        # Performance sandboxes run production's own applications; platform sandboxes get the teams' stacks.
+        inputs.application_stacks = appstacks.manifests_for(ctx.config)
+        inputs.application_stack_paths = appstacks.fleet_repo_paths(ctx.config)
     return validation.validate_checkout(repo, ctx.config, inputs, lambda: cluster_for(ctx), ctx.progress)
 
 

@@ -37,7 +37,7 @@ from urllib.parse import unquote, urlparse
 import yaml
 from pydantic import BaseModel, Field
 
-from sandbox import deprecations, fleetrepo, policy
+from sandbox import appstacks, deprecations, fleetrepo, policy
 from sandbox.config import FleetConfig
 from sandbox.drivers.cluster import GITREPOSITORY_API, ClusterDriver, Manifest, ObjectRef
 from sandbox.errors import PermanentError
@@ -111,6 +111,9 @@ class ValidationReport(BaseModel):
     readiness: list[ObjectReadiness] = Field(default_factory=list)
     readiness_checked: bool = False
     readiness_note: str = ""
+    application_stacks: list[str] = Field(
+        default_factory=list, description="Application stacks deployed onto the sandbox and waited for"
+    )
     failures: list[str] = Field(default_factory=list, description="One line per cause of failure")
 
     @property
@@ -193,6 +196,8 @@ class ValidationReport(BaseModel):
             f"sandbox {self.sandbox}: branch {self.branch}" + (f" at {self.commit[:12]}" if self.commit else ""),
             f"scanned: {', '.join(self.scanned) or 'nothing'}",
         ]
+        if self.application_stacks:
+            lines.append(f"application stacks deployed: {', '.join(self.application_stacks)}")
         rows = self.rows()
         if rows:
             width = max(len(r["check"]) for r in rows)
@@ -584,6 +589,10 @@ class ValidationInputs:
     repo_urls: set[str]
     changed_files: list[str]
     ready_timeout: float
+    #: Flux objects of the application stacks to deploy before readiness (see :mod:`sandbox.appstacks`).
+    application_stacks: list[Manifest] = field(default_factory=list)
+    #: Fleet-repository paths of those stacks, scanned with the sandbox's own paths.
+    application_stack_paths: list[str] = field(default_factory=list)
 
 
 def validate_checkout(
@@ -607,10 +616,14 @@ def validate_checkout(
     """
     report = ValidationReport(sandbox=inputs.sandbox, branch=inputs.branch, commit=inputs.commit)
     plan = plan_scan(repo, inputs.sandbox_dir, repo_urls=inputs.repo_urls)
-    report.scanned, report.not_scanned = plan.roots, plan.not_scanned
+    roots = list(plan.roots)
+    for path in inputs.application_stack_paths:
+        if (repo / path).is_dir() and not _inside(path, roots):
+            roots = sorted([root for root in roots if not _inside(root, [path])] + [path])
+    report.scanned, report.not_scanned = roots, plan.not_scanned
     report.findings, report.skipped, report.targets = scan_repo_paths(
         repo,
-        plan.roots,
+        roots,
         k8s_version=inputs.k8s_version,
         flux_version=inputs.flux_version,
         extra_data=inputs.extra_data,
@@ -619,8 +632,7 @@ def validate_checkout(
     report.failures.extend(removed)
     targets = targets_label(report.targets)
     progress(
-        f"static scan of {', '.join(plan.roots)} at {targets}: {len(report.findings)} finding(s), "
-        f"{len(removed)} removed"
+        f"static scan of {', '.join(roots)} at {targets}: {len(report.findings)} finding(s), {len(removed)} removed"
     )
     for line in removed:
         progress(f"removed API: {line}")
@@ -637,6 +649,8 @@ def validate_checkout(
         )
         return report
     connected = cluster()
+    if inputs.application_stacks:
+        report.application_stacks = appstacks.deploy(connected, inputs.application_stacks, progress)
     asked = request_reconcile(connected, inputs.branch) if inputs.commit else []
     if asked:
         progress(f"asked {', '.join(asked)} to fetch {inputs.branch} now")

@@ -210,3 +210,29 @@ def test_the_demo_fleet_passes_the_policy_check(created: tuple[Path, Path], pref
     result = sandbox_cli("check", "--repo", str(work), api_url=prefect_server)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 violation(s)" in result.stdout
+
+
+def test_an_application_teams_stack_is_deployed_onto_the_platform_sandbox(
+    created: tuple[Path, Path], prefect_server: str, tmp_path: Path
+) -> None:
+    config, _ = created
+    shop_remote, shop_work = tmp_path / "shop.git", tmp_path / "shop"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(shop_remote)], check=True)
+    shutil.copytree(Path(__file__).resolve().parents[1] / "fixtures" / "appstacks" / "shop", shop_work)
+    subprocess.run(["git", "init", "-q", "-b", "main", str(shop_work)], check=True)
+    git(shop_work, "add", "-A")
+    git(shop_work, "-c", "user.name=shop", "-c", "user.email=shop@example.com", "commit", "-qm", "shop stack")
+    git(shop_work, "push", "-q", str(shop_remote), "main")
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    data["validation"] = {"application_stacks": [{"name": "shop", "url": str(shop_remote), "path": "./deploy"}]}
+    with_stack = config.with_name("fleet-with-shop.yaml")
+    with_stack.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+    result = sandbox_cli("validate", NAME, "--config", str(with_stack), "--output", "json", api_url=prefect_server)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["passed"] is True and report["application_stacks"] == ["shop"]
+    readiness = {r["object"]: r["ready"] for r in report["readiness"]}
+    assert readiness["Kustomization/flux-system/app-shop"] is True
+    cluster = SimulatedCluster(simulation_dir(config))
+    assert cluster.get(ObjectRef("v1", "ConfigMap", "shop-settings", "shop")) is not None

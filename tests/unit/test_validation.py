@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sandbox import fleetrepo
+from sandbox import appstacks, fleetrepo
 from sandbox.config import FleetConfig
 from sandbox.demo import demo_config
 from sandbox.drivers.cluster import ClusterDriver, ObjectRef
@@ -432,3 +432,108 @@ def test_only_a_bootstrapped_sandbox_is_validated(make: Callable[[], SandboxReco
     with pytest.raises(PermanentError, match=message):
         ensure_validatable(make())
     ensure_validatable(record(SandboxStatus.active, StageStatus.completed))
+
+
+# -- application stacks on a platform sandbox ---------------------------------------------------
+
+SHOP_FIXTURE = TESTS / "fixtures" / "appstacks" / "shop"
+APP_SHOP = ObjectRef(KS_API, "Kustomization", "app-shop", "flux-system")
+STOREFRONT = ObjectRef("v1", "Service", "storefront", "shop")
+
+
+@pytest.fixture
+def shop_remote(tmp_path: Path) -> Path:
+    """An application team's own repository (a bare remote) holding its stack in ``deploy/``."""
+    git = GitCli()
+    remote, work = tmp_path / "shop.git", tmp_path / "shop-work"
+    git.init_bare(remote)
+    shutil.copytree(SHOP_FIXTURE, work)
+    git.init_repo(work, str(remote))
+    git.commit_all(work, "shop: storefront stack")
+    git.push(work, "main")
+    return remote
+
+
+def with_stacks(config: FleetConfig, *stacks: dict[str, Any]) -> FleetConfig:
+    raw = config.model_dump(mode="json")
+    raw["validation"]["application_stacks"] = list(stacks)
+    return FleetConfig.model_validate({**raw, "base_dir": config.base_dir})
+
+
+def stack_inputs(fleet: Fleet, config: FleetConfig, **overrides: Any) -> ValidationInputs:
+    return fleet.inputs(
+        application_stacks=appstacks.manifests_for(config),
+        application_stack_paths=appstacks.fleet_repo_paths(config),
+        **overrides,
+    )
+
+
+def test_application_stacks_are_deployed_onto_the_sandbox_and_waited_for(
+    fleet: Fleet, shop_remote: Path, tmp_path: Path
+) -> None:
+    config = with_stacks(fleet.config, {"name": "shop", "url": str(shop_remote), "path": "deploy"})
+    cluster = make_cluster(fleet, tmp_path)
+    inputs = stack_inputs(fleet, config)
+    report = validate_checkout(fleet.checkout, config, inputs, lambda: cluster)
+    assert report.passed, report.failures
+    assert report.application_stacks == ["shop"]
+    assert "application stacks deployed: shop" in report.text_lines()
+    ready = {r.object: r for r in report.readiness}
+    assert ready[str(APP_SHOP)].ready
+    # What the team's stack declares runs on the sandbox, served by the platform's controllers.
+    settings = cluster.get(ObjectRef("v1", "ConfigMap", "shop-settings", "shop"))
+    assert settings is not None and settings["data"] == {"currency": "EUR"}
+    storefront = cluster.get(STOREFRONT)
+    assert storefront is not None and storefront["status"]["loadBalancer"]["ingress"]
+    # Applied to the cluster only: the sandbox branch (which promotion copies back) is untouched.
+    assert fleet.git.rev_parse(fleet.checkout, f"origin/{BRANCH}") == inputs.commit
+    assert "app-shop" not in "".join(p.read_text() for p in (fleet.checkout / SANDBOX_DIR).rglob("*.yaml"))
+    # Validating again applies the same objects: nothing new, still passing.
+    again = validate_checkout(fleet.checkout, config, inputs, lambda: cluster)
+    assert again.passed and again.application_stacks == ["shop"]
+
+
+def test_a_stack_that_does_not_converge_fails_validation_naming_its_object(
+    fleet: Fleet, shop_remote: Path, tmp_path: Path
+) -> None:
+    config = with_stacks(fleet.config, {"name": "shop", "url": str(shop_remote), "path": "no-such-dir"})
+    cluster = make_cluster(fleet, tmp_path)
+    report = validate_checkout(fleet.checkout, config, stack_inputs(fleet, config, ready_timeout=3.0), lambda: cluster)
+    assert not report.passed
+    [failure] = report.failures
+    assert failure.startswith(f"not Ready after 3s: {APP_SHOP}: ")
+    assert "no-such-dir" in failure
+    # The platform itself converged: only the team's stack is named.
+    assert all(r.ready for r in report.readiness if r.object != str(APP_SHOP))
+
+
+def test_teardown_deletes_the_stacks_before_the_platform_controllers(
+    fleet: Fleet, shop_remote: Path, tmp_path: Path
+) -> None:
+    from sandbox.teardown import teardown_cluster
+
+    config = with_stacks(fleet.config, {"name": "shop", "url": str(shop_remote), "path": "deploy"})
+    cluster = make_cluster(fleet, tmp_path)
+    assert validate_checkout(fleet.checkout, config, stack_inputs(fleet, config), lambda: cluster).passed
+    assert any("storefront" in resource for resource in cluster.external_resources())
+    report = teardown_cluster(cluster, timeout_per_tier=30)
+    tiers = dict(report.tiers)
+    assert str(APP_SHOP) in tiers["applications"]
+    assert list(tiers)[-1] == "controllers"
+    # The storefront's load balancer was released while its controller still ran.
+    assert cluster.external_resources() == []
+    assert cluster.get(STOREFRONT) is None
+
+
+def test_a_stack_kept_in_the_fleet_repository_is_scanned_with_the_sandbox(fleet: Fleet, tmp_path: Path) -> None:
+    # The team keeps its stack beside the clusters; it still uses an Ingress API removed in 1.22.
+    stack = fleet.checkout / "teams" / "legacy"
+    stack.mkdir(parents=True)
+    shutil.copy(FIXTURES / "legacy-ingress" / "before.yaml", stack / "legacy-ingress.yaml")
+    fleet.push("teams/legacy: a team's stack")
+    config = with_stacks(fleet.config, {"name": "legacy", "path": "./teams/legacy"})
+    assert appstacks.fleet_repo_paths(config) == ["teams/legacy"]
+    report = validate_checkout(fleet.checkout, config, stack_inputs(fleet, config), never_connect)
+    assert "teams/legacy" in report.scanned
+    assert [f["file"] for f in report.removed] == ["teams/legacy/legacy-ingress.yaml"] * 2
+    assert report.readiness_note.startswith("not checked")  # removed APIs: the cluster is not contacted

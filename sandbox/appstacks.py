@@ -1,0 +1,122 @@
+"""Application stacks on a platform sandbox: the Flux objects that deploy them, and applying them.
+
+The seed asks platform engineers to deploy the application teams' stacks onto a
+platform sandbox and confirm a healthy state before a platform change reaches
+the teams. Each stack configured in ``validation.application_stacks`` becomes a
+GitRepository and a Kustomization named ``app-<name>`` in ``flux-system`` (what
+``flux create source git`` and ``flux create kustomization`` would make),
+applied straight to the sandbox's cluster by the validate stage -- never
+committed to the sandbox branch, so promotion never carries them back.
+
+Readiness is then waited for like every other Flux object, and teardown deletes
+them first (tier ``applications``): their workloads may hold load balancers and
+volumes that the platform's controllers must still be running to clean up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import PurePosixPath
+from typing import Any
+
+from sandbox.config import ApplicationStack, FleetConfig
+from sandbox.drivers.cluster import FLUX_NAMESPACE, GITREPOSITORY_API, KUSTOMIZATION_API, ClusterDriver, Manifest
+
+#: Prefix of the Flux objects of a stack (``app-<name>``).
+OBJECT_PREFIX = "app-"
+#: Label on every object this module applies: which stack it deploys.
+STACK_LABEL = "fleet-sandbox.io/application-stack"
+#: The sandbox's own git credentials secret (written by bootstrap), for stacks in the fleet repository.
+FLEET_SECRET = "flux-system"
+
+_TEARDOWN_TIER = "fleet-sandbox.io/teardown-tier"
+
+
+def object_name(stack: ApplicationStack) -> str:
+    """``app-<name>``: the GitRepository and the Kustomization of a stack."""
+    return f"{OBJECT_PREFIX}{stack.name}"
+
+
+def _kustomization_path(path: str) -> str:
+    normal = PurePosixPath(path.strip()).as_posix()
+    return "./" if normal in ("", ".") else f"./{normal.removeprefix('./')}"
+
+
+def stack_manifests(stack: ApplicationStack, *, url: str, fleet_url: str) -> list[Manifest]:
+    """The GitRepository and Kustomization that deploy ``stack`` from ``url``.
+
+    Args:
+        stack: The stack's configuration.
+        url: Its repository's git URL.
+        fleet_url: The fleet repository's URL: a stack in it reads it with the
+            sandbox's own credentials unless ``secret_ref`` says otherwise.
+    """
+    name = object_name(stack)
+    labels = {STACK_LABEL: stack.name}
+    ref = {"tag": stack.tag} if stack.tag else {"branch": stack.branch}
+    source_spec: dict[str, Any] = {"interval": "1m0s", "ref": ref, "url": url}
+    secret = stack.secret_ref or (FLEET_SECRET if url == fleet_url else None)
+    if secret:
+        source_spec["secretRef"] = {"name": secret}
+    kustomization_spec: dict[str, Any] = {
+        "interval": "10m0s",
+        "path": _kustomization_path(stack.path),
+        "prune": True,
+        "wait": True,
+        "sourceRef": {"kind": "GitRepository", "name": name},
+    }
+    if stack.target_namespace:
+        kustomization_spec["targetNamespace"] = stack.target_namespace
+    return [
+        {
+            "apiVersion": GITREPOSITORY_API,
+            "kind": "GitRepository",
+            "metadata": {"name": name, "namespace": FLUX_NAMESPACE, "labels": labels},
+            "spec": source_spec,
+        },
+        {
+            "apiVersion": KUSTOMIZATION_API,
+            "kind": "Kustomization",
+            "metadata": {
+                "name": name,
+                "namespace": FLUX_NAMESPACE,
+                "labels": labels,
+                # Workloads hold custom objects (ingresses, volumes): deleted before the platform.
+                "annotations": {_TEARDOWN_TIER: "applications"},
+            },
+            "spec": kustomization_spec,
+        },
+    ]
+
+
+def fleet_repo_paths(config: FleetConfig) -> list[str]:
+    """The repository paths of the stacks kept in the fleet repository (the static scan reads them too)."""
+    return [
+        _kustomization_path(stack.path).removeprefix("./") or "."
+        for stack in config.validation.application_stacks
+        if config.stack_url(stack) == config.remote_url
+    ]
+
+
+def manifests_for(config: FleetConfig, stacks: Iterable[ApplicationStack] | None = None) -> list[Manifest]:
+    """The Flux objects of every configured stack (or of ``stacks``), sources first."""
+    chosen = config.validation.application_stacks if stacks is None else list(stacks)
+    documents: list[Manifest] = []
+    for stack in chosen:
+        documents += stack_manifests(stack, url=config.stack_url(stack), fleet_url=config.remote_url)
+    return documents
+
+
+def deploy(cluster: ClusterDriver, manifests: Iterable[Manifest], progress: Callable[[str], Any]) -> list[str]:
+    """Apply the stacks' objects (server-side apply: a rerun changes nothing); the stack names deployed."""
+    deployed: list[str] = []
+    for manifest in manifests:
+        cluster.apply(manifest)
+        if manifest["kind"] == "Kustomization":
+            stack = manifest["metadata"]["labels"][STACK_LABEL]
+            deployed.append(stack)
+            progress(
+                f"application stack {stack}: applied GitRepository and Kustomization "
+                f"{FLUX_NAMESPACE}/{manifest['metadata']['name']} (path {manifest['spec']['path']})"
+            )
+    return deployed

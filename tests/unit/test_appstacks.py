@@ -1,0 +1,119 @@
+"""The Flux objects that deploy an application stack onto a platform sandbox, and its configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sandbox import appstacks
+from sandbox.config import ApplicationStack, FleetConfig, load_config
+from sandbox.demo import demo_config
+from sandbox.errors import ConfigError
+
+FLEET = "ssh://git@github.com/example-org/fleet-infra"
+
+
+def fleet_config(tmp_path: Path, stacks: list[dict[str, Any]]) -> FleetConfig:
+    raw = demo_config(tmp_path)
+    raw["fleet_repo"] = {"remote": FLEET}
+    raw["validation"] = {"application_stacks": stacks}
+    return FleetConfig.model_validate({**raw, "base_dir": tmp_path})
+
+
+def test_a_stack_in_its_own_repository_gets_a_source_and_a_kustomization_named_after_it() -> None:
+    stack = ApplicationStack(name="shop", url="https://git.example.com/shop.git", path="deploy", branch="release")
+    source, kustomization = appstacks.stack_manifests(stack, url=stack.url or "", fleet_url=FLEET)
+    assert source == {
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "GitRepository",
+        "metadata": {
+            "name": "app-shop",
+            "namespace": "flux-system",
+            "labels": {"fleet-sandbox.io/application-stack": "shop"},
+        },
+        "spec": {"interval": "1m0s", "ref": {"branch": "release"}, "url": "https://git.example.com/shop.git"},
+    }
+    assert kustomization["metadata"]["annotations"] == {"fleet-sandbox.io/teardown-tier": "applications"}
+    assert kustomization["spec"] == {
+        "interval": "10m0s",
+        "path": "./deploy",
+        "prune": True,
+        "wait": True,
+        "sourceRef": {"kind": "GitRepository", "name": "app-shop"},
+    }
+
+
+def test_a_tag_a_target_namespace_and_a_secret_are_passed_on() -> None:
+    stack = ApplicationStack(
+        name="shop",
+        url="https://git.example.com/shop.git",
+        path="./",
+        tag="v2.1.0",
+        target_namespace="shop",
+        secret_ref="shop-deploy-key",
+    )
+    source, kustomization = appstacks.stack_manifests(stack, url=stack.url or "", fleet_url=FLEET)
+    assert source["spec"]["ref"] == {"tag": "v2.1.0"}
+    assert source["spec"]["secretRef"] == {"name": "shop-deploy-key"}
+    assert (kustomization["spec"]["path"], kustomization["spec"]["targetNamespace"]) == ("./", "shop")
+
+
+def test_a_stack_in_the_fleet_repository_reads_it_with_the_sandboxs_credentials(tmp_path: Path) -> None:
+    config = fleet_config(tmp_path, [{"name": "legacy", "path": "teams/legacy"}])
+    source, kustomization = appstacks.manifests_for(config)
+    assert source["spec"]["url"] == FLEET
+    assert source["spec"]["secretRef"] == {"name": "flux-system"}
+    assert kustomization["spec"]["path"] == "./teams/legacy"
+    assert appstacks.fleet_repo_paths(config) == ["teams/legacy"]
+
+
+def test_a_local_repository_path_resolves_against_fleet_yaml(tmp_path: Path) -> None:
+    config = fleet_config(tmp_path, [{"name": "shop", "url": "repos/shop.git", "path": "deploy"}])
+    [stack] = config.validation.application_stacks
+    assert config.stack_url(stack) == str(tmp_path / "repos" / "shop.git")
+    source, _ = appstacks.manifests_for(config)
+    assert "secretRef" not in source["spec"]  # the fleet's credentials are not handed to another repository
+    assert appstacks.fleet_repo_paths(config) == []
+
+
+def test_deploy_applies_every_object_and_names_the_stacks() -> None:
+    applied: list[str] = []
+    said: list[str] = []
+
+    class Recorder:
+        def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+            applied.append(f"{manifest['kind']}/{manifest['metadata']['name']}")
+            return manifest
+
+    stacks = [ApplicationStack(name=n, url=f"https://git.example.com/{n}.git", path="deploy") for n in ("a", "b")]
+    manifests = [m for s in stacks for m in appstacks.stack_manifests(s, url=s.url or "", fleet_url=FLEET)]
+    assert appstacks.deploy(Recorder(), manifests, said.append) == ["a", "b"]  # type: ignore[arg-type]
+    assert applied == ["GitRepository/app-a", "Kustomization/app-a", "GitRepository/app-b", "Kustomization/app-b"]
+    assert said == [
+        "application stack a: applied GitRepository and Kustomization flux-system/app-a (path ./deploy)",
+        "application stack b: applied GitRepository and Kustomization flux-system/app-b (path ./deploy)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("stacks", "message"),
+    [
+        ([{"name": "shop", "path": "deploy"}, {"name": "shop", "path": "other"}], "names must be unique: shop"),
+        ([{"name": "shop", "path": "../outside"}], "must be a path inside the repository"),
+        ([{"name": "shop", "path": "/abs"}], "must be a path inside the repository"),
+        ([{"name": "Shop_1", "path": "deploy"}], "application_stacks.0.name"),
+        ([{"name": "shop"}], "application_stacks.0.path"),
+    ],
+)
+def test_bad_stack_configuration_is_refused_naming_the_field(
+    tmp_path: Path, stacks: list[dict[str, Any]], message: str
+) -> None:
+    raw = demo_config(tmp_path)
+    raw["validation"] = {"application_stacks": stacks}
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
