@@ -61,9 +61,11 @@ worker threads). What the profiles showed when this benchmark was written (2026-
 - **`readiness_detection_latency_ms`**: the simulated watch's poll interval (75 ms) plus one
   session of the simulated cluster (lock, load, controllers, save).
 
-Also seen: a watch thread of `sandbox.flux._Watcher` notices that its wait ended only at its
-next event, so on the simulated cluster it goes on polling (a locked load-tick-save every
-75 ms) for up to 30 s after `wait_ready` or a teardown wait returned.
+Also seen, and changed: a watch thread of `sandbox.flux._Watcher` noticed that its wait had
+ended only at its next event, so on the simulated cluster it went on polling (a locked
+load-tick-save every 75 ms) for up to 30 s after `wait_ready` or a teardown wait returned,
+taking CPU from the stages after it. Cluster drivers' watches now take a `stop` event: the
+simulated watch ends within one poll, the Kubernetes driver's at its stream's next event.
 """
 
 

@@ -92,7 +92,8 @@ class _Watcher:
                 remaining = self.deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                for event in self.cluster.watch(api_version, kind, timeout_seconds=min(remaining, 30.0)):
+                events = self.cluster.watch(api_version, kind, timeout_seconds=min(remaining, 30.0), stop=self._stop)
+                for event in events:
                     if self._stop.is_set():
                         return
                     self.events.put((event.type, event.object))

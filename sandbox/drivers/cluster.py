@@ -15,6 +15,7 @@ Objects are plain dicts shaped like Kubernetes manifests
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -119,11 +120,14 @@ class ClusterDriver(Protocol):
         namespace: str | None = None,
         label_selector: str | None = None,
         timeout_seconds: float = 60.0,
+        stop: threading.Event | None = None,
     ) -> Iterator[WatchEvent]:
-        """Stream changes of a kind until ``timeout_seconds`` pass.
+        """Stream changes of a kind until ``timeout_seconds`` pass or ``stop`` is set.
 
         The stream starts with an ``ADDED`` event for every existing object (as a
         list followed by a watch from its resourceVersion does), then reports
-        changes as they happen. It ends quietly at the timeout.
+        changes as they happen. It ends quietly at the timeout, or soon after
+        ``stop`` is set by the thread that no longer needs it (a watch with no
+        events to deliver would otherwise run on until its timeout).
         """
         ...

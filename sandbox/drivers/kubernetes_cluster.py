@@ -454,8 +454,9 @@ class KubernetesClusterDriver:
         namespace: str | None = None,
         label_selector: str | None = None,
         timeout_seconds: float = 60.0,
+        stop: threading.Event | None = None,
     ) -> Iterator[WatchEvent]:
-        """Stream changes of a kind until ``timeout_seconds`` pass.
+        """Stream changes of a kind until ``timeout_seconds`` pass or ``stop`` is set.
 
         Lists first and reports every existing object as ``ADDED``, then
         watches from the list's resourceVersion (``watch=true``,
@@ -464,7 +465,9 @@ class KubernetesClusterDriver:
         (``ADDED``/``MODIFIED``/``DELETED``) before watching on. A stream the
         server ends early is resumed from the last resourceVersion. When the
         kind stops being served (its CRD deleted), the objects seen are
-        reported ``DELETED``. The iterator ends quietly at the timeout.
+        reported ``DELETED``. The iterator ends quietly at the timeout, or once
+        ``stop`` is set: between requests at once, inside a stream at its next
+        event or bookmark (a blocked read is not interrupted).
 
         Raises:
             KubernetesApiError: Refused (e.g. 403).
@@ -475,7 +478,11 @@ class KubernetesClusterDriver:
         known: dict[tuple[str, str], Manifest] = {}
         resource: Any = None
         resource_version: str | None = None
-        while (remaining := deadline - time.monotonic()) > 0:
+
+        def stopped() -> bool:
+            return stop is not None and stop.is_set()
+
+        while (remaining := deadline - time.monotonic()) > 0 and not stopped():
             if resource_version is None:
                 with self._translated("watch", target):
                     resource = self._lookup(api_version, kind)
@@ -517,6 +524,8 @@ class KubernetesClusterDriver:
                         obj = raw.get("raw_object", raw.get("object"))
                         if not isinstance(obj, dict):
                             continue
+                        if stopped():
+                            return
                         if event_type == "BOOKMARK":
                             resource_version = _resource_version(obj) or resource_version
                             continue

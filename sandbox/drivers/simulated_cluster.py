@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import builtins
 import copy
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -277,8 +278,9 @@ class SimulatedCluster:
         namespace: str | None = None,
         label_selector: str | None = None,
         timeout_seconds: float = 60.0,
+        stop: threading.Event | None = None,
     ) -> Iterator[WatchEvent]:
-        """Stream changes of a kind until ``timeout_seconds`` (wall-clock) pass.
+        """Stream changes of a kind until ``timeout_seconds`` (wall-clock) pass or ``stop`` is set.
 
         Starts with ``ADDED`` for every existing object, then polls the
         simulation (running its controllers) and reports ``ADDED``,
@@ -309,7 +311,11 @@ class SimulatedCluster:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            time.sleep(min(self._watch_poll_seconds, remaining))
+            pause = min(self._watch_poll_seconds, remaining)
+            if stop is None:
+                time.sleep(pause)
+            elif stop.wait(pause):
+                return
 
     # -- simulation helpers (tests, the demo, the CLI's status) ---------------------
 

@@ -8,6 +8,7 @@ show it.
 
 from __future__ import annotations
 
+import threading
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -464,6 +465,30 @@ def test_watch_lists_then_watches_from_the_list_resource_version(
     assert watch_request.param("resourceVersion") == listed_version
     assert watch_request.param("allowWatchBookmarks") == "true"
     assert watch_request.param("timeoutSeconds") == "1"
+
+
+@pytest.mark.timeout(60)
+def test_watch_ends_at_the_next_event_once_stop_is_set(seeded: KubeApiServer, driver: KubernetesClusterDriver) -> None:
+    stop = threading.Event()
+    stream = driver.watch(KUSTOMIZATION_API, "Kustomization", timeout_seconds=30.0, stop=stop)
+    assert len([next(stream) for _ in range(3)]) == 3  # the listing
+    seeded.put_object(_ks("monitoring"))
+    assert _names([next(stream)]) == [("ADDED", "monitoring")]  # through the open watch
+    stop.set()
+    seeded.put_object(_ks("logging"))  # the event the open stream wakes up for
+    assert list(stream) == []  # not reported: its consumer is gone, and the stream ends
+    watches = [r for r in seeded.requests_to("GET", f"{KS_PATH}/kustomizations") if r.param("watch")]
+    assert len(watches) == 1  # no new watch after it
+
+
+@pytest.mark.timeout(60)
+def test_watch_stopped_between_requests_opens_no_watch(seeded: KubeApiServer, driver: KubernetesClusterDriver) -> None:
+    stop = threading.Event()
+    stream = driver.watch(KUSTOMIZATION_API, "Kustomization", timeout_seconds=30.0, stop=stop)
+    assert len([next(stream) for _ in range(3)]) == 3
+    stop.set()
+    assert list(stream) == []
+    assert not [r for r in seeded.requests_to("GET", f"{KS_PATH}/kustomizations") if r.param("watch")]
 
 
 def test_watch_passes_namespace_and_selector(seeded: KubeApiServer, driver: KubernetesClusterDriver) -> None:

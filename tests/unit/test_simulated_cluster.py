@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -974,6 +975,16 @@ def test_watch_reports_added_then_modified_then_deleted(watched: SimulatedCluste
     watched.delete(ref)
     third = next(events)
     assert third.type == "DELETED" and third.object["metadata"]["name"] == "charts"
+
+
+@pytest.mark.timeout(60)
+def test_watch_ends_once_its_consumer_sets_stop(watched: SimulatedCluster) -> None:
+    # Without ``stop`` this watch would poll on for ten minutes with nothing to report.
+    stop = threading.Event()
+    events = watched.watch("apps/v1", "Deployment", "flux-system", timeout_seconds=600, stop=stop)
+    assert next(events).type == "ADDED"
+    stop.set()
+    assert {e.type for e in events} == {"ADDED"}  # the rest of the first listing, then the end
 
 
 def test_watch_ends_quietly_at_its_timeout(watched: SimulatedCluster) -> None:
