@@ -51,7 +51,7 @@ worker threads). What the profiles showed when this benchmark was written (2026-
   storage; the lock's 2 s retries alone pushed it past its bar. Both changes above apply.
 - **`cleanup_100_vs_10_ratio`**: CPU-bound, ~0.55 CPU-s per sandbox (0.2 s in the flow's
   process: task engine, inventory, simulated-cluster sessions; 0.25 s in terraform and git
-  subprocesses; ~0.1 s in the server). Its CPU-time ratio (below the table) stays at 9 to 10.3,
+  subprocesses; ~0.1 s in the server). Its CPU-time ratio (below the table) stays at 9 to 10.4,
   linear; the wall-clock ratio moved between 7.7 and 11.7 with other processes' load. At
   concurrency 10 the largest wait is the SQLite inventory (threads in `do_execute` /
   `do_commit`: rollback journal, every writer waits for the others).
