@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -125,6 +125,7 @@ def test_bad_input_exits_2_before_anything_runs(fleet: Fleet, args: list[str], m
 
 def test_an_in_place_change_is_planned_shown_and_applied(fleet: Fleet) -> None:
     from prefect.artifacts import Artifact
+    from prefect.client.schemas.objects import Artifact as ArtifactResponse
 
     before = fleet.outputs("development")
     staging_before = fleet.outputs("staging")
@@ -146,7 +147,7 @@ def test_an_in_place_change_is_planned_shown_and_applied(fleet: Fleet) -> None:
     assert after["cluster_name"].value == "development"
     # Another long-lived environment's state is never touched.
     assert fleet.outputs("staging") == staging_before
-    artifact = Artifact.get("align-plan-development")
+    artifact = cast(ArtifactResponse | None, Artifact.get("align-plan-development"))  # sync call: not a coroutine
     assert artifact is not None and artifact.data is not None
     assert "Plan: 0 to add, 1 to change, 0 to destroy." in str(artifact.data)
     assert "`terraform_data.cluster`" in str(artifact.data)

@@ -76,7 +76,8 @@ class KubeApiServerWithLogs(KubeApiServer):
 
 @pytest.fixture
 def kubeapi(tmp_path: Path) -> Iterator[KubeApiServerWithLogs]:
-    server = KubeApiServerWithLogs(token=FAKE_TOKEN).start()
+    server = KubeApiServerWithLogs(token=FAKE_TOKEN)
+    server.start()
     server.serve("batch/v1", BATCH_V1)
     server.kubeconfig_path = write_kubeconfig(tmp_path / "kubeconfig", server.url)
     try:

@@ -121,13 +121,13 @@ def test_perf_runs_compares_and_leaves_nothing_behind(demo: Path, prefect_server
             )
     # The gates decide the exit code: 0 when they pass, 1 naming what regressed.
     with PerfStore(load_config(demo).inventory_url) as store:
-        run = store.get(second_id)
-    assert run.baseline_run_id == first_id and run.comparison is not None
-    if run.comparison["passed"]:
-        assert run.status is PerfRunStatus.passed
+        stored = store.get(second_id)
+    assert stored.baseline_run_id == first_id and stored.comparison is not None
+    if stored.comparison["passed"]:
+        assert stored.status is PerfRunStatus.passed
         assert second.returncode == 0 and "gates: passed" in second.stdout, second.stderr[-3000:]
     else:
-        assert run.status is PerfRunStatus.failed
+        assert stored.status is PerfRunStatus.failed
         assert second.returncode == 1 and "gates: FAILED" in second.stdout
         assert f"performance run {second_id} (smoke from production) failed its gates" in second.stderr
     chart = re.search(r"^chart: (\S+\.png)$", second.stdout, re.M)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 import pytest
@@ -67,6 +67,7 @@ def test_the_plan_is_shown_before_apply_and_the_credential_is_kept_out(config: F
     from prefect.artifacts import Artifact
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.client.schemas.objects import Artifact as ArtifactResponse
 
     state = _lifecycle(config, "sandbox-plan", ticket="OPS-31", summary="plan shown")
     assert state.is_completed(), state.message
@@ -82,7 +83,7 @@ def test_the_plan_is_shown_before_apply_and_the_credential_is_kept_out(config: F
     assert plan_at < up_at
     assert "  create: terraform_data.cluster" in messages[plan_at + 1 : up_at]
 
-    artifact = Artifact.get("provision-plan-sandbox-plan")
+    artifact = cast(ArtifactResponse | None, Artifact.get("provision-plan-sandbox-plan"))  # sync call: not a coroutine
     assert artifact is not None and artifact.flow_run_id == flow_run_id
     markdown = str(artifact.data)
     assert "**Plan: 2 to add, 0 to change, 0 to destroy.**" in markdown
@@ -157,10 +158,10 @@ def test_an_invalid_module_fails_at_once_without_retries(config: FleetConfig, tm
     state = sandbox_lifecycle(request=request, resume=False, return_state=True)
 
     assert state.is_failed()
+    flow_run_id = state.state_details.flow_run_id
+    assert flow_run_id is not None
     with get_client(sync_client=True) as client:
-        task_runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
-        )
+        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
     [provision] = [t for t in task_runs if t.name.startswith("provision")]
     assert provision.state is not None and provision.state.is_failed()
     assert provision.run_count == 1  # a permanent error is never retried

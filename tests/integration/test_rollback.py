@@ -13,7 +13,7 @@ import sqlite3
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -158,6 +158,7 @@ def test_failed_bootstrap_is_rolled_back_and_resume_starts_over(fleet: Path, pre
     assert record.lifecycle_id != old and all(s.executions == 0 for s in record.stages)
     # Prefect's "Retry" of the rolled-back flow run would act on the old lifecycle: refused.
     from prefect import flow
+    from prefect.states import State
 
     from sandbox.errors import ConflictError
     from tasks.bootstrap import bootstrap_task
@@ -168,7 +169,8 @@ def test_failed_bootstrap_is_rolled_back_and_resume_starts_over(fleet: Path, pre
         old_request = StageRequest(config_path=str(fleet), name="sandbox-bs", lifecycle_id=old)
         return bootstrap_task(old_request)
 
-    error = retry_old_lifecycle(return_state=True).result(raise_on_failure=False)
+    state = cast(State[Any], retry_old_lifecycle(return_state=True))  # a sync flow returns its state
+    error = state.result(raise_on_failure=False)
     assert isinstance(error, ConflictError) and f"lifecycle {old} of sandbox-bs is over" in str(error)
 
     # With the component fixed on main, resuming runs the whole lifecycle again, once.

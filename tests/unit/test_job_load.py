@@ -68,7 +68,7 @@ class _NoCluster:
 
 
 def generator(**options: Any) -> KubernetesJobLoadGenerator:
-    return KubernetesJobLoadGenerator(_NoCluster(), _NoCluster(), image="grafana/k6:0.54.0", **options)  # type: ignore[arg-type]
+    return KubernetesJobLoadGenerator(_NoCluster(), _NoCluster(), image="grafana/k6:0.54.0", **options)
 
 
 def test_the_job_carries_the_scenario_and_runs_once() -> None:
@@ -110,7 +110,7 @@ def test_bad_settings_are_refused_before_anything_is_sent() -> None:
     with pytest.raises(InvalidInputError, match="at least one user"):
         generator().prepare("http://x/", users=0, duration_seconds=1)
     with pytest.raises(ConfigError, match="needs an image"):
-        KubernetesJobLoadGenerator(_NoCluster(), _NoCluster(), image="")  # type: ignore[arg-type]
+        KubernetesJobLoadGenerator(_NoCluster(), _NoCluster(), image="")
 
 
 @pytest.mark.parametrize(
@@ -151,6 +151,6 @@ def _config(cluster_type: str, image: str | None) -> FleetConfig:
 
 def test_the_simulated_cluster_cannot_run_the_job() -> None:
     with pytest.raises(ConfigError, match="simulated cluster runs no pods"):
-        build_job_load_generator(_config("simulated", "k6"), _NoCluster(), kubeconfig="x")  # type: ignore[arg-type]
+        build_job_load_generator(_config("simulated", "k6"), _NoCluster(), kubeconfig="x")
     with pytest.raises(ConfigError, match="job.image is required"):
-        build_job_load_generator(_config("kubernetes", None), _NoCluster(), kubeconfig="x")  # type: ignore[arg-type]
+        build_job_load_generator(_config("kubernetes", None), _NoCluster(), kubeconfig="x")

@@ -21,7 +21,7 @@ def deployment() -> dict[str, Any]:
 
 
 def test_the_deployment_loads_the_flow_and_its_parameters_validate() -> None:
-    flow = load_flow_from_entrypoint(str(PROJECT_ROOT / deployment()["entrypoint"]))
+    flow: Any = load_flow_from_entrypoint(str(PROJECT_ROOT / deployment()["entrypoint"]))
     assert flow.name == "performance-sandbox"
     assert flow.on_cancellation_hooks and flow.on_crashed_hooks
     request = flow.validate_parameters(deployment()["parameters"])["request"]

@@ -139,7 +139,7 @@ def test_an_applier_behind_its_source_is_not_landed() -> None:
             "status": {"observedGeneration": 1, "conditions": [ready], **status},
         }
 
-    repo = {"url": "file:///r.git", "ref": {"branch": "main"}}
+    repo: dict[str, object] = {"url": "file:///r.git", "ref": {"branch": "main"}}
     new, old = f"main@sha1:{SHA}", f"main@sha1:{'f' * 40}"
     objects = [
         obj(source_api, "GitRepository", "flux-system", repo, {"artifact": {"revision": new}}),
