@@ -90,12 +90,17 @@ def stack_manifests(stack: ApplicationStack, *, url: str, fleet_url: str) -> lis
 
 
 def fleet_repo_paths(config: FleetConfig) -> list[str]:
-    """The repository paths of the stacks kept in the fleet repository (the static scan reads them too)."""
-    return [
-        _kustomization_path(stack.path).removeprefix("./") or "."
+    """The repository paths of the stacks kept in the fleet repository (the static scan reads them too).
+
+    A stack at the repository's root is left out: that would scan every
+    environment's clusters, not the stack.
+    """
+    paths = (
+        _kustomization_path(stack.path).removeprefix("./")
         for stack in config.validation.application_stacks
         if config.stack_url(stack) == config.remote_url
-    ]
+    )
+    return [path for path in paths if path]
 
 
 def manifests_for(config: FleetConfig, stacks: Iterable[ApplicationStack] | None = None) -> list[Manifest]:

@@ -70,6 +70,13 @@ def test_a_stack_in_the_fleet_repository_reads_it_with_the_sandboxs_credentials(
     assert appstacks.fleet_repo_paths(config) == ["teams/legacy"]
 
 
+def test_a_stack_at_the_fleet_repositorys_root_is_deployed_but_not_scanned_as_a_whole(tmp_path: Path) -> None:
+    config = fleet_config(tmp_path, [{"name": "everything", "path": "./"}])
+    _, kustomization = appstacks.manifests_for(config)
+    assert kustomization["spec"]["path"] == "./"
+    assert appstacks.fleet_repo_paths(config) == []
+
+
 def test_a_local_repository_path_resolves_against_fleet_yaml(tmp_path: Path) -> None:
     config = fleet_config(tmp_path, [{"name": "shop", "url": "repos/shop.git", "path": "deploy"}])
     [stack] = config.validation.application_stacks
