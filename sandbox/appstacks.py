@@ -15,7 +15,7 @@ volumes that the platform's controllers must still be running to clean up.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -42,22 +42,41 @@ def _kustomization_path(path: str) -> str:
     return "./" if normal in ("", ".") else f"./{normal.removeprefix('./')}"
 
 
-def stack_manifests(stack: ApplicationStack, *, url: str, fleet_url: str) -> list[Manifest]:
-    """The GitRepository and Kustomization that deploy ``stack`` from ``url``.
+def auth_secret_name(stack: ApplicationStack) -> str:
+    """``app-<name>-auth``: the Secret with the token that reads a stack's repository."""
+    return f"{object_name(stack)}-auth"
+
+
+def stack_manifests(stack: ApplicationStack, *, url: str, fleet_url: str, token: str | None = None) -> list[Manifest]:
+    """The objects that deploy ``stack`` from ``url``: a credentials Secret (with a token), source, Kustomization.
 
     Args:
         stack: The stack's configuration.
         url: Its repository's git URL.
-        fleet_url: The fleet repository's URL: a stack in it reads it with the
-            sandbox's own credentials unless ``secret_ref`` says otherwise.
+        fleet_url: The fleet repository's URL: a stack kept there reads it with
+            the sandbox's own ``flux-system`` secret.
+        token: A token that reads the stack's repository (from the stack's
+            Secret block or environment variable); written into the sandbox
+            as ``app-<name>-auth``, never logged.
     """
     name = object_name(stack)
     labels = {STACK_LABEL: stack.name}
     ref = {"tag": stack.tag} if stack.tag else {"branch": stack.branch}
     source_spec: dict[str, Any] = {"interval": "1m0s", "ref": ref, "url": url}
-    secret = stack.secret_ref or (FLEET_SECRET if url == fleet_url else None)
-    if secret:
-        source_spec["secretRef"] = {"name": secret}
+    documents: list[Manifest] = []
+    if token:
+        documents.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": auth_secret_name(stack), "namespace": FLUX_NAMESPACE, "labels": labels},
+                "type": "Opaque",
+                "stringData": {"username": "git", "password": token},
+            }
+        )
+        source_spec["secretRef"] = {"name": auth_secret_name(stack)}
+    elif url == fleet_url:
+        source_spec["secretRef"] = {"name": FLEET_SECRET}
     kustomization_spec: dict[str, Any] = {
         "interval": "10m0s",
         "path": _kustomization_path(stack.path),
@@ -68,6 +87,7 @@ def stack_manifests(stack: ApplicationStack, *, url: str, fleet_url: str) -> lis
     if stack.target_namespace:
         kustomization_spec["targetNamespace"] = stack.target_namespace
     return [
+        *documents,
         {
             "apiVersion": GITREPOSITORY_API,
             "kind": "GitRepository",
@@ -103,12 +123,18 @@ def fleet_repo_paths(config: FleetConfig) -> list[str]:
     return [path for path in paths if path]
 
 
-def manifests_for(config: FleetConfig, stacks: Iterable[ApplicationStack] | None = None) -> list[Manifest]:
-    """The Flux objects of every configured stack (or of ``stacks``), sources first."""
-    chosen = config.validation.application_stacks if stacks is None else list(stacks)
+def manifests_for(config: FleetConfig, tokens: Mapping[str, str] | None = None) -> list[Manifest]:
+    """The objects of every configured stack, each stack's credentials and source before its Kustomization.
+
+    Args:
+        config: The fleet configuration.
+        tokens: Tokens by stack name, resolved by the caller from each stack's
+            Secret block or environment variable.
+    """
     documents: list[Manifest] = []
-    for stack in chosen:
-        documents += stack_manifests(stack, url=config.stack_url(stack), fleet_url=config.remote_url)
+    for stack in config.validation.application_stacks:
+        token = (tokens or {}).get(stack.name)
+        documents += stack_manifests(stack, url=config.stack_url(stack), fleet_url=config.remote_url, token=token)
     return documents
 
 

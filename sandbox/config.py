@@ -439,10 +439,14 @@ class ApplicationStack(_Model):
     target_namespace: str | None = Field(
         default=None, description="Namespace for the stack's namespaced objects that set none"
     )
-    secret_ref: str | None = Field(
+    credentials_secret_block: str | None = Field(
         default=None,
-        description="Secret in flux-system with git credentials for the repository; "
-        "default: the sandbox's own flux-system secret for the fleet repository, none otherwise",
+        description="Prefect Secret block with a token that reads the repository; validate writes it into "
+        "the sandbox as Secret flux-system/app-<name>-auth (the fleet repository needs none: the sandbox's own "
+        "flux-system secret reads it)",
+    )
+    credentials_env: str | None = Field(
+        default=None, description="Environment variable with that token, when no Secret block is set"
     )
 
     @field_validator("path")

@@ -56,10 +56,13 @@ class Secrets:
 
     git_token: str | None = None
     kubeconfig: str | None = None
+    #: Tokens that read application stacks' repositories, by stack name.
+    application_stack_tokens: dict[str, str] = field(default_factory=dict)
 
     def values(self) -> tuple[str, ...]:
         """Every non-empty secret (for redaction)."""
-        return tuple(v for v in (self.git_token, self.kubeconfig) if v)
+        candidates = (self.git_token, self.kubeconfig, *self.application_stack_tokens.values())
+        return tuple(v for v in candidates if v)
 
 
 @dataclass
@@ -513,7 +516,7 @@ def validation_report(ctx: SandboxContext) -> ValidationReport:
     )
     if record.kind is SandboxKind.platform:
         # Performance sandboxes run production's own applications; platform sandboxes get the teams' stacks.
-        inputs.application_stacks = appstacks.manifests_for(ctx.config)
+        inputs.application_stacks = appstacks.manifests_for(ctx.config, ctx.secrets.application_stack_tokens)
         inputs.application_stack_paths = appstacks.fleet_repo_paths(ctx.config)
     return validation.validate_checkout(repo, ctx.config, inputs, lambda: cluster_for(ctx), ctx.progress)
 

@@ -71,6 +71,17 @@ def resolve_secret(block_name: str | None, env_var: str | None) -> str | None:
     return os.environ.get(env_var) if env_var else None
 
 
+def application_stack_tokens(config: FleetConfig) -> dict[str, str]:
+    """The tokens of the application stacks that have credentials configured, by stack name."""
+    tokens = {}
+    for stack in config.validation.application_stacks:
+        if stack.credentials_secret_block or stack.credentials_env:
+            token = resolve_secret(stack.credentials_secret_block, stack.credentials_env)
+            if token:
+                tokens[stack.name] = token
+    return tokens
+
+
 def stage_context(config: FleetConfig, name: str) -> SandboxContext:
     """Everything a stage function needs, with secrets resolved here (the core never sees Prefect)."""
     logger = get_run_logger()
@@ -84,7 +95,8 @@ def stage_context(config: FleetConfig, name: str) -> SandboxContext:
         record=inventory.get(name),
         progress=logger.info,
         secrets=Secrets(
-            git_token=resolve_secret(config.drivers.git.credentials_secret_block, config.drivers.git.credentials_env)
+            git_token=resolve_secret(config.drivers.git.credentials_secret_block, config.drivers.git.credentials_env),
+            application_stack_tokens=application_stack_tokens(config),
         ),
     )
 

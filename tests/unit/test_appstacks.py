@@ -46,19 +46,52 @@ def test_a_stack_in_its_own_repository_gets_a_source_and_a_kustomization_named_a
     }
 
 
-def test_a_tag_a_target_namespace_and_a_secret_are_passed_on() -> None:
+def test_a_tag_and_a_target_namespace_are_passed_on() -> None:
     stack = ApplicationStack(
-        name="shop",
-        url="https://git.example.com/shop.git",
-        path="./",
-        tag="v2.1.0",
-        target_namespace="shop",
-        secret_ref="shop-deploy-key",
+        name="shop", url="https://git.example.com/shop.git", path="./", tag="v2.1.0", target_namespace="shop"
     )
     source, kustomization = appstacks.stack_manifests(stack, url=stack.url or "", fleet_url=FLEET)
     assert source["spec"]["ref"] == {"tag": "v2.1.0"}
-    assert source["spec"]["secretRef"] == {"name": "shop-deploy-key"}
+    assert "secretRef" not in source["spec"]
     assert (kustomization["spec"]["path"], kustomization["spec"]["targetNamespace"]) == ("./", "shop")
+
+
+def test_a_token_becomes_the_stacks_own_credentials_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tasks.common import application_stack_tokens
+
+    monkeypatch.setenv("SHOP_READ_TOKEN", "ghp_shop-secret-token")
+    config = fleet_config(
+        tmp_path,
+        [
+            {
+                "name": "shop",
+                "url": "https://git.example.com/shop.git",
+                "path": "deploy",
+                "credentials_env": "SHOP_READ_TOKEN",
+            },
+            {"name": "open", "url": "https://git.example.com/open.git", "path": "deploy"},
+        ],
+    )
+    tokens = application_stack_tokens(config)
+    assert tokens == {"shop": "ghp_shop-secret-token"}
+    secret, source, _, open_source, _ = appstacks.manifests_for(config, tokens)
+    assert (secret["kind"], secret["metadata"]["name"], secret["metadata"]["namespace"]) == (
+        "Secret",
+        "app-shop-auth",
+        "flux-system",
+    )
+    assert secret["stringData"] == {"username": "git", "password": "ghp_shop-secret-token"}
+    assert source["spec"]["secretRef"] == {"name": "app-shop-auth"}
+    assert "secretRef" not in open_source["spec"]
+    # What deploying says names the stacks, never the token.
+    said: list[str] = []
+
+    class Recorder:
+        def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+            return manifest
+
+    appstacks.deploy(Recorder(), appstacks.manifests_for(config, tokens), said.append)  # type: ignore[arg-type]
+    assert said and not any("ghp_" in line for line in said)
 
 
 def test_a_stack_in_the_fleet_repository_reads_it_with_the_sandboxs_credentials(tmp_path: Path) -> None:

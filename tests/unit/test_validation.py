@@ -7,6 +7,7 @@ stages leave it.
 
 from __future__ import annotations
 
+import base64
 import pickle
 import shutil
 from collections.abc import Callable
@@ -460,9 +461,11 @@ def with_stacks(config: FleetConfig, *stacks: dict[str, Any]) -> FleetConfig:
     return FleetConfig.model_validate({**raw, "base_dir": config.base_dir})
 
 
-def stack_inputs(fleet: Fleet, config: FleetConfig, **overrides: Any) -> ValidationInputs:
+def stack_inputs(
+    fleet: Fleet, config: FleetConfig, tokens: dict[str, str] | None = None, **overrides: Any
+) -> ValidationInputs:
     return fleet.inputs(
-        application_stacks=appstacks.manifests_for(config),
+        application_stacks=appstacks.manifests_for(config, tokens),
         application_stack_paths=appstacks.fleet_repo_paths(config),
         **overrides,
     )
@@ -471,11 +474,19 @@ def stack_inputs(fleet: Fleet, config: FleetConfig, **overrides: Any) -> Validat
 def test_application_stacks_are_deployed_onto_the_sandbox_and_waited_for(
     fleet: Fleet, shop_remote: Path, tmp_path: Path
 ) -> None:
-    config = with_stacks(fleet.config, {"name": "shop", "url": str(shop_remote), "path": "deploy"})
+    config = with_stacks(
+        fleet.config, {"name": "shop", "url": str(shop_remote), "path": "deploy", "credentials_env": "SHOP_TOKEN"}
+    )
     cluster = make_cluster(fleet, tmp_path)
-    inputs = stack_inputs(fleet, config)
-    report = validate_checkout(fleet.checkout, config, inputs, lambda: cluster)
+    inputs = stack_inputs(fleet, config, {"shop": "shop-read-token-123"})
+    said: list[str] = []
+    report = validate_checkout(fleet.checkout, config, inputs, lambda: cluster, said.append)
     assert report.passed, report.failures
+    # The stack's token reaches the sandbox as its source's Secret, and nothing else.
+    auth = cluster.get(ObjectRef("v1", "Secret", "app-shop-auth", "flux-system"))
+    assert auth is not None and base64.b64decode(auth["data"]["password"]) == b"shop-read-token-123"
+    assert not any("shop-read-token-123" in line for line in said)
+    assert "shop-read-token-123" not in report.model_dump_json()
     assert report.application_stacks == ["shop"]
     assert "application stacks deployed: shop" in report.text_lines()
     ready = {r.object: r for r in report.readiness}
