@@ -10,7 +10,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,26 +42,29 @@ class Metric:
 
     Attributes:
         name: The key in ``results.json``.
-        value: The median over the repetitions.
-        bar: The limit the value must meet.
+        bar: The limit the value (the samples' median) must meet.
         better: ``lower`` (value <= bar) or ``higher`` (value >= bar).
         unit: For the README's table.
         description: What was measured, for the README's table.
-        samples: Each repetition's figure (the value is their median).
+        samples: Each repetition's figure.
         profile: Runs one more iteration under a profiler (the README reports
             what dominated the metric closest to its bar).
         note: Shown under the README's table.
     """
 
     name: str
-    value: float
     bar: float
     better: Literal["lower", "higher"]
     unit: str
     description: str
-    samples: list[float] = field(default_factory=list)
+    samples: list[float]
     profile: ProfileRun | None = None
     note: str = ""
+
+    @property
+    def value(self) -> float:
+        """The median over the repetitions."""
+        return median(self.samples)
 
     @property
     def passed(self) -> bool:

@@ -17,6 +17,7 @@ import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -114,3 +115,11 @@ class Profiler:
         self.profile.disable()
         self.seconds += time.perf_counter() - self._started
         self.sampler.stop()
+
+    def call(self, run: Callable[[], object]) -> None:
+        """Profile one call of ``run`` (the profiler stops even when it raises)."""
+        self.enable()
+        try:
+            run()
+        finally:
+            self.disable()

@@ -29,7 +29,6 @@ from bench.common import (
     discard,
     fresh_dir,
     log,
-    median,
     new_workdir,
     prepare_bench_demo,
 )
@@ -91,11 +90,7 @@ def _profile(profiler: Profiler) -> None:
     try:
         lifecycle.run([Stage.provision, Stage.clone, Stage.bootstrap])
         cluster = cluster_for(lifecycle.ctx)
-        profiler.enable()
-        try:
-            wait_ready(cluster, lifecycle.config.drivers.cluster.ready_timeout_seconds)
-        finally:
-            profiler.disable()
+        profiler.call(lambda: wait_ready(cluster, lifecycle.config.drivers.cluster.ready_timeout_seconds))
     finally:
         lifecycle.close()
 
@@ -112,7 +107,6 @@ def run(repetitions: int = REPETITIONS) -> list[Metric]:
     return [
         Metric(
             name="readiness_detection_latency_ms",
-            value=median(samples),
             bar=1000,
             better="lower",
             unit="ms",

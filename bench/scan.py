@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from bench.common import WORK_DIR, BenchError, Metric, elapsed, log, median
+from bench.common import WORK_DIR, BenchError, Metric, elapsed, log
 from bench.profiling import Profiler
 from sandbox.deprecations import ScanReport, scan_path
 
@@ -229,16 +229,11 @@ def run(repetitions: int = REPETITIONS) -> list[Metric]:
         log(f"scan {index + 1}/{repetitions}: {MANIFESTS} manifests in {seconds:.2f}s ({rates[-1]:.0f}/s)")
 
     def profile(profiler: Profiler) -> None:
-        profiler.enable()
-        try:
-            scan(root, removed)
-        finally:
-            profiler.disable()
+        profiler.call(lambda: scan(root, removed))
 
     return [
         Metric(
             name="scan_manifests_per_second",
-            value=median(rates),
             bar=2000,
             better="higher",
             unit="manifests/s",

@@ -17,7 +17,6 @@ from sandbox import versions
 def _metric(name: str, value: float, bar: float, better: str = "lower", unit: str = "x") -> Metric:
     return Metric(
         name=name,
-        value=value,
         bar=bar,
         better=better,  # type: ignore[arg-type]
         unit=unit,
