@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import echo, run_flow
+from cli.common import ConfigOption, echo, run_flow
 from cli.prefect_env import configure_prefect
 from sandbox.config import load_config
 
@@ -28,7 +28,7 @@ def align(
     approve: Annotated[
         bool, typer.Option("--approve", help="Apply even a plan that destroys or replaces resources")
     ] = False,
-    config: Annotated[Path, typer.Option("--config", help="Path of fleet.yaml")] = Path("fleet.yaml"),
+    config: ConfigOption = Path("fleet.yaml"),
 ) -> None:
     """Align an environment's infrastructure with the promoted sandbox (non-destructive unless --approve)."""
     from sandbox.align import find_promotion

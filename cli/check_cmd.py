@@ -25,7 +25,10 @@ import typer
 from cli.common import (
     EXIT_FAILED,
     EXIT_USAGE,
+    ConfigOption,
+    OutputOption,
     call_flow,
+    check_output,
     echo,
     echo_json,
     fail,
@@ -36,16 +39,6 @@ from cli.common import (
 from cli.prefect_env import configure_prefect
 from sandbox.config import FleetConfig, load_config
 from sandbox.errors import SandboxError
-
-OUTPUT_FORMATS = ("text", "json")
-
-ConfigOption = Annotated[Path, typer.Option("--config", help="Path of fleet.yaml")]
-OutputOption = Annotated[str, typer.Option("--output", help="text or json")]
-
-
-def _check_output(output: str) -> None:
-    if output not in OUTPUT_FORMATS:
-        fail(f"--output must be text or json, not {output!r}", EXIT_USAGE)
 
 
 def _config_label(config_path: Path, repo: Path) -> str:
@@ -65,7 +58,7 @@ def check(
     """Check the fleet policy: tag-pinned production, semver-range staging, own gotk-sync.yaml, no lingering sandbox."""
     from sandbox.policy import RULES, check_repository
 
-    _check_output(output)
+    check_output(output)
     if not repo.is_dir():
         fail(f"{repo}: no such directory", EXIT_USAGE)
     config_path = config if config is not None else repo / "fleet.yaml"
@@ -106,7 +99,7 @@ def validate(
     from sandbox.validation import ValidationFailedError, ValidationReport
     from sandbox.wiring import open_inventory
 
-    _check_output(output)
+    check_output(output)
     try:
         cfg = load_config(config)
         validate_sandbox_name(name, cfg.protected_names())

@@ -23,12 +23,21 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.common import EXIT_FAILED, EXIT_USAGE, call_flow, echo, echo_json, fail, fail_from, fail_from_flow
+from cli.common import (
+    EXIT_FAILED,
+    ConfigOption,
+    OutputOption,
+    call_flow,
+    check_output,
+    echo,
+    echo_json,
+    fail,
+    fail_from,
+    fail_from_flow,
+)
 from cli.prefect_env import configure_prefect
 from sandbox.config import FleetConfig, load_config
 from sandbox.errors import SandboxError
-
-ConfigOption = Annotated[Path, typer.Option("--config", help="Path of fleet.yaml")]
 
 
 def _money(value: float | None) -> str:
@@ -94,12 +103,11 @@ def _show(report: Any, output: str) -> None:
 
 def cleanup(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the plan; change nothing")] = False,
-    output: Annotated[str, typer.Option("--output", help="text or json")] = "text",
+    output: OutputOption = "text",
     config: ConfigOption = Path("fleet.yaml"),
 ) -> None:
     """Tear down expired sandboxes (not --keep) and resolve orphaned states, branches and records."""
-    if output not in ("text", "json"):
-        fail(f"--output must be text or json, not {output!r}", EXIT_USAGE)
+    check_output(output)
     cfg = _config(config)
     from flows.cleanup import cleanup_expired_sandboxes
 

@@ -10,7 +10,8 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -21,6 +22,11 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: ``--config``, as every command takes it.
+ConfigOption = Annotated[Path, typer.Option("--config", help="Path of fleet.yaml")]
+#: ``--output``, for the commands that print text or JSON (see :func:`check_output`).
+OutputOption = Annotated[str, typer.Option("--output", help="text or json")]
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
@@ -40,6 +46,12 @@ def exit_code_for(error: BaseException) -> int:
 def fail_from(error: SandboxError) -> NoReturn:
     """Fail with the error's one-line message and its exit code."""
     fail(str(error), exit_code_for(error))
+
+
+def check_output(output: str) -> None:
+    """Refuse an ``--output`` other than text or json (exit 2)."""
+    if output not in ("text", "json"):
+        fail(f"--output must be text or json, not {output!r}", EXIT_USAGE)
 
 
 def one_line_errors(command: F) -> F:

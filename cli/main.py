@@ -15,7 +15,17 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.common import EXIT_FAILED, EXIT_USAGE, echo, echo_json, fail, run_flow
+from cli.common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    ConfigOption,
+    OutputOption,
+    check_output,
+    echo,
+    echo_json,
+    fail,
+    run_flow,
+)
 from cli.prefect_env import configure_prefect
 from sandbox.config import FleetConfig, load_config
 from sandbox.errors import SandboxError
@@ -30,7 +40,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-ConfigOption = Annotated[Path, typer.Option("--config", help="Path of fleet.yaml")]
 DEFAULT_DEMO_DIR = Path(__file__).resolve().parents[1] / ".demo"
 
 
@@ -119,14 +128,13 @@ def create(
 
 @app.command("list")
 def list_sandboxes(
-    output: Annotated[str, typer.Option("--output", help="text or json")] = "text",
+    output: OutputOption = "text",
     config: ConfigOption = Path("fleet.yaml"),
 ) -> None:
     """The sandbox inventory."""
     from sandbox.wiring import open_inventory
 
-    if output not in ("text", "json"):
-        fail(f"--output must be text or json, not {output!r}", EXIT_USAGE)
+    check_output(output)
     cfg = load_config(config)
     inventory = open_inventory(cfg)
     try:

@@ -22,7 +22,18 @@ import typer
 import yaml
 from pydantic import ValidationError
 
-from cli.common import EXIT_USAGE, call_flow, echo, echo_json, fail, fail_from_flow, flow_run_line
+from cli.common import (
+    EXIT_USAGE,
+    ConfigOption,
+    OutputOption,
+    call_flow,
+    check_output,
+    echo,
+    echo_json,
+    fail,
+    fail_from_flow,
+    flow_run_line,
+)
 from cli.prefect_env import configure_prefect
 from sandbox.config import FleetConfig, load_config
 from sandbox.errors import InvalidInputError
@@ -45,8 +56,6 @@ perf_app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-
-ConfigOption = Annotated[Path, typer.Option("--config", help="Path of fleet.yaml")]
 
 
 def _key_values(items: list[str], flag: str) -> dict[str, str]:
@@ -259,12 +268,11 @@ def accept(
 def list_runs(
     scenario: Annotated[str | None, typer.Option("--scenario", help="Only this scenario")] = None,
     source_env: Annotated[str | None, typer.Option("--from", help="Only runs against this environment")] = None,
-    output: Annotated[str, typer.Option("--output", help="text or json")] = "text",
+    output: OutputOption = "text",
     config: ConfigOption = Path("fleet.yaml"),
 ) -> None:
     """Performance runs, newest first, with their status and whether they are a baseline."""
-    if output not in ("text", "json"):
-        fail(f"--output must be text or json, not {output!r}", EXIT_USAGE)
+    check_output(output)
     cfg = load_config(config)
     with PerfStore(cfg.inventory_url) as store:
         runs = store.list(scenario=scenario, source_env=source_env)

@@ -45,7 +45,10 @@ import typer
 from cli.common import (
     EXIT_FAILED,
     EXIT_USAGE,
+    ConfigOption,
+    OutputOption,
     call_flow,
+    check_output,
     echo,
     echo_json,
     fail,
@@ -79,13 +82,11 @@ release_app = typer.Typer(
     rich_markup_mode=None,
 )
 
-ConfigOption = Annotated[Path, typer.Option("--config", help="Path of fleet.yaml")]
 RegistryOption = Annotated[
     str | None,
     typer.Option("--registry", help="OCI repository overriding fleet.yaml, e.g. oci://127.0.0.1:5000/fleet/platform"),
 ]
 InsecureOption = Annotated[bool, typer.Option("--insecure-registry", help="The --registry speaks plain HTTP")]
-OutputOption = Annotated[str, typer.Option("--output", help="text or json")]
 
 
 class BumpChoice(StrEnum):
@@ -94,11 +95,6 @@ class BumpChoice(StrEnum):
     patch = "patch"
     minor = "minor"
     major = "major"
-
-
-def _check_output(output: str) -> None:
-    if output not in ("text", "json"):
-        fail(f"--output must be text or json, not {output!r}", EXIT_USAGE)
 
 
 def _load(config: Path) -> FleetConfig:
@@ -159,7 +155,7 @@ def release(
     """Tag the default branch and publish the platform stack as a Flux OCI artifact."""
     if ctx.invoked_subcommand is not None:
         return
-    _check_output(output)
+    check_output(output)
     if bump is not None and version is not None:
         fail("give --bump or --version, not both", EXIT_USAGE)
     if version is not None:
@@ -252,7 +248,7 @@ def plan(
     config: ConfigOption = Path("fleet.yaml"),
 ) -> None:
     """What each environment runs before -> after the newest release (or --version)."""
-    _check_output(output)
+    check_output(output)
     if version is not None:
         validate_release_version(version)
     cfg = load_config(config)
@@ -384,7 +380,7 @@ def promote_production(
     config: ConfigOption = Path("fleet.yaml"),
 ) -> None:
     """Propose moving production's fixed tag (pull request), behind the approval form."""
-    _check_output(output)
+    check_output(output)
     if (version is None) == (not rollback):
         fail("give --version X.Y.Z or --rollback (one of them)", EXIT_USAGE)
     if version is not None:

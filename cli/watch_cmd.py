@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import EXIT_USAGE, echo, fail, fail_from
+from cli.common import EXIT_USAGE, ConfigOption, echo, fail, fail_from
 from sandbox.errors import SandboxError
 
 
@@ -25,7 +25,7 @@ def watch(
         float | None,
         typer.Option("--timeout", help="Seconds to wait (default: drivers.cluster.ready_timeout_seconds)"),
     ] = None,
-    config: Annotated[Path, typer.Option("--config", help="Path of fleet.yaml")] = Path("fleet.yaml"),
+    config: ConfigOption = Path("fleet.yaml"),
 ) -> None:
     """Wait until ENV's Flux applied a revision and every Kustomization and HelmRelease is Ready."""
     from sandbox.config import load_config
