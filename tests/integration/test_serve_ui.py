@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -32,12 +32,12 @@ from sandbox.models import STAGE_ORDER, SandboxKind
 from tests.chromium import Browser, require_chromium
 from tests.conftest import PROJECT_ROOT
 from tests.pg_server import free_port
+from tests.polling import poll
 
 pytestmark = pytest.mark.integration
 
 OUTPUT = PROJECT_ROOT / "tests" / "output" / "serve-ui"
 ENVIRONMENTS = ["development", "staging", "production"]
-T = TypeVar("T")
 
 #: Fills a text field of Prefect's schema form by its label (switching an optional
 #: ``str | None`` field to ``str`` first), the way typing into it would.
@@ -72,17 +72,6 @@ FIELD_VALUE = """((label) => {
   const box = field && field.querySelector('.p-label__body textarea, .p-label__body input');
   return box ? box.value : null;
 })"""
-
-
-def poll(what: str, check: Callable[[], T | None], timeout: float, interval: float = 0.5) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 @pytest.fixture

@@ -21,11 +21,10 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -44,6 +43,7 @@ from sandbox.demo import demo_request, prepare_demo
 from sandbox.models import STAGE_ORDER
 from tests.conftest import PROJECT_ROOT
 from tests.pg_server import PostgresServer, free_port, postgres_server  # noqa: F401
+from tests.polling import poll
 
 pytestmark = pytest.mark.integration
 
@@ -53,19 +53,6 @@ WORKERS = ("worker-a", "worker-b")
 SLOTS_PER_WORKER = 3
 SANDBOXES = [f"team-{i}" for i in range(1, 7)]
 RUNS_TIMEOUT_SECONDS = 240
-T = TypeVar("T")
-
-
-def poll(what: str, check: Callable[[], T | None], timeout: float, interval: float = 0.5) -> T:
-    """Call ``check`` until it returns something, or fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def client_env(api_url: str, home: Path, **extra: str) -> dict[str, str]:
