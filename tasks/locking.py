@@ -111,10 +111,13 @@ def _lock_client() -> Iterator[SyncPrefectClient]:
 
     Prefect's HTTP client has no setting for a short retry delay, so this one
     instance's retry loop is replaced with a single send (adding the CSRF
-    token as the loop does). Checked against the pinned Prefect by
-    ``tests/unit/test_locks.py``.
+    token as the loop does). The instance must be the lock's own: inside a
+    flow run ``get_client()`` hands back the run's shared client, and every
+    other call of the run keeps Prefect's retries. Passing ``httpx_settings``
+    (empty: the defaults) is what makes ``get_client`` build a new one.
+    Checked against the pinned Prefect by ``tests/unit/test_locks.py``.
     """
-    with get_client(sync_client=True) as client:
+    with get_client(httpx_settings={}, sync_client=True) as client:
         http = client._client
         if not isinstance(http, PrefectHttpxSyncClient):  # another client class: keep its own retries
             yield client

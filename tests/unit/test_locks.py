@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 from typing import ClassVar
 
 import httpx
+import prefect
 import pytest
 
 from sandbox.errors import LockHeldError
@@ -164,6 +166,16 @@ class _BusyOnce(http.server.BaseHTTPRequestHandler):
         self.end_headers()
 
     def do_GET(self) -> None:  # noqa: N802
+        # A client's first use checks the server is there and speaks its API version.
+        answers = {"/health": b"true", "/admin/version": json.dumps(prefect.__version__).encode()}
+        answer = next((body for path, body in answers.items() if self.path.endswith(path)), None)
+        if answer is not None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+            return
         # The client asks for a CSRF token before a change; this server has CSRF protection off.
         body = b'{"detail": "CSRF protection is disabled."}'
         self.send_response(422)
@@ -176,7 +188,23 @@ class _BusyOnce(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_the_lock_client_sends_once_and_its_calls_retry_after_short_delays(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def stub_api() -> Iterator[str]:
+    """The API URL of a :class:`_BusyOnce` server."""
+    _BusyOnce.requests = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BusyOnce)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/api"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_lock_client_sends_once_and_its_calls_retry_after_short_delays(
+    monkeypatch: pytest.MonkeyPatch, stub_api: str
+) -> None:
     import prefect.client.base
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -190,15 +218,20 @@ def test_the_lock_client_sends_once_and_its_calls_retry_after_short_delays(monke
             pytest.fail(f"Prefect's client slept {seconds}s before retrying a lock call")
 
     monkeypatch.setattr(prefect.client.base, "time", NoSlowRetry)
-    _BusyOnce.requests = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BusyOnce)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        api = temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{server.server_address[1]}/api"})
-        with api, locking._lock_client() as client:
-            locking._patiently(client.delete_variable_by_name, "sandbox-lock-a")
-    finally:
-        server.shutdown()
-        server.server_close()
+    with temporary_settings({PREFECT_API_URL: stub_api}), locking._lock_client() as client:
+        locking._patiently(client.delete_variable_by_name, "sandbox-lock-a")
     assert _BusyOnce.requests == ["DELETE /api/variables/name/sandbox-lock-a"] * 2
+
+
+def test_the_lock_client_is_its_own_and_the_runs_shared_client_keeps_its_retries(stub_api: str) -> None:
+    from prefect.context import SyncClientContext
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from tasks import locking
+
+    # Inside a flow run a SyncClientContext holds the client every Prefect call shares.
+    with temporary_settings({PREFECT_API_URL: stub_api}), SyncClientContext.get_or_create() as shared:
+        with locking._lock_client() as client:
+            assert client is not shared.client
+            assert "_send_with_retry" in vars(client._client)  # the lock's own: one send per request
+        assert "_send_with_retry" not in vars(shared.client._client)  # the run's: Prefect's retry loop
