@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import builtins
 import json
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -32,15 +30,13 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
     select,
 )
-from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from sandbox import migrations
+from sandbox.database import database_errors, migrate_once, open_engine, redacted_url
 from sandbox.errors import ConflictError, PermanentError, RetryableError
 from sandbox.models import (
     STAGE_ORDER,
@@ -165,22 +161,6 @@ def _maybe_aware(moment: datetime | None) -> datetime | None:
     return _aware(moment) if moment is not None else None
 
 
-def redacted_url(url: str) -> str:
-    """``url`` without its password, for messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url.split("@")[-1]
-
-
-#: Words in a driver's message that mean "try again later" (a lock, a database down or restarting).
-_BUSY_MARKS = ("locked", "could not connect", "connection failed", "connection refused", "timeout", "timed out")
-
-#: Databases (by URL) this process has already brought to the newest schema.
-_MIGRATED: set[str] = set()
-_MIGRATED_LOCK = threading.Lock()
-
-
 class Inventory:
     """Sandbox records, stage completion and cleanup actions.
 
@@ -197,41 +177,13 @@ class Inventory:
 
     def __init__(self, url: str) -> None:
         self.url = redacted_url(url)
-        try:
-            if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            self._engine: Engine = create_engine(url, future=True)
-        except OSError as exc:
-            raise InventoryError(f"cannot open inventory {self.url}: {exc.strerror}") from None
-        except (SQLAlchemyError, ImportError, ValueError) as exc:
-            raise InventoryError(f"cannot open inventory {self.url}: {exc}") from None
-        if self._engine.dialect.name == "sqlite":
-            event.listen(self._engine, "connect", _sqlite_pragmas)
+        self._engine: Engine = open_engine(url, InventoryError)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         try:
-            self._migrate(url)
+            migrate_once(self._engine, url, InventoryBusyError, InventoryError)
         except BaseException:
             self._engine.dispose()
             raise
-
-    def _migrate(self, url: str) -> None:
-        with _MIGRATED_LOCK:
-            if url in _MIGRATED:
-                return
-        with self._guard(), self._engine.connect() as connection:
-            current = migrations.current_revisions(connection)
-            connection.rollback()
-            unknown = current - migrations.known_revisions()
-            if unknown:
-                raise InventoryError(
-                    f"inventory {self.url} is at schema revision {', '.join(sorted(unknown))}, which this "
-                    "fleet-sandbox does not know (migrated by a newer version?); upgrade fleet-sandbox"
-                )
-            if current != migrations.head_revisions():
-                migrations.upgrade_to_head(connection)
-        if make_url(url).database not in (None, "", ":memory:"):  # each in-memory database is new
-            with _MIGRATED_LOCK:
-                _MIGRATED.add(url)
 
     @property
     def dialect(self) -> str:
@@ -242,19 +194,9 @@ class Inventory:
         """Release database connections."""
         self._engine.dispose()
 
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
-        try:
-            yield
-        except IntegrityError:
-            raise
-        except OperationalError as exc:
-            text = str(exc.orig) if exc.orig else str(exc)
-            if any(mark in text.lower() for mark in _BUSY_MARKS):
-                raise InventoryBusyError(f"inventory busy: {text.splitlines()[0]}") from None
-            raise InventoryError(f"inventory error: {text.splitlines()[0]}") from None
-        except SQLAlchemyError as exc:
-            raise InventoryError(f"inventory error: {str(exc).splitlines()[0]}") from None
+    def _guard(self) -> AbstractContextManager[None]:
+        # Integrity errors stay as they are: callers turn them into conflicts.
+        return database_errors(InventoryBusyError, InventoryError, keep=(IntegrityError,))
 
     @contextmanager
     def _session(self) -> Iterator[Session]:
@@ -500,12 +442,3 @@ class Inventory:
             adopted=bool(row.adopted),
             stages=stages,
         )
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # Several processes (CLI, Prefect workers) share one SQLite file: wait for
-    # locks instead of failing at once, and enforce foreign keys.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout = 30000")
-    cursor.execute("PRAGMA foreign_keys = ON")
-    cursor.close()

@@ -14,18 +14,17 @@ the new normal.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import JSON, Boolean, DateTime, Index, MetaData, String, Text, create_engine, event, select
+from sqlalchemy import JSON, Boolean, DateTime, Index, MetaData, String, Text, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from sandbox.database import database_errors, migrate_once, open_engine
 from sandbox.errors import ConflictError, PermanentError, RetryableError
 from sandbox.inventory import utcnow
 
@@ -134,12 +133,6 @@ def _model(row: PerfRunRow) -> PerfRun:
     )
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout = 30000")
-    cursor.close()
-
-
 class PerfStore:
     """Performance runs in the inventory database.
 
@@ -151,23 +144,14 @@ class PerfStore:
     """
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
-        where = url.split("@")[-1]
-        try:
-            if url.startswith("sqlite:///"):
-                Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-            self._engine: Engine = create_engine(url, future=True)
-        except OSError as exc:
-            raise PerfStoreError(f"cannot open inventory {where}: {exc.strerror}") from None
-        except (SQLAlchemyError, ImportError, ValueError) as exc:
-            raise PerfStoreError(f"cannot open inventory {where}: {exc}") from None
-        if url.startswith("sqlite"):
-            event.listen(self._engine, "connect", _sqlite_pragmas)
+        self._engine: Engine = open_engine(url, PerfStoreError)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         if migrate:
-            from sandbox.migrations import upgrade_to_head
-
-            with self._guard(), self._engine.connect() as connection:
-                upgrade_to_head(connection)
+            try:
+                migrate_once(self._engine, url, PerfStoreBusyError, PerfStoreError)
+            except BaseException:
+                self._engine.dispose()
+                raise
 
     @property
     def engine(self) -> Engine:
@@ -184,18 +168,8 @@ class PerfStore:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    @contextmanager
-    def _guard(self) -> Iterator[None]:
-        try:
-            yield
-        except OperationalError as exc:
-            text = str(exc.orig) if exc.orig else str(exc)
-            first = text.splitlines()[0] if text else type(exc).__name__
-            if "locked" in text or "could not connect" in text or "timeout" in text:
-                raise PerfStoreBusyError(f"inventory busy: {first}") from None
-            raise PerfStoreError(f"inventory error: {first}") from None
-        except SQLAlchemyError as exc:
-            raise PerfStoreError(f"inventory error: {str(exc).splitlines()[0]}") from None
+    def _guard(self) -> AbstractContextManager[None]:
+        return database_errors(PerfStoreBusyError, PerfStoreError)
 
     @contextmanager
     def _session(self) -> Iterator[Session]:

@@ -175,9 +175,9 @@ def test_opening_a_new_database_from_many_threads_at_once(inventory_url: str) ->
 
 
 def migrations_cache() -> set[str]:
-    from sandbox import inventory as module
+    from sandbox import database
 
-    return module._MIGRATED
+    return database._MIGRATED
 
 
 def test_a_sqlite_file_from_before_migrations_is_adopted_with_its_rows(tmp_path: Path) -> None:
