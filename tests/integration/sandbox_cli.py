@@ -23,6 +23,13 @@ def sandbox_cli(*args: str, api_url: str, timeout: float = 300) -> subprocess.Co
     )
 
 
+def error_line(stderr: str) -> str:
+    """The command's one-line error (``sandbox: error: ...``), wherever Prefect's shutdown logging put it."""
+    errors = [line for line in stderr.splitlines() if line.startswith("sandbox: error:")]
+    assert len(errors) == 1, f"expected one error line, got {errors}: {stderr[-2000:]}"
+    return errors[0]
+
+
 def demo_setup(workdir: Path, **cluster_settings: Any) -> Path:
     """The demo's fleet repo, remote and fleet.yaml in ``workdir``, with cluster driver settings changed.
 

@@ -23,7 +23,7 @@ from sandbox.lifecycle import register, validate_request
 from sandbox.models import Stage
 from sandbox.requests import LifecycleRequest
 from sandbox.wiring import open_inventory
-from tests.integration.sandbox_cli import demo_setup, sandbox_cli
+from tests.integration.sandbox_cli import demo_setup, error_line, sandbox_cli
 
 pytestmark = [
     pytest.mark.integration,
@@ -167,7 +167,7 @@ def test_a_replacement_is_refused_naming_each_resource(fleet: Fleet) -> None:
     assert result.returncode == 1, _lines(result)
     # The plan is shown (Prefect's log on the console), then the one-line cause.
     assert "replace: terraform_data.cluster" in _lines(result)
-    error = result.stderr.splitlines()[-1]
+    error = error_line(result.stderr)
     assert error.startswith("sandbox: error: align development refused: the plan would ")
     assert "replace terraform_data.cluster" in error
     assert "replace terraform_data.network" in error

@@ -44,7 +44,7 @@ from sandbox.models import SandboxKind, SandboxRecord, SandboxStatus
 from sandbox.requests import LifecycleRequest
 from tests.conftest import EXAMPLE_REPO
 from tests.integration.reliability_support import cli_env, edit_config, records, remote_branches
-from tests.integration.sandbox_cli import BIN
+from tests.integration.sandbox_cli import BIN, error_line
 from tests.pg_server import free_port
 
 pytestmark = pytest.mark.integration
@@ -451,7 +451,7 @@ def test_full_disk_for_the_inventory(base: Path, tmp_path: Path, prefect_server:
         check=False,
     )
     assert result.returncode == 1, result.stderr[-3000:]
-    cause = result.stderr.strip().splitlines()[-1]
+    cause = error_line(result.stderr)
     assert cause.startswith("sandbox: error: inventory error: "), cause
     flow_run_id = result.stdout.split("flow run 'sandbox-lifecycle' (", 1)[1].split(")", 1)[0]
     assert "inventory error" in failed_flow_run_message(flow_run_id)

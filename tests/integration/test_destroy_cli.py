@@ -23,7 +23,7 @@ from sandbox.drivers.simulated_cluster import SimulatedCluster
 from sandbox.drivers.terraform import PythonTerraformDriver
 from sandbox.teardown import ROOT
 from sandbox.wiring import open_inventory, sandbox_state_dir
-from tests.integration.sandbox_cli import demo_setup, sandbox_cli
+from tests.integration.sandbox_cli import demo_setup, error_line, sandbox_cli
 
 pytestmark = [
     pytest.mark.integration,
@@ -130,7 +130,7 @@ def test_a_finalizer_that_never_clears_blocks_destroy_until_forced(demo: Demo) -
     blocked = demo.cli("destroy", "sandbox-stuck")
 
     assert blocked.returncode == 1, blocked.stdout
-    error = blocked.stderr.splitlines()[-1]
+    error = error_line(blocked.stderr)
     assert error.startswith("sandbox: error: teardown blocked in tier applications: finalizers pending on ")
     assert f"Deployment/podinfo/podinfo ({STUCK_FINALIZER})" in error
     assert "the infrastructure was not destroyed" in error
@@ -142,7 +142,7 @@ def test_a_finalizer_that_never_clears_blocks_destroy_until_forced(demo: Demo) -
     # A rerun continues where it stopped: the deleted tier's leftovers still block it.
     rerun = demo.cli("destroy", "sandbox-stuck")
     assert rerun.returncode == 1, rerun.stdout
-    assert f"Deployment/podinfo/podinfo ({STUCK_FINALIZER})" in rerun.stderr.splitlines()[-1]
+    assert f"Deployment/podinfo/podinfo ({STUCK_FINALIZER})" in error_line(rerun.stderr)
     assert demo.has_state("sandbox-stuck")
 
     forced = demo.cli("destroy", "sandbox-stuck", "--force")

@@ -34,6 +34,7 @@ import yaml
 
 from sandbox.demo import prepare_demo
 from tests.github_api_server import FAKE_GITHUB_TOKEN, GitHubApiServer, running_github_api
+from tests.integration.sandbox_cli import error_line
 
 pytestmark = pytest.mark.integration
 
@@ -193,7 +194,7 @@ def test_promote_refuses_before_teardown_pushing_nothing(
     refused = second_sandbox["before_teardown"]
     assert refused.returncode == 1, (refused.stdout, refused.stderr)
     assert "sandbox-b is not torn down yet" in refused.stderr and "nothing promoted" in refused.stderr
-    assert refused.stderr.splitlines()[-1].startswith("sandbox: error: sandbox-b is not torn down yet")
+    assert error_line(refused.stderr).startswith("sandbox: error: sandbox-b is not torn down yet")
     assert "Traceback" not in refused.stdout + refused.stderr
     assert second_sandbox["branch_after_refusal"].stdout == second_sandbox["branch_before"].stdout
 
@@ -207,7 +208,7 @@ def test_promote_refuses_when_development_changed_the_same_file(
         "development changed on main since sandbox-b was cut in files the sandbox also changed: platform.yaml"
         in refused.stderr
     )
-    assert refused.stderr.splitlines()[-1].startswith("sandbox: error: development changed on main")
+    assert error_line(refused.stderr).startswith("sandbox: error: development changed on main")
     assert "nothing pushed" in refused.stderr and "Traceback" not in refused.stdout + refused.stderr
     assert second_sandbox["branch_after_conflict"].stdout == second_sandbox["branch_before"].stdout
 

@@ -22,7 +22,7 @@ from sandbox.demo import prepare_demo
 from sandbox.models import STAGE_ORDER
 from tests.conftest import FIXTURES
 from tests.integration.reliability_support import edit_config, records, remote_branches
-from tests.integration.sandbox_cli import sandbox_cli
+from tests.integration.sandbox_cli import error_line, sandbox_cli
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +98,7 @@ def create(fleet: Path, name: str, api_url: str, *extra: str) -> subprocess.Comp
 def test_failed_provision_is_rolled_back_leaving_nothing(failing_module: Path, prefect_server: str) -> None:
     result = create(failing_module, "sandbox-rb", prefect_server)
     assert result.returncode == 1, result.stderr[-2000:]
-    cause = result.stderr.strip().splitlines()[-1]
+    cause = error_line(result.stderr)
     assert cause.startswith("sandbox: error: terraform apply") and "InvalidParameterValue" in cause
     assert "InvalidParameterValue" in flow_run_message(result.stdout)
     assert "rolled back sandbox-rb after provision failed" in result.stderr
@@ -117,7 +117,7 @@ def test_failed_provision_is_rolled_back_leaving_nothing(failing_module: Path, p
 
 def test_keep_on_failure_keeps_the_half_made_sandbox(failing_module: Path, prefect_server: str) -> None:
     result = create(failing_module, "sandbox-keep", prefect_server, "--keep-on-failure")
-    assert result.returncode == 1 and "InvalidParameterValue" in result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 1 and "InvalidParameterValue" in error_line(result.stderr)
     assert "rolled back" not in result.stderr
     [record] = records(failing_module)
     assert (record.status.value, record.failed_stage) == ("failed", "provision")
@@ -137,7 +137,7 @@ def test_failed_bootstrap_is_rolled_back_and_resume_starts_over(fleet: Path, pre
     push_to_main(fleet.parent, add_bad_component, "a component whose CRD is missing")
     result = create(fleet, "sandbox-bs", prefect_server)
     assert result.returncode == 1, result.stderr[-2000:]
-    cause = result.stderr.strip().splitlines()[-1]
+    cause = error_line(result.stderr)
     assert "Widget" in cause and "is its CustomResourceDefinition installed?" in cause
     assert "Widget" in flow_run_message(result.stdout)
     assert "rolled back sandbox-bs after bootstrap failed" in result.stderr

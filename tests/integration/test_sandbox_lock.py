@@ -41,7 +41,7 @@ from sandbox.locks import LockError, lock_name, note_name
 from sandbox.models import SandboxKind, Stage
 from sandbox.requests import LifecycleRequest
 from tests.integration.reliability_support import cli_env, edit_config, records, remote_branches
-from tests.integration.sandbox_cli import BIN
+from tests.integration.sandbox_cli import BIN, error_line
 from tests.pg_server import postgres_server, postgres_url  # noqa: F401
 
 pytestmark = pytest.mark.integration
@@ -161,7 +161,7 @@ def test_concurrent_creates_one_sandbox_others_exit_1_naming_the_holder(fleet: P
     winner_id = winner[0].split("flow run 'sandbox-lifecycle' (", 1)[1].split(")", 1)[0]
     for code, _, err in losers:
         assert code == 1
-        last = err.strip().splitlines()[-1]
+        last = error_line(err)
         assert last.startswith("sandbox: error: sandbox 'sandbox-cli-race' is locked by flow run"), err[-1500:]
         assert f"({winner_id})" in last
         assert "Traceback" not in err
@@ -203,7 +203,7 @@ def test_other_sandboxes_proceed_and_a_killed_holder_is_taken_over(fleet: Path, 
         other = _create(fleet, "sandbox-free", prefect_server)
         _, blocked_err = blocked.communicate(timeout=300)
         assert blocked.returncode == 1
-        assert "is locked by flow run" in blocked_err.strip().splitlines()[-1]
+        assert "is locked by flow run" in error_line(blocked_err)
         assert f"pid {holder.pid} " in blocked_err
         other_out, other_err = other.communicate(timeout=300)
         assert other.returncode == 0, other_err[-2000:]

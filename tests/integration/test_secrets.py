@@ -26,7 +26,7 @@ import pytest
 from sandbox.demo import DEMO_SANDBOX, prepare_demo
 from tests.github_api_server import GitHubApiServer, running_github_api
 from tests.integration.reliability_support import cli_env, edit_config
-from tests.integration.sandbox_cli import BIN
+from tests.integration.sandbox_cli import BIN, error_line
 
 pytestmark = pytest.mark.integration
 
@@ -149,7 +149,7 @@ def _files(root: Path) -> Iterator[Path]:
 
 def test_no_secret_in_any_output(run: Run) -> None:
     rejected, accepted, *_ = run.outputs
-    assert rejected.returncode == 1 and "Bad credentials" in rejected.stderr.strip().splitlines()[-1]
+    assert rejected.returncode == 1 and "Bad credentials" in error_line(rejected.stderr)
     assert accepted.returncode == 0, accepted.stderr[-3000:]
     secrets = {
         "git credentials": GIT_TOKEN,
