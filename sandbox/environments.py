@@ -34,7 +34,7 @@ from sandbox.drivers.cluster import ClusterDriver
 from sandbox.drivers.git import GitCli
 from sandbox.drivers.terraform import TerraformDriver, TerraformOutput, public_outputs
 from sandbox.errors import PermanentError
-from sandbox.wiring import connect_cluster
+from sandbox.wiring import check_cluster_module_outputs, connect_cluster
 
 Progress = Callable[[str], None]
 
@@ -128,12 +128,9 @@ def _not_provisioned(config: FleetConfig, env: str, workdir: Path, what: str) ->
 
 
 def _connect(config: FleetConfig, env: str, outputs: dict[str, TerraformOutput], workdir: Path) -> ClusterDriver:
-    public = public_outputs(outputs)
-    if not public.get("cluster_endpoint"):
+    if not public_outputs(outputs).get("cluster_endpoint"):
         raise _not_provisioned(config, env, workdir, "its terraform state has no cluster_endpoint output")
-    kubeconfig_output = outputs.get(config.drivers.cluster.kubeconfig_output)
-    kubeconfig = kubeconfig_output.value if kubeconfig_output is not None else None
-    return connect_cluster(config, public, kubeconfig=str(kubeconfig) if kubeconfig else None)
+    return connect_cluster(config, outputs)
 
 
 def connect_environment(config: FleetConfig, env: str, terraform: TerraformDriver, git: GitCli) -> ClusterDriver:
@@ -165,6 +162,7 @@ def provision_environment(
         return _connect(config, env, terraform.outputs(workdir), workdir)
     variables = environment_variables(config, env)
     plan = terraform.plan(workdir, variables)
+    check_cluster_module_outputs(config, plan.outputs)
     progress(f"terraform plan for environment {env}: {plan.summary_line()}")
     outputs = terraform.apply(workdir, variables, plan=plan)
     cluster = _connect(config, env, outputs, workdir)

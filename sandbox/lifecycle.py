@@ -25,7 +25,7 @@ from sandbox import appstacks, fleetrepo, validation
 from sandbox.config import FleetConfig
 from sandbox.cost import estimate as estimate_cost
 from sandbox.drivers.cluster import FLUX_NAMESPACE, ClusterDriver, ObjectRef
-from sandbox.drivers.terraform import PlanSummary, public_outputs
+from sandbox.drivers.terraform import PlanSummary, TerraformOutput, public_outputs
 from sandbox.errors import (
     ConflictError,
     InvalidInputError,
@@ -40,7 +40,14 @@ from sandbox.perf import LoadOverrides
 from sandbox.requests import LifecycleRequest, SandboxChange
 from sandbox.teardown import teardown_cluster
 from sandbox.validation import ValidationFailedError, ValidationInputs, ValidationReport
-from sandbox.wiring import Drivers, connect_cluster, sandbox_state_dir
+from sandbox.wiring import (
+    Drivers,
+    check_cluster_module_outputs,
+    cluster_outputs,
+    connect_cluster,
+    kubeconfig_from_outputs,
+    sandbox_state_dir,
+)
 from sandbox.yamledit import set_scalar
 
 Progress = Callable[[str], None]
@@ -55,14 +62,8 @@ class Secrets:
     """Secret values a stage may need; never logged, stored or returned."""
 
     git_token: str | None = None
-    kubeconfig: str | None = None
     #: Tokens that read application stacks' repositories, by stack name.
     application_stack_tokens: dict[str, str] = field(default_factory=dict)
-
-    def values(self) -> tuple[str, ...]:
-        """Every non-empty secret (for redaction)."""
-        candidates = (self.git_token, self.kubeconfig, *self.application_stack_tokens.values())
-        return tuple(v for v in candidates if v)
 
 
 @dataclass
@@ -75,6 +76,9 @@ class SandboxContext:
     record: SandboxRecord
     progress: Progress = _quiet
     secrets: Secrets = field(default_factory=Secrets)
+    #: The sandbox cluster module's outputs (sensitive ones included), read once per context.
+    _cluster_outputs: dict[str, TerraformOutput] | None = field(default=None, repr=False)
+    _cluster: ClusterDriver | None = field(default=None, repr=False)
 
     @property
     def state_dir(self) -> Path:
@@ -228,13 +232,40 @@ def _on_branch(ctx: SandboxContext, branch: str) -> Path:
     return repo
 
 
+def cluster_module_outputs(ctx: SandboxContext) -> dict[str, TerraformOutput]:
+    """The outputs of the sandbox's terraform state, sensitive ones included (read once per context).
+
+    Raises:
+        PermanentError: The state has no ``cluster_endpoint`` output: the cluster
+            was never provisioned (or the module does not describe one).
+    """
+    if ctx._cluster_outputs is None:
+        record = ctx.record
+        workdir = Path(record.terraform_workdir) if record.terraform_workdir else ctx.terraform_workdir
+        outputs = ctx.drivers.terraform.outputs(workdir)
+        if not public_outputs(outputs).get("cluster_endpoint"):
+            raise PermanentError(
+                f"sandbox {record.name} has no cluster: the terraform state in {workdir} has no "
+                "cluster_endpoint output (run the provision stage first)"
+            )
+        ctx._cluster_outputs = outputs
+    return ctx._cluster_outputs
+
+
 def cluster_for(ctx: SandboxContext) -> ClusterDriver:
-    """The sandbox's cluster driver, from the provision stage's outputs."""
-    outputs = {
-        "cluster_endpoint": ctx.record.cluster_endpoint,
-        "kubernetes_version": ctx.record.kubernetes_version,
-    }
-    return connect_cluster(ctx.config, outputs, kubeconfig=ctx.secrets.kubeconfig)
+    """The sandbox's cluster driver, connected from its cluster module's terraform outputs.
+
+    See :func:`sandbox.wiring.connect_cluster`: the real driver reads the module's
+    sensitive kubeconfig output, which is held in memory only.
+    """
+    if ctx._cluster is None:
+        ctx._cluster = connect_cluster(ctx.config, cluster_module_outputs(ctx))
+    return ctx._cluster
+
+
+def cluster_kubeconfig(ctx: SandboxContext) -> str:
+    """The sandbox's kubeconfig text (kubernetes driver), from its cluster module's outputs."""
+    return kubeconfig_from_outputs(ctx.config, cluster_module_outputs(ctx))
 
 
 def terraform_variables(ctx: SandboxContext) -> dict[str, Any]:
@@ -274,13 +305,15 @@ def provision(ctx: SandboxContext, *, on_plan: Callable[[PlanSummary], None] | N
     tf.prepare(workdir, module_dir, workspace=ctx.record.name)
     variables = terraform_variables(ctx)
     plan = tf.plan(workdir, variables)
+    # Before anything is created: a module that cannot give the driver a cluster is refused now.
+    check_cluster_module_outputs(ctx.config, plan.outputs)
     ctx.progress(f"terraform plan for {ctx.record.name}: {plan.summary_line()}")
     for line in plan.resource_lines():
         ctx.progress(f"  {line}")
     if on_plan is not None:
         on_plan(plan)
     outputs = tf.apply(workdir, variables, plan=plan)  # exactly the plan shown above
-    public = public_outputs(outputs)
+    public = cluster_outputs(ctx.config, outputs)
     ctx.inventory.update(
         ctx.record.name,
         terraform_workdir=str(workdir),
@@ -289,6 +322,7 @@ def provision(ctx: SandboxContext, *, on_plan: Callable[[PlanSummary], None] | N
         kubernetes_version=str(public.get("kubernetes_version", "")),
     )
     ctx.refresh()
+    ctx._cluster_outputs, ctx._cluster = outputs, None
     version = cluster_for(ctx).server_version()  # smoke check: the API answers
     ctx.progress(f"cluster {ctx.record.name} is up (Kubernetes {version})")
     return StageResult(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sandbox.config import FleetConfig
 from sandbox.drivers.load import HttpLoadGenerator, LoadGenerator, local_target
-from sandbox.errors import ClusterUnreachableError, ConfigError
+from sandbox.errors import ConfigError
 from sandbox.models import Stage, StageResult
 from sandbox.perf import (
     Comparison,
@@ -90,7 +90,7 @@ def build_job_load_generator(
 
     Raises:
         ConfigError: The cluster is simulated (it runs no pods) or no image is configured.
-        ClusterUnreachableError: No kubeconfig for the cluster.
+        ConfigError: No kubeconfig for the cluster either.
     """
     if config.drivers.cluster.type == "simulated":
         raise ConfigError(
@@ -101,7 +101,7 @@ def build_job_load_generator(
     if not job.image:
         raise ConfigError("drivers.load_generator.job.image is required for the kubernetes-job load generator")
     if not kubeconfig:
-        raise ClusterUnreachableError("no kubeconfig for the sandbox cluster: cannot read the load job's log")
+        raise ConfigError("no kubeconfig for the sandbox cluster: cannot read the load job's log")
     from sandbox.drivers.job_load import KubernetesJobLoadGenerator, KubernetesPodLogs
 
     return KubernetesJobLoadGenerator(
@@ -132,7 +132,7 @@ def run_performance_test(
         ``metrics``, ``baseline`` (run id, metrics, settings, or ``None``),
         ``comparison``, ``passed`` and ``change_percent``.
     """
-    from sandbox.lifecycle import cluster_for
+    from sandbox.lifecycle import cluster_for, cluster_kubeconfig
 
     config = ctx.config
     settings = resolve_scenario(config, scenario, overrides)
@@ -142,9 +142,8 @@ def run_performance_test(
     workdir = reports_dir(config, run_id) / "load"
     load: LoadGenerator
     if settings.generator == "kubernetes-job":
-        load = build_job_load_generator(
-            config, cluster_for(ctx), kubeconfig=ctx.secrets.kubeconfig, progress=ctx.progress
-        )
+        kubeconfig = cluster_kubeconfig(ctx) if config.drivers.cluster.type == "kubernetes" else None
+        load = build_job_load_generator(config, cluster_for(ctx), kubeconfig=kubeconfig, progress=ctx.progress)
     else:
         load = build_load_generator(config, settings, workdir=workdir)
     against = f"run {baseline.run_id}" if baseline else f"none accepted from {ctx.record.source_env} yet"

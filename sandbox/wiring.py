@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,8 @@ from sandbox.config import FleetConfig
 from sandbox.drivers.cluster import ClusterDriver
 from sandbox.drivers.git import GitCli
 from sandbox.drivers.git_hosting import GitHosting, GitHubHosting, LocalGitHosting, github_web_url
-from sandbox.drivers.terraform import PythonTerraformDriver, TerraformDriver
-from sandbox.errors import ClusterUnreachableError, ConfigError
+from sandbox.drivers.terraform import PythonTerraformDriver, TerraformDriver, TerraformOutput, public_outputs
+from sandbox.errors import ConfigError
 from sandbox.inventory import Inventory
 
 
@@ -84,30 +85,100 @@ def open_inventory(config: FleetConfig) -> Inventory:
     return Inventory(config.inventory_url)
 
 
-def connect_cluster(config: FleetConfig, outputs: dict[str, Any], kubeconfig: str | None = None) -> ClusterDriver:
-    """A driver for the sandbox cluster described by terraform ``outputs``.
+def cluster_outputs(config: FleetConfig, outputs: Mapping[str, TerraformOutput]) -> dict[str, Any]:
+    """The outputs of a cluster module that may be shown and stored (no secret, no kubeconfig).
+
+    Sensitive outputs are dropped, and so is the kubeconfig output whatever its
+    marking: a module that forgot ``sensitive = true`` must not put cluster
+    credentials into the inventory, a log or an artifact.
+    """
+    hidden = config.drivers.cluster.kubeconfig_output
+    return {name: value for name, value in public_outputs(outputs).items() if name != hidden}
+
+
+def check_cluster_module_outputs(config: FleetConfig, declared: Mapping[str, bool]) -> None:
+    """Refuse a cluster module whose outputs cannot connect the configured driver, before it is applied.
 
     Args:
         config: The fleet configuration.
-        outputs: Non-sensitive terraform outputs (``cluster_endpoint``, ``kubernetes_version``).
-        kubeconfig: The kubeconfig text (sensitive) for the real driver.
+        declared: The module's outputs by name: whether each is sensitive (from its plan).
+
+    Raises:
+        ConfigError: The kubernetes driver is configured and the module declares no
+            kubeconfig output, or declares it without ``sensitive = true``.
+    """
+    if config.drivers.cluster.type != "kubernetes":
+        return
+    kubeconfig = config.drivers.cluster.kubeconfig_output
+    if kubeconfig not in declared:
+        raise ConfigError(_missing_kubeconfig(kubeconfig))
+    if not declared[kubeconfig]:
+        raise ConfigError(_unmarked_kubeconfig(kubeconfig))
+
+
+def _missing_kubeconfig(name: str) -> str:
+    return (
+        f"the cluster module has no {name!r} output (drivers.cluster.kubeconfig_output); "
+        "the kubernetes cluster driver connects with the kubeconfig the module outputs"
+    )
+
+
+def _unmarked_kubeconfig(name: str) -> str:
+    return f"terraform output {name!r} holds cluster credentials: mark it sensitive = true in the cluster module"
+
+
+def kubeconfig_from_outputs(config: FleetConfig, outputs: Mapping[str, TerraformOutput]) -> str:
+    """The kubeconfig text a cluster module outputs (``drivers.cluster.kubeconfig_output``).
+
+    Raises:
+        ConfigError: The module has no such output, it is empty, or it is not marked
+            ``sensitive`` (a credential printed by every ``terraform output``). Permanent:
+            retrying cannot make a module grow an output.
+    """
+    name = config.drivers.cluster.kubeconfig_output
+    output = outputs.get(name)
+    if output is None or not output.value:
+        raise ConfigError(_missing_kubeconfig(name))
+    if not output.sensitive:
+        raise ConfigError(_unmarked_kubeconfig(name))
+    return str(output.value)
+
+
+def connect_cluster(config: FleetConfig, outputs: Mapping[str, TerraformOutput]) -> ClusterDriver:
+    """A driver for the cluster a cluster module's terraform ``outputs`` describe.
+
+    The one way every path (sandbox stages, cleanup, long-lived environments)
+    connects to a cluster: the simulated driver from the ``cluster_endpoint``
+    output, the real driver from the sensitive kubeconfig output, read in memory
+    and never logged or written to disk.
+
+    Args:
+        config: The fleet configuration.
+        outputs: Every output of the module's state, sensitive ones included.
+
+    Raises:
+        ConfigError: The outputs cannot describe a cluster of the configured type
+            (see :func:`kubeconfig_from_outputs`); never retried.
+        ClusterUnreachableError: Retryable trouble reaching the cluster.
     """
     cluster_cfg = config.drivers.cluster
-    endpoint = str(outputs.get("cluster_endpoint") or "")
+    public = public_outputs(outputs)
     if cluster_cfg.type == "simulated":
         from sandbox.drivers.simulated_cluster import SimulatedCluster
 
+        endpoint = str(public.get("cluster_endpoint") or "")
         if not endpoint.startswith("simulated://"):
-            raise ClusterUnreachableError(f"no simulated cluster endpoint in terraform outputs ({endpoint!r})")
+            raise ConfigError(
+                f"the cluster module's cluster_endpoint output is {endpoint!r}, not a simulated:// endpoint "
+                "(drivers.cluster.type is simulated)"
+            )
         return SimulatedCluster(
             Path(endpoint.removeprefix("simulated://")),
-            kubernetes_version=str(outputs.get("kubernetes_version") or "1.31"),
+            kubernetes_version=str(public.get("kubernetes_version") or "1.31"),
             readiness_delay_seconds=cluster_cfg.simulation.readiness_delay_seconds,
             oci_git_remote=config.remote_url,
         )
     from sandbox.drivers.kubernetes_cluster import KubernetesClusterDriver
 
-    if not kubeconfig:
-        raise ClusterUnreachableError("no kubeconfig for the sandbox cluster in terraform outputs")
     # Built from the text in memory: the kubeconfig (a secret) never touches disk.
-    return KubernetesClusterDriver.from_kubeconfig_text(kubeconfig)
+    return KubernetesClusterDriver.from_kubeconfig_text(kubeconfig_from_outputs(config, outputs))

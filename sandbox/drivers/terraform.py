@@ -124,6 +124,9 @@ class PlanSummary(BaseModel):
     destroy: list[str] = Field(default_factory=list, description="Resources to delete")
     replace: list[str] = Field(default_factory=list, description="Resources to delete and create again (either order)")
     forget: list[str] = Field(default_factory=list, description="Resources removed from state without being destroyed")
+    outputs: dict[str, bool] = Field(
+        default_factory=dict, description="Outputs the root module declares, by name: whether each is sensitive"
+    )
     text: str = Field(default="", description="Terraform's human-readable plan (secrets redacted)")
     plan_file: str | None = Field(default=None, description="The saved plan, for apply(plan=...)")
 
@@ -198,6 +201,8 @@ def parse_plan_json(document: Mapping[str, Any], *, text: str = "", plan_file: s
             raise TerraformError("terraform show -json did not return a plan")
         changes = []  # an empty configuration plans nothing
     summary = PlanSummary(text=text, plan_file=plan_file)
+    declared = ((document.get("configuration") or {}).get("root_module") or {}).get("outputs") or {}
+    summary.outputs = {str(name): bool((spec or {}).get("sensitive", False)) for name, spec in declared.items()}
     for change in changes:
         address = str(change.get("address", "?"))
         actions = list(change.get("change", {}).get("actions", []))

@@ -357,3 +357,17 @@ def test_missing_variables_fail_permanently(
     with pytest.raises(TerraformError) as raised:
         driver.plan(sandbox.workdir, incomplete)
     assert '"node_size" is not set' in str(raised.value)
+
+
+def test_a_plan_tells_the_outputs_the_module_declares_and_which_are_sensitive(
+    driver: PythonTerraformDriver, tmp_path: Path
+) -> None:
+    sandbox = new_sandbox(tmp_path, "sb-plan-outputs")
+    driver.prepare(sandbox.workdir, CLUSTER_MODULE, sandbox.workspace)
+
+    plan = driver.plan(sandbox.workdir, sandbox.variables)
+
+    assert plan.outputs["cluster_token"] is True
+    assert plan.outputs["cluster_endpoint"] is False
+    assert {"cluster_name", "kubernetes_version"} <= set(plan.outputs)
+    assert not driver.has_state(sandbox.workdir, sandbox.workspace)  # known before anything exists
