@@ -24,9 +24,10 @@ import yaml
 from sandbox import appstacks, fleetrepo, validation
 from sandbox.config import FleetConfig
 from sandbox.cost import estimate as estimate_cost
-from sandbox.drivers.cluster import FLUX_NAMESPACE, ClusterDriver, ObjectRef
+from sandbox.drivers.cluster import FLUX_NAMESPACE, ClusterDriver, Manifest, ObjectRef
 from sandbox.drivers.terraform import PlanSummary, public_outputs
 from sandbox.errors import (
+    ConfigError,
     ConflictError,
     InvalidInputError,
     PermanentError,
@@ -58,10 +59,17 @@ class Secrets:
     kubeconfig: str | None = None
     #: Tokens that read application stacks' repositories, by stack name.
     application_stack_tokens: dict[str, str] = field(default_factory=dict)
+    #: The SSH private key Flux reads an ``ssh://`` fleet repository with.
+    git_ssh_identity: str | None = None
 
     def values(self) -> tuple[str, ...]:
         """Every non-empty secret (for redaction)."""
-        candidates = (self.git_token, self.kubeconfig, *self.application_stack_tokens.values())
+        candidates = (
+            self.git_token,
+            self.kubeconfig,
+            self.git_ssh_identity,
+            *self.application_stack_tokens.values(),
+        )
         return tuple(v for v in candidates if v)
 
 
@@ -421,9 +429,8 @@ def bootstrap(ctx: SandboxContext) -> StageResult:
     git = ctx.drivers.git
     repo = _on_branch(ctx, branch)
     root = repo / ctx.sandbox_path
-    sync_text = fleetrepo.render_gotk_sync(
-        name=record.name, url=ctx.config.remote_url, branch=branch, path=ctx.sandbox_path
-    )
+    url = ctx.config.checked_flux_url(ctx.config.flux_url, "fleet_repo.flux_url")
+    sync_text = fleetrepo.render_gotk_sync(name=record.name, url=url, branch=branch, path=ctx.sandbox_path)
     written = fleetrepo.write_bootstrap_files(root, sync_text)
     commit = None
     if written:
@@ -432,7 +439,14 @@ def bootstrap(ctx: SandboxContext) -> StageResult:
             repo, f"{who}bootstrap {record.name}: flux-system sync for {ctx.sandbox_path}@{branch}", [ctx.sandbox_path]
         )
         git.push(repo, branch)
-    components = install_flux(cluster_for(ctx), root, git_token=ctx.secrets.git_token, progress=ctx.progress)
+    components = install_flux(
+        cluster_for(ctx),
+        root,
+        git_token=ctx.secrets.git_token,
+        ssh_identity=ctx.secrets.git_ssh_identity,
+        known_hosts=ctx.config.known_hosts(),
+        progress=ctx.progress,
+    )
     ctx.inventory.update(record.name, status=SandboxStatus.active)
     return StageResult(
         stage=Stage.bootstrap,
@@ -441,37 +455,89 @@ def bootstrap(ctx: SandboxContext) -> StageResult:
     )
 
 
+#: The bootstrap secret ``flux-system/flux-system`` the fleet's GitRepository reads the repository with.
+FLUX_GIT_SECRET = "flux-system"
+
+
+def git_credentials_secret(
+    url: str, *, git_token: str | None, ssh_identity: str | None = None, known_hosts: str | None = None
+) -> Manifest:
+    """The ``flux-system/flux-system`` Secret in the form Flux's source-controller reads for ``url``.
+
+    ``ssh://`` URLs authenticate with a private key: keys ``identity`` and
+    ``known_hosts`` (``flux bootstrap``'s format; ``identity.pub`` is optional
+    and not written). Every other URL gets HTTP basic auth: ``username`` and
+    ``password`` (the token).
+
+    Raises:
+        ConfigError: An ssh URL without a private key or without known_hosts,
+            naming where they are configured (never their values).
+    """
+    if url.startswith("ssh://"):
+        if not ssh_identity or not ssh_identity.strip():
+            raise ConfigError(
+                f"the fleet repository's Flux URL {url} is ssh: Flux needs an SSH private key "
+                "(a Prefect Secret block in drivers.git.ssh_key_secret_block, or the variable drivers.git.ssh_key_env)"
+            )
+        if not known_hosts or not known_hosts.strip():
+            raise ConfigError(
+                f"the fleet repository's Flux URL {url} is ssh: Flux needs the host's keys in drivers.git.known_hosts"
+            )
+        # OpenSSH refuses a key file without its final newline (lost easily in an environment variable).
+        identity = ssh_identity if ssh_identity.endswith("\n") else ssh_identity + "\n"
+        data = {"identity": identity, "known_hosts": known_hosts}
+    else:
+        data = {"username": "git", "password": git_token or ""}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": FLUX_GIT_SECRET, "namespace": FLUX_NAMESPACE},
+        "type": "Opaque",
+        "stringData": data,
+    }
+
+
 def install_flux(
-    cluster: ClusterDriver, cluster_root: Path, *, git_token: str | None, progress: Progress = _quiet
+    cluster: ClusterDriver,
+    cluster_root: Path,
+    *,
+    git_token: str | None,
+    ssh_identity: str | None = None,
+    known_hosts: str | None = None,
+    progress: Progress = _quiet,
 ) -> int:
     """Apply a cluster directory's Flux components, the git credentials secret and its sync objects.
 
     What ``flux bootstrap git`` applies after committing: ``gotk-components.yaml``,
-    the ``flux-system/flux-system`` secret the GitRepository reads the repo with,
-    then ``gotk-sync.yaml``. Server-side apply makes a rerun harmless.
+    the ``flux-system/flux-system`` secret the GitRepository reads the repo with
+    (SSH key for an ``ssh://`` URL, token otherwise: see
+    :func:`git_credentials_secret`), then ``gotk-sync.yaml``. Server-side apply
+    makes a rerun harmless.
 
     Returns:
         How many component objects were applied.
+
+    Raises:
+        ConfigError: An ssh fleet URL without its private key or known_hosts.
     """
+    sync_docs = _documents(cluster_root / fleetrepo.SYNC_FILE)
+    source = next((d for d in sync_docs if d.get("kind") == "GitRepository"), {})
+    # Checked before anything is applied: a missing key is a configuration problem.
+    secret = git_credentials_secret(
+        str((source.get("spec") or {}).get("url") or ""),
+        git_token=git_token,
+        ssh_identity=ssh_identity,
+        known_hosts=known_hosts,
+    )
     components = _documents(cluster_root / fleetrepo.COMPONENTS_FILE)
     for doc in components:
         cluster.apply(doc)
     progress(f"applied {len(components)} Flux component objects")
-    cluster.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "flux-system", "namespace": FLUX_NAMESPACE},
-            "type": "Opaque",
-            "stringData": {"username": "git", "password": git_token or ""},
-        }
-    )
-    progress("applied the git credentials secret flux-system/flux-system")
-    sync_docs = _documents(cluster_root / fleetrepo.SYNC_FILE)
+    cluster.apply(secret)
+    progress(f"applied the git credentials secret flux-system/flux-system ({', '.join(sorted(secret['stringData']))})")
     for doc in sync_docs:
         cluster.apply(doc)
     sync = next((d for d in sync_docs if d.get("kind") == "Kustomization"), {})
-    source = next((d for d in sync_docs if d.get("kind") == "GitRepository"), {})
     progress(
         "applied gotk-sync: GitRepository and Kustomization flux-system tracking "
         f"{((source.get('spec') or {}).get('ref') or {}).get('branch')} at {(sync.get('spec') or {}).get('path')}"
@@ -484,7 +550,9 @@ def scan_paths(ctx: SandboxContext, repo: Path) -> list[Path]:
 
     See :func:`sandbox.validation.plan_scan`; the paths do not overlap.
     """
-    plan = validation.plan_scan(repo, ctx.sandbox_path, repo_urls={validation.normalize_git_url(ctx.config.remote_url)})
+    plan = validation.plan_scan(
+        repo, ctx.sandbox_path, repo_urls={validation.normalize_git_url(url) for url in ctx.config.fleet_urls}
+    )
     return [repo / root for root in plan.roots]
 
 
@@ -510,7 +578,7 @@ def validation_report(ctx: SandboxContext) -> ValidationReport:
         k8s_version=minor_version_of(record.kubernetes_version),
         flux_version=settings.flux_version,
         extra_data=[ctx.config.path(p) for p in settings.extra_deprecation_data],
-        repo_urls={validation.normalize_git_url(ctx.config.remote_url)},
+        repo_urls={validation.normalize_git_url(url) for url in ctx.config.fleet_urls},
         changed_files=git.changed_files(repo, base, "HEAD", "."),
         ready_timeout=ctx.config.drivers.cluster.ready_timeout_seconds,
     )
