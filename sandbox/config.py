@@ -255,6 +255,11 @@ class SimulatedClusterConfig(_Model):
     """The simulated cluster (stands in for a Kubernetes cluster where none can run)."""
 
     readiness_delay_seconds: float = Field(default=0.2, description="Simulated time to become Ready")
+    crd_established_delay_seconds: float = Field(
+        default=0.5,
+        ge=0,
+        description="Simulated time a new CustomResourceDefinition takes to become Established (its kind served)",
+    )
 
 
 class ClusterDriverConfig(_Model):
@@ -268,6 +273,11 @@ class ClusterDriverConfig(_Model):
         default="kubeconfig", description="Terraform output holding the sandbox's kubeconfig (kubernetes type)"
     )
     ready_timeout_seconds: float = Field(default=600, description="How long validate waits for Ready")
+    crd_timeout_seconds: float = Field(
+        default=120,
+        gt=0,
+        description="How long bootstrap waits for Flux's CustomResourceDefinitions to be Established",
+    )
     teardown_timeout_seconds: float = Field(default=900, description="How long teardown waits per tier")
 
 

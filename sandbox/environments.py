@@ -202,4 +202,5 @@ def bootstrap_environment(
         ssh_identity=ssh_identity,
         known_hosts=config.known_hosts(),
         progress=progress,
+        crd_timeout_seconds=config.drivers.cluster.crd_timeout_seconds,
     )

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,11 +25,13 @@ import yaml
 from sandbox import appstacks, fleetrepo, validation
 from sandbox.config import FleetConfig
 from sandbox.cost import estimate as estimate_cost
-from sandbox.drivers.cluster import FLUX_NAMESPACE, ClusterDriver, Manifest, ObjectRef
+from sandbox.drivers.cluster import FLUX_NAMESPACE, ClusterDriver, DiscoveryCache, Manifest, ObjectRef
 from sandbox.drivers.terraform import PlanSummary, public_outputs
 from sandbox.errors import (
     ConfigError,
     ConflictError,
+    CrdNotEstablishedError,
+    CrdRejectedError,
     InvalidInputError,
     PermanentError,
     ProtectedEnvironmentError,
@@ -446,6 +449,7 @@ def bootstrap(ctx: SandboxContext) -> StageResult:
         ssh_identity=ctx.secrets.git_ssh_identity,
         known_hosts=ctx.config.known_hosts(),
         progress=ctx.progress,
+        crd_timeout_seconds=ctx.config.drivers.cluster.crd_timeout_seconds,
     )
     ctx.inventory.update(record.name, status=SandboxStatus.active)
     return StageResult(
@@ -497,6 +501,75 @@ def git_credentials_secret(
     }
 
 
+CRD_API = "apiextensions.k8s.io/v1"
+#: How often the wait for CustomResourceDefinitions looks again.
+CRD_POLL_SECONDS = 0.5
+
+
+def _crd_condition(crd: Manifest, condition: str) -> dict[str, Any] | None:
+    for entry in (crd.get("status") or {}).get("conditions") or []:
+        if entry.get("type") == condition:
+            return dict(entry)
+    return None
+
+
+def wait_for_crds_established(
+    cluster: ClusterDriver,
+    names: list[str],
+    *,
+    timeout_seconds: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Wait until every named CustomResourceDefinition is ``Established`` (its kind served), as ``flux install`` does.
+
+    Then asks a driver with a discovery cache to refresh it: kinds looked up
+    before they were served must be found now.
+
+    Args:
+        cluster: The cluster.
+        names: CRD names (``gitrepositories.source.toolkit.fluxcd.io``).
+        timeout_seconds: How long to wait.
+        clock: Monotonic seconds (tests inject one).
+        sleep: Pauses between looks (tests inject one that moves their clock).
+
+    Raises:
+        CrdRejectedError: A CRD's names were refused (``NamesAccepted=False``): it is never served.
+        CrdNotEstablishedError: Some were not Established in time, named (retryable).
+    """
+    deadline = clock() + timeout_seconds
+    waiting = sorted(set(names))
+    while waiting:
+        pending = []
+        for name in waiting:
+            crd = cluster.get(ObjectRef(CRD_API, "CustomResourceDefinition", name))
+            names_accepted = _crd_condition(crd, "NamesAccepted") if crd else None
+            if names_accepted is not None and names_accepted.get("status") == "False":
+                raise CrdRejectedError(
+                    f"CustomResourceDefinition {name} was rejected (NamesAccepted=False): "
+                    f"{names_accepted.get('message') or names_accepted.get('reason') or 'no reason given'}"
+                )
+            established = _crd_condition(crd, "Established") if crd else None
+            if established is None or established.get("status") != "True":
+                pending.append(name)
+        waiting = pending
+        if not waiting:
+            break
+        remaining = deadline - clock()
+        if remaining <= 0:
+            raise CrdNotEstablishedError(
+                f"CustomResourceDefinitions not Established after {timeout_seconds:g}s: {', '.join(waiting)}"
+            )
+        sleep(min(CRD_POLL_SECONDS, remaining))
+    if isinstance(cluster, DiscoveryCache):
+        cluster.refresh_discovery()
+
+
+def _install_stage(doc: Manifest) -> int:
+    """``flux install``'s order: CRDs and Namespaces (stage 0) before everything else (stage 1)."""
+    return 0 if doc.get("kind") in ("CustomResourceDefinition", "Namespace") else 1
+
+
 def install_flux(
     cluster: ClusterDriver,
     cluster_root: Path,
@@ -505,20 +578,38 @@ def install_flux(
     ssh_identity: str | None = None,
     known_hosts: str | None = None,
     progress: Progress = _quiet,
+    crd_timeout_seconds: float = 120.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     """Apply a cluster directory's Flux components, the git credentials secret and its sync objects.
 
-    What ``flux bootstrap git`` applies after committing: ``gotk-components.yaml``,
-    the ``flux-system/flux-system`` secret the GitRepository reads the repo with
-    (SSH key for an ``ssh://`` URL, token otherwise: see
-    :func:`git_credentials_secret`), then ``gotk-sync.yaml``. Server-side apply
-    makes a rerun harmless.
+    What ``flux bootstrap git`` applies after committing: ``gotk-components.yaml``
+    in two stages -- its CustomResourceDefinitions and Namespaces first, then,
+    once the CRDs are Established (a custom object of a kind not yet served is
+    refused), the controllers -- then the ``flux-system/flux-system`` secret the
+    GitRepository reads the repo with (SSH key for an ``ssh://`` URL, token
+    otherwise: see :func:`git_credentials_secret`), then ``gotk-sync.yaml``.
+    Server-side apply makes a rerun harmless.
+
+    Args:
+        cluster: The cluster.
+        cluster_root: The cluster's directory in a checkout (``clusters/<name>``).
+        git_token: The token of an http(s) fleet repository.
+        ssh_identity: The private key of an ssh fleet repository.
+        known_hosts: The git host's keys, for an ssh fleet repository.
+        progress: Told what was applied.
+        crd_timeout_seconds: How long to wait for the CRDs to be Established.
+        clock: Monotonic seconds, for that wait (tests inject one).
+        sleep: Pauses of that wait (tests inject one).
 
     Returns:
         How many component objects were applied.
 
     Raises:
         ConfigError: An ssh fleet URL without its private key or known_hosts.
+        CrdNotEstablishedError: The CRDs were not Established in time (retryable).
+        CrdRejectedError: A CRD's names were refused.
     """
     sync_docs = _documents(cluster_root / fleetrepo.SYNC_FILE)
     source = next((d for d in sync_docs if d.get("kind") == "GitRepository"), {})
@@ -530,8 +621,14 @@ def install_flux(
         known_hosts=known_hosts,
     )
     components = _documents(cluster_root / fleetrepo.COMPONENTS_FILE)
-    for doc in components:
-        cluster.apply(doc)
+    for stage in (0, 1):
+        for doc in components:
+            if _install_stage(doc) == stage:
+                cluster.apply(doc)
+        if stage == 0:
+            crds = [str(d["metadata"]["name"]) for d in components if d.get("kind") == "CustomResourceDefinition"]
+            wait_for_crds_established(cluster, crds, timeout_seconds=crd_timeout_seconds, clock=clock, sleep=sleep)
+            progress(f"applied {len(crds)} Flux CustomResourceDefinitions; all Established")
     progress(f"applied {len(components)} Flux component objects")
     cluster.apply(secret)
     progress(f"applied the git credentials secret flux-system/flux-system ({', '.join(sorted(secret['stringData']))})")

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import base64
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sandbox import fleetrepo
 from sandbox.drivers.cluster import ObjectRef
 from sandbox.drivers.simulated_cluster import SimulatedCluster
-from sandbox.errors import ConfigError
-from sandbox.lifecycle import Secrets, install_flux
+from sandbox.errors import ClusterError, ConfigError, CrdNotEstablishedError, CrdRejectedError
+from sandbox.lifecycle import Secrets, install_flux, wait_for_crds_established
 
 EXAMPLE_FLUX_DIR = Path(__file__).resolve().parents[2] / "examples" / "fleet-repo" / "clusters" / "development"
 SECRET = ObjectRef("v1", "Secret", "flux-system", "flux-system")
@@ -75,3 +77,107 @@ def test_an_ssh_fleet_without_its_key_is_refused_before_anything_is_applied(
 
 def test_the_ssh_key_is_a_secret_value() -> None:
     assert PRIVATE_KEY in Secrets(git_ssh_identity=PRIVATE_KEY).values()
+
+
+# -- CustomResourceDefinitions are Established after a delay ------------------------------
+
+
+class SteppedClock:
+    """Simulated time the test moves; ``sleep`` moves it instead of waiting."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+CRD_API = "apiextensions.k8s.io/v1"
+WIDGET_CRD = {
+    "apiVersion": CRD_API,
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.com"},
+    "spec": {"group": "example.com", "names": {"kind": "Widget", "plural": "widgets"}, "scope": "Namespaced"},
+}
+WIDGET = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "default"}}
+
+
+def delayed_cluster(tmp_path: Path, clock: SteppedClock, delay: float = 3.0) -> SimulatedCluster:
+    (tmp_path / "cluster").mkdir(exist_ok=True)
+    return SimulatedCluster(tmp_path / "cluster", clock=clock, crd_established_delay_seconds=delay)
+
+
+def crd_conditions(cluster: SimulatedCluster, name: str) -> dict[str, str]:
+    crd = cluster.get(ObjectRef(CRD_API, "CustomResourceDefinition", name))
+    assert crd is not None
+    return {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+
+
+def test_the_simulated_cluster_refuses_custom_objects_until_their_crd_is_established(tmp_path: Path) -> None:
+    clock = SteppedClock()
+    cluster = delayed_cluster(tmp_path, clock)
+    cluster.apply(WIDGET_CRD)
+    assert crd_conditions(cluster, "widgets.example.com") == {"NamesAccepted": "True", "Established": "False"}
+    with pytest.raises(ClusterError, match="the server could not find the requested resource"):
+        cluster.apply(WIDGET)
+    assert cluster.list("example.com/v1", "Widget") == []
+    clock.now += 2.9
+    with pytest.raises(ClusterError, match="widgets.example.com is not Established"):
+        cluster.apply(WIDGET)
+    clock.now += 0.1
+    assert crd_conditions(cluster, "widgets.example.com") == {"NamesAccepted": "True", "Established": "True"}
+    assert cluster.apply(WIDGET)["kind"] == "Widget"
+
+
+def test_bootstrap_waits_for_the_crds_before_the_controllers_and_the_sync(tmp_path: Path) -> None:
+    clock = SteppedClock()
+    cluster = delayed_cluster(tmp_path, clock)
+    root = cluster_dir(tmp_path, "https://github.com/example-org/fleet-infra.git")
+    applied: list[str] = []
+    original = cluster.apply
+
+    def recording_apply(manifest: Mapping[str, Any]) -> dict[str, Any]:
+        applied.append(f"{manifest['kind']}@{clock.now - 1_700_000_000.0:g}")
+        return original(manifest)
+
+    cluster.apply = recording_apply  # type: ignore[method-assign]
+    install_flux(cluster, root, git_token="t", clock=clock, sleep=clock.sleep, crd_timeout_seconds=30)
+    kinds = [entry.split("@")[0] for entry in applied]
+    first_other = next(i for i, kind in enumerate(kinds) if kind not in ("CustomResourceDefinition", "Namespace"))
+    assert set(kinds[:first_other]) == {"CustomResourceDefinition", "Namespace"}
+    assert set(kinds[first_other:]) >= {"Deployment", "Secret", "GitRepository", "Kustomization"}
+    assert "CustomResourceDefinition" not in kinds[first_other:]
+    # Everything after the CRDs was applied once they were Established, 3 simulated seconds later.
+    assert all(float(entry.split("@")[1]) >= 3 for entry in applied[first_other:])
+    assert cluster.get(ObjectRef("source.toolkit.fluxcd.io/v1", "GitRepository", "flux-system", "flux-system"))
+
+
+def test_crds_not_established_in_time_are_named_and_retryable(tmp_path: Path) -> None:
+    clock = SteppedClock()
+    cluster = delayed_cluster(tmp_path, clock, delay=60)
+    root = cluster_dir(tmp_path, "https://github.com/example-org/fleet-infra.git")
+    with pytest.raises(CrdNotEstablishedError) as late:
+        install_flux(cluster, root, git_token="t", clock=clock, sleep=clock.sleep, crd_timeout_seconds=5)
+    message = str(late.value)
+    assert message.startswith("CustomResourceDefinitions not Established after 5s: gitrepositories.source")
+    assert "kustomizations.kustomize.toolkit.fluxcd.io" in message and late.value.retryable
+    assert sum(clock.slept) == pytest.approx(5)
+    assert cluster.list("apps/v1", "Deployment") == []  # the controllers wait for their CRDs
+
+
+def test_a_crd_whose_names_are_taken_is_rejected_permanently(tmp_path: Path) -> None:
+    clock = SteppedClock()
+    cluster = delayed_cluster(tmp_path, clock, delay=0)
+    cluster.apply(WIDGET_CRD)
+    cluster.apply({**WIDGET_CRD, "metadata": {"name": "gadgets.example.com"}})
+    assert crd_conditions(cluster, "gadgets.example.com") == {"NamesAccepted": "False", "Established": "False"}
+    with pytest.raises(CrdRejectedError, match=r"gadgets\.example\.com was rejected \(NamesAccepted=False\): "):
+        wait_for_crds_established(
+            cluster, ["widgets.example.com", "gadgets.example.com"], timeout_seconds=5, clock=clock, sleep=clock.sleep
+        )
+    assert clock.slept == []
