@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import re
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from sandbox import fleetrepo
 from sandbox.drivers.cluster import ObjectRef
@@ -181,3 +183,41 @@ def test_a_crd_whose_names_are_taken_is_rejected_permanently(tmp_path: Path) -> 
             cluster, ["widgets.example.com", "gadgets.example.com"], timeout_seconds=5, clock=clock, sleep=clock.sleep
         )
     assert clock.slept == []
+
+
+@pytest.mark.parametrize(
+    ("url", "accepted"),
+    [
+        ("https://github.com/example-org/fleet-infra.git", True),
+        ("ssh://git@github.com/example-org/fleet-infra.git", True),
+        ("file:///srv/git/fleet.git", True),  # the simulation's allowance: read from disk
+        ("/srv/git/fleet.git", True),  # likewise
+        ("git@github.com:example-org/fleet-infra.git", False),
+        ("remote.git", False),
+        ("ftp://example.com/fleet.git", False),
+    ],
+)
+def test_the_simulated_api_server_validates_git_repository_urls_like_flux_crd(
+    tmp_path: Path, url: str, accepted: bool
+) -> None:
+    clock = SteppedClock()
+    cluster = delayed_cluster(tmp_path, clock, delay=0)
+    for doc in yaml.safe_load_all((EXAMPLE_FLUX_DIR / fleetrepo.COMPONENTS_FILE).read_text(encoding="utf-8")):
+        if isinstance(doc, dict) and doc["kind"] in ("CustomResourceDefinition", "Namespace"):
+            cluster.apply(doc)
+    source: dict[str, Any] = {
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "GitRepository",
+        "metadata": {"name": "fleet", "namespace": "flux-system"},
+        "spec": {"interval": "1m", "url": url, "ref": {"branch": "main"}},
+    }
+    ref = ObjectRef("source.toolkit.fluxcd.io/v1", "GitRepository", "fleet", "flux-system")
+    if accepted:
+        assert cluster.apply(source)["spec"]["url"] == url
+        return
+    refused = f"spec.url: Invalid value: \"{url}\": spec.url in body should match '^(http|https|ssh)://.*$'"
+    with pytest.raises(ClusterError, match=re.escape(refused)):
+        cluster.apply(source)
+    cluster.apply({**source, "spec": {**source["spec"], "url": "https://github.com/example-org/fleet-infra.git"}})
+    with pytest.raises(ClusterError, match=re.escape(refused)):
+        cluster.merge_patch(ref, {"spec": {"url": url}})

@@ -27,6 +27,9 @@ Rules modelled because getting them wrong must fail a test:
 * Namespaces and CRDs carry the finalizers a real cluster gives them: a
   deleted namespace stays ``Terminating`` until everything in it is gone; a
   deleted CRD until all its custom objects are gone.
+* A GitRepository's ``spec.url`` must be an http, https or ssh URL, as Flux's
+  CRD schema requires; the simulation alone also accepts ``file://`` URLs and
+  absolute paths, which its source-controller reads from disk.
 * A ``Secret``'s ``stringData`` is folded into base64 ``data``; its values never
   appear in an error.
 """
@@ -688,6 +691,7 @@ class SimulatedApiServer:
         if namespaced:
             self._check_namespace(namespace, creating=existing is None)
         body = {k: copy.deepcopy(v) for k, v in manifest.items() if k not in _NOT_BODY}
+        _validate_schema(key, body)
         if kind == "Secret" and key[0] == "":
             body = _fold_string_data(body)
         labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
@@ -768,6 +772,7 @@ class SimulatedApiServer:
             )
         clean_patch = {k: v for k, v in patch.items() if k not in ("apiVersion", "kind", "status")}
         updated = merge_patch(copy.deepcopy(existing), clean_patch)
+        _validate_schema(key, updated)
         for field in _SERVER_METADATA:
             if field in existing["metadata"]:
                 updated["metadata"][field] = existing["metadata"][field]
@@ -947,6 +952,35 @@ def _fold_string_data(body: dict[str, Any]) -> dict[str, Any]:
     if "type" not in body:
         body["type"] = "Opaque"
     return body
+
+
+#: Flux's GitRepository CRD: ``spec.url`` must match this pattern (its OpenAPI schema).
+GIT_REPOSITORY_URL_PATTERN = r"^(http|https|ssh)://.*$"
+
+
+def _validate_schema(key: Key, body: Mapping[str, Any]) -> None:
+    """The CRD schema rules the simulation enforces: a GitRepository's ``spec.url``.
+
+    As Flux's CRD requires, the URL must be http, https or ssh -- except, in
+    the simulation only, a ``file://`` URL or an absolute path: the simulated
+    source-controller reads such a repository from disk (the demo's local
+    remote), which a real cluster cannot. scp-style addresses and relative
+    paths are refused as a real API server refuses them.
+
+    Raises:
+        SimulatedApiError: The object is invalid (a real API server answers 422).
+    """
+    if key[:2] != ("source.toolkit.fluxcd.io", "GitRepository"):
+        return
+    url = (body.get("spec") or {}).get("url") if isinstance(body.get("spec"), Mapping) else None
+    if not isinstance(url, str):
+        return
+    if re.match(GIT_REPOSITORY_URL_PATTERN, url) or url.startswith("file://") or url.startswith("/"):
+        return
+    raise SimulatedApiError(
+        f'GitRepository.source.toolkit.fluxcd.io "{key[3]}" is invalid: spec.url: Invalid value: "{url}": '
+        f"spec.url in body should match '{GIT_REPOSITORY_URL_PATTERN}'"
+    )
 
 
 def crd_condition(crd: Mapping[str, Any], condition: str) -> str | None:
