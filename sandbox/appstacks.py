@@ -118,7 +118,7 @@ def fleet_repo_paths(config: FleetConfig) -> list[str]:
     paths = (
         _kustomization_path(stack.path).removeprefix("./")
         for stack in config.validation.application_stacks
-        if config.stack_url(stack) == config.remote_url
+        if config.is_fleet_url(config.stack_url(stack))
     )
     return [path for path in paths if path]
 
@@ -130,11 +130,17 @@ def manifests_for(config: FleetConfig, tokens: Mapping[str, str] | None = None) 
         config: The fleet configuration.
         tokens: Tokens by stack name, resolved by the caller from each stack's
             Secret block or environment variable.
+
+    Raises:
+        ConfigError: A stack's URL is one Flux on a real cluster cannot fetch
+            (a local path, an scp-style address), naming the stack's key.
     """
     documents: list[Manifest] = []
-    for stack in config.validation.application_stacks:
+    for index, stack in enumerate(config.validation.application_stacks):
         token = (tokens or {}).get(stack.name)
-        documents += stack_manifests(stack, url=config.stack_url(stack), fleet_url=config.remote_url, token=token)
+        field = f"validation.application_stacks.{index}.url ({stack.name})"
+        url = config.checked_flux_url(config.stack_url(stack), field if stack.url else "fleet_repo.flux_url")
+        documents += stack_manifests(stack, url=url, fleet_url=config.flux_url, token=token)
     return documents
 
 

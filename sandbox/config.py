@@ -19,6 +19,52 @@ from sandbox.errors import ConfigError, InvalidInputError
 
 DEFAULT_CONFIG_PATH = Path("fleet.yaml")
 
+#: What Flux's GitRepository CRD accepts in ``spec.url`` (its OpenAPI schema's pattern).
+FLUX_GIT_URL_PATTERN = r"^(http|https|ssh)://.*$"
+_FLUX_GIT_URL = re.compile(FLUX_GIT_URL_PATTERN)
+_SCP_STYLE = re.compile(r"^(?P<user>[\w.-]+@)?(?P<host>[\w.-]+):(?P<path>(?!//).+)$")
+
+
+def is_flux_git_url(value: str) -> bool:
+    """Whether Flux's GitRepository CRD accepts ``value`` as ``spec.url`` (http, https or ssh URL)."""
+    return bool(_FLUX_GIT_URL.match(value))
+
+
+def is_scp_style(value: str) -> bool:
+    """Whether ``value`` is an scp-style git address (``git@host:org/repo.git``), which Flux refuses."""
+    return "://" not in value and bool(_SCP_STYLE.match(value)) and not re.match(r"^[A-Za-z]:[\\/]", value)
+
+
+def scp_to_ssh_url(value: str) -> str:
+    """The ``ssh://`` form of an scp-style address: ``git@host:org/repo.git`` -> ``ssh://git@host/org/repo.git``."""
+    match = _SCP_STYLE.match(value)
+    if match is None:
+        return value
+    return f"ssh://{match['user'] or ''}{match['host']}/{match['path'].lstrip('/')}"
+
+
+def flux_url_problem(value: str) -> str | None:
+    """Why Flux on a real cluster cannot fetch from ``value`` (``None`` when it can).
+
+    One phrase, suggesting the ``ssh://`` form for an scp-style address.
+    """
+    if is_flux_git_url(value):
+        return None
+    if is_scp_style(value):
+        return (
+            f"{value!r} is an scp-style address, which Flux's GitRepository refuses (spec.url must match "
+            f"{FLUX_GIT_URL_PATTERN}); use {scp_to_ssh_url(value)!r}"
+        )
+    if "://" in value:
+        return (
+            f"{value!r} is not an http, https or ssh URL "
+            f"(Flux's GitRepository spec.url must match {FLUX_GIT_URL_PATTERN})"
+        )
+    return (
+        f"{value!r} is a local path, which Flux on a real cluster cannot fetch "
+        f"(spec.url must be an http, https or ssh URL)"
+    )
+
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -85,7 +131,16 @@ class EnvironmentConfig(_Model):
 class FleetRepoConfig(_Model):
     """Where the fleet repository lives."""
 
-    remote: str = Field(description="Git URL or path of the fleet repository remote")
+    remote: str = Field(description="Git URL or path of the fleet repository remote (what this tool clones and pushes)")
+    flux_url: str | None = Field(
+        default=None,
+        description=(
+            "The URL Flux on the clusters fetches the fleet repository from: an http, https or ssh URL "
+            "(ssh://git@host/org/repo.git, not git@host:org/repo.git), rendered into gotk-sync.yaml; default: "
+            "`remote` when that is such a URL. With the simulated cluster driver a local path (or file:// URL) is "
+            "accepted too, because the simulated source-controller reads the repository from disk"
+        ),
+    )
     default_branch: str = Field(default="main", description="The trunk branch sandboxes branch from")
     ticket_pattern: str = Field(
         default=r"[A-Z][A-Z0-9]+-[0-9]+",
@@ -200,6 +255,11 @@ class SimulatedClusterConfig(_Model):
     """The simulated cluster (stands in for a Kubernetes cluster where none can run)."""
 
     readiness_delay_seconds: float = Field(default=0.2, description="Simulated time to become Ready")
+    crd_established_delay_seconds: float = Field(
+        default=0.5,
+        ge=0,
+        description="Simulated time a new CustomResourceDefinition takes to become Established (its kind served)",
+    )
 
 
 class ClusterDriverConfig(_Model):
@@ -213,6 +273,11 @@ class ClusterDriverConfig(_Model):
         default="kubeconfig", description="Terraform output holding the sandbox's kubeconfig (kubernetes type)"
     )
     ready_timeout_seconds: float = Field(default=600, description="How long validate waits for Ready")
+    crd_timeout_seconds: float = Field(
+        default=120,
+        gt=0,
+        description="How long bootstrap waits for Flux's CustomResourceDefinitions to be Established",
+    )
     teardown_timeout_seconds: float = Field(default=900, description="How long teardown waits per tier")
 
 
@@ -239,6 +304,21 @@ class GitDriverConfig(_Model):
     )
     credentials_secret_block: str | None = Field(
         default=None, description="Prefect Secret block with the token Flux uses to read the repo"
+    )
+    ssh_key_env: str = Field(
+        default="FLEET_GIT_SSH_KEY",
+        description="Environment variable with the SSH private key Flux reads an ssh:// fleet repository with",
+    )
+    ssh_key_secret_block: str | None = Field(
+        default=None,
+        description="Prefect Secret block with the SSH private key Flux reads an ssh:// fleet repository with",
+    )
+    known_hosts: str | None = Field(
+        default=None,
+        description=(
+            "The git host's SSH host keys for an ssh:// fleet repository: known_hosts lines, or the path of a "
+            "known_hosts file (relative to fleet.yaml)"
+        ),
     )
 
 
@@ -506,6 +586,33 @@ class FleetConfig(_Model):
             raise ValueError("at least one environment is required")
         return self
 
+    @model_validator(mode="after")
+    def _flux_can_fetch(self) -> FleetConfig:
+        # A URL Flux's GitRepository CRD refuses would only fail at bootstrap or
+        # validate, on a cluster already paid for: refuse it when the file is read.
+        if self.drivers.cluster.type != "kubernetes":
+            return self
+        given = self.fleet_repo.flux_url
+        field = "fleet_repo.flux_url" if given else "fleet_repo.remote (used as fleet_repo.flux_url when unset)"
+        problem = flux_url_problem(given or self.fleet_repo.remote)
+        if problem:
+            advice = "" if given else "; set fleet_repo.flux_url to the URL Flux fetches the repository from"
+            raise ValueError(f"{field}: {problem}{advice}")
+        if self.flux_url.startswith("ssh://"):
+            if not self.drivers.git.known_hosts:
+                raise ValueError(
+                    f"drivers.git.known_hosts: required for the ssh fleet URL {self.flux_url!r} "
+                    "(Flux verifies the git host's key against it)"
+                )
+            try:
+                self.known_hosts()
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        for index, stack in enumerate(self.validation.application_stacks):
+            if stack.url and (problem := flux_url_problem(self.stack_url(stack))):
+                raise ValueError(f"validation.application_stacks.{index}.url ({stack.name}): {problem}")
+        return self
+
     def path(self, value: str | Path) -> Path:
         """Resolve a path from the file against the file's directory."""
         p = Path(value).expanduser()
@@ -532,9 +639,62 @@ class FleetConfig(_Model):
             return value
         return str(self.path(value))
 
+    @property
+    def flux_url(self) -> str:
+        """The URL Flux fetches the fleet repository from: ``fleet_repo.flux_url``, else the remote."""
+        return self.git_url(self.fleet_repo.flux_url) if self.fleet_repo.flux_url else self.remote_url
+
+    def is_fleet_url(self, url: str) -> bool:
+        """Whether ``url`` names the fleet repository (its remote or its Flux URL)."""
+        return url in self.fleet_urls
+
     def stack_url(self, stack: ApplicationStack) -> str:
-        """Where an application stack's repository is (the fleet remote by default)."""
-        return self.git_url(stack.url) if stack.url else self.remote_url
+        """Where Flux fetches an application stack's repository from (the fleet's Flux URL by default)."""
+        url = self.git_url(stack.url) if stack.url else self.flux_url
+        # A stack kept in the fleet repository named by its remote is fetched like the fleet.
+        return self.flux_url if url == self.remote_url else url
+
+    @property
+    def fleet_urls(self) -> set[str]:
+        """Every URL naming the fleet repository (remote and Flux URL)."""
+        return {self.remote_url, self.flux_url}
+
+    def checked_flux_url(self, url: str, field: str) -> str:
+        """``url`` when Flux on this configuration's clusters can fetch from it.
+
+        Real clusters (``drivers.cluster.type: kubernetes``) need an http, https
+        or ssh URL, as Flux's GitRepository CRD requires; the simulated
+        source-controller also reads local paths and ``file://`` URLs.
+
+        Raises:
+            ConfigError: Naming ``field`` and the problem (the ssh:// form for an scp-style address).
+        """
+        if self.drivers.cluster.type == "kubernetes" and (problem := flux_url_problem(url)):
+            raise ConfigError(f"{field}: {problem}")
+        return url
+
+    def known_hosts(self) -> str | None:
+        """``drivers.git.known_hosts`` as known_hosts lines (a file's content when it names a file).
+
+        Raises:
+            ConfigError: It names neither a readable file nor known_hosts lines.
+        """
+        value = self.drivers.git.known_hosts
+        if not value or not value.strip():
+            return None
+        text = value.strip()
+        # A known_hosts line is "<hosts> <key type> <key>": a value without
+        # whitespace can only be a file name.
+        if len(text.split()) < 3:
+            path = self.path(text)
+            try:
+                return path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(
+                    f"drivers.git.known_hosts: {path} cannot be read ({exc.strerror}); "
+                    "give known_hosts lines or the path of a known_hosts file"
+                ) from None
+        return text + "\n"
 
     def environment(self, name: str) -> EnvironmentConfig:
         """The named long-lived environment.
@@ -586,6 +746,9 @@ def load_config(path: str | Path = DEFAULT_CONFIG_PATH) -> FleetConfig:
         config = FleetConfig.model_validate({**data, "base_dir": path.resolve().parent})
     except ValidationError as exc:
         first = exc.errors()[0]
+        if not first["loc"] and first["type"] == "value_error":
+            # A check across sections: its message starts with the key it is about.
+            raise ConfigError(f"{path}: {str(first['msg']).removeprefix('Value error, ')}") from None
         raise ConfigError(
             f"{path}: {_location(first['loc'])}: {first['msg']}"
             + (

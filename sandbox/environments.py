@@ -177,6 +177,7 @@ def bootstrap_environment(
     git: GitCli,
     *,
     git_token: str | None = None,
+    ssh_identity: str | None = None,
     progress: Progress = _quiet,
 ) -> int:
     """Install Flux on an environment's cluster from its committed ``flux-system/`` (the demo's development).
@@ -192,4 +193,12 @@ def bootstrap_environment(
     root = update_checkout(config, env, git) / config.environment(env).cluster_dir
     if not (root / fleetrepo.SYNC_FILE).is_file():
         raise EnvironmentNotProvisionedError(f"{config.environment(env).cluster_dir}/{fleetrepo.SYNC_FILE} is missing")
-    return install_flux(cluster, root, git_token=git_token, progress=progress)
+    return install_flux(
+        cluster,
+        root,
+        git_token=git_token,
+        ssh_identity=ssh_identity,
+        known_hosts=config.known_hosts(),
+        progress=progress,
+        crd_timeout_seconds=config.drivers.cluster.crd_timeout_seconds,
+    )

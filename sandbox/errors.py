@@ -75,6 +75,18 @@ class ClusterError(PermanentError):
     """The cluster refused a request (not found, forbidden, invalid object)."""
 
 
+class CrdNotEstablishedError(RetryableError):
+    """CustomResourceDefinitions were not Established within the wait.
+
+    Retryable: on a fresh cluster the API server may simply be slow to serve
+    them; a later bootstrap attempt waits again.
+    """
+
+
+class CrdRejectedError(PermanentError):
+    """The API server refused a CustomResourceDefinition's names (``NamesAccepted=False``): it is never served."""
+
+
 class NotReadyError(PermanentError):
     """Flux objects did not become Ready within the timeout."""
 

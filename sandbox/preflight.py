@@ -141,7 +141,9 @@ def check_checkout(config: FleetConfig, repo: Path, source_env: str) -> list[str
     module = repo / env.terraform.module
     if not module.is_dir() or not any(p.suffix == ".tf" for p in module.iterdir()):
         raise FleetRepoError(f"terraform module {env.terraform.module!r} not found in the fleet repository")
-    plan = validation.plan_scan(repo, cluster_path, repo_urls={validation.normalize_git_url(config.remote_url)})
+    plan = validation.plan_scan(
+        repo, cluster_path, repo_urls={validation.normalize_git_url(url) for url in config.fleet_urls}
+    )
     roots = plan.roots or [cluster_path]
     problem = _first_malformed_yaml(repo, roots)
     if problem is not None:

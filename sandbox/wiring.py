@@ -176,6 +176,7 @@ def connect_cluster(config: FleetConfig, outputs: Mapping[str, TerraformOutput])
             Path(endpoint.removeprefix("simulated://")),
             kubernetes_version=str(public.get("kubernetes_version") or "1.31"),
             readiness_delay_seconds=cluster_cfg.simulation.readiness_delay_seconds,
+            crd_established_delay_seconds=cluster_cfg.simulation.crd_established_delay_seconds,
             oci_git_remote=config.remote_url,
         )
     from sandbox.drivers.kubernetes_cluster import KubernetesClusterDriver

@@ -82,6 +82,13 @@ def application_stack_tokens(config: FleetConfig) -> dict[str, str]:
     return tokens
 
 
+def fleet_ssh_identity(config: FleetConfig) -> str | None:
+    """The SSH private key Flux reads an ``ssh://`` fleet repository with (``None`` for other URLs)."""
+    if not config.flux_url.startswith("ssh://"):
+        return None
+    return resolve_secret(config.drivers.git.ssh_key_secret_block, config.drivers.git.ssh_key_env)
+
+
 def stage_context(config: FleetConfig, name: str) -> SandboxContext:
     """Everything a stage function needs, with secrets resolved here (the core never sees Prefect)."""
     logger = get_run_logger()
@@ -97,6 +104,7 @@ def stage_context(config: FleetConfig, name: str) -> SandboxContext:
         secrets=Secrets(
             git_token=resolve_secret(config.drivers.git.credentials_secret_block, config.drivers.git.credentials_env),
             application_stack_tokens=application_stack_tokens(config),
+            git_ssh_identity=fleet_ssh_identity(config),
         ),
     )
 

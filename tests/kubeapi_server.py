@@ -19,7 +19,13 @@ port) that
 * records every request (method, path, query, headers, body) in
   :attr:`KubeApiServer.requests` for assertions;
 * has hooks to force error statuses, slow answers and dropped connections
-  (:meth:`KubeApiServer.fail`, :meth:`KubeApiServer.delay`).
+  (:meth:`KubeApiServer.fail`, :meth:`KubeApiServer.delay`);
+* models how a real API server installs a CustomResourceDefinition: a new CRD
+  is stored with ``NamesAccepted=True`` and ``Established=False``, and only
+  after ``crd_established_delay`` seconds (by the injectable ``clock``) is it
+  ``Established`` and its kind added to discovery; until then a request for
+  its objects is ``404 NotFound`` "the server could not find the requested
+  resource".
 
 Use :func:`running_kubeapi_server` to start one and write a kubeconfig that
 points at it with a fake bearer token::
@@ -43,7 +49,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -249,6 +255,19 @@ def selector_matches(selector: str | None, labels: Mapping[str, str]) -> bool:
     return True
 
 
+CRD_API = "apiextensions.k8s.io/v1"
+
+
+def _crd_status(*, established: bool) -> Manifest:
+    """A CRD's status as the apiextensions controllers write it."""
+    names = {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found"}
+    if established:
+        state = {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": ""}
+    else:
+        state = {"type": "Established", "status": "False", "reason": "Installing", "message": "the CRD is installing"}
+    return {"conditions": [names, state]}
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -260,6 +279,9 @@ class KubeApiServer:
         token: The bearer token every request must carry (``None`` accepts any).
         fixtures_dir: Where ``version.json`` and ``discovery/*.json`` live.
         version: Overrides ``/version`` (e.g. ``{"major": "1", "minor": "29"}``).
+        crd_established_delay: Seconds (by ``clock``) a new CRD takes to be
+            Established and served; ``0`` establishes it as it is stored.
+        clock: Monotonic seconds (a test's stepped clock: no real waiting).
 
     Attributes:
         requests: Every request received, in order (append-only; read it after
@@ -275,8 +297,14 @@ class KubeApiServer:
         token: str | None = FAKE_TOKEN,
         fixtures_dir: Path = FIXTURES_DIR,
         version: Mapping[str, str] | None = None,
+        crd_established_delay: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.token = token
+        self.crd_established_delay = crd_established_delay
+        self._clock = clock
+        #: CRDs stored and not yet Established: storage key -> when they will be.
+        self._installing_crds: dict[tuple[str, str, str, str], float] = {}
         self.requests: list[RecordedRequest] = []
         self.watch_close_after: float | None = None
         self.kubeconfig_path: Path | None = None
@@ -470,6 +498,47 @@ class KubeApiServer:
                     return ApiResource(group, version, row["name"], kind, bool(row["namespaced"]))
         return None
 
+    def establish_due_crds(self) -> list[str]:
+        """Establish the CRDs whose delay has passed and serve their kinds; their names.
+
+        Every request does this first, as the real API server's controllers run
+        on their own.
+        """
+        with self._lock:
+            due = sorted(key for key, when in self._installing_crds.items() if when <= self._clock())
+            names = []
+            for key in due:
+                del self._installing_crds[key]
+                crd = self._objects.get(key)
+                if crd is None:
+                    continue
+                crd = copy.deepcopy(crd)
+                crd["status"] = _crd_status(established=True)
+                resource = self._require_resource(CRD_API, "CustomResourceDefinition")
+                self._store(resource, None, crd)
+                self._serve_crd(crd)
+                names.append(str(crd["metadata"]["name"]))
+            return names
+
+    def _serve_crd(self, crd: Manifest) -> None:
+        """Add an Established CRD's kind to discovery, for each served version."""
+        spec = crd.get("spec") or {}
+        names = spec.get("names") or {}
+        if not spec.get("group") or not names.get("kind") or not names.get("plural"):
+            return
+        row = {
+            "name": names["plural"],
+            "singularName": names.get("singular") or str(names["kind"]).lower(),
+            "namespaced": spec.get("scope", "Namespaced") != "Cluster",
+            "kind": names["kind"],
+            "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+        }
+        versions = [v["name"] for v in spec.get("versions") or [] if v.get("served", True) and v.get("name")]
+        for version in versions:
+            group_version = f"{spec['group']}/{version}"
+            rows = [r for r in self._discovery.get(group_version, []) if r.get("kind") != names["kind"]]
+            self._discovery[group_version] = [*rows, row]
+
     def _resource_by_plural(self, group: str, version: str, plural: str) -> ApiResource | None:
         group_version = f"{group}/{version}" if group else version
         with self._lock:
@@ -574,9 +643,18 @@ class KubeApiServer:
         if previous is not None and meta.get("deletionTimestamp") and not meta.get("finalizers"):
             self._remove(resource, key, last=obj)
             return copy.deepcopy(self._events[-1].object)
+        new_crd = previous is None and resource.group_version == CRD_API and resource.kind == "CustomResourceDefinition"
+        if new_crd:
+            obj["status"] = _crd_status(established=False)
+            self._installing_crds[key] = self._clock() + self.crd_established_delay
+        elif previous is not None and "status" in previous and resource.group_version == CRD_API:
+            obj.setdefault("status", previous["status"])  # a write never takes the controllers' status away
         meta["resourceVersion"] = str(self._next_version())
         self._objects[key] = obj
         self._record_event("ADDED" if previous is None else "MODIFIED", resource, key[2], obj)
+        if new_crd and self.crd_established_delay <= 0:
+            self.establish_due_crds()
+            return copy.deepcopy(self._objects[key])
         return copy.deepcopy(obj)
 
     def _remove(self, resource: ApiResource, key: tuple[str, str, str, str], last: Manifest | None = None) -> None:
@@ -613,6 +691,7 @@ class KubeApiServer:
         )
         with self._lock:
             self.requests.append(recorded)
+        self.establish_due_crds()
         while (rule := self._take_rule(recorded)) is not None:
             if rule.delay_seconds:
                 self._stopping.wait(rule.delay_seconds)

@@ -131,3 +131,12 @@ class ClusterDriver(Protocol):
         events to deliver would otherwise run on until its timeout).
         """
         ...
+
+
+@runtime_checkable
+class DiscoveryCache(Protocol):
+    """A driver that caches API discovery (the real one): told to look again once new kinds are served."""
+
+    def refresh_discovery(self) -> None:
+        """Forget cached discovery; the next lookup asks the API server again."""
+        ...

@@ -553,6 +553,18 @@ class KubernetesClusterDriver:
                 # in it; do not hammer a server or proxy that keeps doing that.
                 time.sleep(min(_REWATCH_PAUSE_SECONDS, max(0.0, deadline - time.monotonic())))
 
+    def refresh_discovery(self) -> None:
+        """Forget cached discovery: kinds served since (CRDs just Established) are found at the next lookup.
+
+        The library refreshes on a lookup miss too, but only for a kind it is
+        asked about; bootstrap calls this once its CRDs are Established so
+        nothing relies on that.
+        """
+        with self._discovery_lock:
+            if self._dynamic_client is not None:
+                with self._translated("discover", "API resources"):
+                    self._dynamic_client.resources.invalidate_cache()
+
     # -- helpers ---------------------------------------------------------------
 
     def _dynamic(self) -> _TimedDynamicClient:

@@ -17,7 +17,9 @@ simulated cluster must fail the way a real one does"):
   which the local cluster module's destroy-time check refuses to leave behind;
 * readiness -- after a configurable delay, with injectable failures, and
   ``observedGeneration`` as Flux reports it;
-* API versions removed at the cluster's Kubernetes version are refused.
+* API versions removed at the cluster's Kubernetes version are refused;
+* CustomResourceDefinitions become Established (their kinds served) only after
+  a configurable delay, as a real API server installs them asynchronously.
 
 State lives in ``<simulation_dir>/cluster.json`` under an ``flock`` lock, so two
 processes (two CLI invocations) see one cluster. There are no background
@@ -94,6 +96,9 @@ class SimulatedCluster:
         watch_poll_seconds: How often a watch looks again.
         git_binary: The git executable the simulated source-controller runs.
         git_timeout_seconds: Longest a git command may take.
+        crd_established_delay_seconds: How long (by ``clock``) a new
+            CustomResourceDefinition takes to become Established and served;
+            ``0`` establishes it at once.
 
     Raises:
         InvalidInputError: An invalid Kubernetes version or a negative delay.
@@ -112,9 +117,11 @@ class SimulatedCluster:
         watch_poll_seconds: float = DEFAULT_WATCH_POLL_SECONDS,
         git_binary: str = "git",
         git_timeout_seconds: float = 60.0,
+        crd_established_delay_seconds: float = 0.0,
     ) -> None:
-        if readiness_delay_seconds < 0:
-            raise InvalidInputError("the simulated readiness delay must not be negative")
+        if readiness_delay_seconds < 0 or crd_established_delay_seconds < 0:
+            raise InvalidInputError("the simulated readiness and CRD delays must not be negative")
+        self._crd_established_delay_seconds = crd_established_delay_seconds
         self.simulation_dir = Path(simulation_dir).absolute()
         self._version = parse_minor_version(kubernetes_version)
         self.kubernetes_version = f"{self._version[0]}.{self._version[1]}"
@@ -145,7 +152,10 @@ class SimulatedCluster:
         try:
             with locked_state(self.simulation_dir):
                 server = SimulatedApiServer.load(
-                    self.simulation_dir, now=self._clock(), kubernetes_version=self._version
+                    self.simulation_dir,
+                    now=self._clock(),
+                    kubernetes_version=self._version,
+                    crd_established_delay_seconds=self._crd_established_delay_seconds,
                 )
                 try:
                     simulation_tick(server, self._settings)

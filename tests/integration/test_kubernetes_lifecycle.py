@@ -69,6 +69,8 @@ def _fleet_with_module(workdir: Path, kubeconfig: Path, *, module_dir: Path = MO
         "module": "infra/kube-cluster",
         "variables": {"kubeconfig_path": str(kubeconfig), "kubernetes_version": "1.31", "node_count": 1},
     }
+    # What the cluster's Flux fetches (the stand-in controllers read the local remote whatever the URL).
+    document["fleet_repo"]["flux_url"] = "https://git.example.test/example-org/fleet-infra.git"
     document["drivers"]["cluster"].update(
         {"type": "kubernetes", "ready_timeout_seconds": 60, "teardown_timeout_seconds": 30}
     )

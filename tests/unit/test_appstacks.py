@@ -157,3 +157,42 @@ def test_bad_stack_configuration_is_refused_naming_the_field(
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     with pytest.raises(ConfigError, match=message):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("../shop.git", "validation.application_stacks.0.url (shop): '/"),
+        ("git@github.com:example-org/shop.git", "use 'ssh://git@github.com/example-org/shop.git'"),
+    ],
+)
+def test_a_real_cluster_refuses_stack_urls_flux_cannot_fetch(tmp_path: Path, url: str, message: str) -> None:
+    raw = demo_config(tmp_path)
+    raw["fleet_repo"] = {"remote": FLEET}
+    raw["drivers"]["cluster"]["type"] = "kubernetes"  # type: ignore[index]
+    raw["drivers"]["git"] = {"known_hosts": "github.com ssh-ed25519 AAAAC3Nza"}  # type: ignore[index]
+    raw["validation"] = {"application_stacks": [{"name": "shop", "url": url, "path": "deploy"}]}
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+    # Checked again where the GitRepository is made (a configuration changed after loading).
+    raw["validation"] = {"application_stacks": [{"name": "shop", "path": "deploy"}]}
+    config = FleetConfig.model_validate({**raw, "base_dir": tmp_path})
+    config.validation.application_stacks[0].url = url
+    with pytest.raises(ConfigError, match=r"^validation\.application_stacks\.0\.url \(shop\): "):
+        appstacks.manifests_for(config)
+
+
+def test_a_stack_in_the_fleet_repository_is_fetched_from_the_flux_url(tmp_path: Path) -> None:
+    raw = demo_config(tmp_path)
+    raw["fleet_repo"] = {"remote": "remote.git", "flux_url": "https://git.example.com/fleet.git"}
+    raw["validation"] = {
+        "application_stacks": [{"name": "default", "path": "apps"}, {"name": "named", "url": "remote.git", "path": "x"}]
+    }
+    config = FleetConfig.model_validate({**raw, "base_dir": tmp_path})
+    sources = [m for m in appstacks.manifests_for(config) if m["kind"] == "GitRepository"]
+    assert [s["spec"]["url"] for s in sources] == ["https://git.example.com/fleet.git"] * 2
+    assert [s["spec"]["secretRef"] for s in sources] == [{"name": "flux-system"}] * 2
+    assert appstacks.fleet_repo_paths(config) == ["apps", "x"]

@@ -70,3 +70,74 @@ def test_missing_file_and_non_mapping(tmp_path: Path) -> None:
         load_config(tmp_path / "absent.yaml")
     with pytest.raises(ConfigError, match="expected a mapping at the top level, got list"):
         load_config(write(tmp_path, "- a\n- b\n"))
+
+
+# -- the URL Flux fetches the fleet repository from -------------------------------------------
+
+KNOWN_HOSTS = "github.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n"
+
+
+def kubernetes_config(tmp_path: Path, **fleet_repo: str) -> dict[str, object]:
+    data: dict[str, object] = demo_config(tmp_path)
+    data["fleet_repo"] = {"remote": "remote.git", **fleet_repo}
+    data["drivers"]["cluster"]["type"] = "kubernetes"  # type: ignore[index]
+    return data
+
+
+@pytest.mark.parametrize(
+    ("fleet_repo", "message"),
+    [
+        (
+            {},
+            "fleet_repo.remote (used as fleet_repo.flux_url when unset): 'remote.git' is a local path, which Flux "
+            "on a real cluster cannot fetch",
+        ),
+        ({"flux_url": "/srv/git/fleet.git"}, "fleet_repo.flux_url: '/srv/git/fleet.git' is a local path"),
+        ({"flux_url": "file:///srv/git/fleet.git"}, "fleet_repo.flux_url: 'file:///srv/git/fleet.git' is not an http"),
+        (
+            {"remote": "git@github.com:example-org/fleet-infra.git"},
+            "fleet_repo.remote (used as fleet_repo.flux_url when unset): 'git@github.com:example-org/fleet-infra.git' "
+            "is an scp-style address, which Flux's GitRepository refuses "
+            "(spec.url must match ^(http|https|ssh)://.*$); use 'ssh://git@github.com/example-org/fleet-infra.git'",
+        ),
+        (
+            {"flux_url": "git@github.com:example-org/fleet-infra.git"},
+            "fleet_repo.flux_url: 'git@github.com:example-org/fleet-infra.git' is an scp-style address",
+        ),
+        (
+            {"flux_url": "ssh://git@github.com/example-org/fleet-infra.git"},
+            "drivers.git.known_hosts: required for the ssh fleet URL",
+        ),
+    ],
+)
+def test_a_real_cluster_needs_a_flux_url_flux_accepts(tmp_path: Path, fleet_repo: dict[str, str], message: str) -> None:
+    path = write(tmp_path, kubernetes_config(tmp_path, **fleet_repo))
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value).startswith(f"{path}: ")
+    assert message in str(error.value)
+    assert "\n" not in str(error.value) and "Value error" not in str(error.value)
+
+
+def test_flux_url_defaults_to_an_acceptable_remote_and_known_hosts_reads_a_file(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, kubernetes_config(tmp_path, remote="https://github.com/org/fleet.git")))
+    assert config.flux_url == "https://github.com/org/fleet.git"
+    (tmp_path / "known_hosts").write_text(KNOWN_HOSTS)
+    data = kubernetes_config(tmp_path, flux_url="ssh://git@github.com/org/fleet.git")
+    data["drivers"]["git"] = {"known_hosts": "known_hosts"}  # type: ignore[index]
+    config = load_config(write(tmp_path, data))
+    assert (config.flux_url, config.remote_url) == ("ssh://git@github.com/org/fleet.git", str(tmp_path / "remote.git"))
+    assert config.known_hosts() == KNOWN_HOSTS
+    assert config.fleet_urls == {"ssh://git@github.com/org/fleet.git", str(tmp_path / "remote.git")}
+    data["drivers"]["git"] = {"known_hosts": KNOWN_HOSTS.strip()}  # type: ignore[index]
+    assert load_config(write(tmp_path, data)).known_hosts() == KNOWN_HOSTS
+    data["drivers"]["git"] = {"known_hosts": "absent_known_hosts"}  # type: ignore[index]
+    with pytest.raises(ConfigError, match=r"drivers\.git\.known_hosts: .*absent_known_hosts cannot be read"):
+        load_config(write(tmp_path, data))
+
+
+def test_the_simulated_cluster_keeps_a_local_fleet_path(tmp_path: Path) -> None:
+    # The simulated source-controller reads the repository from disk (the demo's bare remote).
+    config = load_config(write(tmp_path, demo_config(tmp_path)))
+    assert config.flux_url == str(tmp_path / "remote.git")
+    assert config.checked_flux_url(config.flux_url, "fleet_repo.flux_url") == config.flux_url

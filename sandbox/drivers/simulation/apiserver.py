@@ -9,8 +9,15 @@ controller calls the API.
 Rules modelled because getting them wrong must fail a test:
 
 * A kind is served only when it is built in or its CustomResourceDefinition
-  exists; API versions removed at the cluster's Kubernetes version are refused
-  (``no matches for kind "Ingress" in version "extensions/v1beta1"``).
+  exists and is ``Established``; API versions removed at the cluster's
+  Kubernetes version are refused (``no matches for kind "Ingress" in version
+  "extensions/v1beta1"``).
+* A new CustomResourceDefinition is ``Established`` only after a delay (the
+  real API server installs its storage and discovery asynchronously): until
+  then its kind is not served, and creating one of its objects is answered
+  ``the server could not find the requested resource``. A CRD whose plural or
+  kind another CRD of its group already has is never Established
+  (``NamesAccepted=False``).
 * Namespaced objects need an existing namespace that is not terminating.
 * ``metadata.generation`` bumps when anything but metadata and status changes;
   ``metadata.resourceVersion`` increases on every write, cluster-wide.
@@ -20,6 +27,9 @@ Rules modelled because getting them wrong must fail a test:
 * Namespaces and CRDs carry the finalizers a real cluster gives them: a
   deleted namespace stays ``Terminating`` until everything in it is gone; a
   deleted CRD until all its custom objects are gone.
+* A GitRepository's ``spec.url`` must be an http, https or ssh URL, as Flux's
+  CRD schema requires; the simulation alone also accepts ``file://`` URLs and
+  absolute paths, which its source-controller reads from disk.
 * A ``Secret``'s ``stringData`` is folded into base64 ``data``; its values never
   appear in an error.
 """
@@ -415,10 +425,18 @@ class SimulatedApiServer:
         kubernetes_version: The control plane's ``(major, minor)``.
     """
 
-    def __init__(self, state: dict[str, Any], *, now: float, kubernetes_version: tuple[int, int]) -> None:
+    def __init__(
+        self,
+        state: dict[str, Any],
+        *,
+        now: float,
+        kubernetes_version: tuple[int, int],
+        crd_established_delay_seconds: float = 0.0,
+    ) -> None:
         self.state = state
         self.now = now
         self.kubernetes_version = kubernetes_version
+        self.crd_established_delay_seconds = crd_established_delay_seconds
         self.dirty = False
         self.objects: dict[str, Manifest] = state["objects"]
         self._crd_index: dict[tuple[str, str], Manifest] | None = None
@@ -426,17 +444,30 @@ class SimulatedApiServer:
     # -- loading and saving ----------------------------------------------------
 
     @classmethod
-    def load(cls, simulation_dir: Path, *, now: float, kubernetes_version: tuple[int, int]) -> SimulatedApiServer:
+    def load(
+        cls,
+        simulation_dir: Path,
+        *,
+        now: float,
+        kubernetes_version: tuple[int, int],
+        crd_established_delay_seconds: float = 0.0,
+    ) -> SimulatedApiServer:
         """Read ``cluster.json`` (a fresh cluster with its initial namespaces when absent).
 
-        Call only while holding :func:`locked_state`.
+        CustomResourceDefinitions whose delay has passed by ``now`` are
+        Established first. Call only while holding :func:`locked_state`.
 
         Raises:
             ClusterError: The state file is unreadable or not a simulated cluster's state.
         """
         path = simulation_dir / STATE_FILE
         if not path.exists():
-            server = cls(_empty_state(now), now=now, kubernetes_version=kubernetes_version)
+            server = cls(
+                _empty_state(now),
+                now=now,
+                kubernetes_version=kubernetes_version,
+                crd_established_delay_seconds=crd_established_delay_seconds,
+            )
             for name in INITIAL_NAMESPACES:
                 server.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
             return server
@@ -446,7 +477,14 @@ class SimulatedApiServer:
             raise ClusterError(f"simulated cluster state {path} is unreadable: {type(exc).__name__}") from None
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise ClusterError(f"simulated cluster state {path} has an unknown format")
-        return cls(state, now=now, kubernetes_version=kubernetes_version)
+        server = cls(
+            state,
+            now=now,
+            kubernetes_version=kubernetes_version,
+            crd_established_delay_seconds=crd_established_delay_seconds,
+        )
+        server.establish_crds()
+        return server
 
     def save(self, simulation_dir: Path) -> None:
         """Write the state atomically when anything changed (owner-only: it holds Secrets, as etcd does)."""
@@ -531,6 +569,39 @@ class SimulatedApiServer:
             self._crd_index = index
         return self._crd_index
 
+    def establish_crds(self) -> list[str]:
+        """The apiextensions controllers' work: Establish every CRD whose delay has passed.
+
+        Returns:
+            The names of the CRDs Established now.
+        """
+        established = []
+        for crd in self.select(CRD_GROUP, CRD_KIND):
+            if crd_condition(crd, "Established") == "True" or crd_condition(crd, "NamesAccepted") == "False":
+                continue
+            if self.now < float(self.internal(crd).get("establishAt", 0.0)):
+                continue
+            self.write_status(_object_key(crd), _crd_status(established=True))
+            established.append(str(crd["metadata"]["name"]))
+        return established
+
+    def _crd_names_conflict(self, crd: Mapping[str, Any]) -> str | None:
+        """Why another CRD of the group already holds ``crd``'s plural or kind (``None`` when none does)."""
+        spec = crd.get("spec") or {}
+        names = spec.get("names") or {}
+        for other in self.select(CRD_GROUP, CRD_KIND):
+            if other["metadata"]["name"] == crd["metadata"]["name"]:
+                continue
+            other_spec = other.get("spec") or {}
+            other_names = other_spec.get("names") or {}
+            if other_spec.get("group") != spec.get("group"):
+                continue
+            if names.get("plural") and other_names.get("plural") == names.get("plural"):
+                return f'"{names["plural"]}" is already in use'
+            if names.get("kind") and other_names.get("kind") == names.get("kind"):
+                return f'"{names["kind"]}" is already in use'
+        return None
+
     def served(self, api_version: str, kind: str) -> bool:
         """Whether ``kind`` is namespaced; raises when the API server does not serve it.
 
@@ -553,6 +624,12 @@ class SimulatedApiServer:
         crd = self._crds().get((group, kind))
         if crd is None:
             raise SimulatedApiError(no_match + " (is its CustomResourceDefinition installed?)")
+        if crd_condition(crd, "Established") != "True":
+            # Not in discovery yet: a request to its URL is a plain 404.
+            raise SimulatedApiError(
+                "the server could not find the requested resource "
+                f"(CustomResourceDefinition {crd['metadata']['name']} is not Established)"
+            )
         versions = (crd.get("spec") or {}).get("versions")
         if versions and not any(v.get("name") == version and v.get("served", True) for v in versions):
             raise SimulatedApiError(no_match)
@@ -614,6 +691,7 @@ class SimulatedApiServer:
         if namespaced:
             self._check_namespace(namespace, creating=existing is None)
         body = {k: copy.deepcopy(v) for k, v in manifest.items() if k not in _NOT_BODY}
+        _validate_schema(key, body)
         if kind == "Secret" and key[0] == "":
             body = _fold_string_data(body)
         labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
@@ -633,12 +711,18 @@ class SimulatedApiServer:
                 obj["metadata"]["ownerReferences"] = copy.deepcopy(meta["ownerReferences"])
             obj.update(body)
             _defaults_on_create(obj)
+            is_crd = key[0] == CRD_GROUP and kind == CRD_KIND
+            conflict = self._crd_names_conflict(obj) if is_crd else None
+            if is_crd and (conflict or self.crd_established_delay_seconds > 0):
+                obj["status"] = _crd_status(established=False, conflict=conflict)
             if dry_run:
                 return copy.deepcopy(obj)
             obj["metadata"]["uid"] = str(uuid.uuid4())
             obj["metadata"]["creationTimestamp"] = timestamp(self.now)
             obj["metadata"]["generation"] = 1
             self.internal(obj)["generationChangedAt"] = self.now
+            if is_crd:
+                self.internal(obj)["establishAt"] = self.now + self.crd_established_delay_seconds
             self._store(key, obj)
             return copy.deepcopy(obj)
         updated = copy.deepcopy(existing)
@@ -688,6 +772,7 @@ class SimulatedApiServer:
             )
         clean_patch = {k: v for k, v in patch.items() if k not in ("apiVersion", "kind", "status")}
         updated = merge_patch(copy.deepcopy(existing), clean_patch)
+        _validate_schema(key, updated)
         for field in _SERVER_METADATA:
             if field in existing["metadata"]:
                 updated["metadata"][field] = existing["metadata"][field]
@@ -869,6 +954,67 @@ def _fold_string_data(body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
+#: Flux's GitRepository CRD: ``spec.url`` must match this pattern (its OpenAPI schema).
+GIT_REPOSITORY_URL_PATTERN = r"^(http|https|ssh)://.*$"
+
+
+def _validate_schema(key: Key, body: Mapping[str, Any]) -> None:
+    """The CRD schema rules the simulation enforces: a GitRepository's ``spec.url``.
+
+    As Flux's CRD requires, the URL must be http, https or ssh -- except, in
+    the simulation only, a ``file://`` URL or an absolute path: the simulated
+    source-controller reads such a repository from disk (the demo's local
+    remote), which a real cluster cannot. scp-style addresses and relative
+    paths are refused as a real API server refuses them.
+
+    Raises:
+        SimulatedApiError: The object is invalid (a real API server answers 422).
+    """
+    if key[:2] != ("source.toolkit.fluxcd.io", "GitRepository"):
+        return
+    url = (body.get("spec") or {}).get("url") if isinstance(body.get("spec"), Mapping) else None
+    if not isinstance(url, str):
+        return
+    if re.match(GIT_REPOSITORY_URL_PATTERN, url) or url.startswith("file://") or url.startswith("/"):
+        return
+    raise SimulatedApiError(
+        f'GitRepository.source.toolkit.fluxcd.io "{key[3]}" is invalid: spec.url: Invalid value: "{url}": '
+        f"spec.url in body should match '{GIT_REPOSITORY_URL_PATTERN}'"
+    )
+
+
+def crd_condition(crd: Mapping[str, Any], condition: str) -> str | None:
+    """The status (``"True"``, ``"False"``, ...) of a CRD's condition, or ``None`` when it has none."""
+    for entry in (crd.get("status") or {}).get("conditions") or []:
+        if entry.get("type") == condition:
+            return str(entry.get("status"))
+    return None
+
+
+def _crd_status(*, established: bool, conflict: str | None = None) -> dict[str, Any]:
+    """A CRD's status as the apiextensions controllers write it."""
+    if conflict:
+        names = {"type": "NamesAccepted", "status": "False", "reason": "NameConflict", "message": conflict}
+    else:
+        names = {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found"}
+    if established:
+        state = {
+            "type": "Established",
+            "status": "True",
+            "reason": "InitialNamesAccepted",
+            "message": "the initial names have been accepted",
+        }
+    else:
+        state = {"type": "Established", "status": "False", "reason": "Installing", "message": "the CRD is installing"}
+    return {"conditions": [names, state]}
+
+
+def _object_key(obj: Mapping[str, Any]) -> Key:
+    """The storage key of a stored object."""
+    meta = obj["metadata"]
+    return key_of(str(obj["apiVersion"]), str(obj["kind"]), meta.get("namespace"), str(meta["name"]))
+
+
 def _defaults_on_create(obj: Manifest) -> None:
     """Fields a real API server fills in on create."""
     group, _ = split_api_version(obj["apiVersion"])
@@ -881,7 +1027,7 @@ def _defaults_on_create(obj: Manifest) -> None:
         finalizers = obj["metadata"].setdefault("finalizers", [])
         if CRD_CLEANUP_FINALIZER not in finalizers:
             finalizers.append(CRD_CLEANUP_FINALIZER)
-        obj["status"] = {"conditions": [{"type": "Established", "status": "True", "reason": "InitialNamesAccepted"}]}
+        obj["status"] = _crd_status(established=True)
     elif group == "" and kind == "Service":
         obj.setdefault("spec", {}).setdefault("type", "ClusterIP")
     elif group == "" and kind == "PersistentVolumeClaim":
@@ -895,6 +1041,7 @@ __all__ = [
     "SimulatedApiError",
     "SimulatedApiServer",
     "SimulatedConflictError",
+    "crd_condition",
     "describe_key",
     "key_of",
     "locked_state",
