@@ -16,7 +16,7 @@ from sandbox import fleetrepo
 from sandbox.drivers.cluster import ObjectRef
 from sandbox.drivers.simulated_cluster import SimulatedCluster
 from sandbox.errors import ClusterError, ConfigError, CrdNotEstablishedError, CrdRejectedError
-from sandbox.lifecycle import Secrets, install_flux, wait_for_crds_established
+from sandbox.lifecycle import install_flux, wait_for_crds_established
 
 EXAMPLE_FLUX_DIR = Path(__file__).resolve().parents[2] / "examples" / "fleet-repo" / "clusters" / "development"
 SECRET = ObjectRef("v1", "Secret", "flux-system", "flux-system")
@@ -75,10 +75,6 @@ def test_an_ssh_fleet_without_its_key_is_refused_before_anything_is_applied(
         install_flux(cluster, root, git_token=None, ssh_identity=identity, known_hosts=known_hosts)
     assert "PRIVATE KEY" not in str(refused.value) and "\n" not in str(refused.value)
     assert cluster.list("apiextensions.k8s.io/v1", "CustomResourceDefinition") == []
-
-
-def test_the_ssh_key_is_a_secret_value() -> None:
-    assert PRIVATE_KEY in Secrets(git_ssh_identity=PRIVATE_KEY).values()
 
 
 # -- CustomResourceDefinitions are Established after a delay ------------------------------

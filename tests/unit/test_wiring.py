@@ -32,7 +32,7 @@ SECRET_TOKEN = "token-that-must-not-show-3b9e"
 
 def _config(tmp_path: Path, cluster_type: str) -> FleetConfig:
     document = {
-        "fleet_repo": {"remote": "remote.git"},
+        "fleet_repo": {"remote": "remote.git", "flux_url": "https://git.example.test/fleet.git"},
         "environments": {
             "development": {
                 "cluster_dir": "clusters/development",
