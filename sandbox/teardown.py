@@ -19,6 +19,14 @@
    Custom objects go before their controllers, so controllers are still
    running to clean external resources (load balancers, volumes) and drop
    the finalizers.
+
+   Before the controllers tier goes, wait for the PersistentVolumes whose
+   cloud volumes are being deleted: a dynamically provisioned PV is in no
+   Flux inventory (the CSI driver created it for a claim), and once its
+   claim is gone it is the CSI driver -- a controller -- that deletes the
+   volume and then drops ``external-provisioner.volume.kubernetes.io/finalizer``.
+   PVs with reclaim policy ``Retain`` keep their volume by design: reported,
+   not waited for.
 4. After each tier, watch until everything the tier applied is gone; at the
    timeout report which objects still hold which finalizers and stop (the
    infrastructure must not be destroyed while finalizers are pending).
@@ -52,6 +60,9 @@ KS_OWNER_LABEL = "kustomize.toolkit.fluxcd.io/name"
 KS_OWNER_NS_LABEL = "kustomize.toolkit.fluxcd.io/namespace"
 HELM_OWNER_LABEL = "helm.toolkit.fluxcd.io/name"
 HELM_OWNER_NS_LABEL = "helm.toolkit.fluxcd.io/namespace"
+
+PV_API = "v1"
+PV_KIND = "PersistentVolume"
 
 #: Kinds a Helm chart commonly renders that may carry finalizers of controllers
 #: (load balancers, volumes); watched after a HelmRelease is deleted.
@@ -106,6 +117,8 @@ class TeardownReport:
     unsuspended: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
     forced: bool = False
+    #: PersistentVolumes kept with their cloud volumes (reclaim policy Retain, or a claim teardown does not delete).
+    kept_volumes: list[str] = field(default_factory=list)
 
 
 def _flux_objects(cluster: ClusterDriver) -> list[Manifest]:
@@ -208,6 +221,50 @@ def wait_gone(cluster: ClusterDriver, tracked: set[ObjectRef], timeout: float) -
     return stuck
 
 
+def _claim_state(cluster: ClusterDriver, volume: Mapping[str, Any]) -> str:
+    """``"gone"``, ``"deleting"``, ``"present"`` or ``"none"`` for a PV's ``spec.claimRef``."""
+    claim_ref = (volume.get("spec") or {}).get("claimRef") or {}
+    if not claim_ref.get("name"):
+        return "none"
+    claim = cluster.get(
+        ObjectRef("v1", "PersistentVolumeClaim", str(claim_ref["name"]), str(claim_ref.get("namespace") or ""))
+    )
+    if claim is None or (claim_ref.get("uid") and (claim.get("metadata") or {}).get("uid") != claim_ref["uid"]):
+        return "gone"
+    return "deleting" if (claim.get("metadata") or {}).get("deletionTimestamp") else "present"
+
+
+def releasing_volumes(cluster: ClusterDriver) -> tuple[set[ObjectRef], list[str]]:
+    """The PersistentVolumes being deleted with their claims, and those that stay.
+
+    A PV is deleted (with its cloud volume, by its provisioner) when its reclaim
+    policy is ``Delete`` and its claim is gone or being deleted -- or when the
+    PV itself is being deleted.
+
+    Returns:
+        The PVs to wait for, and a line for each PV that stays, saying why.
+    """
+    releasing: set[ObjectRef] = set()
+    kept: list[str] = []
+    for volume in cluster.list(PV_API, PV_KIND):
+        ref = ObjectRef.of(volume)
+        spec = volume.get("spec") or {}
+        # The API server defaults a PV without a policy to Retain.
+        policy = str(spec.get("persistentVolumeReclaimPolicy") or "Retain")
+        claim_ref = spec.get("claimRef") or {}
+        claim = f"claim {claim_ref.get('namespace')}/{claim_ref.get('name')}" if claim_ref.get("name") else "no claim"
+        state = _claim_state(cluster, volume)
+        if (volume.get("metadata") or {}).get("deletionTimestamp") or (
+            policy == "Delete" and state in ("gone", "deleting")
+        ):
+            releasing.add(ref)
+        elif policy != "Delete":
+            kept.append(f"{ref} ({claim}, reclaim policy {policy}: its volume is kept)")
+        else:
+            kept.append(f"{ref} ({claim}, still {'bound' if state == 'present' else 'unclaimed'}: not deleted)")
+    return releasing, sorted(kept)
+
+
 def verify_bootstrapped(cluster: ClusterDriver) -> None:
     """Check only the root Kustomization remains and no HelmRelease exists.
 
@@ -266,7 +323,33 @@ def teardown_cluster(
             if not force:
                 raise TeardownBlockedError(message)
             progress(f"{message} -- continuing because --force was given")
+    volumes_waited = False
+
+    def wait_for_volumes() -> None:
+        # Run before the controllers tier: the CSI driver that deletes a
+        # released volume is one of the controllers. Without it the PV keeps
+        # its finalizer and the cloud volume outlives the cluster.
+        releasing, kept = releasing_volumes(cluster)
+        report.kept_volumes = kept
+        for line in kept:
+            progress(f"kept by design: {line}")
+        if not releasing:
+            return
+        progress(f"waiting for volumes to be deleted: {', '.join(str(r) for r in sorted(releasing))}")
+        stuck = wait_gone(cluster, releasing, timeout_per_tier)
+        if stuck:
+            report.blocked.extend(stuck)
+            message = f"teardown blocked before tier controllers: volumes not deleted: {'; '.join(stuck)}"
+            if not force:
+                raise TeardownBlockedError(message)
+            progress(f"{message} -- continuing because --force was given")
+        else:
+            progress("volumes: gone")
+
     for tier, refs in teardown_order(_flux_objects(cluster)):
+        if tier == "controllers":
+            wait_for_volumes()
+            volumes_waited = True
         progress(f"tier {tier}: deleting {', '.join(str(r) for r in refs)}")
         stuck = delete_tier(cluster, refs, timeout_per_tier, on_tracked)
         report.tiers.append((tier, [str(r) for r in refs]))
@@ -278,6 +361,11 @@ def teardown_cluster(
             progress(f"{message} -- continuing because --force was given")
         else:
             progress(f"tier {tier}: gone")
+    if not volumes_waited:
+        # No controllers tier (left by an earlier attempt, or the CSI driver is
+        # not Flux-managed): the volumes must still be gone before the
+        # infrastructure is destroyed.
+        wait_for_volumes()
     if not report.blocked:
         verify_bootstrapped(cluster)
         progress("cluster is back to its bootstrapped state (only Kustomization/flux-system/flux-system)")
@@ -292,6 +380,7 @@ __all__ = [
     "TEARDOWN_TIERS",
     "TIER_ANNOTATION",
     "TeardownReport",
+    "releasing_volumes",
     "teardown_cluster",
     "teardown_order",
 ]

@@ -518,8 +518,17 @@ def test_the_development_cluster_reconciles_to_ready(
     ingress, volume = cluster.get(SHARED_INGRESS), cluster.get(SHARED_VOLUME)
     assert ingress is not None and ingress["metadata"]["finalizers"] == ["ingress.k8s.aws/resources"]
     assert ingress["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"] == "platform-configs"
-    assert volume is not None and volume["metadata"]["finalizers"] == ["ebs.csi.aws.com/volume-protection"]
+    assert volume is not None and volume["metadata"]["finalizers"] == ["kubernetes.io/pvc-protection"]
     assert volume["status"]["phase"] == "Bound"
+    [pv] = cluster.list("v1", "PersistentVolume")  # dynamically provisioned by the CSI driver
+    assert pv["metadata"]["name"] == f"pvc-{volume['metadata']['uid']}"
+    assert sorted(pv["metadata"]["finalizers"]) == [
+        "external-provisioner.volume.kubernetes.io/finalizer",
+        "kubernetes.io/pv-protection",
+    ]
+    assert pv["spec"]["claimRef"]["uid"] == volume["metadata"]["uid"]
+    assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Delete"
+    assert pv["status"]["phase"] == "Bound"
     assert cluster.external_resources() == [
         "load-balancer-platform-shared-entrypoint",
         "load-balancer-podinfo-podinfo",
@@ -628,13 +637,14 @@ def test_deleting_controllers_first_leaves_finalizers_pending_forever(
     cluster.delete(PLATFORM_CONFIGS)
     settle(cluster, clock, steps=5, step=3600)
     assert cluster.get(PLATFORM_CONFIGS) is None
-    for ref, finalizer in (
-        (SHARED_INGRESS, "ingress.k8s.aws/resources"),
-        (SHARED_VOLUME, "ebs.csi.aws.com/volume-protection"),
-    ):
-        stuck = cluster.get(ref)
-        assert stuck is not None and stuck["metadata"]["deletionTimestamp"], ref
-        assert stuck["metadata"]["finalizers"] == [finalizer]
+    stuck = cluster.get(SHARED_INGRESS)
+    assert stuck is not None and stuck["metadata"]["deletionTimestamp"]
+    assert stuck["metadata"]["finalizers"] == ["ingress.k8s.aws/resources"]
+    # The claim goes (nothing mounts it); its PV is Released and nobody deletes the volume.
+    assert cluster.get(SHARED_VOLUME) is None
+    [pv] = cluster.list("v1", "PersistentVolume")
+    assert pv["status"]["phase"] == "Released"
+    assert "external-provisioner.volume.kubernetes.io/finalizer" in pv["metadata"]["finalizers"]
     namespace = cluster.get(ObjectRef("v1", "Namespace", "platform"))
     assert namespace is not None and namespace["status"]["phase"] == "Terminating"
     assert set(PLATFORM_EXTERNALS) <= set(cluster.external_resources())
@@ -997,3 +1007,136 @@ def test_watch_ends_quietly_at_its_timeout(watched: SimulatedCluster) -> None:
         "source-controller",
     ]
     assert list(watched.watch(KS_API, "Kustomization", timeout_seconds=0.1)) == []
+
+
+# -- persistent volumes: provisioned by the CSI driver, deleted by it ---------------------------------
+
+
+class TickingClock(SteppedClock):
+    """A clock that moves on by ``step`` each time it is read (time passes while a teardown watches)."""
+
+    def __init__(self, step: float) -> None:
+        super().__init__()
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def shared_cache_pv(cluster: SimulatedCluster) -> dict[str, Any]:
+    [pv] = [v for v in cluster.list("v1", "PersistentVolume") if v["spec"]["claimRef"]["name"] == "shared-cache"]
+    return pv
+
+
+def test_a_released_volume_is_deleted_by_its_csi_driver_after_the_claim(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet, clock: SteppedClock
+) -> None:
+    cluster = make_cluster(volume_deletion_seconds=5)
+    bootstrap(cluster, fleet)
+    pv_ref = ObjectRef.of(shared_cache_pv(cluster))
+    assert "volume-platform-shared-cache" in cluster.external_resources()
+    # A Pod mounting the claim holds it (pvc-protection) until it is gone.
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "reader", "namespace": "platform"},
+            "spec": {"volumes": [{"name": "cache", "persistentVolumeClaim": {"claimName": "shared-cache"}}]},
+        }
+    )
+    cluster.merge_patch(ROOT, {"spec": {"suspend": True}})
+    cluster.merge_patch(PLATFORM_CONFIGS, {"spec": {"suspend": True}})  # so the claim is not re-applied
+    cluster.delete(SHARED_VOLUME)
+    held = cluster.get(SHARED_VOLUME)
+    assert held is not None and held["metadata"]["finalizers"] == ["kubernetes.io/pvc-protection"]
+    cluster.delete(ObjectRef("v1", "Pod", "reader", "platform"))
+    assert cluster.get(SHARED_VOLUME) is None
+    released = cluster.get(pv_ref)
+    assert released is not None and released["status"]["phase"] == "Released"
+    assert "volume-platform-shared-cache" in cluster.external_resources()  # being deleted
+    clock.advance(5)
+    assert cluster.get(pv_ref) is None
+    assert "volume-platform-shared-cache" not in cluster.external_resources()
+
+
+def test_a_retained_volume_outlives_its_claim(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet, clock: SteppedClock
+) -> None:
+    cluster = make_cluster()
+    cluster.apply(
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {"name": "gp3"},
+            "provisioner": "ebs.csi.aws.com",
+            "reclaimPolicy": "Retain",
+        }
+    )
+    bootstrap(cluster, fleet)
+    assert shared_cache_pv(cluster)["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+    cluster.merge_patch(ROOT, {"spec": {"suspend": True}})
+    cluster.delete(PLATFORM_CONFIGS)
+    settle(cluster, clock, steps=2)
+    assert cluster.get(SHARED_VOLUME) is None
+    assert shared_cache_pv(cluster)["status"]["phase"] == "Released"
+    assert "volume-platform-shared-cache" in cluster.external_resources()
+
+
+def test_the_product_teardown_waits_for_volumes_before_removing_the_csi_driver(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet
+) -> None:
+    # Deleting a volume takes simulated time; the clock moves while teardown watches.
+    cluster = make_cluster(clock=TickingClock(0.5), volume_deletion_seconds=20)
+    bootstrap(cluster, fleet)
+    lines: list[str] = []
+    report = teardown_cluster(cluster, timeout_per_tier=30, progress=lines.append)
+    assert cluster.external_resources() == []  # the CSI driver deleted the volume before it was uninstalled
+    assert cluster.list("v1", "PersistentVolume") == []
+    assert not report.blocked and report.kept_volumes == []
+    waited = next(i for i, line in enumerate(lines) if line.startswith("waiting for volumes to be deleted: "))
+    controllers = next(i for i, line in enumerate(lines) if line.startswith("tier controllers: deleting"))
+    assert waited < controllers
+
+
+def test_the_product_teardown_is_blocked_by_a_volume_its_driver_does_not_delete(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet
+) -> None:
+    cluster = make_cluster(volume_deletion_seconds=86_400)  # the stepped clock never gets there
+    bootstrap(cluster, fleet)
+    with pytest.raises(TeardownBlockedError) as blocked:
+        teardown_cluster(cluster, timeout_per_tier=0.3)
+    pv = shared_cache_pv(cluster)
+    assert (
+        f"PersistentVolume/{pv['metadata']['name']} (external-provisioner.volume.kubernetes.io/finalizer, "
+        "kubernetes.io/pv-protection)" in str(blocked.value)
+    )
+    assert cluster.get(PLATFORM_CONTROLLERS) is not None  # the CSI driver was not removed
+    assert "volume-platform-shared-cache" in cluster.external_resources()
+
+    report = teardown_cluster(cluster, timeout_per_tier=0.3, force=True)
+    assert report.forced and any(pv["metadata"]["name"] in line for line in report.blocked)
+    assert [tier for tier, _ in report.tiers] == ["controllers"]
+
+
+def test_the_product_teardown_reports_retained_volumes_without_waiting(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet
+) -> None:
+    cluster = make_cluster()
+    cluster.apply(
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {"name": "gp3"},
+            "provisioner": "ebs.csi.aws.com",
+            "reclaimPolicy": "Retain",
+        }
+    )
+    bootstrap(cluster, fleet)
+    pv_name = shared_cache_pv(cluster)["metadata"]["name"]
+    report = teardown_cluster(cluster, timeout_per_tier=30)
+    assert not report.blocked
+    assert report.kept_volumes == [
+        f"PersistentVolume/{pv_name} (claim platform/shared-cache, reclaim policy Retain: its volume is kept)"
+    ]
+    assert cluster.external_resources() == ["volume-platform-shared-cache"]
