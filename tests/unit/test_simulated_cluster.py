@@ -24,6 +24,7 @@ from sandbox.drivers.git import GitCli
 from sandbox.drivers.simulated_cluster import SimulatedCluster
 from sandbox.drivers.simulation.kustomize import BuildError, build, envsubst
 from sandbox.errors import ClusterError, ClusterUnreachableError, InvalidInputError, TeardownBlockedError
+from sandbox.flux import inventory_refs
 from sandbox.teardown import teardown_cluster
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "simulation"
@@ -1140,3 +1141,140 @@ def test_the_product_teardown_reports_retained_volumes_without_waiting(
         f"PersistentVolume/{pv_name} (claim platform/shared-cache, reclaim policy Retain: its volume is kept)"
     ]
     assert cluster.external_resources() == ["volume-platform-shared-cache"]
+
+
+# -- inventory ids, deletion policies and per-object annotations --------------------------------------
+
+COLON_ROLE = ObjectRef("rbac.authorization.k8s.io/v1", "ClusterRole", "system:fleet-reader")
+
+
+def add_colon_role(fleet: Fleet) -> None:
+    """Give platform-configs a ClusterRole whose name has a colon, as system roles do."""
+    configs = fleet.checkout / "platform" / "configs"
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": COLON_ROLE.name}}
+    (configs / "reader.yaml").write_text(yaml.safe_dump({**role, "rules": []}), encoding="utf-8")
+    kustomization = configs / "kustomization.yaml"
+    kustomization.write_text(kustomization.read_text(encoding="utf-8") + "  - reader.yaml\n", encoding="utf-8")
+    fleet.push("platform: a ClusterRole named with a colon")
+
+
+def test_inventory_ids_escape_colons_as_cli_utils_does(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet
+) -> None:
+    add_colon_role(fleet)
+    cluster = make_cluster()
+    bootstrap(cluster, fleet)
+    configs = cluster.get(PLATFORM_CONFIGS)
+    assert configs is not None
+    entries = configs["status"]["inventory"]["entries"]
+    assert {"id": "_system__fleet-reader_rbac.authorization.k8s.io_ClusterRole", "v": "v1"} in entries
+    assert COLON_ROLE in inventory_refs(configs)
+    report = teardown_cluster(cluster, timeout_per_tier=30)
+    assert not report.blocked
+    assert cluster.get(COLON_ROLE) is None  # garbage-collected: the controller decodes its own ids
+
+
+@pytest.mark.parametrize(
+    ("policy", "prune", "left_behind"),
+    [
+        (None, True, False),  # MirrorPrune, the default: as spec.prune says
+        ("MirrorPrune", False, True),
+        ("Delete", False, False),
+        ("Orphan", True, True),
+    ],
+)
+def test_the_deletion_policy_decides_what_a_deleted_kustomization_leaves(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet, policy: str | None, prune: bool, left_behind: bool
+) -> None:
+    cluster = make_cluster()
+    bootstrap(cluster, fleet)
+    cluster.merge_patch(ROOT, {"spec": {"suspend": True}})
+    cluster.merge_patch(PLATFORM_CONFIGS, {"spec": {"prune": prune, "deletionPolicy": policy}})
+    cluster.delete(PLATFORM_CONFIGS)
+    assert cluster.get(PLATFORM_CONFIGS) is None
+    assert (cluster.get(SHARED_INGRESS) is not None) is left_behind
+
+
+def test_wait_for_termination_keeps_the_kustomization_until_its_objects_are_gone(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet, clock: SteppedClock
+) -> None:
+    cluster = make_cluster()
+    bootstrap(cluster, fleet)
+    controller = ObjectRef(HR_API, "HelmRelease", "aws-load-balancer-controller", "flux-system")
+    cluster.inject_failure(controller, "InstallFailed", "simulated: crash loop")  # the Ingress finalizer stays
+    cluster.merge_patch(ROOT, {"spec": {"suspend": True}})
+    cluster.merge_patch(PLATFORM_CONFIGS, {"spec": {"deletionPolicy": "WaitForTermination", "timeout": "5m"}})
+    cluster.delete(PLATFORM_CONFIGS)
+    waiting = cluster.get(PLATFORM_CONFIGS)
+    assert waiting is not None and waiting["metadata"]["finalizers"] == ["finalizers.fluxcd.io"]
+    cluster.clear_failure(controller)
+    assert cluster.get(SHARED_INGRESS) is None
+    assert cluster.get(PLATFORM_CONFIGS) is None
+
+    # At spec.timeout kustomize-controller logs an error and lets the Kustomization go.
+    cluster.inject_failure(controller, "InstallFailed", "simulated: crash loop")
+    cluster.merge_patch(APPS, {"spec": {"deletionPolicy": "WaitForTermination", "timeout": "5m"}})
+    cluster.delete(APPS)
+    assert cluster.get(APPS) is not None  # podinfo's Service load balancer holds its finalizer
+    clock.advance(301)
+    cluster.tick()
+    assert cluster.get(APPS) is None
+
+
+def test_an_object_with_reconcile_disabled_is_not_changed_nor_garbage_collected(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet, clock: SteppedClock
+) -> None:
+    cluster = make_cluster()
+    bootstrap(cluster, fleet)
+    disabled = {"kustomize.toolkit.fluxcd.io/reconcile": "disabled"}
+    drifted = {"service": {"name": "platform-gateway", "port": {"number": 8080}}}  # the manifest says 80
+    cluster.merge_patch(SHARED_INGRESS, {"metadata": {"annotations": disabled}, "spec": {"defaultBackend": drifted}})
+    storage = fleet.checkout / "platform" / "configs" / "shared-storage.yaml"
+    storage.write_text(storage.read_text(encoding="utf-8").replace("20Gi", "30Gi"), encoding="utf-8")
+    fleet.push("platform: a new revision")
+    settle(cluster, clock, steps=3)
+    configs = cluster.get(PLATFORM_CONFIGS)
+    assert configs is not None and configs["status"]["lastAppliedRevision"].endswith(
+        str(fleet.git.rev_parse(fleet.checkout, "HEAD"))
+    )
+    left = cluster.get(SHARED_INGRESS)
+    assert left is not None and left["spec"]["defaultBackend"] == drifted  # not reverted
+    claim = cluster.get(SHARED_VOLUME)
+    assert claim is not None and claim["spec"]["resources"]["requests"]["storage"] == "30Gi"  # others are applied
+
+    # Garbage collection skips it too (its namespace as well here, or deleting that would take it).
+    namespace = ObjectRef("v1", "Namespace", "platform")
+    cluster.merge_patch(namespace, {"metadata": {"annotations": disabled}})
+    cluster.merge_patch(ROOT, {"spec": {"suspend": True}})
+    cluster.delete(PLATFORM_CONFIGS)
+    assert cluster.get(PLATFORM_CONFIGS) is None
+    kept = cluster.get(namespace)
+    assert kept is not None and "deletionTimestamp" not in kept["metadata"]
+    assert cluster.get(SHARED_INGRESS) is not None
+    assert cluster.get(SHARED_VOLUME) is None  # not annotated: collected
+
+
+@pytest.mark.parametrize(
+    "leave",
+    [
+        {"kustomization": {"spec": {"deletionPolicy": "Orphan"}}},
+        {"ingress": {"metadata": {"annotations": {"kustomize.toolkit.fluxcd.io/prune": "disabled"}}}},
+    ],
+    ids=["deletion-policy-orphan", "prune-disabled"],
+)
+def test_the_product_teardown_deletes_what_flux_leaves_before_its_controllers(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet, leave: dict[str, dict[str, Any]]
+) -> None:
+    cluster = make_cluster()
+    bootstrap(cluster, fleet)
+    if "kustomization" in leave:
+        cluster.merge_patch(PLATFORM_CONFIGS, leave["kustomization"])
+    else:
+        cluster.merge_patch(SHARED_INGRESS, leave["ingress"])
+    lines: list[str] = []
+    report = teardown_cluster(cluster, timeout_per_tier=30, progress=lines.append)
+    assert not report.blocked
+    assert "Ingress/platform/shared-entrypoint" in " ".join(report.orphans)
+    assert any(line.startswith("tier custom-objects: deleting what Flux leaves") for line in lines)
+    assert cluster.external_resources() == []  # deleted while its controller still ran
+    assert [o["metadata"]["name"] for o in flux_objects(cluster)] == ["flux-system"]

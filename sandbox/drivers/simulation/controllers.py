@@ -97,6 +97,7 @@ KS_NAMESPACE_LABEL = "kustomize.toolkit.fluxcd.io/namespace"
 HELM_NAME_LABEL = "helm.toolkit.fluxcd.io/name"
 HELM_NAMESPACE_LABEL = "helm.toolkit.fluxcd.io/namespace"
 PRUNE_ANNOTATION = "kustomize.toolkit.fluxcd.io/prune"
+RECONCILE_ANNOTATION = "kustomize.toolkit.fluxcd.io/reconcile"
 REQUESTED_AT_ANNOTATION = "reconcile.fluxcd.io/requestedAt"
 
 SOURCE_CONTROLLER = "source-controller"
@@ -741,18 +742,27 @@ def inventory_keys(obj: Mapping[str, Any]) -> list[tuple[Key, str]]:
     """``(key, version)`` of each entry of a Kustomization's ``status.inventory``."""
     found = []
     for entry in ((obj.get("status") or {}).get("inventory") or {}).get("entries") or []:
-        parts = str(entry.get("id", "")).split("_")
-        if len(parts) < 4:
+        # Imported here: sandbox.flux is the product's side, and must decode the ids this controller writes.
+        from sandbox.flux import parse_inventory_id
+
+        parsed = parse_inventory_id(str(entry.get("id", "")))
+        if parsed is None:
             continue
-        namespace, name, group, kind = parts[0], "_".join(parts[1:-2]), parts[-2], parts[-1]
+        namespace, name, group, kind = parsed
         found.append(((group, kind, namespace, name), str(entry.get("v", "v1"))))
     return found
 
 
 def _inventory_entry(obj: Mapping[str, Any]) -> dict[str, str]:
+    """An inventory entry as Flux writes it: cli-utils object metadata, ``:`` in names escaped as ``__``."""
     group, version = split_api_version(str(obj["apiVersion"]))
     meta = obj["metadata"]
-    return {"id": f"{meta.get('namespace', '')}_{meta['name']}_{group}_{obj['kind']}", "v": version}
+    name = str(meta["name"]).replace(":", "__")
+    return {"id": f"{meta.get('namespace', '')}_{name}_{group}_{obj['kind']}", "v": version}
+
+
+def _disabled(obj: Mapping[str, Any], annotation: str) -> bool:
+    return ((obj["metadata"].get("annotations") or {}).get(annotation) or "").lower() == "disabled"
 
 
 def _owned_by(obj: Mapping[str, Any], name_label: str, namespace_label: str, owner: Mapping[str, Any]) -> bool:
@@ -770,7 +780,8 @@ def _garbage_collect(server: SimulatedApiServer, owner: Mapping[str, Any], keys:
         obj = server.get(key)
         if obj is None or not _owned_by(obj, KS_NAME_LABEL, KS_NAMESPACE_LABEL, owner):
             continue
-        if ((obj["metadata"].get("annotations") or {}).get(PRUNE_ANNOTATION) or "").lower() == "disabled":
+        # Skipped by Flux's garbage collection: prune disabled, or reconciliation disabled.
+        if _disabled(obj, PRUNE_ANNOTATION) or _disabled(obj, RECONCILE_ANNOTATION):
             continue
         server.delete(key)
         deleted.append(describe_key(key))
@@ -854,6 +865,13 @@ def _apply_kustomization(
                 where = _describe_manifest(manifest)
                 raise _Failure("ReconciliationFailed", f"{where} dry-run failed: {exc}") from None
         for manifest in batch:
+            existing = server.get(object_key_of_manifest(server, manifest))
+            # reconcile: disabled (on the manifest or the object in the cluster)
+            # stops Flux changing an existing object; an absent one is created.
+            if existing is not None and (
+                _disabled(manifest, RECONCILE_ANNOTATION) or _disabled(existing, RECONCILE_ANNOTATION)
+            ):
+                continue
             server.apply(manifest)
     entries = sorted(
         (_inventory_entry(server.get(object_key_of_manifest(server, m)) or m) for m in objects), key=lambda e: e["id"]
@@ -921,6 +939,50 @@ def _check_dependencies(server: SimulatedApiServer, obj: Mapping[str, Any], grou
             raise _Failure("DependencyNotReady", f"dependency '{dep_namespace}/{dep_name}' is not ready")
 
 
+def deletes_inventory(obj: Mapping[str, Any]) -> bool:
+    """Whether deleting a Kustomization deletes what it applied (kustomize-controller's finalizerShouldDeleteResources).
+
+    Never for a suspended one; otherwise by ``spec.deletionPolicy``:
+    ``MirrorPrune`` (the default) as ``spec.prune`` says, ``Delete`` and
+    ``WaitForTermination`` always, ``Orphan`` never.
+    """
+    spec = obj.get("spec") or {}
+    if spec.get("suspend"):
+        return False
+    policy = str(spec.get("deletionPolicy") or "MirrorPrune")
+    if policy == "MirrorPrune":
+        return bool(spec.get("prune"))
+    return policy in ("Delete", "WaitForTermination")
+
+
+def _finalize_kustomization(server: SimulatedApiServer, obj: Mapping[str, Any]) -> None:
+    key = object_key(obj)
+    spec = obj.get("spec") or {}
+    keys = [k for k, _ in inventory_keys(obj)]
+    if deletes_inventory(obj):
+        deleted = _garbage_collect(server, obj, keys)
+        if deleted:
+            log.debug("simulated kustomize-controller: deleted %s: %s", describe_key(key), ", ".join(deleted))
+        if spec.get("deletionPolicy") == "WaitForTermination":
+            # The finalizer stays until the deleted objects are gone, up to
+            # spec.timeout; then Flux logs an error and removes it anyway.
+            record = server.internal(obj)
+            if "finalizingSince" not in record:
+                server.set_internal(obj, "finalizingSince", server.now)
+                record = server.internal(obj)
+            timeout = parse_duration(spec.get("timeout"), parse_duration(spec.get("interval"), 300.0))
+            terminating = [
+                k
+                for k in keys
+                if (target := server.get(k)) is not None
+                and deleting(target)
+                and _owned_by(target, KS_NAME_LABEL, KS_NAMESPACE_LABEL, obj)
+            ]
+            if terminating and server.now < float(record["finalizingSince"]) + timeout:
+                return
+    server.remove_finalizer(key, FLUX_FINALIZER)
+
+
 def _reconcile_kustomization(server: SimulatedApiServer, settings: SimulationSettings, key: Key) -> None:
     obj = server.get(key)
     if obj is None:
@@ -928,12 +990,7 @@ def _reconcile_kustomization(server: SimulatedApiServer, settings: SimulationSet
     spec = obj.get("spec") or {}
     if deleting(obj):
         if FLUX_FINALIZER in (obj["metadata"].get("finalizers") or []):
-            # Flux skips garbage collection for a suspended Kustomization: what it
-            # applied stays in the cluster.
-            if spec.get("prune") and not spec.get("suspend"):
-                deleted = _garbage_collect(server, obj, [k for k, _ in inventory_keys(obj)])
-                log.debug("simulated kustomize-controller: deleted %s: %s", describe_key(key), ", ".join(deleted))
-            server.remove_finalizer(key, FLUX_FINALIZER)
+            _finalize_kustomization(server, obj)
         return
     obj = _ensure_finalizer(server, key)
     if obj is None or spec.get("suspend"):
@@ -1436,6 +1493,7 @@ __all__ = [
     "SimulationSettings",
     "VolumeProvisioner",
     "chart_of",
+    "deletes_inventory",
     "flux_ready",
     "inventory_keys",
     "simulation_tick",
