@@ -38,32 +38,60 @@ def _quiet(_: str) -> None:
 
 @dataclass(frozen=True)
 class Readiness:
-    """One object's readiness as Flux reports it."""
+    """One object's readiness as Flux reports it.
+
+    ``stalled`` marks a terminal failure (``Stalled=True`` for the current
+    generation): Flux will not retry until the object changes, so waiting on
+    is pointless.
+    """
 
     ref: ObjectRef
     ready: bool
     reason: str
     message: str
+    stalled: bool = False
 
     def line(self) -> str:
         """``Kind/ns/name: Reason: message`` for reports."""
         return f"{self.ref}: {self.reason or 'NoStatus'}: {self.message or 'no Ready condition reported yet'}"
 
 
-def ready_condition(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The ``Ready`` condition of an object, if any."""
+def condition_of(obj: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    """The condition of type ``kind`` of an object, if any."""
     for condition in (obj.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready":
+        if condition.get("type") == kind:
             return condition
     return None
 
 
+def ready_condition(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The ``Ready`` condition of an object, if any."""
+    return condition_of(obj, "Ready")
+
+
 def readiness(obj: Mapping[str, Any]) -> Readiness:
-    """Ready means ``Ready=True`` for the object's current generation (``observedGeneration``)."""
+    """Ready means ``Ready=True`` for the object's current generation (``observedGeneration``).
+
+    A suspended object (``spec.suspend: true``) is never ready: Flux no longer
+    reconciles it, so its Ready condition describes an older state of the
+    cluster, not the one being checked. ``Stalled=True`` for the current
+    generation is a terminal failure (:attr:`Readiness.stalled`).
+    """
     ref = ObjectRef.of(obj)
     condition = ready_condition(obj)
     generation = (obj.get("metadata") or {}).get("generation")
     observed = (obj.get("status") or {}).get("observedGeneration")
+    if (obj.get("spec") or {}).get("suspend"):
+        return Readiness(
+            ref, False, "Suspended", "spec.suspend is true: Flux does not reconcile it (its Ready condition is stale)"
+        )
+    stalled = condition_of(obj, "Stalled")
+    if stalled is not None and stalled.get("status") == "True":
+        # A Stalled condition of an older generation is stale: the fix may be
+        # what Flux is about to reconcile.
+        stalled_generation = stalled.get("observedGeneration", observed)
+        if generation is None or stalled_generation == generation:
+            return Readiness(ref, False, str(stalled.get("reason", "Stalled")), str(stalled.get("message", "")), True)
     if condition is None:
         return Readiness(ref, False, "", "")
     current = generation is None or observed == generation
@@ -167,12 +195,15 @@ def watch_readiness(
 
     Returns:
         Whether all were Ready (and at least one exists), and the last state of each
-        object, sorted by reference.
+        object, sorted by reference. The watch ends early, not Ready, as soon as
+        an object is stalled (a terminal failure: Flux will not retry it).
     """
     last_report = [""]
 
     def all_ready(snapshot: dict[ObjectRef, Manifest]) -> bool:
         states = [check(o) for o in snapshot.values()]
+        if any(s.stalled for s in states):
+            return True
         waiting = sorted(str(s.ref) for s in states if not s.ready)
         line = f"{len(states) - len(waiting)}/{len(states)} Flux objects Ready"
         if line != last_report[0]:
@@ -183,11 +214,20 @@ def watch_readiness(
         return bool(states) and not waiting
 
     ok, snapshot = watch_until(cluster, FLUX_APPLIERS, all_ready, timeout)
-    return ok, sorted((check(o) for o in snapshot.values()), key=lambda s: str(s.ref))
+    states = sorted((check(o) for o in snapshot.values()), key=lambda s: str(s.ref))
+    return ok and bool(states) and all(s.ready for s in states), states
 
 
 def not_ready_message(states: Iterable[Readiness], timeout: float) -> str:
-    """One line naming each object that is not Ready with its condition's reason and message."""
+    """One line naming each object that is not Ready with its condition's reason and message.
+
+    When an object is stalled the line names the stalled objects (the wait
+    ended there, before the timeout).
+    """
+    states = list(states)
+    stalled = [s for s in states if s.stalled]
+    if stalled:
+        return f"stalled (Flux will not retry until the object changes): {'; '.join(s.line() for s in stalled)}"
     stuck = [s for s in states if not s.ready]
     detail = "; ".join(s.line() for s in stuck) or "no Kustomization or HelmRelease found"
     return f"not Ready after {timeout:g}s: {detail}"
@@ -204,7 +244,7 @@ def wait_ready(
 
     Raises:
         NotReadyError: At the timeout, naming each object that is not ready with
-            its condition's reason and message.
+            its condition's reason and message; at once when an object is stalled.
     """
     ok, states = watch_readiness(cluster, timeout, progress, check=check)
     if not ok:
@@ -212,17 +252,33 @@ def wait_ready(
     return states
 
 
+def parse_inventory_id(entry_id: str) -> tuple[str, str, str, str] | None:
+    """``(namespace, name, group, kind)`` of a cli-utils inventory id; ``None`` when malformed.
+
+    As cli-utils' ``ParseObjMetadata``: the namespace ends at the first ``_``,
+    kind and group are the last two fields, and what is between is the name,
+    in which ``__`` stands for ``:`` (``system:foo`` is stored as ``system__foo``).
+    """
+    namespace, separator, rest = entry_id.partition("_")
+    rest, _, kind = rest.rpartition("_")
+    name, _, group = rest.rpartition("_")
+    if not separator or not kind or not name:
+        return None
+    return namespace, name.replace("__", ":"), group, kind
+
+
 def inventory_refs(kustomization: Mapping[str, Any]) -> list[ObjectRef]:
     """The objects a Kustomization applied, from ``status.inventory.entries``.
 
-    Entry ids are ``<namespace>_<name>_<group>_<Kind>`` with the version in ``v``.
+    Entry ids are cli-utils object metadata, ``<namespace>_<name>_<group>_<Kind>``
+    (see :func:`parse_inventory_id`), with the version in ``v``.
     """
     refs = []
     for entry in ((kustomization.get("status") or {}).get("inventory") or {}).get("entries") or []:
-        parts = str(entry.get("id", "")).split("_")
-        if len(parts) < 4:
+        parsed = parse_inventory_id(str(entry.get("id", "")))
+        if parsed is None:
             continue
-        namespace, name, group, kind = parts[0], "_".join(parts[1:-2]), parts[-2], parts[-1]
+        namespace, name, group, kind = parsed
         version = entry.get("v", "v1")
         refs.append(
             ObjectRef(

@@ -808,10 +808,15 @@ def teardown(ctx: SandboxContext, *, force: bool = False) -> StageResult:
             raise TeardownBlockedError(message) from None
         details["tiers"] = report.tiers
         details["blocked"] = report.blocked
+        # Deleted explicitly because Flux would have left them; volumes kept by their Retain policy.
+        details["orphans"] = report.orphans
+        details["kept_volumes"] = report.kept_volumes
         if report.tiers:
             done.append("tiers " + " -> ".join(f"{tier} ({len(refs)})" for tier, refs in report.tiers))
         if report.blocked:
             done.append(f"forced past pending finalizers on {'; '.join(report.blocked)}")
+        if report.kept_volumes:
+            done.append(f"volumes kept by their reclaim policy: {', '.join(report.kept_volumes)}")
     else:
         ctx.progress("no cluster to empty (never provisioned or already gone)")
     if (workdir / ".terraform").is_dir() and tf.has_state(workdir, record.terraform_workspace or record.name):

@@ -19,6 +19,21 @@
    Custom objects go before their controllers, so controllers are still
    running to clean external resources (load balancers, volumes) and drop
    the finalizers.
+
+   Before the controllers tier goes, wait for the PersistentVolumes whose
+   cloud volumes are being deleted: a dynamically provisioned PV is in no
+   Flux inventory (the CSI driver created it for a claim), and once its
+   claim is gone it is the CSI driver -- a controller -- that deletes the
+   volume and then drops ``external-provisioner.volume.kubernetes.io/finalizer``.
+   PVs with reclaim policy ``Retain`` keep their volume by design: reported,
+   not waited for.
+   Objects Flux leaves behind when their Kustomization is deleted
+   (``spec.deletionPolicy: Orphan``, ``MirrorPrune`` without ``spec.prune``,
+   or annotated ``kustomize.toolkit.fluxcd.io/prune: disabled`` or
+   ``.../reconcile: disabled``) are deleted explicitly with their tier and
+   reported: in a short-lived sandbox nothing is meant to outlive it, and an
+   orphaned Ingress or claim would keep its load balancer or volume after
+   its controller is gone.
 4. After each tier, watch until everything the tier applied is gone; at the
    timeout report which objects still hold which finalizers and stop (the
    infrastructure must not be destroyed while finalizers are pending).
@@ -52,6 +67,13 @@ KS_OWNER_LABEL = "kustomize.toolkit.fluxcd.io/name"
 KS_OWNER_NS_LABEL = "kustomize.toolkit.fluxcd.io/namespace"
 HELM_OWNER_LABEL = "helm.toolkit.fluxcd.io/name"
 HELM_OWNER_NS_LABEL = "helm.toolkit.fluxcd.io/namespace"
+
+PRUNE_ANNOTATION = "kustomize.toolkit.fluxcd.io/prune"
+RECONCILE_ANNOTATION = "kustomize.toolkit.fluxcd.io/reconcile"
+#: Namespaces teardown never deletes, even when a Kustomization orphans them.
+KEPT_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease", FLUX_NAMESPACE})
+PV_API = "v1"
+PV_KIND = "PersistentVolume"
 
 #: Kinds a Helm chart commonly renders that may carry finalizers of controllers
 #: (load balancers, volumes); watched after a HelmRelease is deleted.
@@ -106,6 +128,10 @@ class TeardownReport:
     unsuspended: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
     forced: bool = False
+    #: Objects Flux would have left behind, deleted by teardown: ``"<object> (<why>)"``.
+    orphans: list[str] = field(default_factory=list)
+    #: PersistentVolumes kept with their cloud volumes (reclaim policy Retain, or a claim teardown does not delete).
+    kept_volumes: list[str] = field(default_factory=list)
 
 
 def _flux_objects(cluster: ClusterDriver) -> list[Manifest]:
@@ -155,6 +181,52 @@ def subtree(cluster: ClusterDriver, roots: Iterable[ObjectRef]) -> set[ObjectRef
     return seen
 
 
+def _disabled(obj: Mapping[str, Any], annotation: str) -> bool:
+    value = ((obj.get("metadata") or {}).get("annotations") or {}).get(annotation) or ""
+    return str(value).lower() == "disabled"
+
+
+def left_by_flux(cluster: ClusterDriver, tracked: Iterable[ObjectRef]) -> dict[ObjectRef, str]:
+    """What the Kustomizations among ``tracked`` will not delete when they are deleted, and why.
+
+    kustomize-controller deletes a deleted Kustomization's inventory only with
+    ``spec.deletionPolicy`` ``Delete``/``WaitForTermination``, or ``MirrorPrune``
+    (the default) with ``spec.prune``; and even then skips objects annotated
+    ``prune: disabled`` or ``reconcile: disabled``, and objects another
+    Kustomization took over. (A suspended one deletes nothing: teardown
+    resumes them first.)
+    """
+    left: dict[ObjectRef, str] = {}
+    for ref in sorted(tracked):
+        if ref.kind != "Kustomization":
+            continue
+        kustomization = cluster.get(ref)
+        if kustomization is None:
+            continue
+        spec = kustomization.get("spec") or {}
+        policy = str(spec.get("deletionPolicy") or "MirrorPrune")
+        collects = policy in ("Delete", "WaitForTermination") or (policy == "MirrorPrune" and bool(spec.get("prune")))
+        for item in inventory_refs(kustomization):
+            if item.kind == "Namespace" and item.name in KEPT_NAMESPACES:
+                continue
+            obj = cluster.get(item)
+            if obj is None:
+                continue
+            labels = _labels(obj)
+            if labels.get(KS_OWNER_LABEL) != ref.name or labels.get(KS_OWNER_NS_LABEL) != ref.namespace:
+                continue  # another Kustomization owns it now: its deletion decides
+            if not collects:
+                why = f"{ref} has deletionPolicy {policy}" + ("" if policy != "MirrorPrune" else " without prune")
+            elif _disabled(obj, PRUNE_ANNOTATION):
+                why = f"{PRUNE_ANNOTATION}: disabled"
+            elif _disabled(obj, RECONCILE_ANNOTATION):
+                why = f"{RECONCILE_ANNOTATION}: disabled"
+            else:
+                continue
+            left.setdefault(item, why)
+    return left
+
+
 def _finalizers(obj: Mapping[str, Any]) -> list[str]:
     return list((obj.get("metadata") or {}).get("finalizers") or [])
 
@@ -164,8 +236,14 @@ def delete_tier(
     refs: list[ObjectRef],
     timeout: float,
     on_tracked: Callable[[list[ObjectRef]], None] | None = None,
+    on_orphans: Callable[[list[str]], None] | None = None,
 ) -> list[str]:
     """Delete a tier's objects and watch until everything they applied is gone.
+
+    What Flux would leave behind (:func:`left_by_flux`) is deleted explicitly
+    right after the tier's objects: the sandbox is short-lived, and an orphan
+    holding a load balancer or a volume would keep it once its controller is
+    gone -- so, safe by default, it goes with its tier, before the controllers.
 
     Args:
         cluster: The cluster.
@@ -173,15 +251,23 @@ def delete_tier(
         timeout: Seconds to wait.
         on_tracked: Told, before anything is deleted, every object the tier's
             deletion must make disappear (so a rerun after a crash can wait for them).
+        on_orphans: Told ``"<object> (<why>)"`` for each orphan deleted explicitly.
 
     Returns:
         ``"<object> (<finalizers>)"`` for each object still present at the timeout
         (empty when the tier is gone).
     """
     tracked = subtree(cluster, refs)
+    # Read before the deletion: a deleted Kustomization's inventory goes with it.
+    orphans = left_by_flux(cluster, tracked)
     if on_tracked is not None:
         on_tracked(sorted(tracked))
     for ref in refs:
+        cluster.delete(ref)
+    if orphans and on_orphans is not None:
+        on_orphans([f"{ref} ({why})" for ref, why in sorted(orphans.items())])
+    for ref in sorted(orphans):
+        # After the owners: a Kustomization being deleted no longer re-applies what it applied.
         cluster.delete(ref)
     return wait_gone(cluster, tracked, timeout)
 
@@ -206,6 +292,50 @@ def wait_gone(cluster: ClusterDriver, tracked: set[ObjectRef], timeout: float) -
         if obj is not None:
             stuck.append(f"{ref} ({', '.join(_finalizers(obj)) or 'no finalizers; still deleting'})")
     return stuck
+
+
+def _claim_state(cluster: ClusterDriver, volume: Mapping[str, Any]) -> str:
+    """``"gone"``, ``"deleting"``, ``"present"`` or ``"none"`` for a PV's ``spec.claimRef``."""
+    claim_ref = (volume.get("spec") or {}).get("claimRef") or {}
+    if not claim_ref.get("name"):
+        return "none"
+    claim = cluster.get(
+        ObjectRef("v1", "PersistentVolumeClaim", str(claim_ref["name"]), str(claim_ref.get("namespace") or ""))
+    )
+    if claim is None or (claim_ref.get("uid") and (claim.get("metadata") or {}).get("uid") != claim_ref["uid"]):
+        return "gone"
+    return "deleting" if (claim.get("metadata") or {}).get("deletionTimestamp") else "present"
+
+
+def releasing_volumes(cluster: ClusterDriver) -> tuple[set[ObjectRef], list[str]]:
+    """The PersistentVolumes being deleted with their claims, and those that stay.
+
+    A PV is deleted (with its cloud volume, by its provisioner) when its reclaim
+    policy is ``Delete`` and its claim is gone or being deleted -- or when the
+    PV itself is being deleted.
+
+    Returns:
+        The PVs to wait for, and a line for each PV that stays, saying why.
+    """
+    releasing: set[ObjectRef] = set()
+    kept: list[str] = []
+    for volume in cluster.list(PV_API, PV_KIND):
+        ref = ObjectRef.of(volume)
+        spec = volume.get("spec") or {}
+        # The API server defaults a PV without a policy to Retain.
+        policy = str(spec.get("persistentVolumeReclaimPolicy") or "Retain")
+        claim_ref = spec.get("claimRef") or {}
+        claim = f"claim {claim_ref.get('namespace')}/{claim_ref.get('name')}" if claim_ref.get("name") else "no claim"
+        state = _claim_state(cluster, volume)
+        if (volume.get("metadata") or {}).get("deletionTimestamp") or (
+            policy == "Delete" and state in ("gone", "deleting")
+        ):
+            releasing.add(ref)
+        elif policy != "Delete":
+            kept.append(f"{ref} ({claim}, reclaim policy {policy}: its volume is kept)")
+        else:
+            kept.append(f"{ref} ({claim}, still {'bound' if state == 'present' else 'unclaimed'}: not deleted)")
+    return releasing, sorted(kept)
 
 
 def verify_bootstrapped(cluster: ClusterDriver) -> None:
@@ -266,9 +396,40 @@ def teardown_cluster(
             if not force:
                 raise TeardownBlockedError(message)
             progress(f"{message} -- continuing because --force was given")
+    volumes_waited = False
+
+    def wait_for_volumes() -> None:
+        # Run before the controllers tier: the CSI driver that deletes a
+        # released volume is one of the controllers. Without it the PV keeps
+        # its finalizer and the cloud volume outlives the cluster.
+        releasing, kept = releasing_volumes(cluster)
+        report.kept_volumes = kept
+        for line in kept:
+            progress(f"kept by design: {line}")
+        if not releasing:
+            return
+        progress(f"waiting for volumes to be deleted: {', '.join(str(r) for r in sorted(releasing))}")
+        stuck = wait_gone(cluster, releasing, timeout_per_tier)
+        if stuck:
+            report.blocked.extend(stuck)
+            message = f"teardown blocked before tier controllers: volumes not deleted: {'; '.join(stuck)}"
+            if not force:
+                raise TeardownBlockedError(message)
+            progress(f"{message} -- continuing because --force was given")
+        else:
+            progress("volumes: gone")
+
     for tier, refs in teardown_order(_flux_objects(cluster)):
+        if tier == "controllers":
+            wait_for_volumes()
+            volumes_waited = True
         progress(f"tier {tier}: deleting {', '.join(str(r) for r in refs)}")
-        stuck = delete_tier(cluster, refs, timeout_per_tier, on_tracked)
+
+        def deleting_orphans(lines: list[str], tier: str = tier) -> None:
+            report.orphans.extend(lines)
+            progress(f"tier {tier}: deleting what Flux leaves behind: {'; '.join(lines)}")
+
+        stuck = delete_tier(cluster, refs, timeout_per_tier, on_tracked, deleting_orphans)
         report.tiers.append((tier, [str(r) for r in refs]))
         if stuck:
             report.blocked.extend(stuck)
@@ -278,6 +439,11 @@ def teardown_cluster(
             progress(f"{message} -- continuing because --force was given")
         else:
             progress(f"tier {tier}: gone")
+    if not volumes_waited:
+        # No controllers tier (left by an earlier attempt, or the CSI driver is
+        # not Flux-managed): the volumes must still be gone before the
+        # infrastructure is destroyed.
+        wait_for_volumes()
     if not report.blocked:
         verify_bootstrapped(cluster)
         progress("cluster is back to its bootstrapped state (only Kustomization/flux-system/flux-system)")
@@ -292,6 +458,8 @@ __all__ = [
     "TEARDOWN_TIERS",
     "TIER_ANNOTATION",
     "TeardownReport",
+    "left_by_flux",
+    "releasing_volumes",
     "teardown_cluster",
     "teardown_order",
 ]

@@ -664,9 +664,13 @@ def validate_checkout(
         if not states:
             report.readiness_note = not_ready_message(states, inputs.ready_timeout)
             report.failures.append(report.readiness_note)
+        # A stalled object ends the wait before the timeout.
+        waited = "when the wait ended" if any(s.stalled for s in states) else f"after {inputs.ready_timeout:g}s"
         for state in states:
-            if not state.ready:
-                report.failures.append(f"not Ready after {inputs.ready_timeout:g}s: {state.line()}")
+            if state.stalled:
+                report.failures.append(f"stalled (Flux will not retry until it changes): {state.line()}")
+            elif not state.ready:
+                report.failures.append(f"not Ready {waited}: {state.line()}")
     return report
 
 

@@ -9,8 +9,11 @@ cluster:
   branch may have moved on since the merge);
 * every GitRepository tracking the same repository and branch as the root has
   fetched it too;
-* every Kustomization and HelmRelease is Ready for its current generation, and
-  every Kustomization has applied its source's current revision.
+* every Kustomization and HelmRelease is Ready for its current generation (a
+  suspended one is not), and every Kustomization has applied its source's
+  current revision.
+
+An applier that is ``Stalled`` ends the wait at once: Flux will not retry it.
 
 Waiting uses watches (:func:`sandbox.flux.watch_until`), never a sleep loop; at
 the timeout whatever is still stuck is named with its reason and message.
@@ -110,6 +113,8 @@ class LandingState:
     root_has_revision: bool = False
     objects: list[Readiness] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    #: Appliers in a terminal failure (``Stalled=True``): waiting longer cannot help.
+    stalled: list[str] = field(default_factory=list)
 
     @property
     def landed(self) -> bool:
@@ -158,6 +163,8 @@ def assess(snapshot: Mapping[ObjectRef, Manifest], revision: str, contains: Call
         state.objects.append(ready)
         if not ready.ready:
             state.problems.append(ready.line())
+            if ready.stalled:
+                state.stalled.append(ready.line())
             continue
         if ref.kind == "Kustomization":
             source_ref = (obj.get("spec") or {}).get("sourceRef") or {}
@@ -207,7 +214,8 @@ def wait_for_revision(
     """Wait until ``revision`` is applied on ``cluster`` and every Flux applier is Ready.
 
     Raises:
-        NotReadyError: At the timeout, naming each object that is stuck and why.
+        NotReadyError: At the timeout, naming each object that is stuck and why;
+            at once when an applier is stalled.
     """
     known: dict[tuple[str, str], bool] = {}
 
@@ -229,10 +237,15 @@ def wait_for_revision(
         if line != last[0]:
             progress(line)
             last[0] = line
-        return state.landed
+        return state.landed or bool(state.stalled)
 
     ok, snapshot = watch_until(cluster, WATCHED_KINDS, done, timeout)
     state = assess(snapshot, revision, cached_contains)
+    if state.stalled:
+        raise NotReadyError(
+            f"{environment}: revision {revision[:12]} cannot land: stalled (Flux will not retry until the "
+            f"object changes): {'; '.join(state.stalled)}"
+        )
     if not ok or not state.landed:
         raise NotReadyError(
             f"{environment}: revision {revision[:12]} has not landed after {timeout:g}s: "

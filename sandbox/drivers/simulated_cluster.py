@@ -6,9 +6,13 @@ so :class:`SimulatedCluster` stands in for one behind the same
 is built to fail the way a real cluster fails (see ``DESIGN.md``, "The
 simulated cluster must fail the way a real one does"):
 
-* controllers and their custom objects -- a load balancer's or volume's
-  finalizer is removed only while the controller installed by its HelmRelease
-  runs; deleting the controller first leaves the finalizer pending forever;
+* controllers and their custom objects -- a load balancer's finalizer is
+  removed only while the controller installed by its HelmRelease runs;
+  deleting the controller first leaves the finalizer pending forever;
+* volumes -- a claim of a CSI driver's StorageClass gets a PersistentVolume
+  (with the external-provisioner's finalizer) and a cloud volume; once the
+  claim is gone the running driver deletes both (reclaim policy ``Delete``),
+  an uninstalled one leaves them behind;
 * suspension -- deleting a *suspended* Kustomization or HelmRelease leaves
   everything it applied (and their external resources) behind;
 * self-healing -- a Kustomization re-applies what was deleted from its
@@ -99,6 +103,8 @@ class SimulatedCluster:
         crd_established_delay_seconds: How long (by ``clock``) a new
             CustomResourceDefinition takes to become Established and served;
             ``0`` establishes it at once.
+        volume_deletion_seconds: How long the simulated CSI driver takes to
+            delete the cloud volume of a released PersistentVolume.
 
     Raises:
         InvalidInputError: An invalid Kubernetes version or a negative delay.
@@ -118,9 +124,10 @@ class SimulatedCluster:
         git_binary: str = "git",
         git_timeout_seconds: float = 60.0,
         crd_established_delay_seconds: float = 0.0,
+        volume_deletion_seconds: float = 0.0,
     ) -> None:
-        if readiness_delay_seconds < 0 or crd_established_delay_seconds < 0:
-            raise InvalidInputError("the simulated readiness and CRD delays must not be negative")
+        if min(readiness_delay_seconds, crd_established_delay_seconds, volume_deletion_seconds) < 0:
+            raise InvalidInputError("the simulated readiness, CRD and volume deletion delays must not be negative")
         self._crd_established_delay_seconds = crd_established_delay_seconds
         self.simulation_dir = Path(simulation_dir).absolute()
         self._version = parse_minor_version(kubernetes_version)
@@ -134,6 +141,7 @@ class SimulatedCluster:
             oci_git_remote=oci_git_remote,
             oci_artifact_path=oci_artifact_path.strip("/") or ".",
             git=GitTools(binary=git_binary, timeout_seconds=git_timeout_seconds),
+            volume_deletion_seconds=volume_deletion_seconds,
         )
 
     def __repr__(self) -> str:

@@ -428,6 +428,25 @@ def test_list_follows_continue_tokens(seeded: KubeApiServer) -> None:
     assert [(p.param("limit"), p.param("continue")) for p in pages] == [("2", None), ("2", "2")]
 
 
+def test_list_of_persistent_volumes_uses_the_cluster_scoped_core_path(
+    kubeapi: KubeApiServer, driver: KubernetesClusterDriver
+) -> None:
+    # Teardown waits for released PVs before removing their CSI driver: they are in no namespace.
+    kubeapi.put_object(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": "pvc-1234", "finalizers": ["external-provisioner.volume.kubernetes.io/finalizer"]},
+            "spec": {"persistentVolumeReclaimPolicy": "Delete", "claimRef": {"namespace": "data", "name": "db"}},
+        }
+    )
+    volumes = driver.list("v1", "PersistentVolume")
+    _only(kubeapi.requests_to("GET", "/api/v1/persistentvolumes"))
+    assert [(v["kind"], v["metadata"]["name"], v["metadata"].get("namespace")) for v in volumes] == [
+        ("PersistentVolume", "pvc-1234", None)
+    ]
+
+
 def test_list_of_a_kind_the_cluster_does_not_serve_is_empty(
     kubeapi: KubeApiServer, driver: KubernetesClusterDriver
 ) -> None:

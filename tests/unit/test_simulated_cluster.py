@@ -24,6 +24,7 @@ from sandbox.drivers.git import GitCli
 from sandbox.drivers.simulated_cluster import SimulatedCluster
 from sandbox.drivers.simulation.kustomize import BuildError, build, envsubst
 from sandbox.errors import ClusterError, ClusterUnreachableError, InvalidInputError, TeardownBlockedError
+from sandbox.flux import inventory_refs
 from sandbox.teardown import teardown_cluster
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "simulation"
@@ -518,8 +519,17 @@ def test_the_development_cluster_reconciles_to_ready(
     ingress, volume = cluster.get(SHARED_INGRESS), cluster.get(SHARED_VOLUME)
     assert ingress is not None and ingress["metadata"]["finalizers"] == ["ingress.k8s.aws/resources"]
     assert ingress["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"] == "platform-configs"
-    assert volume is not None and volume["metadata"]["finalizers"] == ["ebs.csi.aws.com/volume-protection"]
+    assert volume is not None and volume["metadata"]["finalizers"] == ["kubernetes.io/pvc-protection"]
     assert volume["status"]["phase"] == "Bound"
+    [pv] = cluster.list("v1", "PersistentVolume")  # dynamically provisioned by the CSI driver
+    assert pv["metadata"]["name"] == f"pvc-{volume['metadata']['uid']}"
+    assert sorted(pv["metadata"]["finalizers"]) == [
+        "external-provisioner.volume.kubernetes.io/finalizer",
+        "kubernetes.io/pv-protection",
+    ]
+    assert pv["spec"]["claimRef"]["uid"] == volume["metadata"]["uid"]
+    assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Delete"
+    assert pv["status"]["phase"] == "Bound"
     assert cluster.external_resources() == [
         "load-balancer-platform-shared-entrypoint",
         "load-balancer-podinfo-podinfo",
@@ -628,13 +638,14 @@ def test_deleting_controllers_first_leaves_finalizers_pending_forever(
     cluster.delete(PLATFORM_CONFIGS)
     settle(cluster, clock, steps=5, step=3600)
     assert cluster.get(PLATFORM_CONFIGS) is None
-    for ref, finalizer in (
-        (SHARED_INGRESS, "ingress.k8s.aws/resources"),
-        (SHARED_VOLUME, "ebs.csi.aws.com/volume-protection"),
-    ):
-        stuck = cluster.get(ref)
-        assert stuck is not None and stuck["metadata"]["deletionTimestamp"], ref
-        assert stuck["metadata"]["finalizers"] == [finalizer]
+    stuck = cluster.get(SHARED_INGRESS)
+    assert stuck is not None and stuck["metadata"]["deletionTimestamp"]
+    assert stuck["metadata"]["finalizers"] == ["ingress.k8s.aws/resources"]
+    # The claim goes (nothing mounts it); its PV is Released and nobody deletes the volume.
+    assert cluster.get(SHARED_VOLUME) is None
+    [pv] = cluster.list("v1", "PersistentVolume")
+    assert pv["status"]["phase"] == "Released"
+    assert "external-provisioner.volume.kubernetes.io/finalizer" in pv["metadata"]["finalizers"]
     namespace = cluster.get(ObjectRef("v1", "Namespace", "platform"))
     assert namespace is not None and namespace["status"]["phase"] == "Terminating"
     assert set(PLATFORM_EXTERNALS) <= set(cluster.external_resources())
@@ -997,3 +1008,273 @@ def test_watch_ends_quietly_at_its_timeout(watched: SimulatedCluster) -> None:
         "source-controller",
     ]
     assert list(watched.watch(KS_API, "Kustomization", timeout_seconds=0.1)) == []
+
+
+# -- persistent volumes: provisioned by the CSI driver, deleted by it ---------------------------------
+
+
+class TickingClock(SteppedClock):
+    """A clock that moves on by ``step`` each time it is read (time passes while a teardown watches)."""
+
+    def __init__(self, step: float) -> None:
+        super().__init__()
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def shared_cache_pv(cluster: SimulatedCluster) -> dict[str, Any]:
+    [pv] = [v for v in cluster.list("v1", "PersistentVolume") if v["spec"]["claimRef"]["name"] == "shared-cache"]
+    return pv
+
+
+def test_a_released_volume_is_deleted_by_its_csi_driver_after_the_claim(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet, clock: SteppedClock
+) -> None:
+    cluster = make_cluster(volume_deletion_seconds=5)
+    bootstrap(cluster, fleet)
+    pv_ref = ObjectRef.of(shared_cache_pv(cluster))
+    assert "volume-platform-shared-cache" in cluster.external_resources()
+    # A Pod mounting the claim holds it (pvc-protection) until it is gone.
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "reader", "namespace": "platform"},
+            "spec": {"volumes": [{"name": "cache", "persistentVolumeClaim": {"claimName": "shared-cache"}}]},
+        }
+    )
+    cluster.merge_patch(ROOT, {"spec": {"suspend": True}})
+    cluster.merge_patch(PLATFORM_CONFIGS, {"spec": {"suspend": True}})  # so the claim is not re-applied
+    cluster.delete(SHARED_VOLUME)
+    held = cluster.get(SHARED_VOLUME)
+    assert held is not None and held["metadata"]["finalizers"] == ["kubernetes.io/pvc-protection"]
+    cluster.delete(ObjectRef("v1", "Pod", "reader", "platform"))
+    assert cluster.get(SHARED_VOLUME) is None
+    released = cluster.get(pv_ref)
+    assert released is not None and released["status"]["phase"] == "Released"
+    assert "volume-platform-shared-cache" in cluster.external_resources()  # being deleted
+    clock.advance(5)
+    assert cluster.get(pv_ref) is None
+    assert "volume-platform-shared-cache" not in cluster.external_resources()
+
+
+def test_a_retained_volume_outlives_its_claim(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet, clock: SteppedClock
+) -> None:
+    cluster = make_cluster()
+    cluster.apply(
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {"name": "gp3"},
+            "provisioner": "ebs.csi.aws.com",
+            "reclaimPolicy": "Retain",
+        }
+    )
+    bootstrap(cluster, fleet)
+    assert shared_cache_pv(cluster)["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+    cluster.merge_patch(ROOT, {"spec": {"suspend": True}})
+    cluster.delete(PLATFORM_CONFIGS)
+    settle(cluster, clock, steps=2)
+    assert cluster.get(SHARED_VOLUME) is None
+    assert shared_cache_pv(cluster)["status"]["phase"] == "Released"
+    assert "volume-platform-shared-cache" in cluster.external_resources()
+
+
+def test_the_product_teardown_waits_for_volumes_before_removing_the_csi_driver(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet
+) -> None:
+    # Deleting a volume takes simulated time; the clock moves while teardown watches.
+    cluster = make_cluster(clock=TickingClock(0.5), volume_deletion_seconds=20)
+    bootstrap(cluster, fleet)
+    lines: list[str] = []
+    report = teardown_cluster(cluster, timeout_per_tier=30, progress=lines.append)
+    assert cluster.external_resources() == []  # the CSI driver deleted the volume before it was uninstalled
+    assert cluster.list("v1", "PersistentVolume") == []
+    assert not report.blocked and report.kept_volumes == []
+    waited = next(i for i, line in enumerate(lines) if line.startswith("waiting for volumes to be deleted: "))
+    controllers = next(i for i, line in enumerate(lines) if line.startswith("tier controllers: deleting"))
+    assert waited < controllers
+
+
+def test_the_product_teardown_is_blocked_by_a_volume_its_driver_does_not_delete(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet
+) -> None:
+    cluster = make_cluster(volume_deletion_seconds=86_400)  # the stepped clock never gets there
+    bootstrap(cluster, fleet)
+    with pytest.raises(TeardownBlockedError) as blocked:
+        teardown_cluster(cluster, timeout_per_tier=0.3)
+    pv = shared_cache_pv(cluster)
+    assert (
+        f"PersistentVolume/{pv['metadata']['name']} (external-provisioner.volume.kubernetes.io/finalizer, "
+        "kubernetes.io/pv-protection)" in str(blocked.value)
+    )
+    assert cluster.get(PLATFORM_CONTROLLERS) is not None  # the CSI driver was not removed
+    assert "volume-platform-shared-cache" in cluster.external_resources()
+
+    report = teardown_cluster(cluster, timeout_per_tier=0.3, force=True)
+    assert report.forced and any(pv["metadata"]["name"] in line for line in report.blocked)
+    assert [tier for tier, _ in report.tiers] == ["controllers"]
+
+
+def test_the_product_teardown_reports_retained_volumes_without_waiting(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet
+) -> None:
+    cluster = make_cluster()
+    cluster.apply(
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {"name": "gp3"},
+            "provisioner": "ebs.csi.aws.com",
+            "reclaimPolicy": "Retain",
+        }
+    )
+    bootstrap(cluster, fleet)
+    pv_name = shared_cache_pv(cluster)["metadata"]["name"]
+    report = teardown_cluster(cluster, timeout_per_tier=30)
+    assert not report.blocked
+    assert report.kept_volumes == [
+        f"PersistentVolume/{pv_name} (claim platform/shared-cache, reclaim policy Retain: its volume is kept)"
+    ]
+    assert cluster.external_resources() == ["volume-platform-shared-cache"]
+
+
+# -- inventory ids, deletion policies and per-object annotations --------------------------------------
+
+COLON_ROLE = ObjectRef("rbac.authorization.k8s.io/v1", "ClusterRole", "system:fleet-reader")
+
+
+def add_colon_role(fleet: Fleet) -> None:
+    """Give platform-configs a ClusterRole whose name has a colon, as system roles do."""
+    configs = fleet.checkout / "platform" / "configs"
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": COLON_ROLE.name}}
+    (configs / "reader.yaml").write_text(yaml.safe_dump({**role, "rules": []}), encoding="utf-8")
+    kustomization = configs / "kustomization.yaml"
+    kustomization.write_text(kustomization.read_text(encoding="utf-8") + "  - reader.yaml\n", encoding="utf-8")
+    fleet.push("platform: a ClusterRole named with a colon")
+
+
+def test_inventory_ids_escape_colons_as_cli_utils_does(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet
+) -> None:
+    add_colon_role(fleet)
+    cluster = make_cluster()
+    bootstrap(cluster, fleet)
+    configs = cluster.get(PLATFORM_CONFIGS)
+    assert configs is not None
+    entries = configs["status"]["inventory"]["entries"]
+    assert {"id": "_system__fleet-reader_rbac.authorization.k8s.io_ClusterRole", "v": "v1"} in entries
+    assert COLON_ROLE in inventory_refs(configs)
+    report = teardown_cluster(cluster, timeout_per_tier=30)
+    assert not report.blocked
+    assert cluster.get(COLON_ROLE) is None  # garbage-collected: the controller decodes its own ids
+
+
+@pytest.mark.parametrize(
+    ("policy", "prune", "left_behind"),
+    [
+        (None, True, False),  # MirrorPrune, the default: as spec.prune says
+        ("MirrorPrune", False, True),
+        ("Delete", False, False),
+        ("Orphan", True, True),
+    ],
+)
+def test_the_deletion_policy_decides_what_a_deleted_kustomization_leaves(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet, policy: str | None, prune: bool, left_behind: bool
+) -> None:
+    cluster = make_cluster()
+    bootstrap(cluster, fleet)
+    cluster.merge_patch(ROOT, {"spec": {"suspend": True}})
+    cluster.merge_patch(PLATFORM_CONFIGS, {"spec": {"prune": prune, "deletionPolicy": policy}})
+    cluster.delete(PLATFORM_CONFIGS)
+    assert cluster.get(PLATFORM_CONFIGS) is None
+    assert (cluster.get(SHARED_INGRESS) is not None) is left_behind
+
+
+def test_wait_for_termination_keeps_the_kustomization_until_its_objects_are_gone(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet, clock: SteppedClock
+) -> None:
+    cluster = make_cluster()
+    bootstrap(cluster, fleet)
+    controller = ObjectRef(HR_API, "HelmRelease", "aws-load-balancer-controller", "flux-system")
+    cluster.inject_failure(controller, "InstallFailed", "simulated: crash loop")  # the Ingress finalizer stays
+    cluster.merge_patch(ROOT, {"spec": {"suspend": True}})
+    cluster.merge_patch(PLATFORM_CONFIGS, {"spec": {"deletionPolicy": "WaitForTermination", "timeout": "5m"}})
+    cluster.delete(PLATFORM_CONFIGS)
+    waiting = cluster.get(PLATFORM_CONFIGS)
+    assert waiting is not None and waiting["metadata"]["finalizers"] == ["finalizers.fluxcd.io"]
+    cluster.clear_failure(controller)
+    assert cluster.get(SHARED_INGRESS) is None
+    assert cluster.get(PLATFORM_CONFIGS) is None
+
+    # At spec.timeout kustomize-controller logs an error and lets the Kustomization go.
+    cluster.inject_failure(controller, "InstallFailed", "simulated: crash loop")
+    cluster.merge_patch(APPS, {"spec": {"deletionPolicy": "WaitForTermination", "timeout": "5m"}})
+    cluster.delete(APPS)
+    assert cluster.get(APPS) is not None  # podinfo's Service load balancer holds its finalizer
+    clock.advance(301)
+    cluster.tick()
+    assert cluster.get(APPS) is None
+
+
+def test_an_object_with_reconcile_disabled_is_not_changed_nor_garbage_collected(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet, clock: SteppedClock
+) -> None:
+    cluster = make_cluster()
+    bootstrap(cluster, fleet)
+    disabled = {"kustomize.toolkit.fluxcd.io/reconcile": "disabled"}
+    drifted = {"service": {"name": "platform-gateway", "port": {"number": 8080}}}  # the manifest says 80
+    cluster.merge_patch(SHARED_INGRESS, {"metadata": {"annotations": disabled}, "spec": {"defaultBackend": drifted}})
+    storage = fleet.checkout / "platform" / "configs" / "shared-storage.yaml"
+    storage.write_text(storage.read_text(encoding="utf-8").replace("20Gi", "30Gi"), encoding="utf-8")
+    fleet.push("platform: a new revision")
+    settle(cluster, clock, steps=3)
+    configs = cluster.get(PLATFORM_CONFIGS)
+    assert configs is not None and configs["status"]["lastAppliedRevision"].endswith(
+        str(fleet.git.rev_parse(fleet.checkout, "HEAD"))
+    )
+    left = cluster.get(SHARED_INGRESS)
+    assert left is not None and left["spec"]["defaultBackend"] == drifted  # not reverted
+    claim = cluster.get(SHARED_VOLUME)
+    assert claim is not None and claim["spec"]["resources"]["requests"]["storage"] == "30Gi"  # others are applied
+
+    # Garbage collection skips it too (its namespace as well here, or deleting that would take it).
+    namespace = ObjectRef("v1", "Namespace", "platform")
+    cluster.merge_patch(namespace, {"metadata": {"annotations": disabled}})
+    cluster.merge_patch(ROOT, {"spec": {"suspend": True}})
+    cluster.delete(PLATFORM_CONFIGS)
+    assert cluster.get(PLATFORM_CONFIGS) is None
+    kept = cluster.get(namespace)
+    assert kept is not None and "deletionTimestamp" not in kept["metadata"]
+    assert cluster.get(SHARED_INGRESS) is not None
+    assert cluster.get(SHARED_VOLUME) is None  # not annotated: collected
+
+
+@pytest.mark.parametrize(
+    "leave",
+    [
+        {"kustomization": {"spec": {"deletionPolicy": "Orphan"}}},
+        {"ingress": {"metadata": {"annotations": {"kustomize.toolkit.fluxcd.io/prune": "disabled"}}}},
+    ],
+    ids=["deletion-policy-orphan", "prune-disabled"],
+)
+def test_the_product_teardown_deletes_what_flux_leaves_before_its_controllers(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet, leave: dict[str, dict[str, Any]]
+) -> None:
+    cluster = make_cluster()
+    bootstrap(cluster, fleet)
+    if "kustomization" in leave:
+        cluster.merge_patch(PLATFORM_CONFIGS, leave["kustomization"])
+    else:
+        cluster.merge_patch(SHARED_INGRESS, leave["ingress"])
+    lines: list[str] = []
+    report = teardown_cluster(cluster, timeout_per_tier=30, progress=lines.append)
+    assert not report.blocked
+    assert "Ingress/platform/shared-entrypoint" in " ".join(report.orphans)
+    assert any(line.startswith("tier custom-objects: deleting what Flux leaves") for line in lines)
+    assert cluster.external_resources() == []  # deleted while its controller still ran
+    assert [o["metadata"]["name"] for o in flux_objects(cluster)] == ["flux-system"]

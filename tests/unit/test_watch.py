@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -152,3 +153,62 @@ def test_an_applier_behind_its_source_is_not_landed() -> None:
     state = assess({ObjectRef.of(o): o for o in objects}, SHA, same_commit)
     assert state.root_has_revision and not state.landed
     assert state.problems == [f"Kustomization/flux-system/platform: applied {old}, its source has {new}"]
+
+
+def _landed_objects() -> list[dict[str, Any]]:
+    """The root and a child Kustomization, both Ready at the revision their source has."""
+    source_api, ks_api = "source.toolkit.fluxcd.io/v1", "kustomize.toolkit.fluxcd.io/v1"
+    ready = {"type": "Ready", "status": "True", "reason": "Succeeded", "message": "ok"}
+    revision = f"main@sha1:{SHA}"
+
+    def obj(api: str, kind: str, name: str, spec: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+        meta = {"name": name, "namespace": "flux-system", "generation": 1}
+        return {
+            "apiVersion": api,
+            "kind": kind,
+            "metadata": meta,
+            "spec": spec,
+            "status": {"observedGeneration": 1, "conditions": [dict(ready)], **status},
+        }
+
+    sync = {"sourceRef": {"kind": "GitRepository", "name": "flux-system"}}
+    return [
+        obj(source_api, "GitRepository", "flux-system", {"url": "file:///r.git", "ref": {"branch": "main"}},
+            {"artifact": {"revision": revision}}),
+        obj(ks_api, "Kustomization", "flux-system", dict(sync), {"lastAppliedRevision": revision}),
+        obj(ks_api, "Kustomization", "apps", dict(sync), {"lastAppliedRevision": revision}),
+    ]  # fmt: skip
+
+
+class ListedCluster:
+    """Lists fixed objects; a watch would mean the outcome was not decided by what the list showed."""
+
+    def __init__(self, objects: list[dict[str, Any]]) -> None:
+        self.objects = objects
+
+    def list(self, api_version: str, kind: str, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        return [o for o in self.objects if o["kind"] == kind]
+
+    def watch(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        raise AssertionError("waited on: the listed objects should have decided the outcome")
+
+
+def test_a_suspended_applier_has_not_landed_whatever_its_stale_condition_says() -> None:
+    objects = _landed_objects()
+    assert assess({ObjectRef.of(o): o for o in objects}, SHA, same_commit).landed
+    objects[2]["spec"]["suspend"] = True
+    state = assess({ObjectRef.of(o): o for o in objects}, SHA, same_commit)
+    assert not state.landed
+    assert [p.split(":")[:2] for p in state.problems] == [["Kustomization/flux-system/apps", " Suspended"]]
+
+
+def test_a_stalled_applier_fails_the_landing_at_once_naming_its_reason() -> None:
+    objects = _landed_objects()
+    objects[2]["status"]["conditions"] = [
+        {"type": "Ready", "status": "False", "reason": "BuildFailed", "message": "retrying"},
+        {"type": "Stalled", "status": "True", "reason": "BuildFailed", "message": "kustomization.yaml: bad field"},
+    ]
+    with pytest.raises(NotReadyError) as failed:
+        wait_for_revision(ListedCluster(objects), SHA, timeout=600, environment="development")  # type: ignore[arg-type]
+    assert "stalled" in str(failed.value)
+    assert "Kustomization/flux-system/apps: BuildFailed: kustomization.yaml: bad field" in str(failed.value)

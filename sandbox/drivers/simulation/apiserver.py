@@ -65,6 +65,10 @@ CRD_GROUP = "apiextensions.k8s.io"
 CRD_KIND = "CustomResourceDefinition"
 CRD_CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
 NAMESPACE_FINALIZER = "kubernetes"
+#: Added on create by the StorageObjectInUseProtection admission plugin; the
+#: pvc-protection / pv-protection controllers remove them once nothing uses the object.
+PVC_PROTECTION_FINALIZER = "kubernetes.io/pvc-protection"
+PV_PROTECTION_FINALIZER = "kubernetes.io/pv-protection"
 
 #: Namespaces every cluster starts with.
 INITIAL_NAMESPACES: tuple[str, ...] = ("default", "kube-node-lease", "kube-public", "kube-system")
@@ -1031,7 +1035,20 @@ def _defaults_on_create(obj: Manifest) -> None:
     elif group == "" and kind == "Service":
         obj.setdefault("spec", {}).setdefault("type", "ClusterIP")
     elif group == "" and kind == "PersistentVolumeClaim":
+        _add_finalizer_on_create(obj, PVC_PROTECTION_FINALIZER)
         obj["status"] = {"phase": "Pending"}
+    elif group == "" and kind == "PersistentVolume":
+        _add_finalizer_on_create(obj, PV_PROTECTION_FINALIZER)
+        # The API server's default for a PV created without one (dynamic
+        # provisioners set it from the StorageClass, usually Delete).
+        obj.setdefault("spec", {}).setdefault("persistentVolumeReclaimPolicy", "Retain")
+        obj["status"] = {"phase": "Pending"}
+
+
+def _add_finalizer_on_create(obj: Manifest, finalizer: str) -> None:
+    finalizers = obj["metadata"].setdefault("finalizers", [])
+    if finalizer not in finalizers:
+        finalizers.append(finalizer)
 
 
 __all__ = [

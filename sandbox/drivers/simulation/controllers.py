@@ -11,7 +11,11 @@ Controllers:
 
 * **Built in** (always running, like kube-controller-manager): the namespace
   controller empties a terminating namespace and then removes it; the CRD
-  controller deletes a deleted CRD's custom objects before the CRD goes.
+  controller deletes a deleted CRD's custom objects before the CRD goes; the
+  pvc-protection controller lets a deleted claim go once no Pod mounts it; the
+  PV controller binds a PersistentVolume to its claim and marks it
+  ``Released`` once the claim is gone, and pv-protection lets a deleted PV go
+  once it is no longer Bound.
 * **Flux** -- each only while its Deployment exists in ``flux-system``
   (applied from ``gotk-components.yaml``): ``source-controller``
   (GitRepository, OCIRepository, HelmRepository), ``kustomize-controller``
@@ -25,6 +29,12 @@ Controllers:
   balancer, a volume) as ``<simulation_dir>/external/<kind>-<namespace>-<name>.json``;
   when such an object is deleted it deletes the record and drops the finalizer.
   With no active controller the finalizer stays forever, and so does the record.
+  A CSI driver's chart (:class:`VolumeProvisioner`) provisions instead: for a
+  claim of its StorageClass it records the cloud volume and creates a PV
+  ``pvc-<claim uid>`` holding ``external-provisioner.volume.kubernetes.io/finalizer``;
+  once the claim is gone and the PV ``Released`` with reclaim policy
+  ``Delete`` it deletes the record and then the PV. Uninstalled first, it
+  leaves the released PV and the record behind -- a leaked volume.
 
 Readiness: a Flux object reports ``Ready=Unknown`` (``Progressing``) until
 ``readiness_delay_seconds`` after its generation last changed (or after it
@@ -49,6 +59,8 @@ from sandbox.drivers.simulation.apiserver import (
     CRD_CLEANUP_FINALIZER,
     CRD_GROUP,
     CRD_KIND,
+    PV_PROTECTION_FINALIZER,
+    PVC_PROTECTION_FINALIZER,
     Key,
     Manifest,
     SimulatedApiError,
@@ -85,6 +97,7 @@ KS_NAMESPACE_LABEL = "kustomize.toolkit.fluxcd.io/namespace"
 HELM_NAME_LABEL = "helm.toolkit.fluxcd.io/name"
 HELM_NAMESPACE_LABEL = "helm.toolkit.fluxcd.io/namespace"
 PRUNE_ANNOTATION = "kustomize.toolkit.fluxcd.io/prune"
+RECONCILE_ANNOTATION = "kustomize.toolkit.fluxcd.io/reconcile"
 REQUESTED_AT_ANNOTATION = "reconcile.fluxcd.io/requestedAt"
 
 SOURCE_CONTROLLER = "source-controller"
@@ -143,16 +156,42 @@ class ReconciledKind:
 
 
 @dataclass(frozen=True)
+class VolumeProvisioner:
+    """A CSI driver's controller (with its external-provisioner sidecar): dynamic volume provisioning.
+
+    For a claim of one of its StorageClasses it creates the cloud volume and a
+    PersistentVolume ``pvc-<claim uid>`` bound to the claim, holding
+    :data:`PROVISIONER_FINALIZER`. Once the claim is gone the PV is ``Released``;
+    with reclaim policy ``Delete`` the provisioner deletes the cloud volume, then
+    the PV. Only while it runs: with the driver uninstalled a released PV keeps
+    its finalizer and the cloud volume leaks, as on a real cluster.
+
+    Attributes:
+        driver: The CSI driver name (``StorageClass.provisioner``, ``PV.spec.csi.driver``).
+        storage_classes: StorageClass names it provisions for even when no
+            StorageClass object exists (the chart's ``storageClasses`` values);
+            a StorageClass whose ``provisioner`` is ``driver`` counts too.
+        external_resource_kind: What it creates outside the cluster.
+    """
+
+    driver: str
+    storage_classes: tuple[str, ...] = ()
+    external_resource_kind: str = "volume"
+
+
+@dataclass(frozen=True)
 class SimulatedController:
     """A controller installed by a Helm chart that reconciles custom objects into external resources.
 
     Attributes:
         chart: The chart that installs it (a HelmRelease's ``spec.chart.spec.chart``).
         reconciles: The kinds it reconciles.
+        provisions: The CSI drivers it runs (PersistentVolumes for claims).
     """
 
     chart: str
-    reconciles: tuple[ReconciledKind, ...]
+    reconciles: tuple[ReconciledKind, ...] = ()
+    provisions: tuple[VolumeProvisioner, ...] = ()
 
 
 def _hostname(obj: Mapping[str, Any], suffix: str) -> str:
@@ -163,15 +202,6 @@ def _hostname(obj: Mapping[str, Any], suffix: str) -> str:
 
 def _load_balancer_status(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {"loadBalancer": {"ingress": [{"hostname": _hostname(obj, "elb.simulated.amazonaws.com")}]}}
-
-
-def _volume_status(obj: Mapping[str, Any]) -> dict[str, Any]:
-    requested = (((obj.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage", "1Gi")
-    return {
-        "phase": "Bound",
-        "accessModes": list((obj.get("spec") or {}).get("accessModes") or []),
-        "capacity": {"storage": requested},
-    }
 
 
 DEFAULT_CONTROLLER_CATALOG: tuple[SimulatedController, ...] = (
@@ -200,16 +230,7 @@ DEFAULT_CONTROLLER_CATALOG: tuple[SimulatedController, ...] = (
     ),
     SimulatedController(
         chart="aws-ebs-csi-driver",
-        reconciles=(
-            ReconciledKind(
-                group="",
-                kind="PersistentVolumeClaim",
-                matches=lambda spec: spec.get("storageClassName") == "gp3",
-                finalizer="ebs.csi.aws.com/volume-protection",
-                external_resource_kind="volume",
-                status=_volume_status,
-            ),
-        ),
+        provisions=(VolumeProvisioner(driver="ebs.csi.aws.com", storage_classes=("gp3",)),),
     ),
 )
 
@@ -225,6 +246,9 @@ class SimulationSettings:
         oci_git_remote: The fleet repository whose tags the simulated OCI registry serves.
         oci_artifact_path: The directory of the fleet repository an OCI artifact holds.
         git: How git runs.
+        volume_deletion_seconds: How long a CSI driver takes to delete the cloud
+            volume of a released PersistentVolume (deletion is asynchronous: a
+            volume is detached, then deleted).
     """
 
     simulation_dir: Path
@@ -233,6 +257,7 @@ class SimulationSettings:
     oci_git_remote: str | None = None
     oci_artifact_path: str = "platform"
     git: GitTools = field(default_factory=GitTools)
+    volume_deletion_seconds: float = 0.0
 
     @property
     def external_dir(self) -> Path:
@@ -394,6 +419,76 @@ def _crd_controller(server: SimulatedApiServer) -> None:
             server.delete(object_key(obj))
         if not (server.select(group, kind) if group and kind else []):
             server.remove_finalizer(object_key(crd), CRD_CLEANUP_FINALIZER)
+
+
+#: The external-provisioner's finalizer on the PVs it provisioned: removed once the cloud volume is deleted.
+PROVISIONER_FINALIZER = "external-provisioner.volume.kubernetes.io/finalizer"
+PROVISIONED_BY_ANNOTATION = "pv.kubernetes.io/provisioned-by"
+
+
+def _claim_in_use(server: SimulatedApiServer, claim: Mapping[str, Any]) -> bool:
+    """Whether a Pod (not finished) mounts the claim, as the pvc-protection controller checks."""
+    meta = claim["metadata"]
+    for pod in server.select("", "Pod"):
+        if pod["metadata"].get("namespace") != meta.get("namespace"):
+            continue
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            continue
+        for volume in (pod.get("spec") or {}).get("volumes") or []:
+            if (volume.get("persistentVolumeClaim") or {}).get("claimName") == meta["name"]:
+                return True
+    return False
+
+
+def _pvc_protection_controller(server: SimulatedApiServer) -> None:
+    for claim in server.select("", "PersistentVolumeClaim"):
+        if deleting(claim) and not _claim_in_use(server, claim):
+            server.remove_finalizer(object_key(claim), PVC_PROTECTION_FINALIZER)
+
+
+def _bound_claim(server: SimulatedApiServer, volume: Mapping[str, Any]) -> Manifest | None:
+    """The claim a PV's ``spec.claimRef`` names, if it still exists (same uid)."""
+    ref = (volume.get("spec") or {}).get("claimRef") or {}
+    if not ref.get("name"):
+        return None
+    claim = server.get(("", "PersistentVolumeClaim", str(ref.get("namespace", "")), str(ref["name"])))
+    if claim is None or (ref.get("uid") and claim["metadata"].get("uid") != ref["uid"]):
+        return None
+    return claim
+
+
+def _pv_controller(server: SimulatedApiServer) -> None:
+    """kube-controller-manager's PV binder and pv-protection controller (always running).
+
+    A PV bound to an existing claim is ``Bound`` (and so is the claim); once the
+    claim is gone it is ``Released`` -- what happens next is the reclaim
+    policy's: ``Retain`` keeps PV and volume, ``Delete`` is left to the PV's
+    provisioner (a CSI driver running in the cluster). pv-protection lets a
+    deleted PV go once it is no longer Bound.
+    """
+    for volume in server.select("", "PersistentVolume"):
+        key = object_key(volume)
+        spec = volume.get("spec") or {}
+        status = volume.get("status") or {}
+        if spec.get("claimRef"):
+            claim = _bound_claim(server, volume)
+            if claim is not None and status.get("phase") != "Released":
+                if status.get("phase") != "Bound":
+                    server.write_status(key, {**status, "phase": "Bound"})
+                claim_status = {
+                    "phase": "Bound",
+                    "accessModes": list(spec.get("accessModes") or []),
+                    "capacity": dict(spec.get("capacity") or {}),
+                }
+                server.write_status(object_key(claim), {**(claim.get("status") or {}), **claim_status})
+            elif claim is None and status.get("phase") != "Released":
+                server.write_status(key, {**status, "phase": "Released"})
+                server.set_internal(volume, "releasedAt", server.now)
+        elif status.get("phase") == "Pending":
+            server.write_status(key, {**status, "phase": "Available"})
+        fresh = server.get(key)
+        if fresh is not None and deleting(fresh) and (fresh.get("status") or {}).get("phase") != "Bound":
+            server.remove_finalizer(key, PV_PROTECTION_FINALIZER)
 
 
 # -- source-controller ----------------------------------------------------------------
@@ -647,18 +742,27 @@ def inventory_keys(obj: Mapping[str, Any]) -> list[tuple[Key, str]]:
     """``(key, version)`` of each entry of a Kustomization's ``status.inventory``."""
     found = []
     for entry in ((obj.get("status") or {}).get("inventory") or {}).get("entries") or []:
-        parts = str(entry.get("id", "")).split("_")
-        if len(parts) < 4:
+        # Imported here: sandbox.flux is the product's side, and must decode the ids this controller writes.
+        from sandbox.flux import parse_inventory_id
+
+        parsed = parse_inventory_id(str(entry.get("id", "")))
+        if parsed is None:
             continue
-        namespace, name, group, kind = parts[0], "_".join(parts[1:-2]), parts[-2], parts[-1]
+        namespace, name, group, kind = parsed
         found.append(((group, kind, namespace, name), str(entry.get("v", "v1"))))
     return found
 
 
 def _inventory_entry(obj: Mapping[str, Any]) -> dict[str, str]:
+    """An inventory entry as Flux writes it: cli-utils object metadata, ``:`` in names escaped as ``__``."""
     group, version = split_api_version(str(obj["apiVersion"]))
     meta = obj["metadata"]
-    return {"id": f"{meta.get('namespace', '')}_{meta['name']}_{group}_{obj['kind']}", "v": version}
+    name = str(meta["name"]).replace(":", "__")
+    return {"id": f"{meta.get('namespace', '')}_{name}_{group}_{obj['kind']}", "v": version}
+
+
+def _disabled(obj: Mapping[str, Any], annotation: str) -> bool:
+    return ((obj["metadata"].get("annotations") or {}).get(annotation) or "").lower() == "disabled"
 
 
 def _owned_by(obj: Mapping[str, Any], name_label: str, namespace_label: str, owner: Mapping[str, Any]) -> bool:
@@ -676,7 +780,8 @@ def _garbage_collect(server: SimulatedApiServer, owner: Mapping[str, Any], keys:
         obj = server.get(key)
         if obj is None or not _owned_by(obj, KS_NAME_LABEL, KS_NAMESPACE_LABEL, owner):
             continue
-        if ((obj["metadata"].get("annotations") or {}).get(PRUNE_ANNOTATION) or "").lower() == "disabled":
+        # Skipped by Flux's garbage collection: prune disabled, or reconciliation disabled.
+        if _disabled(obj, PRUNE_ANNOTATION) or _disabled(obj, RECONCILE_ANNOTATION):
             continue
         server.delete(key)
         deleted.append(describe_key(key))
@@ -760,6 +865,13 @@ def _apply_kustomization(
                 where = _describe_manifest(manifest)
                 raise _Failure("ReconciliationFailed", f"{where} dry-run failed: {exc}") from None
         for manifest in batch:
+            existing = server.get(object_key_of_manifest(server, manifest))
+            # reconcile: disabled (on the manifest or the object in the cluster)
+            # stops Flux changing an existing object; an absent one is created.
+            if existing is not None and (
+                _disabled(manifest, RECONCILE_ANNOTATION) or _disabled(existing, RECONCILE_ANNOTATION)
+            ):
+                continue
             server.apply(manifest)
     entries = sorted(
         (_inventory_entry(server.get(object_key_of_manifest(server, m)) or m) for m in objects), key=lambda e: e["id"]
@@ -827,6 +939,50 @@ def _check_dependencies(server: SimulatedApiServer, obj: Mapping[str, Any], grou
             raise _Failure("DependencyNotReady", f"dependency '{dep_namespace}/{dep_name}' is not ready")
 
 
+def deletes_inventory(obj: Mapping[str, Any]) -> bool:
+    """Whether deleting a Kustomization deletes what it applied (kustomize-controller's finalizerShouldDeleteResources).
+
+    Never for a suspended one; otherwise by ``spec.deletionPolicy``:
+    ``MirrorPrune`` (the default) as ``spec.prune`` says, ``Delete`` and
+    ``WaitForTermination`` always, ``Orphan`` never.
+    """
+    spec = obj.get("spec") or {}
+    if spec.get("suspend"):
+        return False
+    policy = str(spec.get("deletionPolicy") or "MirrorPrune")
+    if policy == "MirrorPrune":
+        return bool(spec.get("prune"))
+    return policy in ("Delete", "WaitForTermination")
+
+
+def _finalize_kustomization(server: SimulatedApiServer, obj: Mapping[str, Any]) -> None:
+    key = object_key(obj)
+    spec = obj.get("spec") or {}
+    keys = [k for k, _ in inventory_keys(obj)]
+    if deletes_inventory(obj):
+        deleted = _garbage_collect(server, obj, keys)
+        if deleted:
+            log.debug("simulated kustomize-controller: deleted %s: %s", describe_key(key), ", ".join(deleted))
+        if spec.get("deletionPolicy") == "WaitForTermination":
+            # The finalizer stays until the deleted objects are gone, up to
+            # spec.timeout; then Flux logs an error and removes it anyway.
+            record = server.internal(obj)
+            if "finalizingSince" not in record:
+                server.set_internal(obj, "finalizingSince", server.now)
+                record = server.internal(obj)
+            timeout = parse_duration(spec.get("timeout"), parse_duration(spec.get("interval"), 300.0))
+            terminating = [
+                k
+                for k in keys
+                if (target := server.get(k)) is not None
+                and deleting(target)
+                and _owned_by(target, KS_NAME_LABEL, KS_NAMESPACE_LABEL, obj)
+            ]
+            if terminating and server.now < float(record["finalizingSince"]) + timeout:
+                return
+    server.remove_finalizer(key, FLUX_FINALIZER)
+
+
 def _reconcile_kustomization(server: SimulatedApiServer, settings: SimulationSettings, key: Key) -> None:
     obj = server.get(key)
     if obj is None:
@@ -834,12 +990,7 @@ def _reconcile_kustomization(server: SimulatedApiServer, settings: SimulationSet
     spec = obj.get("spec") or {}
     if deleting(obj):
         if FLUX_FINALIZER in (obj["metadata"].get("finalizers") or []):
-            # Flux skips garbage collection for a suspended Kustomization: what it
-            # applied stays in the cluster.
-            if spec.get("prune") and not spec.get("suspend"):
-                deleted = _garbage_collect(server, obj, [k for k, _ in inventory_keys(obj)])
-                log.debug("simulated kustomize-controller: deleted %s: %s", describe_key(key), ", ".join(deleted))
-            server.remove_finalizer(key, FLUX_FINALIZER)
+            _finalize_kustomization(server, obj)
         return
     obj = _ensure_finalizer(server, key)
     if obj is None or spec.get("suspend"):
@@ -1125,6 +1276,7 @@ def _active_charts(server: SimulatedApiServer) -> set[str]:
 
 def _run_custom_controllers(server: SimulatedApiServer, settings: SimulationSettings) -> None:
     active = _active_charts(server)
+    _run_provisioners(server, settings, active)
     for controller in settings.controller_catalog:
         if controller.chart not in active:
             continue  # not installed: its finalizers stay wherever they are
@@ -1177,12 +1329,133 @@ def _run_custom_controllers(server: SimulatedApiServer, settings: SimulationSett
                         server.write_status(key, {**(fresh.get("status") or {}), **handled.status(fresh)})
 
 
+def _provisioner_classes(server: SimulatedApiServer, provisioner: VolumeProvisioner) -> dict[str, str]:
+    """Reclaim policy by StorageClass name, for the classes ``provisioner`` provisions."""
+    classes = {name: "Delete" for name in provisioner.storage_classes}
+    for storage_class in server.select("storage.k8s.io", "StorageClass"):
+        if storage_class.get("provisioner") == provisioner.driver or storage_class["metadata"]["name"] in classes:
+            classes[storage_class["metadata"]["name"]] = str(storage_class.get("reclaimPolicy") or "Delete")
+    return classes
+
+
+def _volume_record(settings: SimulationSettings, provisioner: VolumeProvisioner, claim_ref: Mapping[str, Any]) -> Path:
+    # Named after the claim, as the CSI driver tags the cloud volume with it
+    # (kubernetes.io/created-for/pvc/namespace and .../name).
+    return external_record_path(
+        settings, provisioner.external_resource_kind, str(claim_ref.get("namespace", "")), str(claim_ref["name"])
+    )
+
+
+def _provision(
+    server: SimulatedApiServer,
+    settings: SimulationSettings,
+    controller: SimulatedController,
+    provisioner: VolumeProvisioner,
+    claim: Mapping[str, Any],
+    reclaim_policy: str,
+) -> None:
+    meta = claim["metadata"]
+    spec = claim.get("spec") or {}
+    name = f"pvc-{meta['uid']}"
+    if server.get(("", "PersistentVolume", "", name)) is not None:
+        return
+    claim_ref = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "namespace": meta["namespace"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+    }
+    record = _volume_record(settings, provisioner, claim_ref)
+    handle = f"vol-{artifact_digest(str(meta['uid']))[7:24]}"
+    settings.external_dir.mkdir(parents=True, exist_ok=True)
+    record.write_text(
+        json.dumps(
+            {
+                "simulated": True,
+                "kind": provisioner.external_resource_kind,
+                "controller": controller.chart,
+                "volumeHandle": handle,
+                "persistentVolume": name,
+                "object": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", **claim_ref},
+                "createdAt": timestamp(server.now),
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    server.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {
+                "name": name,
+                "annotations": {PROVISIONED_BY_ANNOTATION: provisioner.driver},
+                "finalizers": [PROVISIONER_FINALIZER],
+            },
+            "spec": {
+                "accessModes": list(spec.get("accessModes") or ["ReadWriteOnce"]),
+                "capacity": {"storage": (spec.get("resources") or {}).get("requests", {}).get("storage", "1Gi")},
+                "claimRef": claim_ref,
+                "csi": {"driver": provisioner.driver, "volumeHandle": handle, "fsType": "ext4"},
+                "persistentVolumeReclaimPolicy": reclaim_policy,
+                "storageClassName": str(spec.get("storageClassName", "")),
+                "volumeMode": "Filesystem",
+            },
+        }
+    )
+    log.debug("simulated %s: provisioned %s for %s/%s", controller.chart, name, meta["namespace"], meta["name"])
+
+
+def _reclaim(
+    server: SimulatedApiServer,
+    settings: SimulationSettings,
+    controller: SimulatedController,
+    provisioner: VolumeProvisioner,
+    volume: Mapping[str, Any],
+) -> None:
+    """Delete the cloud volume of a released PV with reclaim policy Delete, then the PV."""
+    spec = volume.get("spec") or {}
+    if spec.get("persistentVolumeReclaimPolicy") != "Delete":
+        return  # Retain: kept by design, with its cloud volume
+    if (volume.get("status") or {}).get("phase") != "Released":
+        return  # still bound to its claim (even when the PV itself was deleted)
+    since = float(server.internal(volume).get("releasedAt", server.now))
+    if server.now < since + settings.volume_deletion_seconds:
+        return  # the cloud volume is still being detached and deleted
+    claim_ref = spec.get("claimRef") or {}
+    if claim_ref.get("name"):
+        _volume_record(settings, provisioner, claim_ref).unlink(missing_ok=True)
+    key = object_key(volume)
+    server.delete(key)
+    server.remove_finalizer(key, PROVISIONER_FINALIZER)
+    log.debug("simulated %s: deleted the volume of %s", controller.chart, volume["metadata"]["name"])
+
+
+def _run_provisioners(server: SimulatedApiServer, settings: SimulationSettings, active: set[str]) -> None:
+    for controller in settings.controller_catalog:
+        if controller.chart not in active:
+            continue  # not installed: released PVs keep its finalizer, their cloud volumes stay
+        for provisioner in controller.provisions:
+            classes = _provisioner_classes(server, provisioner)
+            for claim in server.select("", "PersistentVolumeClaim"):
+                class_name = str((claim.get("spec") or {}).get("storageClassName", ""))
+                if class_name in classes and not deleting(claim):
+                    _provision(server, settings, controller, provisioner, claim, classes[class_name])
+            for volume in server.select("", "PersistentVolume"):
+                if ((volume.get("spec") or {}).get("csi") or {}).get("driver") == provisioner.driver:
+                    _reclaim(server, settings, controller, provisioner, volume)
+
+
 # -- the tick ----------------------------------------------------------------------------------
 
 
 def _round(server: SimulatedApiServer, settings: SimulationSettings) -> None:
     _namespace_controller(server)
     _crd_controller(server)
+    _pvc_protection_controller(server)
+    _pv_controller(server)
     if _flux_running(server, SOURCE_CONTROLLER):
         for kind in ("GitRepository", "OCIRepository", "HelmRepository"):
             for obj in server.select(SOURCE_GROUP, kind):
@@ -1214,10 +1487,13 @@ def simulation_tick(server: SimulatedApiServer, settings: SimulationSettings, ma
 __all__ = [
     "DEFAULT_CONTROLLER_CATALOG",
     "FLUX_FINALIZER",
+    "PROVISIONER_FINALIZER",
     "ReconciledKind",
     "SimulatedController",
     "SimulationSettings",
+    "VolumeProvisioner",
     "chart_of",
+    "deletes_inventory",
     "flux_ready",
     "inventory_keys",
     "simulation_tick",
