@@ -226,6 +226,10 @@ def compare(
                 verdict=verdict,
             )
         )
+    if not current.get("requests"):
+        # Zero latencies and zero errors would pass every gate: a run that measured
+        # nothing (the generator never got going, the target never answered) fails.
+        failures.append("no request completed during the run: nothing was measured")
     return Comparison(baseline_run_id=baseline_run_id, rows=rows, passed=not failures, failures=failures, notes=notes)
 
 

@@ -133,7 +133,7 @@ def test_job_outcome_follows_the_conditions(status: dict[str, Any], outcome: str
 def _config(cluster_type: str, image: str | None) -> FleetConfig:
     return FleetConfig.model_validate(
         {
-            "fleet_repo": {"remote": "r.git"},
+            "fleet_repo": {"remote": "r.git", "flux_url": "https://git.example.test/r.git"},
             "environments": {
                 "production": {
                     "cluster_dir": "clusters/production",

@@ -185,7 +185,9 @@ def test_an_injected_slowdown_fails_the_gate(
     # The regression: +0.4 s per request, far above what a busy machine adds to a 5 ms service time.
     target.delay_seconds = 0.4
     try:
-        slowed = LocustLoadGenerator(workdir=tmp_path).run(target.url + "health", users=4, duration_seconds=2)
+        # 4 s: each user completes several 0.4 s requests even when a loaded machine starts locust's users late
+        # (a run that completes none fails the gate too, but for the wrong reason).
+        slowed = LocustLoadGenerator(workdir=tmp_path).run(target.url + "health", users=4, duration_seconds=4)
     finally:
         target.delay_seconds = 0.005
     gates = PerformanceConfig(gates=[PerformanceGate(metric="p95_ms", max_worse_percent=10)])

@@ -231,3 +231,15 @@ def test_target_credentials_never_reach_stored_settings_or_reports() -> None:
     )
     assert "s3cret" not in summary and "https://***@shop.example/" in summary
     assert redact_url("http://127.0.0.1:8080/x") == "http://127.0.0.1:8080/x" and redact_url(None) is None
+
+
+def test_a_run_that_completed_no_request_fails_whatever_the_gates_say() -> None:
+    # All zeros: no latency is "worse" and the error rate is 0, so only this rule catches it.
+    empty = metrics(0, 0, 0, 0, requests=0)
+
+    against_baseline = compare(empty, metrics(100, 20, 30, 40), PerformanceConfig(gates=[]))
+    without_baseline = compare(empty, None, GATES)
+
+    for comparison in (against_baseline, without_baseline):
+        assert not comparison.passed
+        assert comparison.failures[-1] == "no request completed during the run: nothing was measured"
