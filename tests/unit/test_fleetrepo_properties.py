@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from sandbox import fleetrepo
@@ -106,6 +106,15 @@ def write_tree(root: Path, tree: dict[str, tuple[str, Any, int]], sync: bytes | 
         (root / "flux-system").mkdir(parents=True, exist_ok=True)
         if not (root / SYNC).is_symlink():
             (root / SYNC).write_bytes(sync)
+
+
+def utf8(data: bytes) -> bool:
+    """Whether ``data`` is UTF-8 text."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def snapshot(root: Path) -> dict[str, tuple[str, bytes | str, int]]:
@@ -230,6 +239,8 @@ def fleet_config(root: Path, remote: Path) -> FleetConfig:
     phases=[Phase.explicit, Phase.reuse, Phase.generate],  # shrinking real git runs would take minutes
 )
 @given(tree=trees, sync=st.binary(min_size=1, max_size=40))
+# Found by hypothesis: a kustomization that is not UTF-8 crashed bootstrap with a UnicodeDecodeError.
+@example(tree={"flux-system/kustomization.yaml": ("file", b"\xff", 0o644)}, sync=b"x")
 def test_clone_and_promote_stages_leave_development_byte_identical(
     tmp_path_factory: pytest.TempPathFactory, tree: dict[str, tuple[str, Any, int]], sync: bytes
 ) -> None:
@@ -262,6 +273,11 @@ def test_clone_and_promote_stages_leave_development_byte_identical(
         cloned_tree = git(ctx.checkout, "ls-tree", "-r", "--name-only", cut).split("\n")
         assert "clusters/sandbox-p/flux-system/gotk-sync.yaml" not in cloned_tree
         # What bootstrap commits: the sandbox's own sync file.
+        kustomization = ctx.checkout / "clusters/sandbox-p" / fleetrepo.FLUX_KUSTOMIZATION_FILE
+        if kustomization.exists() and not utf8(kustomization.read_bytes()):
+            with pytest.raises(InvalidInputError, match="is not UTF-8 text"):
+                fleetrepo.write_bootstrap_files(ctx.checkout / "clusters/sandbox-p", "# sandbox-p's own sync\n")
+            return
         fleetrepo.write_bootstrap_files(ctx.checkout / "clusters/sandbox-p", "# sandbox-p's own sync\n")
         tool.commit_all(ctx.checkout, "bootstrap sandbox-p", ["clusters/sandbox-p"])
         tool.push(ctx.checkout, BRANCH)
