@@ -6,11 +6,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from sandbox import fleetrepo
 from sandbox.errors import ConflictError, InvalidInputError
+from tests.hypothesis_profiles import property_settings
 
 
 @pytest.fixture
@@ -103,7 +104,7 @@ trees = st.dictionaries(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@property_settings(40, suppress=[HealthCheck.function_scoped_fixture])
 @given(tree=trees, sync=st.binary(min_size=1, max_size=32))
 def test_clone_then_promote_without_change_is_identity(
     tmp_path_factory: pytest.TempPathFactory, tree: dict[str, bytes], sync: bytes

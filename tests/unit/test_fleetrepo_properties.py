@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, example, given, settings
+from hypothesis import HealthCheck, Phase, example, given
 from hypothesis import strategies as st
 
 from sandbox import fleetrepo
@@ -33,6 +33,7 @@ from sandbox.lifecycle import SandboxContext, clone, promote, register, validate
 from sandbox.models import SandboxStatus, Stage
 from sandbox.requests import LifecycleRequest
 from sandbox.wiring import build_drivers, open_inventory
+from tests.hypothesis_profiles import property_settings
 
 BRANCH = "OPS-9-try-things"
 SYNC = str(fleetrepo.SYNC_FILE)
@@ -132,7 +133,7 @@ def snapshot(root: Path) -> dict[str, tuple[str, bytes | str, int]]:
 # -- the file-level functions -------------------------------------------------------------------
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@property_settings(60, suppress=[HealthCheck.function_scoped_fixture])
 @given(tree=trees, sync=dev_syncs)
 def test_clone_then_promote_without_change_is_byte_identical(
     tmp_path_factory: pytest.TempPathFactory, tree: dict[str, tuple[str, Any, int]], sync: bytes | None
@@ -173,7 +174,7 @@ def test_clone_then_promote_without_change_is_byte_identical(
     assert snapshot(dev) == before
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@property_settings(40, suppress=[HealthCheck.function_scoped_fixture])
 @given(tree=trees, sync=dev_syncs)
 def test_promotion_of_an_unchanged_bootstrapped_sandbox_changes_nothing(
     tmp_path_factory: pytest.TempPathFactory, tree: dict[str, tuple[str, Any, int]], sync: bytes | None
@@ -232,10 +233,9 @@ def fleet_config(root: Path, remote: Path) -> FleetConfig:
     )
 
 
-@settings(
-    max_examples=6,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
+@property_settings(
+    6,
+    suppress=[HealthCheck.function_scoped_fixture],
     phases=[Phase.explicit, Phase.reuse, Phase.generate],  # shrinking real git runs would take minutes
 )
 @given(tree=trees, sync=st.binary(min_size=1, max_size=40))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import semver
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from sandbox import versions
@@ -26,6 +26,7 @@ from sandbox.versions import (
     resolve,
     satisfies,
 )
+from tests.hypothesis_profiles import property_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_NAME = "masterminds-constraint-check.json"
@@ -526,7 +527,7 @@ def _release_versions(draw: st.DrawFn) -> str:
     return f"{draw(_numbers)}.{draw(_numbers)}.{draw(_numbers)}"
 
 
-PROPERTY_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = property_settings(300)
 
 
 @PROPERTY_SETTINGS
@@ -637,7 +638,7 @@ _GO_VALID_GROUP = re.compile(
 )
 
 
-@settings(max_examples=2000, deadline=None)
+@property_settings(2000)
 @given(
     group=st.lists(
         st.sampled_from(
