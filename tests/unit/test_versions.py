@@ -63,8 +63,6 @@ def test_masterminds_fixture_is_complete() -> None:
         assert set(case) == {"constraint", "version", "satisfies"}
 
 
-
-
 @pytest.mark.parametrize(("constraint", "version", "expected"), MASTERMINDS_CASES)
 def test_masterminds_constraint_check(constraint: str, version: str, expected: bool) -> None:
     assert satisfies(constraint, version) is expected
