@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps demo test test-unit test-team lint bench serve clean
+.PHONY: setup system-deps demo test test-unit test-explore test-team lint bench serve clean
 
 # Idempotent: rebuilds the environment only when the lock or the project changes.
 setup: $(STAMP)
@@ -32,6 +32,10 @@ test-team: setup system-deps
 
 test-unit: setup
 	$(BIN)/pytest -q -m "not integration"
+
+# The property tests with the explore profile: random, ten times the examples (make test runs them derandomized).
+test-explore: setup
+	$(BIN)/pytest -q -n 4 --dist loadfile -m hypothesis --hypothesis-profile=explore
 
 lint: setup
 	$(BIN)/ruff check sandbox flows tasks cli deployments tests bench

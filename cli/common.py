@@ -1,6 +1,6 @@
 """What every command shares: exit codes, one-line errors, running a flow, output helpers.
 
-Exit codes (see ../shared/CLI.md): 0 success, 1 a failed operation, 2 invalid
+Exit codes (see docs/cli.md): 0 success, 1 a failed operation, 2 invalid
 input or usage. ``scan`` uses pluto's codes and handles its own.
 """
 

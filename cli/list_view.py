@@ -19,7 +19,7 @@ from sandbox.models import SandboxRecord, StageStatus
 def list_entries(
     records: list[SandboxRecord], config: FleetConfig, now: datetime | None = None
 ) -> list[dict[str, Any]]:
-    """The ``sandbox list --output json`` array (CLI.md's fields, plus cost and expiry)."""
+    """The ``sandbox list --output json`` array (docs/cli.md's fields, plus cost and expiry)."""
     moment = now or utcnow()
     return [with_cost(config, r).list_entry(moment) for r in records]
 

@@ -1,4 +1,4 @@
-"""The ``sandbox`` command line (see ../shared/CLI.md for the contract).
+"""The ``sandbox`` command line (see docs/cli.md for the contract).
 
 Commands validate their input before anything is created, run the same flows
 as the Prefect UI, and end with exit 0 (success), 1 (a failed operation) or 2

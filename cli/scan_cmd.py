@@ -6,7 +6,7 @@ Exit codes are pluto's, not the rest of the CLI's: 0 nothing found, 2 deprecated
 found, 3 removed APIs found (removed wins), 1 for every error (unreadable path, invalid
 version, invalid ``--output``, unusable ``--data`` file) with one line
 ``sandbox: error: ...`` on stderr. ``--output json`` prints exactly
-``{"findings": [...], "skipped": [...]}`` (see ../shared/CLI.md).
+``{"findings": [...], "skipped": [...]}`` (see docs/cli.md).
 """
 
 from __future__ import annotations

@@ -351,7 +351,7 @@ class ScanReport(BaseModel):
         return [finding for finding in self.findings if not finding.removed]
 
     def to_json(self) -> dict[str, list[dict[str, Any]]]:
-        """The JSON-ready mapping ``{"findings": [...], "skipped": [...]}`` (see CLI.md)."""
+        """The JSON-ready mapping ``{"findings": [...], "skipped": [...]}`` (see docs/cli.md)."""
         return {
             "findings": [finding.model_dump() for finding in self.findings],
             "skipped": [skipped.model_dump() for skipped in self.skipped],

@@ -220,20 +220,38 @@ resources:
 """
 
 
+def _read_utf8(path: Path) -> str:
+    """A fleet-repository file's text.
+
+    Raises:
+        InvalidInputError: The file is not UTF-8: it is the repository's
+            content, so retrying cannot help (and Flux could not read it either).
+    """
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidInputError(f"{path} is not UTF-8 text (invalid byte at offset {e.start})") from None
+
+
 def write_bootstrap_files(cluster_root: Path, sync_text: str) -> list[str]:
     """Write ``gotk-sync.yaml`` and make sure ``flux-system/kustomization.yaml`` lists it.
 
     Returns:
         The files written (relative to the cluster directory).
+
+    Raises:
+        InvalidInputError: ``flux-system/kustomization.yaml`` is not UTF-8 text.
     """
     written = []
     sync = cluster_root / SYNC_FILE
-    if not sync.exists() or sync.read_text(encoding="utf-8") != sync_text:
+    # Compared as bytes: the sync file is bootstrap's own, so whatever it holds
+    # (even bytes that are not UTF-8) is simply replaced, never decoded.
+    if not sync.exists() or sync.read_bytes() != sync_text.encode("utf-8"):
         sync.parent.mkdir(parents=True, exist_ok=True)
         sync.write_text(sync_text, encoding="utf-8")
         written.append(str(SYNC_FILE))
     kustomization = cluster_root / FLUX_KUSTOMIZATION_FILE
-    text = kustomization.read_text(encoding="utf-8") if kustomization.exists() else ""
+    text = _read_utf8(kustomization) if kustomization.exists() else ""
     if "gotk-sync.yaml" not in text or "gotk-components.yaml" not in text:
         kustomization.write_text(FLUX_KUSTOMIZATION, encoding="utf-8")
         written.append(str(FLUX_KUSTOMIZATION_FILE))

@@ -127,7 +127,7 @@ class SandboxRecord(BaseModel):
         return f"{self.terraform_workdir}#{self.terraform_workspace or self.name}"
 
     def list_entry(self, now: datetime | None = None) -> dict[str, Any]:
-        """The ``sandbox list --output json`` object (CLI.md contract; cost fields added)."""
+        """The ``sandbox list --output json`` object (docs/cli.md's contract; cost fields added)."""
         moment = now or datetime.now(UTC)
         return {
             "name": self.name,

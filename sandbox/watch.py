@@ -22,6 +22,7 @@ the timeout whatever is still stuck is named with its reason and message.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,6 +203,11 @@ class Landing:
         )
 
 
+def _look(cluster: ClusterDriver) -> dict[ObjectRef, Manifest]:
+    """Every watched object, listed kind by kind in :data:`WATCHED_KINDS` order (appliers before sources)."""
+    return {ObjectRef.of(obj): obj for api_version, kind in WATCHED_KINDS for obj in cluster.list(api_version, kind)}
+
+
 def wait_for_revision(
     cluster: ClusterDriver,
     revision: str,
@@ -239,14 +245,26 @@ def wait_for_revision(
             last[0] = line
         return state.landed or bool(state.stalled)
 
-    ok, snapshot = watch_until(cluster, WATCHED_KINDS, done, timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        ok, snapshot = watch_until(cluster, WATCHED_KINDS, done, max(0.0, deadline - time.monotonic()))
+        if not ok:
+            break
+        # The watch's snapshot joins one stream per kind, each as far as it got: a
+        # HelmRelease an applied Kustomization just created (or changed) may not have
+        # arrived on its stream yet. So "landed" is decided on one fresh look at every
+        # kind, appliers first, taken after the streams said so.
+        snapshot = _look(cluster)
+        fresh = assess(snapshot, revision, cached_contains)
+        if fresh.landed or fresh.stalled or time.monotonic() >= deadline:
+            break
     state = assess(snapshot, revision, cached_contains)
     if state.stalled:
         raise NotReadyError(
             f"{environment}: revision {revision[:12]} cannot land: stalled (Flux will not retry until the "
             f"object changes): {'; '.join(state.stalled)}"
         )
-    if not ok or not state.landed:
+    if not state.landed:
         raise NotReadyError(
             f"{environment}: revision {revision[:12]} has not landed after {timeout:g}s: "
             + ("; ".join(state.problems) or "no Kustomization or HelmRelease found")

@@ -52,10 +52,15 @@ from sandbox.locks import (
 LEASE_SECONDS = 60.0
 RENEW_SECONDS = 15.0
 
-#: How long a refused run waits for a new holder's note to appear (it is written
-#: right after the lock is taken).
-NOTE_WAIT_SECONDS = 5.0
+#: How long a refused run waits for a new holder's note to appear. The holder
+#: writes it right after taking the slot, but on a busy server that can take many
+#: seconds, so the wait is bounded by the lease, not by a guess: a holder that has
+#: no note a lease (and a renewal period, for the server to reap it) after taking
+#: the slot died before writing it, and its slot is free again.
+NOTE_WAIT_SECONDS = LEASE_SECONDS + RENEW_SECONDS
+#: Looks for the note start this often and back off to every NOTE_POLL_MAX_SECONDS.
 NOTE_POLL_SECONDS = 0.1
+NOTE_POLL_MAX_SECONDS = 1.0
 
 _HTTP_LOCKED = 423
 
@@ -258,6 +263,7 @@ def _acquire(
     _ensure_limit(client, sandbox)
     released: set[str] = set()
     deadline = time.monotonic() + NOTE_WAIT_SECONDS
+    pause = NOTE_POLL_SECONDS
     while True:
         lease_id = _try_acquire(client, sandbox, holder)
         if lease_id is not None:
@@ -274,10 +280,12 @@ def _acquire(
             released.add(current.lease_id)
             continue
         # No note, or one whose lease we just released: a new holder took the
-        # slot and is about to write its note. Wait for it, briefly.
+        # slot and is about to write its note (or is releasing the slot). Wait
+        # for either; asking for the slot again each time.
         if time.monotonic() >= deadline:
             raise held_error(sandbox, None, LEASE_SECONDS)
-        time.sleep(NOTE_POLL_SECONDS)
+        time.sleep(pause)
+        pause = min(pause * 2, NOTE_POLL_MAX_SECONDS)
 
 
 def _renew_until(lock: SandboxLock, stop: threading.Event) -> None:

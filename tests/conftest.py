@@ -3,6 +3,7 @@
 Prefect's home, database and result storage point at a per-run temp directory
 *before* Prefect is imported, so caches never leak between runs; the Prefect
 test harness (one server) starts once per test run, only when a test needs it.
+Hypothesis runs derandomized unless asked otherwise (tests/hypothesis_profiles.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 import pytest  # noqa: E402
+
+from tests.hypothesis_profiles import register_profiles  # noqa: E402
+
+# Before any test module builds its settings: ``ci`` by default (``make test``),
+# ``--hypothesis-profile=explore`` for ``make test-explore``.
+register_profiles()
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

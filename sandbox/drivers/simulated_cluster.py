@@ -3,8 +3,9 @@
 No Kubernetes API server can run where this product is developed and tested,
 so :class:`SimulatedCluster` stands in for one behind the same
 :class:`~sandbox.drivers.cluster.ClusterDriver` Protocol as the real driver. It
-is built to fail the way a real cluster fails (see ``DESIGN.md``, "The
-simulated cluster must fail the way a real one does"):
+is built to fail the way a real cluster fails, because a simulation that
+only succeeds would let the teardown-order and readiness logic pass tests
+it fails on a real cluster:
 
 * controllers and their custom objects -- a load balancer's finalizer is
   removed only while the controller installed by its HelmRelease runs;

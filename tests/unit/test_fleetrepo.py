@@ -6,11 +6,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 from sandbox import fleetrepo
 from sandbox.errors import ConflictError, InvalidInputError
+from tests.hypothesis_profiles import property_settings
 
 
 @pytest.fixture
@@ -103,7 +104,7 @@ trees = st.dictionaries(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@property_settings(40, suppress=[HealthCheck.function_scoped_fixture])
 @given(tree=trees, sync=st.binary(min_size=1, max_size=32))
 def test_clone_then_promote_without_change_is_identity(
     tmp_path_factory: pytest.TempPathFactory, tree: dict[str, bytes], sync: bytes
@@ -134,3 +135,25 @@ def test_clone_then_promote_without_change_is_identity(
     assert (dev / "flux-system/gotk-sync.yaml").read_bytes() == sync
     for rel, data in written.items():
         assert (dev / rel).read_bytes() == data
+
+
+def test_bootstrap_files_refuse_a_kustomization_that_is_not_utf8(tmp_path: Path) -> None:
+    """A non-UTF-8 flux-system/kustomization.yaml is a one-line error naming it, not a UnicodeDecodeError."""
+    kustomization = tmp_path / fleetrepo.FLUX_KUSTOMIZATION_FILE
+    kustomization.parent.mkdir(parents=True)
+    kustomization.write_bytes(b"resources:\n  - \xff\xfe.yaml\n")
+    with pytest.raises(InvalidInputError, match=r"flux-system/kustomization\.yaml is not UTF-8") as raised:
+        fleetrepo.write_bootstrap_files(tmp_path, "# sync\n")
+    assert "\n" not in str(raised.value)
+    assert kustomization.read_bytes() == b"resources:\n  - \xff\xfe.yaml\n"  # left as it was
+
+
+def test_bootstrap_files_replace_a_sync_file_that_is_not_utf8(tmp_path: Path) -> None:
+    """gotk-sync.yaml is bootstrap's own: whatever bytes it holds, it is rewritten, never decoded."""
+    sync = tmp_path / fleetrepo.SYNC_FILE
+    sync.parent.mkdir(parents=True)
+    sync.write_bytes(b"\xff\xfe")
+    written = fleetrepo.write_bootstrap_files(tmp_path, "# sync\n")
+    assert written == [str(fleetrepo.SYNC_FILE), str(fleetrepo.FLUX_KUSTOMIZATION_FILE)]
+    assert sync.read_text(encoding="utf-8") == "# sync\n"
+    assert fleetrepo.write_bootstrap_files(tmp_path, "# sync\n") == []

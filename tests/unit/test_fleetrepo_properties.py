@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given
 from hypothesis import strategies as st
 
 from sandbox import fleetrepo
@@ -33,6 +33,7 @@ from sandbox.lifecycle import SandboxContext, clone, promote, register, validate
 from sandbox.models import SandboxStatus, Stage
 from sandbox.requests import LifecycleRequest
 from sandbox.wiring import build_drivers, open_inventory
+from tests.hypothesis_profiles import property_settings
 
 BRANCH = "OPS-9-try-things"
 SYNC = str(fleetrepo.SYNC_FILE)
@@ -108,6 +109,15 @@ def write_tree(root: Path, tree: dict[str, tuple[str, Any, int]], sync: bytes | 
             (root / SYNC).write_bytes(sync)
 
 
+def utf8(data: bytes) -> bool:
+    """Whether ``data`` is UTF-8 text."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def snapshot(root: Path) -> dict[str, tuple[str, bytes | str, int]]:
     """Every file (bytes, permission bits) and link (target) below ``root``."""
     found: dict[str, tuple[str, bytes | str, int]] = {}
@@ -123,7 +133,7 @@ def snapshot(root: Path) -> dict[str, tuple[str, bytes | str, int]]:
 # -- the file-level functions -------------------------------------------------------------------
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@property_settings(60, suppress=[HealthCheck.function_scoped_fixture])
 @given(tree=trees, sync=dev_syncs)
 def test_clone_then_promote_without_change_is_byte_identical(
     tmp_path_factory: pytest.TempPathFactory, tree: dict[str, tuple[str, Any, int]], sync: bytes | None
@@ -164,7 +174,7 @@ def test_clone_then_promote_without_change_is_byte_identical(
     assert snapshot(dev) == before
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@property_settings(40, suppress=[HealthCheck.function_scoped_fixture])
 @given(tree=trees, sync=dev_syncs)
 def test_promotion_of_an_unchanged_bootstrapped_sandbox_changes_nothing(
     tmp_path_factory: pytest.TempPathFactory, tree: dict[str, tuple[str, Any, int]], sync: bytes | None
@@ -223,13 +233,14 @@ def fleet_config(root: Path, remote: Path) -> FleetConfig:
     )
 
 
-@settings(
-    max_examples=6,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
+@property_settings(
+    6,
+    suppress=[HealthCheck.function_scoped_fixture],
     phases=[Phase.explicit, Phase.reuse, Phase.generate],  # shrinking real git runs would take minutes
 )
 @given(tree=trees, sync=st.binary(min_size=1, max_size=40))
+# Found by hypothesis: a kustomization that is not UTF-8 crashed bootstrap with a UnicodeDecodeError.
+@example(tree={"flux-system/kustomization.yaml": ("file", b"\xff", 0o644)}, sync=b"x")
 def test_clone_and_promote_stages_leave_development_byte_identical(
     tmp_path_factory: pytest.TempPathFactory, tree: dict[str, tuple[str, Any, int]], sync: bytes
 ) -> None:
@@ -262,6 +273,11 @@ def test_clone_and_promote_stages_leave_development_byte_identical(
         cloned_tree = git(ctx.checkout, "ls-tree", "-r", "--name-only", cut).split("\n")
         assert "clusters/sandbox-p/flux-system/gotk-sync.yaml" not in cloned_tree
         # What bootstrap commits: the sandbox's own sync file.
+        kustomization = ctx.checkout / "clusters/sandbox-p" / fleetrepo.FLUX_KUSTOMIZATION_FILE
+        if kustomization.exists() and not utf8(kustomization.read_bytes()):
+            with pytest.raises(InvalidInputError, match="is not UTF-8 text"):
+                fleetrepo.write_bootstrap_files(ctx.checkout / "clusters/sandbox-p", "# sandbox-p's own sync\n")
+            return
         fleetrepo.write_bootstrap_files(ctx.checkout / "clusters/sandbox-p", "# sandbox-p's own sync\n")
         tool.commit_all(ctx.checkout, "bootstrap sandbox-p", ["clusters/sandbox-p"])
         tool.push(ctx.checkout, BRANCH)

@@ -235,3 +235,72 @@ def test_the_lock_client_is_its_own_and_the_runs_shared_client_keeps_its_retries
             assert client is not shared.client
             assert "_send_with_retry" in vars(client._client)  # the lock's own: one send per request
         assert "_send_with_retry" not in vars(shared.client._client)  # the run's: Prefect's retry loop
+
+
+class _FakeTime:
+    """``time`` for the lock module: sleeping moves its monotonic clock, no wall time passes."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+WINNER = "00000000-0000-0000-0000-00000000000a"
+
+
+class _SlowNoteServer:
+    """A lock another run took, whose note that run writes only ``note_after`` seconds later (a loaded server)."""
+
+    def __init__(self, clock: _FakeTime, note_after: float) -> None:
+        self.clock = clock
+        self.note_ready_at = clock.now + note_after
+        self.holder = note_for(os.getpid(), flow_run_id=WINNER, lease_id="00000000-0000-0000-0000-00000000000b")
+
+    def read_global_concurrency_limit_by_name(self, name: str) -> object:
+        return object()
+
+    def increment_concurrency_slots_with_lease(self, **kwargs: object) -> object:
+        raise _status_error(423)
+
+    def read_variable_by_name(self, name: str) -> object:
+        if self.clock.now < self.note_ready_at:
+            return None
+
+        class Variable:
+            value = self.holder.model_dump(mode="json")
+
+        return Variable()
+
+    def read_flow_run(self, flow_run_id: object) -> object:
+        class Run:
+            state = None  # running
+
+        return Run()
+
+
+def test_a_refused_run_waits_for_a_slow_holder_to_write_its_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The new holder's note arrives late on a busy server: the refusal still names it (no wall-time budget)."""
+    from tasks import locking
+
+    clock = _FakeTime()
+    monkeypatch.setattr(locking, "time", clock)
+    server = _SlowNoteServer(clock, note_after=locking.LEASE_SECONDS / 2)
+    with pytest.raises(LockHeldError, match=rf"\({WINNER}\)"):
+        locking._acquire(server, "sandbox-a", {"flow_run_id": None}, print)  # type: ignore[arg-type]
+
+
+def test_a_holder_that_never_writes_its_note_is_waited_for_at_most_its_lease(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bounded by the lease (a noteless holder has died, its lease lapses), not by a guess."""
+    from tasks import locking
+
+    clock = _FakeTime()
+    monkeypatch.setattr(locking, "time", clock)
+    start = clock.now
+    with pytest.raises(LockHeldError):
+        locking._acquire(_SlowNoteServer(clock, note_after=1e9), "sandbox-a", {}, print)  # type: ignore[arg-type]
+    assert locking.LEASE_SECONDS <= clock.now - start <= locking.NOTE_WAIT_SECONDS + locking.NOTE_POLL_MAX_SECONDS

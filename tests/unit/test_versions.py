@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import semver
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from sandbox import versions
@@ -26,16 +26,16 @@ from sandbox.versions import (
     resolve,
     satisfies,
 )
+from tests.hypothesis_profiles import property_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FIXTURE_NAME = "masterminds-constraint-check.json"
-SHARED_FIXTURE_DIR = PROJECT_ROOT.parent / "shared" / "testdata" / "semver"
+# The tests' own copy of Masterminds/semver's table (provenance: tests/fixtures/semver/README.md).
 LOCAL_FIXTURE_DIR = PROJECT_ROOT / "tests" / "fixtures" / "semver"
 
 
 def _fixture_path() -> Path:
-    shared = SHARED_FIXTURE_DIR / FIXTURE_NAME
-    return shared if shared.exists() else LOCAL_FIXTURE_DIR / FIXTURE_NAME
+    return LOCAL_FIXTURE_DIR / FIXTURE_NAME
 
 
 def _load_masterminds_cases() -> list[Any]:
@@ -61,13 +61,6 @@ def test_masterminds_fixture_is_complete() -> None:
     assert len(MASTERMINDS_CASES) == len(data["cases"]) > 100
     for case in data["cases"]:
         assert set(case) == {"constraint", "version", "satisfies"}
-
-
-def test_local_fixture_copy_matches_shared() -> None:
-    shared = SHARED_FIXTURE_DIR / FIXTURE_NAME
-    if not shared.exists():
-        pytest.skip("shared test data not present next to the project")
-    assert (LOCAL_FIXTURE_DIR / FIXTURE_NAME).read_bytes() == shared.read_bytes()
 
 
 @pytest.mark.parametrize(("constraint", "version", "expected"), MASTERMINDS_CASES)
@@ -526,7 +519,7 @@ def _release_versions(draw: st.DrawFn) -> str:
     return f"{draw(_numbers)}.{draw(_numbers)}.{draw(_numbers)}"
 
 
-PROPERTY_SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = property_settings(300)
 
 
 @PROPERTY_SETTINGS
@@ -637,7 +630,7 @@ _GO_VALID_GROUP = re.compile(
 )
 
 
-@settings(max_examples=2000, deadline=None)
+@property_settings(2000)
 @given(
     group=st.lists(
         st.sampled_from(

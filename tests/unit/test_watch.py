@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sandbox.demo import prepare_demo
-from sandbox.drivers.cluster import ObjectRef
+from sandbox.drivers.cluster import Manifest, ObjectRef, WatchEvent
 from sandbox.drivers.git import GitCli
 from sandbox.drivers.simulated_cluster import SimulatedCluster
 from sandbox.errors import InvalidInputError, NotReadyError
+from sandbox.flux import readiness, watch_until
 from sandbox.lifecycle import install_flux
 from sandbox.watch import (
     ROOT_KUSTOMIZATION,
+    WATCHED_KINDS,
     assess,
     check_revision,
     git_contains,
@@ -29,6 +32,31 @@ PODINFO = ObjectRef("helm.toolkit.fluxcd.io/v2", "HelmRelease", "podinfo", "podi
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
+# A generous budget for waits that must succeed: the simulation converges in a
+# fixed number of its own looks (see TickingClock), so this only bounds a hang.
+BUDGET = 60
+
+
+class TickingClock:
+    """Simulated time that moves a fixed step each time the simulation reads it.
+
+    The simulated cluster reads its clock once per call (every look a watch
+    takes), so readiness delays and source polls pass after a fixed number of
+    looks, however slow the machine is: what the cluster shows next never
+    depends on how much wall time went by.
+    """
+
+    def __init__(self, step: float, start: float = 1_700_000_000.0) -> None:
+        self._now = start
+        self._step = step
+        self._lock = threading.Lock()  # the watch reads it from one thread per kind
+
+    def __call__(self) -> float:
+        with self._lock:
+            self._now += self._step
+            return self._now
+
+
 class Development:
     """The demo's remote, a checkout to push from, and development's simulated cluster following main."""
 
@@ -38,8 +66,13 @@ class Development:
         self.remote = root / "demo" / "remote.git"
         self.work = root / "work"
         self.git.clone(str(self.remote), self.work)
+        # Objects are Ready two looks after a change; sources poll every fourth look.
         self.cluster = SimulatedCluster(
-            root / "cluster", readiness_delay_seconds=0.05, oci_git_remote=str(self.remote), watch_poll_seconds=0.02
+            root / "cluster",
+            readiness_delay_seconds=0.5,
+            oci_git_remote=str(self.remote),
+            watch_poll_seconds=0.02,
+            clock=TickingClock(step=0.25),
         )
         (root / "cluster").mkdir()
         install_flux(self.cluster, self.work / "clusters/development", git_token=None)
@@ -60,6 +93,11 @@ class Development:
     def contains(self) -> object:
         return git_contains(self.git, self.work, lambda: self.git.fetch(self.work))
 
+    def wait_until(self, what: str, condition: Callable[[Mapping[ObjectRef, Manifest]], bool]) -> None:
+        """Wait (within the budget) until the watched Flux objects satisfy ``condition``."""
+        ok, _ = watch_until(self.cluster, WATCHED_KINDS, condition, BUDGET)
+        assert ok, f"development never got to: {what}"
+
 
 @pytest.fixture
 def dev(tmp_path: Path) -> Iterator[Development]:
@@ -78,7 +116,7 @@ def test_revision_forms() -> None:
 
 def test_lands_then_follows_a_merge(dev: Development) -> None:
     lines: list[str] = []
-    first = wait_for_revision(dev.cluster, dev.tip(), 60, environment="development", progress=lines.append)
+    first = wait_for_revision(dev.cluster, dev.tip(), BUDGET, environment="development", progress=lines.append)
     assert first.applied == f"main@sha1:{dev.tip()}"
     assert {str(o.ref) for o in first.objects} >= {str(ROOT_KUSTOMIZATION), str(PODINFO)}
     assert all(o.ready for o in first.objects)
@@ -86,7 +124,7 @@ def test_lands_then_follows_a_merge(dev: Development) -> None:
         f"{len(first.objects)}/{len(first.objects)} Kustomizations and HelmReleases Ready"
     )
     merged = dev.push("clusters/development/apps.yaml", '"6.7.1"', '"6.7.2"')
-    landed = wait_for_revision(dev.cluster, merged[:10], 60, environment="development")
+    landed = wait_for_revision(dev.cluster, merged[:10], BUDGET, environment="development")
     assert landed.applied == f"main@sha1:{merged}"
     release = dev.cluster.get(PODINFO)
     assert release is not None and release["spec"]["chart"]["spec"]["version"] == "6.7.2"
@@ -96,16 +134,31 @@ def test_lands_then_follows_a_merge(dev: Development) -> None:
 def test_a_later_commit_on_main_includes_the_merge(dev: Development) -> None:
     merged = dev.push("clusters/development/apps.yaml", '"6.7.1"', '"6.7.2"')
     later = dev.push("clusters/development/platform.yaml", "interval: 1m0s", "interval: 2m0s")
-    landed = wait_for_revision(dev.cluster, merged, 60, contains=dev.contains())  # type: ignore[arg-type]
+    landed = wait_for_revision(dev.cluster, merged, BUDGET, contains=dev.contains())  # type: ignore[arg-type]
     assert landed.applied == f"main@sha1:{later}"
     with pytest.raises(NotReadyError):  # without git, only the exact commit counts
         wait_for_revision(dev.cluster, merged, 0.5, contains=same_commit)
 
 
 def test_stuck_object_is_named_at_the_timeout(dev: Development) -> None:
-    wait_for_revision(dev.cluster, dev.tip(), 60)
+    wait_for_revision(dev.cluster, dev.tip(), BUDGET)
     dev.cluster.inject_failure(PODINFO, "UpgradeFailed", "Helm upgrade failed: timed out waiting for the condition")
     merged = dev.push("clusters/development/apps.yaml", '"6.7.1"', '"6.7.2"')
+
+    def applied_and_failing(snapshot: Mapping[ObjectRef, Manifest]) -> bool:
+        root, release = snapshot.get(ROOT_KUSTOMIZATION), snapshot.get(PODINFO)
+        return (
+            assess(snapshot, merged, same_commit).root_has_revision
+            and root is not None
+            and readiness(root).ready
+            and release is not None
+            and readiness(release).reason == "UpgradeFailed"
+        )
+
+    # First the state to be named (the root applied the merge and is Ready, the release
+    # failed its upgrade), then the short wait that must time out: what it names cannot
+    # depend on how far the cluster got in 2 seconds of a loaded machine.
+    dev.wait_until("the merge applied and podinfo failing", applied_and_failing)
     with pytest.raises(NotReadyError) as caught:
         wait_for_revision(dev.cluster, merged, 2, environment="development")
     message = str(caught.value)
@@ -118,7 +171,7 @@ def test_stuck_object_is_named_at_the_timeout(dev: Development) -> None:
 
 
 def test_a_revision_development_never_got_names_the_root(dev: Development) -> None:
-    wait_for_revision(dev.cluster, dev.tip(), 60)
+    wait_for_revision(dev.cluster, dev.tip(), BUDGET)
     with pytest.raises(NotReadyError) as caught:
         wait_for_revision(dev.cluster, SHA, 1)
     assert f"Kustomization/flux-system/flux-system: last applied revision main@sha1:{dev.tip()}, waiting for" in str(
@@ -212,3 +265,57 @@ def test_a_stalled_applier_fails_the_landing_at_once_naming_its_reason() -> None
         wait_for_revision(ListedCluster(objects), SHA, timeout=600, environment="development")  # type: ignore[arg-type]
     assert "stalled" in str(failed.value)
     assert "Kustomization/flux-system/apps: BuildFailed: kustomization.yaml: bad field" in str(failed.value)
+
+
+class LaggingCluster:
+    """A cluster whose HelmRelease watch has not delivered anything yet.
+
+    The root Kustomization's stream reports it applied and Ready; the release
+    it created exists (a list shows it, still upgrading) but its own stream lags,
+    as one stream per kind can under load.
+    """
+
+    def __init__(self) -> None:
+        ready = {"type": "Ready", "status": "True", "reason": "ReconciliationSucceeded", "message": "applied"}
+        meta = {"name": "flux-system", "namespace": "flux-system", "generation": 1}
+        self.root_before = {
+            "apiVersion": ROOT_KUSTOMIZATION.api_version,
+            "kind": "Kustomization",
+            "metadata": meta,
+            "spec": {},
+            "status": {"observedGeneration": 1, "conditions": [ready], "lastAppliedRevision": f"main@sha1:{'f' * 40}"},
+        }
+        self.root_after = {
+            **self.root_before,
+            "status": {"observedGeneration": 1, "conditions": [ready], "lastAppliedRevision": f"main@sha1:{SHA}"},
+        }
+        upgrading = {"type": "Ready", "status": "Unknown", "reason": "Progressing", "message": "upgrading"}
+        self.release = {
+            "apiVersion": PODINFO.api_version,
+            "kind": "HelmRelease",
+            "metadata": {"name": "podinfo", "namespace": "podinfo", "generation": 2},
+            "spec": {},
+            "status": {"observedGeneration": 1, "conditions": [upgrading]},
+        }
+        self.applied = False
+
+    def list(self, api_version: str, kind: str, *args: object, **kwargs: object) -> list[Manifest]:
+        if kind == "Kustomization":
+            return [self.root_after if self.applied else self.root_before]
+        return [self.release] if kind == "HelmRelease" and self.applied else []
+
+    def watch(
+        self, api_version: str, kind: str, *args: object, stop: threading.Event | None = None, **kwargs: object
+    ) -> Iterator[WatchEvent]:
+        if kind == "Kustomization" and not self.applied:
+            self.applied = True
+            yield WatchEvent("MODIFIED", self.root_after)
+        assert stop is not None
+        stop.wait(float(str(kwargs.get("timeout_seconds", 1.0))))
+
+
+def test_landed_is_judged_on_a_fresh_look_not_on_a_lagging_stream() -> None:
+    """The release's stream lags: without a fresh look the root alone would make it 'landed'."""
+    with pytest.raises(NotReadyError) as caught:  # the release never finishes: the wait must time out
+        wait_for_revision(LaggingCluster(), SHA, 0.5, environment="development")  # type: ignore[arg-type]
+    assert "HelmRelease/podinfo/podinfo: Progressing: upgrading" in str(caught.value)
