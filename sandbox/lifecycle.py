@@ -50,6 +50,7 @@ from sandbox.wiring import (
     cluster_outputs,
     connect_cluster,
     kubeconfig_from_outputs,
+    needs_cluster_credentials,
     sandbox_state_dir,
 )
 from sandbox.yamledit import set_scalar
@@ -239,20 +240,28 @@ def _on_branch(ctx: SandboxContext, branch: str) -> Path:
 
 
 def cluster_module_outputs(ctx: SandboxContext) -> dict[str, TerraformOutput]:
-    """The outputs of the sandbox's terraform state, sensitive ones included (read once per context).
+    """The sandbox cluster module's outputs the cluster driver connects with (read once per context).
+
+    The real driver needs the sensitive kubeconfig output, which is never stored:
+    it is read from the sandbox's terraform state. The simulated driver needs only
+    the public outputs the provision stage recorded, so no terraform runs for it.
 
     Raises:
-        PermanentError: The state has no ``cluster_endpoint`` output: the cluster
-            was never provisioned (or the module does not describe one).
+        PermanentError: There is no ``cluster_endpoint`` output: the cluster was
+            never provisioned (or the module does not describe one).
     """
     if ctx._cluster_outputs is None:
         record = ctx.record
         workdir = Path(record.terraform_workdir) if record.terraform_workdir else ctx.terraform_workdir
-        outputs = ctx.drivers.terraform.outputs(workdir)
+        if needs_cluster_credentials(ctx.config):
+            outputs = ctx.drivers.terraform.outputs(workdir)
+        else:
+            recorded = {"cluster_endpoint": record.cluster_endpoint, "kubernetes_version": record.kubernetes_version}
+            outputs = {name: TerraformOutput(value=value) for name, value in recorded.items() if value}
         if not public_outputs(outputs).get("cluster_endpoint"):
             raise PermanentError(
-                f"sandbox {record.name} has no cluster: the terraform state in {workdir} has no "
-                "cluster_endpoint output (run the provision stage first)"
+                f"sandbox {record.name} has no cluster: no cluster_endpoint output recorded or in the terraform "
+                f"state in {workdir} (run the provision stage first)"
             )
         ctx._cluster_outputs = outputs
     return ctx._cluster_outputs

@@ -96,6 +96,11 @@ def cluster_outputs(config: FleetConfig, outputs: Mapping[str, TerraformOutput])
     return {name: value for name, value in public_outputs(outputs).items() if name != hidden}
 
 
+def needs_cluster_credentials(config: FleetConfig) -> bool:
+    """Whether connecting needs the module's sensitive outputs (the real driver's kubeconfig)."""
+    return config.drivers.cluster.type == "kubernetes"
+
+
 def check_cluster_module_outputs(config: FleetConfig, declared: Mapping[str, bool]) -> None:
     """Refuse a cluster module whose outputs cannot connect the configured driver, before it is applied.
 
@@ -107,7 +112,7 @@ def check_cluster_module_outputs(config: FleetConfig, declared: Mapping[str, boo
         ConfigError: The kubernetes driver is configured and the module declares no
             kubeconfig output, or declares it without ``sensitive = true``.
     """
-    if config.drivers.cluster.type != "kubernetes":
+    if not needs_cluster_credentials(config):
         return
     kubeconfig = config.drivers.cluster.kubeconfig_output
     if kubeconfig not in declared:

@@ -144,7 +144,7 @@ def inventory(tmp_path: Path) -> Iterator[Inventory]:
     inv.close()
 
 
-def _context(config: FleetConfig, inventory: Inventory, terraform: _OutputsOnly) -> SandboxContext:
+def _context(config: FleetConfig, inventory: Inventory, terraform: _OutputsOnly, **fields: Any) -> SandboxContext:
     now = utcnow()
     record = inventory.create(
         SandboxRecord(
@@ -156,6 +156,7 @@ def _context(config: FleetConfig, inventory: Inventory, terraform: _OutputsOnly)
             created_at=now,
             expires_at=now + timedelta(hours=1),
             terraform_workdir=str(config.state_dir / "sandboxes" / "sb-kube" / "terraform"),
+            **fields,
         )
     )
     drivers = build_drivers(config)
@@ -181,6 +182,25 @@ def test_a_sandbox_stage_connects_from_its_terraform_state_once(tmp_path: Path, 
 def test_a_sandbox_without_a_provisioned_cluster_is_a_permanent_error(tmp_path: Path, inventory: Inventory) -> None:
     ctx = _context(_config(tmp_path, "kubernetes"), inventory, _OutputsOnly({}))
 
-    with pytest.raises(PermanentError, match="has no cluster_endpoint output") as caught:
+    with pytest.raises(PermanentError, match="no cluster_endpoint output") as caught:
         cluster_for(ctx)
     assert isinstance(caught.value, SandboxError) and not caught.value.retryable
+
+
+def test_a_simulated_sandbox_connects_from_its_recorded_public_outputs_without_terraform(
+    tmp_path: Path, inventory: Inventory
+) -> None:
+    (tmp_path / "sim").mkdir()
+    terraform = _OutputsOnly({})
+    ctx = _context(
+        _config(tmp_path, "simulated"),
+        inventory,
+        terraform,
+        cluster_endpoint=f"simulated://{tmp_path / 'sim'}",
+        kubernetes_version="1.30",
+    )
+
+    cluster = cluster_for(ctx)
+
+    assert isinstance(cluster, SimulatedCluster) and cluster.server_version() == "1.30"
+    assert terraform.calls == []  # nothing secret to read: the record has what the simulation needs
