@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps demo test test-unit test-explore test-team lint bench serve clean
+.PHONY: setup system-deps demo test test-unit test-explore test-team test-under-load lint bench serve clean
 
 # Idempotent: rebuilds the environment only when the lock or the project changes.
 setup: $(STAMP)
@@ -25,6 +25,10 @@ demo: setup
 
 test: setup system-deps
 	$(BIN)/pytest -q -n 4 --dist loadfile
+
+# The whole suite RUNS times in a row with every CPU kept busy (flaky tests show up here).
+test-under-load: setup system-deps
+	sh scripts/test-under-load.sh $(or $(RUNS),3)
 
 # The team setup alone: Prefect server on PostgreSQL with two workers, and the UI form in Chromium.
 test-team: setup system-deps
