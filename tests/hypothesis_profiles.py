@@ -62,8 +62,7 @@ def property_settings(
         profile: The profile to build on; the loaded one by default.
         overrides: Any other settings the test needs (e.g. ``phases``).
     """
-    profile = profile or settings.default
-    assert profile is not None, "a hypothesis profile is always loaded (tests/conftest.py)"
+    profile = profile or settings.get_profile(settings.get_current_profile_name())
     return settings(
         parent=profile,
         max_examples=max(1, examples * profile.max_examples // CI_EXAMPLES),

@@ -72,7 +72,7 @@ def test_readme_names_machine_date_bars_and_failures(tmp_path: Path) -> None:
     assert "2026-01-02 03:04 UTC" in text
     assert "| cpu count | python | platform |" in text
     lines = [line for line in text.splitlines() if line.startswith("| `")]
-    assert lines[0].startswith("| `lifecycle_overhead_ratio` | 1.300 x | ≤ 1.25 | **FAILS**")
+    assert lines[0].startswith("| `lifecycle_overhead_ratio` | 1.300 x | ≤ 1.25 | **missed: 1.3 > 1.25 (4% over)**")
     assert lines[1].startswith("| `resolve_10k_tags_ms` | 30.0 ms | ≤ 200 | ok")
     assert "### Profile of `lifecycle_overhead_ratio`" in text
 
@@ -85,3 +85,53 @@ def test_generated_tags_give_the_range_a_match_on_its_minor_line() -> None:
     chosen = versions.resolve(range_, tags)
     assert chosen is not None and chosen.lstrip("v").startswith(line)
     assert any(versions.parse_tag(tag) is None for tag in tags)  # not every tag is a version
+
+
+# -- one benchmark cannot stop the others; a missed bar is a result -------------------------
+
+
+def test_a_missed_bar_is_reported_with_how_far_not_raised(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from bench import runner
+
+    missed = _metric("lifecycle_overhead_ratio", 1.4, 1.25)
+    outcome = runner.run_groups(["lifecycle"], lambda group: [missed])
+    assert outcome.metrics == [missed] and not outcome.errors
+    assert runner.exit_status(outcome) == 0  # measured: the miss is a result
+    assert runner.exit_status(outcome, strict=True) == 1
+    assert runner.miss(missed) == "missed: 1.4 > 1.25 (12% over)"
+    assert runner.miss(_metric("ops", 1500, 2000, "higher", "ops/s")) == "missed: 1.5e+03 < 2,000 (25% under)"
+    report.print_summary(outcome.metrics)
+    assert "missed: 1.4 > 1.25 (12% over)" in capsys.readouterr().out
+    readme = tmp_path / "README.md"
+    report.write_readme(
+        outcome.metrics, started=datetime.now(UTC), seconds=60, profiled=None, profile=None, path=readme
+    )
+    assert "**missed: 1.4 > 1.25 (12% over)**" in readme.read_text()
+
+
+def test_one_benchmark_raising_is_recorded_and_the_others_still_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench import runner
+    from bench.common import BenchError
+
+    def run(group: str) -> list[Metric]:
+        if group == "scan":
+            raise BenchError("scan found 3 removed APIs (expected 4)")
+        if group == "readiness":
+            return [Metric("readiness_ms", 100, "lower", "ms", "d", samples=[])]  # no figure: its group's error
+        return [_metric(f"{group}_ms", 10.0, 100.0, unit="ms")]
+
+    outcome = runner.run_groups(["resolve", "scan", "readiness", "cleanup"], run)
+    assert [m.name for m in outcome.metrics] == ["resolve_ms", "cleanup_ms"]
+    assert outcome.errors == {
+        "scan": "BenchError: scan found 3 removed APIs (expected 4)",
+        "readiness": "BenchError: no repetition produced a figure",
+    }
+    assert runner.exit_status(outcome) == 1  # a benchmark could not run at all
+    assert "--- scan: ERROR, not measured: BenchError: scan found 3 removed APIs" in capsys.readouterr().err
+    results = tmp_path / "results.json"
+    report.write_results(outcome.metrics, errors=outcome.errors, path=results)
+    assert json.loads(results.read_text()) == {"resolve_ms": 10.0, "cleanup_ms": 10.0, "errors": outcome.errors}
+    report.print_summary(outcome.metrics, outcome.errors)
+    assert "scan: NOT MEASURED: BenchError: scan found 3 removed APIs (expected 4)" in capsys.readouterr().out

@@ -19,7 +19,7 @@ def test_ci_is_the_profile_unless_one_is_asked_for(request: pytest.FixtureReques
     if request.config.getoption("--hypothesis-profile"):
         pytest.skip("a profile was chosen on the command line")
     assert settings.get_current_profile_name() == CI
-    assert settings.default is not None and settings.default.derandomize
+    assert settings.get_profile(settings.get_current_profile_name()).derandomize
 
 
 def test_explore_profile_is_random_with_more_examples() -> None:
