@@ -15,7 +15,9 @@ import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
+import yaml
 from ruamel.yaml.comments import CommentedMap
 
 from sandbox.errors import ConflictError, InvalidInputError
@@ -220,7 +222,7 @@ resources:
 """
 
 
-def _read_utf8(path: Path) -> str:
+def read_utf8(path: Path) -> str:
     """A fleet-repository file's text.
 
     Raises:
@@ -231,6 +233,21 @@ def _read_utf8(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise InvalidInputError(f"{path} is not UTF-8 text (invalid byte at offset {e.start})") from None
+
+
+def read_documents(path: Path) -> list[dict[str, Any]]:
+    """The YAML mappings of a fleet-repository file (e.g. ``gotk-components.yaml``).
+
+    Raises:
+        InvalidInputError: The file is not UTF-8 or not YAML, named with the reason.
+    """
+    text = read_utf8(path)
+    try:
+        return [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise InvalidInputError(f"{path} is not valid YAML{line}: {getattr(e, 'problem', None) or e}") from None
 
 
 def write_bootstrap_files(cluster_root: Path, sync_text: str) -> list[str]:
@@ -251,7 +268,7 @@ def write_bootstrap_files(cluster_root: Path, sync_text: str) -> list[str]:
         sync.write_text(sync_text, encoding="utf-8")
         written.append(str(SYNC_FILE))
     kustomization = cluster_root / FLUX_KUSTOMIZATION_FILE
-    text = _read_utf8(kustomization) if kustomization.exists() else ""
+    text = read_utf8(kustomization) if kustomization.exists() else ""
     if "gotk-sync.yaml" not in text or "gotk-components.yaml" not in text:
         kustomization.write_text(FLUX_KUSTOMIZATION, encoding="utf-8")
         written.append(str(FLUX_KUSTOMIZATION_FILE))

@@ -460,7 +460,7 @@ def clone(ctx: SandboxContext, change: SandboxChange | None = None) -> StageResu
 
 
 def _documents(path: Path) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if isinstance(d, dict)]
+    return fleetrepo.read_documents(path)
 
 
 def bootstrap(ctx: SandboxContext) -> StageResult:

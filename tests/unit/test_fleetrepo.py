@@ -157,3 +157,18 @@ def test_bootstrap_files_replace_a_sync_file_that_is_not_utf8(tmp_path: Path) ->
     assert written == [str(fleetrepo.SYNC_FILE), str(fleetrepo.FLUX_KUSTOMIZATION_FILE)]
     assert sync.read_text(encoding="utf-8") == "# sync\n"
     assert fleetrepo.write_bootstrap_files(tmp_path, "# sync\n") == []
+
+
+def test_components_that_are_not_utf8_or_not_yaml_are_named_in_one_line(tmp_path: Path) -> None:
+    latin1 = tmp_path / "gotk-components.yaml"
+    latin1.write_bytes(b"kind: Namespace\nmetadata: {name: caf\xe9}\n")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("kind: Namespace\nmetadata: [unclosed\n", encoding="utf-8")
+
+    with pytest.raises(InvalidInputError, match=r"gotk-components\.yaml is not UTF-8 text \(invalid byte at offset"):
+        fleetrepo.read_documents(latin1)
+    with pytest.raises(InvalidInputError, match=r"broken\.yaml is not valid YAML at line \d+") as raised:
+        fleetrepo.read_documents(broken)
+    assert "\n" not in str(raised.value)
+    (tmp_path / "ok.yaml").write_text("---\nkind: Namespace\n---\n# only a comment\n", encoding="utf-8")
+    assert fleetrepo.read_documents(tmp_path / "ok.yaml") == [{"kind": "Namespace"}]
