@@ -15,6 +15,9 @@ from pathlib import Path
 
 from sandbox.errors import SandboxError
 
+#: Seconds the CLI lets Prefect's temporary server take to start (Prefect's default: 20).
+EPHEMERAL_STARTUP_TIMEOUT_SECONDS = 120
+
 
 def configure_prefect(state_dir: Path) -> None:
     """Persist task results next to the sandbox state unless configured otherwise.
@@ -36,6 +39,10 @@ def configure_prefect(state_dir: Path) -> None:
     # job, which races the run's own writes to the server's SQLite database and
     # prints a "database is locked" traceback on shutdown.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Prefect gives the temporary server 20 s to answer; on a loaded machine (a CI
+    # runner, a laptop building something) its start takes longer, and the command
+    # failed with "Timed out while attempting to connect to ephemeral Prefect API server".
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(EPHEMERAL_STARTUP_TIMEOUT_SECONDS))
 
 
 class _DropExpectedTracebacks(logging.Filter):
