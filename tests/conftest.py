@@ -45,7 +45,9 @@ def prefect_server() -> Iterator[str]:
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    # A guard against a server that never starts, not a speed bar: a heavily loaded
+    # machine (every CPU busy, other servers starting) took over 120 s once.
+    with prefect_test_harness(server_startup_timeout=300):
         yield str(PREFECT_API_URL.value())
 
 
