@@ -338,6 +338,18 @@ def releasing_volumes(cluster: ClusterDriver) -> tuple[set[ObjectRef], list[str]
     return releasing, sorted(kept)
 
 
+def _blocked(report: TeardownReport, stuck: list[str], message: str, progress: Progress) -> None:
+    """Record what is still pending; stop unless the teardown is forced (``report.forced``).
+
+    Raises:
+        TeardownBlockedError: With ``message``, when not forced.
+    """
+    report.blocked.extend(stuck)
+    if not report.forced:
+        raise TeardownBlockedError(message)
+    progress(f"{message} -- continuing because --force was given")
+
+
 def verify_bootstrapped(cluster: ClusterDriver) -> None:
     """Check only the root Kustomization remains and no HelmRelease exists.
 
@@ -391,11 +403,7 @@ def teardown_cluster(
         progress(f"waiting for what an earlier attempt deleted: {', '.join(str(r) for r in sorted(leftover))}")
         stuck = wait_gone(cluster, leftover, timeout_per_tier)
         if stuck:
-            report.blocked.extend(stuck)
-            message = f"teardown blocked: finalizers pending on {'; '.join(stuck)}"
-            if not force:
-                raise TeardownBlockedError(message)
-            progress(f"{message} -- continuing because --force was given")
+            _blocked(report, stuck, f"teardown blocked: finalizers pending on {'; '.join(stuck)}", progress)
     volumes_waited = False
 
     def wait_for_volumes() -> None:
@@ -411,11 +419,8 @@ def teardown_cluster(
         progress(f"waiting for volumes to be deleted: {', '.join(str(r) for r in sorted(releasing))}")
         stuck = wait_gone(cluster, releasing, timeout_per_tier)
         if stuck:
-            report.blocked.extend(stuck)
             message = f"teardown blocked before tier controllers: volumes not deleted: {'; '.join(stuck)}"
-            if not force:
-                raise TeardownBlockedError(message)
-            progress(f"{message} -- continuing because --force was given")
+            _blocked(report, stuck, message, progress)
         else:
             progress("volumes: gone")
 
@@ -432,11 +437,9 @@ def teardown_cluster(
         stuck = delete_tier(cluster, refs, timeout_per_tier, on_tracked, deleting_orphans)
         report.tiers.append((tier, [str(r) for r in refs]))
         if stuck:
-            report.blocked.extend(stuck)
-            message = f"teardown blocked in tier {tier}: finalizers pending on {'; '.join(stuck)}"
-            if not force:
-                raise TeardownBlockedError(message)
-            progress(f"{message} -- continuing because --force was given")
+            _blocked(
+                report, stuck, f"teardown blocked in tier {tier}: finalizers pending on {'; '.join(stuck)}", progress
+            )
         else:
             progress(f"tier {tier}: gone")
     if not volumes_waited:
