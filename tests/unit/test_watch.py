@@ -179,19 +179,21 @@ def test_a_revision_development_never_got_names_the_root(dev: Development) -> No
     )
 
 
+def _ready_object(api: str, kind: str, name: str, spec: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    """A flux-system object Ready for its generation, with ``status`` added."""
+    ready = {"type": "Ready", "status": "True", "reason": "Succeeded", "message": "ok"}
+    return {
+        "apiVersion": api,
+        "kind": kind,
+        "metadata": {"name": name, "namespace": "flux-system", "generation": 1},
+        "spec": spec,
+        "status": {"observedGeneration": 1, "conditions": [ready], **status},
+    }
+
+
 def test_an_applier_behind_its_source_is_not_landed() -> None:
     source_api, ks_api = "source.toolkit.fluxcd.io/v1", "kustomize.toolkit.fluxcd.io/v1"
-    ready = {"type": "Ready", "status": "True", "reason": "Succeeded", "message": "ok"}
-
-    def obj(api: str, kind: str, name: str, spec: dict[str, object], status: dict[str, object]) -> dict[str, object]:
-        meta = {"name": name, "namespace": "flux-system", "generation": 1}
-        return {
-            "apiVersion": api,
-            "kind": kind,
-            "metadata": meta,
-            "spec": spec,
-            "status": {"observedGeneration": 1, "conditions": [ready], **status},
-        }
+    obj = _ready_object
 
     repo: dict[str, object] = {"url": "file:///r.git", "ref": {"branch": "main"}}
     new, old = f"main@sha1:{SHA}", f"main@sha1:{'f' * 40}"
@@ -211,18 +213,8 @@ def test_an_applier_behind_its_source_is_not_landed() -> None:
 def _landed_objects() -> list[dict[str, Any]]:
     """The root and a child Kustomization, both Ready at the revision their source has."""
     source_api, ks_api = "source.toolkit.fluxcd.io/v1", "kustomize.toolkit.fluxcd.io/v1"
-    ready = {"type": "Ready", "status": "True", "reason": "Succeeded", "message": "ok"}
     revision = f"main@sha1:{SHA}"
-
-    def obj(api: str, kind: str, name: str, spec: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
-        meta = {"name": name, "namespace": "flux-system", "generation": 1}
-        return {
-            "apiVersion": api,
-            "kind": kind,
-            "metadata": meta,
-            "spec": spec,
-            "status": {"observedGeneration": 1, "conditions": [dict(ready)], **status},
-        }
+    obj = _ready_object
 
     sync = {"sourceRef": {"kind": "GitRepository", "name": "flux-system"}}
     return [
