@@ -19,11 +19,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from hypothesis import HealthCheck, settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 
 CI = "ci"
 EXPLORE = "explore"
 CI_EXAMPLES = 100  # what a test asking for ``n`` examples gets ``n`` of
 EXPLORE_EXAMPLES = 10 * CI_EXAMPLES
+# Named outright: with ``CI`` set in the environment Hypothesis's own default
+# profile has no database, and ``explore`` would inherit that.
+EXAMPLE_DATABASE_DIR = ".hypothesis/examples"
 
 
 def register_profiles() -> None:
@@ -40,6 +44,7 @@ def register_profiles() -> None:
     settings.register_profile(
         EXPLORE,
         derandomize=False,
+        database=DirectoryBasedExampleDatabase(EXAMPLE_DATABASE_DIR),
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow],
         max_examples=EXPLORE_EXAMPLES,
