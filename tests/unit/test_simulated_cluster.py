@@ -901,6 +901,68 @@ def test_a_kustomization_applying_a_removed_api_fails(
     assert ready(cluster.get(APPS))[:2] == ("False", "DependencyNotReady")
 
 
+BACKUP_SCHEDULE = ObjectRef("platform.example.com/v1", "BackupSchedule", "nightly", "platform")
+BACKUP_SCHEDULE_CRD = ObjectRef(
+    "apiextensions.k8s.io/v1", "CustomResourceDefinition", "backupschedules.platform.example.com"
+)
+
+
+def ready_of_crd(crd: dict[str, Any]) -> str:
+    """The status of a CRD's Established condition."""
+    return next(c["status"] for c in crd["status"]["conditions"] if c["type"] == "Established")
+
+
+def _add_backup_schedules(fleet: Fleet) -> None:
+    """Push a CRD and an object of its kind into platform/configs."""
+    configs = fleet.checkout / "platform" / "configs"
+    shutil.copy(FIXTURES / "fleet-changes" / "backup-crd.yaml", configs)
+    kustomization = configs / "kustomization.yaml"
+    kustomization.write_text(kustomization.read_text(encoding="utf-8") + "  - backup-crd.yaml\n")
+    fleet.push("platform: backup schedules")
+
+
+def test_a_kustomization_waits_for_its_crds_to_be_established_before_their_objects(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet, clock: SteppedClock
+) -> None:
+    bootstrap(make_cluster(), fleet)
+    cluster = make_cluster(crd_established_delay_seconds=5)
+    _add_backup_schedules(fleet)
+    clock.advance(2)
+    # Progressing, not failed: stage one is applied, stage two waits for its kinds to be served.
+    status, reason, message = ready(cluster.get(PLATFORM_CONFIGS))
+    assert (status, reason) == ("Unknown", "Progressing")
+    assert "CustomResourceDefinition/backupschedules.platform.example.com to be established" in message
+    crd = cluster.get(BACKUP_SCHEDULE_CRD)
+    assert crd is not None and ready_of_crd(crd) == "False"
+    assert cluster.get(SHARED_INGRESS) is not None  # applied before this revision, kept while it waits
+    clock.advance(5)  # the CRD was applied 5 s ago
+    assert ready(cluster.get(PLATFORM_CONFIGS))[:2] == ("True", "ReconciliationSucceeded")
+    schedule = cluster.get(BACKUP_SCHEDULE)
+    assert schedule is not None and schedule["spec"]["schedule"] == "0 2 * * *"
+    configs = cluster.get(PLATFORM_CONFIGS)
+    assert configs is not None
+    assert "platform_nightly_platform.example.com_BackupSchedule" in {
+        entry["id"] for entry in configs["status"]["inventory"]["entries"]
+    }
+
+
+def test_a_crd_never_established_fails_the_kustomization_at_its_timeout(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet, clock: SteppedClock
+) -> None:
+    bootstrap(make_cluster(), fleet)
+    cluster = make_cluster(crd_established_delay_seconds=3600)
+    _add_backup_schedules(fleet)
+    clock.advance(2)
+    assert ready(cluster.get(PLATFORM_CONFIGS))[:2] == ("Unknown", "Progressing")
+    clock.advance(10 * 60 + 1)  # platform-configs has no spec.timeout: its interval, 10m, is the timeout
+    status, reason, message = ready(cluster.get(PLATFORM_CONFIGS))
+    assert (status, reason) == ("False", "ReconciliationFailed")
+    assert message == (
+        "timeout waiting for: [CustomResourceDefinition/backupschedules.platform.example.com status: 'InProgress']"
+    )
+    assert cluster.get(BACKUP_SCHEDULE) is None
+
+
 def test_a_broken_manifest_fails_the_build(
     make_cluster: Callable[..., SimulatedCluster], fleet: Fleet, clock: SteppedClock
 ) -> None:

@@ -19,7 +19,9 @@ Controllers:
 * **Flux** -- each only while its Deployment exists in ``flux-system``
   (applied from ``gotk-components.yaml``): ``source-controller``
   (GitRepository, OCIRepository, HelmRepository), ``kustomize-controller``
-  (Kustomization) and ``helm-controller`` (HelmRelease). Without them Flux
+  (Kustomization; it applies CRDs and Namespaces first and, as Flux's staged
+  apply does, waits up to the Kustomization's timeout for those CRDs to be
+  Established before the rest) and ``helm-controller`` (HelmRelease). Without them Flux
   objects get no status at all, and their ``finalizers.fluxcd.io`` is never
   removed.
 * **Custom-object controllers** (:class:`SimulatedController`), installed by a
@@ -65,6 +67,7 @@ from sandbox.drivers.simulation.apiserver import (
     Manifest,
     SimulatedApiError,
     SimulatedApiServer,
+    crd_condition,
     describe_key,
     key_of,
     key_to_str,
@@ -644,6 +647,23 @@ def _store_artifact(
     log.debug("simulated source-controller: %s/%s has revision %s", meta["namespace"], meta["name"], revision)
 
 
+class _CrdsInstalling(Exception):
+    """Stage one applied, but some of its CRDs are not Established yet: stage two must wait."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(", ".join(names))
+        self.names = names
+
+    def progress_message(self) -> str:
+        listed = ", ".join(f"CustomResourceDefinition/{name}" for name in self.names)
+        return f"Reconciliation in progress: waiting for {listed} to be established"
+
+    def timeout_message(self) -> str:
+        # fluxcd/pkg/ssa WaitForSet's wording, as kustomize-controller reports it.
+        listed = ", ".join(f"CustomResourceDefinition/{name} status: 'InProgress'" for name in self.names)
+        return f"timeout waiting for: [{listed}]"
+
+
 class _Failure(Exception):
     """A reconciliation failure: the Ready reason and message to report."""
 
@@ -819,6 +839,21 @@ def _stage(obj: Mapping[str, Any]) -> int:
     return 0 if obj.get("kind") in ("CustomResourceDefinition", "Namespace") else 1
 
 
+def _kustomization_timeout(spec: Mapping[str, Any]) -> float:
+    """spec.timeout, defaulting to spec.interval as kustomize-controller does."""
+    return parse_duration(spec.get("timeout"), parse_duration(spec.get("interval"), 300.0))
+
+
+def _not_established(server: SimulatedApiServer, names: list[str]) -> list[str]:
+    """The CRDs among ``names`` that exist and are not Established yet (a deleted one is not waited for)."""
+    waiting = []
+    for name in names:
+        crd = server.get((CRD_GROUP, CRD_KIND, "", name))
+        if crd is not None and crd_condition(crd, "Established") != "True":
+            waiting.append(name)
+    return waiting
+
+
 def _apply_kustomization(
     server: SimulatedApiServer, obj: Mapping[str, Any], artifact_dir: Path, revision: str
 ) -> list[dict[str, str]]:
@@ -826,6 +861,7 @@ def _apply_kustomization(
 
     Raises:
         _Failure: BuildFailed or ReconciliationFailed, with Flux's kind of message.
+        _CrdsInstalling: The CRDs it applied are not Established yet; nothing after them was applied.
     """
     spec = obj.get("spec") or {}
     meta = obj["metadata"]
@@ -873,6 +909,13 @@ def _apply_kustomization(
             ):
                 continue
             server.apply(manifest)
+        if stage == 0:
+            # As kustomize-controller's staged apply: the CRDs must be served before
+            # the objects of their kinds are dry-run, so it waits (up to spec.timeout)
+            # instead of failing the objects with "no matches for kind".
+            installing = _not_established(server, [m["metadata"]["name"] for m in batch if _is_crd(m)])
+            if installing:
+                raise _CrdsInstalling(installing)
     entries = sorted(
         (_inventory_entry(server.get(object_key_of_manifest(server, m)) or m) for m in objects), key=lambda e: e["id"]
     )
@@ -883,6 +926,10 @@ def _apply_kustomization(
         if deleted:
             log.debug("simulated kustomize-controller: %s pruned %s", meta["name"], ", ".join(deleted))
     return entries
+
+
+def _is_crd(manifest: Mapping[str, Any]) -> bool:
+    return manifest.get("kind") == CRD_KIND and split_api_version(str(manifest.get("apiVersion", "")))[0] == CRD_GROUP
 
 
 def object_key_of_manifest(server: SimulatedApiServer, manifest: Mapping[str, Any]) -> Key:
@@ -970,7 +1017,7 @@ def _finalize_kustomization(server: SimulatedApiServer, obj: Mapping[str, Any]) 
             if "finalizingSince" not in record:
                 server.set_internal(obj, "finalizingSince", server.now)
                 record = server.internal(obj)
-            timeout = parse_duration(spec.get("timeout"), parse_duration(spec.get("interval"), 300.0))
+            timeout = _kustomization_timeout(spec)
             terminating = [
                 k
                 for k in keys
@@ -1022,10 +1069,41 @@ def _reconcile_kustomization(server: SimulatedApiServer, settings: SimulationSet
     missing = [k for k, _ in inventory_keys(obj) if server.get(k) is None]
     retry_due = server.now - float(record.get("attemptedAt", 0.0)) >= RETRY_SECONDS
     heal = bool(missing) and (not record.get("failure") or retry_due)
-    if attempt != record.get("attempt") or heal or (record.get("failure") and retry_due):
+    timeout = _kustomization_timeout(spec)
+    installing = record.get("installing")
+    if installing and installing["attempt"] != attempt:
+        installing = None
+    if installing and _not_established(server, installing["crds"]) and server.now - installing["since"] <= timeout:
+        _report(
+            server,
+            key,
+            "Unknown",
+            "Progressing",
+            _CrdsInstalling(installing["crds"]).progress_message(),
+            final=False,
+            fields={"lastAttemptedRevision": revision},
+        )
+        return
+    if installing or attempt != record.get("attempt") or heal or (record.get("failure") and retry_due):
         new_revision = attempt != record.get("attempt")
         try:
             entries = _apply_kustomization(server, obj, artifact_dir, revision)
+        except _CrdsInstalling as crds:
+            since = float(installing["since"]) if installing else server.now
+            if server.now - since <= timeout:
+                # The attempt is not recorded: it is applied again once the CRDs are Established.
+                server.set_internal(obj, "installing", {"attempt": attempt, "crds": crds.names, "since": since})
+                _report(
+                    server,
+                    key,
+                    "Unknown",
+                    "Progressing",
+                    crds.progress_message(),
+                    final=False,
+                    fields={"lastAttemptedRevision": revision},
+                )
+                return
+            server.set_internal(obj, "failure", ["ReconciliationFailed", crds.timeout_message()])
         except _Failure as failure:
             server.set_internal(obj, "failure", [failure.reason, failure.message])
         else:
@@ -1037,6 +1115,7 @@ def _reconcile_kustomization(server: SimulatedApiServer, settings: SimulationSet
                     describe_key(key),
                     ", ".join(describe_key(k) for k in missing),
                 )
+        server.set_internal(obj, "installing", None)
         server.set_internal(obj, "attempt", attempt)
         server.set_internal(obj, "attemptedAt", server.now)
         if new_revision:
@@ -1055,7 +1134,6 @@ def _reconcile_kustomization(server: SimulatedApiServer, settings: SimulationSet
         return
     waiting = _unhealthy(server, obj)
     if waiting:
-        timeout = parse_duration(spec.get("timeout"), parse_duration(spec.get("interval"), 300.0))
         elapsed = server.now - float(record.get("progressSince", server.now))
         if elapsed > timeout:
             _report(
