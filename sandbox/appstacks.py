@@ -133,13 +133,13 @@ def manifests_for(config: FleetConfig, tokens: Mapping[str, str] | None = None) 
 
     Raises:
         ConfigError: A stack's URL is one Flux on a real cluster cannot fetch
-            (a local path, an scp-style address), naming the stack's key.
+            (a local path, an scp-style address, an ssh:// one the sandbox
+            holds no key for), naming the stack's key.
     """
     documents: list[Manifest] = []
     for index, stack in enumerate(config.validation.application_stacks):
         token = (tokens or {}).get(stack.name)
-        field = f"validation.application_stacks.{index}.url ({stack.name})"
-        url = config.checked_flux_url(config.stack_url(stack), field if stack.url else "fleet_repo.flux_url")
+        url = config.checked_stack_url(index, stack)
         documents += stack_manifests(stack, url=url, fleet_url=config.flux_url, token=token)
     return documents
 

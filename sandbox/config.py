@@ -609,8 +609,10 @@ class FleetConfig(_Model):
             except ConfigError as exc:
                 raise ValueError(str(exc)) from None
         for index, stack in enumerate(self.validation.application_stacks):
-            if stack.url and (problem := flux_url_problem(self.stack_url(stack))):
-                raise ValueError(f"validation.application_stacks.{index}.url ({stack.name}): {problem}")
+            try:
+                self.checked_stack_url(index, stack)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
         return self
 
     def path(self, value: str | Path) -> Path:
@@ -671,6 +673,39 @@ class FleetConfig(_Model):
         """
         if self.drivers.cluster.type == "kubernetes" and (problem := flux_url_problem(url)):
             raise ConfigError(f"{field}: {problem}")
+        return url
+
+    def checked_stack_url(self, index: int, stack: ApplicationStack) -> str:
+        """Where Flux fetches ``stack`` from, when Flux on this configuration's clusters can fetch it.
+
+        Besides :meth:`checked_flux_url`, an ``ssh://`` stack on a real cluster
+        must be the fleet repository and come without a token: Flux reads ssh
+        with a key, and the sandbox holds one only for the fleet (its
+        ``flux-system`` Secret); a token authenticates over https.
+
+        Args:
+            index: The stack's position in ``validation.application_stacks``.
+            stack: The stack.
+
+        Raises:
+            ConfigError: Naming the stack's key and the problem.
+        """
+        url = self.stack_url(stack)
+        field = f"validation.application_stacks.{index}.url ({stack.name})" if stack.url else "fleet_repo.flux_url"
+        self.checked_flux_url(url, field)
+        if self.drivers.cluster.type != "kubernetes" or not url.startswith("ssh://"):
+            return url
+        where = f"validation.application_stacks.{index} ({stack.name})"
+        if stack.credentials_secret_block or stack.credentials_env:
+            raise ConfigError(
+                f"{where}: a token authenticates over https only, and Flux reads {url!r} over ssh with a key; "
+                "give the repository's https:// URL"
+            )
+        if url != self.flux_url:
+            raise ConfigError(
+                f"{where}: the sandbox holds an ssh key for the fleet repository only, not for {url!r}; give the "
+                "repository's https:// URL (with credentials_secret_block or credentials_env if it is private)"
+            )
         return url
 
     def known_hosts(self) -> str | None:

@@ -159,6 +159,73 @@ def test_bad_stack_configuration_is_refused_naming_the_field(
         load_config(path)
 
 
+def real_cluster_config(tmp_path: Path) -> dict[str, Any]:
+    """The demo's configuration for real clusters, its fleet fetched over ssh."""
+    raw: dict[str, Any] = demo_config(tmp_path)
+    raw["fleet_repo"] = {"remote": FLEET}
+    raw["drivers"]["cluster"]["type"] = "kubernetes"
+    raw["drivers"]["git"] = {"known_hosts": "github.com ssh-ed25519 AAAAC3Nza"}
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("stack", "message"),
+    [
+        (
+            {"url": "ssh://git@github.com/example-org/shop.git", "credentials_env": "SHOP_READ_TOKEN"},
+            "a token authenticates over https only, and Flux reads 'ssh://git@github.com/example-org/shop.git' "
+            "over ssh with a key; give the repository's https:// URL",
+        ),
+        ({"credentials_secret_block": "fleet-read-token"}, f"Flux reads {FLEET!r} over ssh with a key"),
+        (
+            {"url": "ssh://git@github.com/example-org/shop.git"},
+            "the sandbox holds an ssh key for the fleet repository only, not for "
+            "'ssh://git@github.com/example-org/shop.git'; give the repository's https:// URL "
+            "(with credentials_secret_block or credentials_env if it is private)",
+        ),
+    ],
+)
+def test_a_real_cluster_refuses_an_ssh_stack_it_holds_no_key_for(
+    tmp_path: Path, stack: dict[str, str], message: str
+) -> None:
+    raw = real_cluster_config(tmp_path)
+    raw["validation"] = {"application_stacks": [{"name": "shop", "path": "deploy", **stack}]}
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    error = str(refused.value)
+    assert error.startswith(f"{path}: validation.application_stacks.0 (shop): ") and message in error
+    assert "\n" not in error
+    # Checked again where the GitRepository is made (a configuration changed after loading).
+    raw["validation"] = {"application_stacks": [{"name": "shop", "path": "deploy"}]}
+    config = FleetConfig.model_validate({**raw, "base_dir": tmp_path})
+    config.validation.application_stacks[0] = ApplicationStack.model_validate(
+        {"name": "shop", "path": "deploy", **stack}
+    )
+    with pytest.raises(ConfigError, match=r"^validation\.application_stacks\.0 \(shop\): "):
+        appstacks.manifests_for(config)
+
+
+def test_a_real_cluster_reads_an_ssh_stack_in_the_fleet_repository_with_the_fleet_key(tmp_path: Path) -> None:
+    raw = real_cluster_config(tmp_path)
+    raw["validation"] = {
+        "application_stacks": [
+            {"name": "fleet-apps", "url": FLEET, "path": "apps"},
+            {"name": "shop", "url": "https://git.example.com/shop.git", "path": "deploy", "credentials_env": "T"},
+        ]
+    }
+    path = tmp_path / "fleet.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    config = load_config(path)
+    manifests = appstacks.manifests_for(config, tokens={"shop": "s3cr3t"})
+    sources = {m["metadata"]["name"]: m["spec"] for m in manifests if m["kind"] == "GitRepository"}
+    assert sources["app-fleet-apps"]["url"] == FLEET and sources["app-fleet-apps"]["secretRef"] == {
+        "name": "flux-system"
+    }
+    assert sources["app-shop"]["secretRef"] == {"name": "app-shop-auth"}
+
+
 @pytest.mark.parametrize(
     ("url", "message"),
     [
@@ -167,10 +234,7 @@ def test_bad_stack_configuration_is_refused_naming_the_field(
     ],
 )
 def test_a_real_cluster_refuses_stack_urls_flux_cannot_fetch(tmp_path: Path, url: str, message: str) -> None:
-    raw = demo_config(tmp_path)
-    raw["fleet_repo"] = {"remote": FLEET}
-    raw["drivers"]["cluster"]["type"] = "kubernetes"  # type: ignore[index]
-    raw["drivers"]["git"] = {"known_hosts": "github.com ssh-ed25519 AAAAC3Nza"}  # type: ignore[index]
+    raw = real_cluster_config(tmp_path)
     raw["validation"] = {"application_stacks": [{"name": "shop", "url": url, "path": "deploy"}]}
     path = tmp_path / "fleet.yaml"
     path.write_text(yaml.safe_dump(raw))
