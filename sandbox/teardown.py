@@ -26,7 +26,10 @@
    claim is gone it is the CSI driver -- a controller -- that deletes the
    volume and then drops ``external-provisioner.volume.kubernetes.io/finalizer``.
    PVs with reclaim policy ``Retain`` keep their volume by design: reported,
-   not waited for.
+   not waited for. Claims still bound to a ``Delete`` PV at that point were
+   never Flux's to delete (a StatefulSet's volume claim templates, Helm's
+   ``resource-policy: keep``, one applied by hand): they are deleted and
+   reported, or their cloud volumes would outlive the cluster.
    Objects Flux leaves behind when their Kustomization is deleted
    (``spec.deletionPolicy: Orphan``, ``MirrorPrune`` without ``spec.prune``,
    or annotated ``kustomize.toolkit.fluxcd.io/prune: disabled`` or
@@ -307,6 +310,28 @@ def _claim_state(cluster: ClusterDriver, volume: Mapping[str, Any]) -> str:
     return "deleting" if (claim.get("metadata") or {}).get("deletionTimestamp") else "present"
 
 
+def claims_left_bound(cluster: ClusterDriver) -> dict[ObjectRef, str]:
+    """Claims still bound to a PersistentVolume whose reclaim policy is ``Delete``, and why each must go.
+
+    Called once the tiers before the controllers are gone, so what is left was
+    never Flux's to delete: a StatefulSet's ``volumeClaimTemplates`` claims
+    (kept when the StatefulSet is deleted), a Helm ``resource-policy: keep``
+    claim, one applied by hand. Left bound, the cloud volume behind it would
+    outlive the cluster; a ``Retain`` volume is kept by design and not listed.
+    """
+    left: dict[ObjectRef, str] = {}
+    for volume in cluster.list(PV_API, PV_KIND):
+        spec = volume.get("spec") or {}
+        if str(spec.get("persistentVolumeReclaimPolicy") or "Retain") != "Delete":
+            continue
+        if (volume.get("metadata") or {}).get("deletionTimestamp") or _claim_state(cluster, volume) != "present":
+            continue
+        claim_ref = spec["claimRef"]
+        claim = ObjectRef("v1", "PersistentVolumeClaim", str(claim_ref["name"]), str(claim_ref.get("namespace") or ""))
+        left[claim] = f"bound to {ObjectRef.of(volume)}, reclaim policy Delete: its volume would outlive the cluster"
+    return left
+
+
 def releasing_volumes(cluster: ClusterDriver) -> tuple[set[ObjectRef], list[str]]:
     """The PersistentVolumes being deleted with their claims, and those that stay.
 
@@ -410,6 +435,13 @@ def teardown_cluster(
         # Run before the controllers tier: the CSI driver that deletes a
         # released volume is one of the controllers. Without it the PV keeps
         # its finalizer and the cloud volume outlives the cluster.
+        claims = claims_left_bound(cluster)
+        if claims:
+            lines = [f"{ref} ({why})" for ref, why in sorted(claims.items())]
+            report.orphans.extend(lines)
+            progress(f"deleting claims left in the cluster: {'; '.join(lines)}")
+            for ref in sorted(claims):
+                cluster.delete(ref)
         releasing, kept = releasing_volumes(cluster)
         report.kept_volumes = kept
         for line in kept:
@@ -417,7 +449,8 @@ def teardown_cluster(
         if not releasing:
             return
         progress(f"waiting for volumes to be deleted: {', '.join(str(r) for r in sorted(releasing))}")
-        stuck = wait_gone(cluster, releasing, timeout_per_tier)
+        # The claims too: one a Pod still mounts (pvc-protection) is what holds its volume.
+        stuck = wait_gone(cluster, releasing | set(claims), timeout_per_tier)
         if stuck:
             message = f"teardown blocked before tier controllers: volumes not deleted: {'; '.join(stuck)}"
             _blocked(report, stuck, message, progress)
@@ -461,6 +494,7 @@ __all__ = [
     "TEARDOWN_TIERS",
     "TIER_ANNOTATION",
     "TeardownReport",
+    "claims_left_bound",
     "left_by_flux",
     "releasing_volumes",
     "teardown_cluster",

@@ -1205,6 +1205,65 @@ def test_the_product_teardown_reports_retained_volumes_without_waiting(
     assert cluster.external_resources() == ["volume-platform-shared-cache"]
 
 
+def scratch_claim(namespace: str = "default") -> dict[str, Any]:
+    """A claim of the CSI driver's class that no Flux object applied (as a StatefulSet's template makes)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data-db-0", "namespace": namespace},
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "gp3",
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+
+
+def test_the_product_teardown_deletes_a_claim_flux_never_applied_before_removing_the_csi_driver(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet
+) -> None:
+    cluster = make_cluster(clock=TickingClock(0.5), volume_deletion_seconds=5)
+    bootstrap(cluster, fleet)
+    cluster.apply(scratch_claim())
+    [pv] = [v for v in cluster.list("v1", "PersistentVolume") if v["spec"]["claimRef"]["name"] == "data-db-0"]
+    assert "volume-default-data-db-0" in cluster.external_resources()
+    lines: list[str] = []
+    report = teardown_cluster(cluster, timeout_per_tier=30, progress=lines.append)
+    assert not report.blocked and report.kept_volumes == []
+    assert report.orphans == [
+        f"PersistentVolumeClaim/default/data-db-0 (bound to PersistentVolume/{pv['metadata']['name']}, "
+        "reclaim policy Delete: its volume would outlive the cluster)"
+    ]
+    assert cluster.external_resources() == []  # deleted while the CSI driver still ran
+    deleted = next(i for i, line in enumerate(lines) if line.startswith("deleting claims left in the cluster: "))
+    controllers = next(i for i, line in enumerate(lines) if line.startswith("tier controllers: deleting"))
+    assert deleted < controllers
+
+
+def test_the_product_teardown_is_blocked_by_a_left_claim_a_pod_still_mounts(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet
+) -> None:
+    cluster = make_cluster()
+    bootstrap(cluster, fleet)
+    cluster.apply(scratch_claim())
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "db-0", "namespace": "default"},
+            "spec": {
+                "containers": [{"name": "db", "image": "postgres:16"}],
+                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data-db-0"}}],
+            },
+        }
+    )
+    with pytest.raises(TeardownBlockedError) as blocked:
+        teardown_cluster(cluster, timeout_per_tier=0.3)
+    assert "PersistentVolumeClaim/default/data-db-0 (kubernetes.io/pvc-protection)" in str(blocked.value)
+    assert cluster.get(PLATFORM_CONTROLLERS) is not None  # the CSI driver was not removed
+    assert "volume-default-data-db-0" in cluster.external_resources()
+
+
 # -- inventory ids, deletion policies and per-object annotations --------------------------------------
 
 COLON_ROLE = ObjectRef("rbac.authorization.k8s.io/v1", "ClusterRole", "system:fleet-reader")
