@@ -96,11 +96,16 @@ class SteppedClock:
 
 
 CRD_API = "apiextensions.k8s.io/v1"
-WIDGET_CRD = {
+WIDGET_CRD: dict[str, Any] = {
     "apiVersion": CRD_API,
     "kind": "CustomResourceDefinition",
     "metadata": {"name": "widgets.example.com"},
-    "spec": {"group": "example.com", "names": {"kind": "Widget", "plural": "widgets"}, "scope": "Namespaced"},
+    "spec": {
+        "group": "example.com",
+        "names": {"kind": "Widget", "plural": "widgets"},
+        "scope": "Namespaced",
+        "versions": [{"name": "v1", "served": True, "storage": True}],
+    },
 }
 WIDGET = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "default"}}
 
@@ -114,6 +119,32 @@ def crd_conditions(cluster: SimulatedCluster, name: str) -> dict[str, str]:
     crd = cluster.get(ObjectRef(CRD_API, "CustomResourceDefinition", name))
     assert crd is not None
     return {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+
+
+@pytest.mark.parametrize(
+    ("versions", "invalid"),
+    [
+        (None, "spec.versions: Required value: must have exactly one version marked as storage version"),
+        ([{"name": "v1", "served": True, "storage": False}], 'spec.versions: Invalid value: "": must have exactly one'),
+        (
+            [{"name": "v1", "served": True, "storage": True}, {"name": "v2", "served": True, "storage": True}],
+            'spec.versions: Invalid value: "v1,v2": must have exactly one version marked as storage version',
+        ),
+    ],
+)
+def test_the_simulated_cluster_refuses_a_crd_without_exactly_one_storage_version(
+    tmp_path: Path, versions: list[dict[str, Any]] | None, invalid: str
+) -> None:
+    cluster = delayed_cluster(tmp_path, SteppedClock())
+    crd: dict[str, Any] = {**WIDGET_CRD, "spec": {**WIDGET_CRD["spec"], "versions": versions}}
+    if versions is None:
+        del crd["spec"]["versions"]
+    with pytest.raises(ClusterError) as refused:
+        cluster.apply(crd)
+    assert f'CustomResourceDefinition.apiextensions.k8s.io "widgets.example.com" is invalid: {invalid}' in str(
+        refused.value
+    )
+    assert cluster.get(ObjectRef(CRD_API, "CustomResourceDefinition", "widgets.example.com")) is None
 
 
 def test_the_simulated_cluster_refuses_custom_objects_until_their_crd_is_established(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ Rules modelled because getting them wrong must fail a test:
   then its kind is not served, and creating one of its objects is answered
   ``the server could not find the requested resource``. A CRD whose plural or
   kind another CRD of its group already has is never Established
-  (``NamesAccepted=False``).
+  (``NamesAccepted=False``). A CRD without exactly one ``storage`` version in
+  ``spec.versions`` is refused, as apiextensions validation refuses it.
 * Namespaced objects need an existing namespace that is not terminating.
 * ``metadata.generation`` bumps when anything but metadata and status changes;
   ``metadata.resourceVersion`` increases on every write, cluster-wide.
@@ -962,8 +963,26 @@ def _fold_string_data(body: dict[str, Any]) -> dict[str, Any]:
 GIT_REPOSITORY_URL_PATTERN = r"^(http|https|ssh)://.*$"
 
 
+def _validate_crd(name: str, body: Mapping[str, Any]) -> None:
+    """The apiextensions validation the simulation enforces: exactly one storage version.
+
+    Raises:
+        SimulatedApiError: The CRD is invalid (a real API server answers 422).
+    """
+    spec = body.get("spec") if isinstance(body.get("spec"), Mapping) else {}
+    versions = spec.get("versions") if isinstance(spec, Mapping) else None
+    invalid = f'CustomResourceDefinition.apiextensions.k8s.io "{name}" is invalid: spec.versions'
+    if not isinstance(versions, list) or not versions:
+        raise SimulatedApiError(f"{invalid}: Required value: must have exactly one version marked as storage version")
+    storage = [str(v.get("name")) for v in versions if isinstance(v, Mapping) and v.get("storage") is True]
+    if len(storage) != 1:
+        raise SimulatedApiError(
+            f'{invalid}: Invalid value: "{",".join(storage)}": must have exactly one version marked as storage version'
+        )
+
+
 def _validate_schema(key: Key, body: Mapping[str, Any]) -> None:
-    """The CRD schema rules the simulation enforces: a GitRepository's ``spec.url``.
+    """The schema rules the simulation enforces: a CRD's versions, a GitRepository's ``spec.url``.
 
     As Flux's CRD requires, the URL must be http, https or ssh -- except, in
     the simulation only, a ``file://`` URL or an absolute path: the simulated
@@ -974,6 +993,9 @@ def _validate_schema(key: Key, body: Mapping[str, Any]) -> None:
     Raises:
         SimulatedApiError: The object is invalid (a real API server answers 422).
     """
+    if key[:2] == (CRD_GROUP, CRD_KIND):
+        _validate_crd(key[3], body)
+        return
     if key[:2] != ("source.toolkit.fluxcd.io", "GitRepository"):
         return
     url = (body.get("spec") or {}).get("url") if isinstance(body.get("spec"), Mapping) else None
