@@ -26,10 +26,11 @@
    claim is gone it is the CSI driver -- a controller -- that deletes the
    volume and then drops ``external-provisioner.volume.kubernetes.io/finalizer``.
    PVs with reclaim policy ``Retain`` keep their volume by design: reported,
-   not waited for. Claims still bound to a ``Delete`` PV at that point were
-   never Flux's to delete (a StatefulSet's volume claim templates, Helm's
-   ``resource-policy: keep``, one applied by hand): they are deleted and
-   reported, or their cloud volumes would outlive the cluster.
+   not waited for. What still holds a cloud resource at that point was never
+   Flux's to delete -- claims bound to a ``Delete`` PV (a StatefulSet's volume
+   claim templates, Helm's ``resource-policy: keep``, one applied by hand),
+   Ingresses and ``LoadBalancer`` Services: it is deleted, reported and
+   waited for, or its cloud volume or load balancer would outlive the cluster.
    Objects Flux leaves behind when their Kustomization is deleted
    (``spec.deletionPolicy: Orphan``, ``MirrorPrune`` without ``spec.prune``,
    or annotated ``kustomize.toolkit.fluxcd.io/prune: disabled`` or
@@ -75,6 +76,7 @@ PRUNE_ANNOTATION = "kustomize.toolkit.fluxcd.io/prune"
 RECONCILE_ANNOTATION = "kustomize.toolkit.fluxcd.io/reconcile"
 #: Namespaces teardown never deletes, even when a Kustomization orphans them.
 KEPT_NAMESPACES = frozenset({"default", "kube-system", "kube-public", "kube-node-lease", FLUX_NAMESPACE})
+INGRESS_API = "networking.k8s.io/v1"
 PV_API = "v1"
 PV_KIND = "PersistentVolume"
 
@@ -332,6 +334,27 @@ def claims_left_bound(cluster: ClusterDriver) -> dict[ObjectRef, str]:
     return left
 
 
+def load_balancers_left(cluster: ClusterDriver) -> dict[ObjectRef, str]:
+    """Ingresses and ``LoadBalancer`` Services still in the cluster (not being deleted), and why each must go.
+
+    Called once the tiers before the controllers are gone, so what is left
+    was never in a Flux inventory (Helm's ``resource-policy: keep``, one
+    applied by hand). Its load balancer controller -- or the cloud provider --
+    made a cloud load balancer for it, and deletes that only when the object
+    is deleted while the controller still runs.
+    """
+    left: dict[ObjectRef, str] = {}
+    for obj in cluster.list(INGRESS_API, "Ingress"):
+        if not (obj.get("metadata") or {}).get("deletionTimestamp"):
+            left[ObjectRef.of(obj)] = "an Ingress: its load balancer would outlive the cluster"
+    for obj in cluster.list("v1", "Service"):
+        if (obj.get("spec") or {}).get("type") == "LoadBalancer" and not (obj.get("metadata") or {}).get(
+            "deletionTimestamp"
+        ):
+            left[ObjectRef.of(obj)] = "a LoadBalancer Service: its load balancer would outlive the cluster"
+    return left
+
+
 def releasing_volumes(cluster: ClusterDriver) -> tuple[set[ObjectRef], list[str]]:
     """The PersistentVolumes being deleted with their claims, and those that stay.
 
@@ -429,38 +452,41 @@ def teardown_cluster(
         stuck = wait_gone(cluster, leftover, timeout_per_tier)
         if stuck:
             _blocked(report, stuck, f"teardown blocked: finalizers pending on {'; '.join(stuck)}", progress)
-    volumes_waited = False
+    cloud_released = False
 
-    def wait_for_volumes() -> None:
+    def release_cloud_resources() -> None:
         # Run before the controllers tier: the CSI driver that deletes a
-        # released volume is one of the controllers. Without it the PV keeps
-        # its finalizer and the cloud volume outlives the cluster.
-        claims = claims_left_bound(cluster)
-        if claims:
-            lines = [f"{ref} ({why})" for ref, why in sorted(claims.items())]
+        # released volume, and the load balancer controller, are controllers.
+        # Without them a PV keeps its finalizer, an Ingress its own, and the
+        # cloud volume or load balancer outlives the cluster.
+        left = {**claims_left_bound(cluster), **load_balancers_left(cluster)}
+        if left:
+            lines = [f"{ref} ({why})" for ref, why in sorted(left.items())]
             report.orphans.extend(lines)
-            progress(f"deleting claims left in the cluster: {'; '.join(lines)}")
-            for ref in sorted(claims):
+            progress(f"deleting what is left in the cluster holding cloud resources: {'; '.join(lines)}")
+            for ref in sorted(left):
                 cluster.delete(ref)
         releasing, kept = releasing_volumes(cluster)
         report.kept_volumes = kept
         for line in kept:
             progress(f"kept by design: {line}")
-        if not releasing:
+        if not releasing and not left:
             return
-        progress(f"waiting for volumes to be deleted: {', '.join(str(r) for r in sorted(releasing))}")
-        # The claims too: one a Pod still mounts (pvc-protection) is what holds its volume.
-        stuck = wait_gone(cluster, releasing | set(claims), timeout_per_tier)
+        waiting = releasing | set(left)
+        progress(f"waiting for cloud resources to be released: {', '.join(str(r) for r in sorted(waiting))}")
+        # The deleted objects too: a claim a Pod still mounts (pvc-protection)
+        # is what holds its volume; an Ingress holds its load balancer.
+        stuck = wait_gone(cluster, waiting, timeout_per_tier)
         if stuck:
-            message = f"teardown blocked before tier controllers: volumes not deleted: {'; '.join(stuck)}"
+            message = f"teardown blocked before tier controllers: cloud resources not released: {'; '.join(stuck)}"
             _blocked(report, stuck, message, progress)
         else:
-            progress("volumes: gone")
+            progress("cloud resources: released")
 
     for tier, refs in teardown_order(_flux_objects(cluster)):
         if tier == "controllers":
-            wait_for_volumes()
-            volumes_waited = True
+            release_cloud_resources()
+            cloud_released = True
         progress(f"tier {tier}: deleting {', '.join(str(r) for r in refs)}")
 
         def deleting_orphans(lines: list[str], tier: str = tier) -> None:
@@ -475,11 +501,11 @@ def teardown_cluster(
             )
         else:
             progress(f"tier {tier}: gone")
-    if not volumes_waited:
+    if not cloud_released:
         # No controllers tier (left by an earlier attempt, or the CSI driver is
         # not Flux-managed): the volumes must still be gone before the
         # infrastructure is destroyed.
-        wait_for_volumes()
+        release_cloud_resources()
     if not report.blocked:
         verify_bootstrapped(cluster)
         progress("cluster is back to its bootstrapped state (only Kustomization/flux-system/flux-system)")
@@ -496,6 +522,7 @@ __all__ = [
     "TeardownReport",
     "claims_left_bound",
     "left_by_flux",
+    "load_balancers_left",
     "releasing_volumes",
     "teardown_cluster",
     "teardown_order",

@@ -1157,7 +1157,7 @@ def test_the_product_teardown_waits_for_volumes_before_removing_the_csi_driver(
     assert cluster.external_resources() == []  # the CSI driver deleted the volume before it was uninstalled
     assert cluster.list("v1", "PersistentVolume") == []
     assert not report.blocked and report.kept_volumes == []
-    waited = next(i for i, line in enumerate(lines) if line.startswith("waiting for volumes to be deleted: "))
+    waited = next(i for i, line in enumerate(lines) if line.startswith("waiting for cloud resources to be released: "))
     controllers = next(i for i, line in enumerate(lines) if line.startswith("tier controllers: deleting"))
     assert waited < controllers
 
@@ -1235,7 +1235,51 @@ def test_the_product_teardown_deletes_a_claim_flux_never_applied_before_removing
         "reclaim policy Delete: its volume would outlive the cluster)"
     ]
     assert cluster.external_resources() == []  # deleted while the CSI driver still ran
-    deleted = next(i for i, line in enumerate(lines) if line.startswith("deleting claims left in the cluster: "))
+    deleted = next(
+        i
+        for i, line in enumerate(lines)
+        if line.startswith("deleting what is left in the cluster holding cloud resources: ")
+    )
+    controllers = next(i for i, line in enumerate(lines) if line.startswith("tier controllers: deleting"))
+    assert deleted < controllers
+
+
+def test_the_product_teardown_deletes_load_balancers_flux_never_applied_before_removing_their_controller(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet
+) -> None:
+    cluster = make_cluster(clock=TickingClock(0.5))
+    bootstrap(cluster, fleet)
+    # As `kubectl expose` or a Helm `resource-policy: keep` leaves them: in no Flux inventory.
+    cluster.apply(
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {"name": "debug", "namespace": "default"},
+            "spec": {
+                "ingressClassName": "alb",
+                "defaultBackend": {"service": {"name": "debug", "port": {"number": 80}}},
+            },
+        }
+    )
+    cluster.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "debug", "namespace": "default"},
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
+        }
+    )
+    cluster.tick()
+    assert {"load-balancer-default-debug", "network-load-balancer-default-debug"} <= set(cluster.external_resources())
+    lines: list[str] = []
+    report = teardown_cluster(cluster, timeout_per_tier=30, progress=lines.append)
+    assert not report.blocked
+    assert report.orphans == [
+        "Ingress/default/debug (an Ingress: its load balancer would outlive the cluster)",
+        "Service/default/debug (a LoadBalancer Service: its load balancer would outlive the cluster)",
+    ]
+    assert cluster.external_resources() == []  # deleted while the load balancer controller still ran
+    deleted = next(i for i, line in enumerate(lines) if line.startswith("deleting what is left in the cluster"))
     controllers = next(i for i, line in enumerate(lines) if line.startswith("tier controllers: deleting"))
     assert deleted < controllers
 
