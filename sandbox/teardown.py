@@ -312,11 +312,25 @@ def _claim_state(cluster: ClusterDriver, volume: Mapping[str, Any]) -> str:
     return "deleting" if (claim.get("metadata") or {}).get("deletionTimestamp") else "present"
 
 
+def _owned_by_a_live_applier(cluster: ClusterDriver, obj: Mapping[str, Any]) -> bool:
+    """Whether a Kustomization or HelmRelease that still exists applied ``obj`` (its tier deletes it)."""
+    labels = _labels(obj)
+    owners = (
+        (KUSTOMIZATION_API, "Kustomization", labels.get(KS_OWNER_LABEL), labels.get(KS_OWNER_NS_LABEL)),
+        (HELMRELEASE_API, "HelmRelease", labels.get(HELM_OWNER_LABEL), labels.get(HELM_OWNER_NS_LABEL)),
+    )
+    return any(
+        name and namespace and cluster.get(ObjectRef(api, kind, name, namespace)) is not None
+        for api, kind, name, namespace in owners
+    )
+
+
 def claims_left_bound(cluster: ClusterDriver) -> dict[ObjectRef, str]:
     """Claims still bound to a PersistentVolume whose reclaim policy is ``Delete``, and why each must go.
 
     Called once the tiers before the controllers are gone, so what is left was
-    never Flux's to delete: a StatefulSet's ``volumeClaimTemplates`` claims
+    never Flux's to delete (a claim a remaining Kustomization or HelmRelease
+    applied is left to its tier): a StatefulSet's ``volumeClaimTemplates`` claims
     (kept when the StatefulSet is deleted), a Helm ``resource-policy: keep``
     claim, one applied by hand. Left bound, the cloud volume behind it would
     outlive the cluster; a ``Retain`` volume is kept by design and not listed.
@@ -330,6 +344,8 @@ def claims_left_bound(cluster: ClusterDriver) -> dict[ObjectRef, str]:
             continue
         claim_ref = spec["claimRef"]
         claim = ObjectRef("v1", "PersistentVolumeClaim", str(claim_ref["name"]), str(claim_ref.get("namespace") or ""))
+        if _owned_by_a_live_applier(cluster, cluster.get(claim) or {}):
+            continue
         left[claim] = f"bound to {ObjectRef.of(volume)}, reclaim policy Delete: its volume would outlive the cluster"
     return left
 
@@ -339,20 +355,25 @@ def load_balancers_left(cluster: ClusterDriver) -> dict[ObjectRef, str]:
 
     Called once the tiers before the controllers are gone, so what is left
     was never in a Flux inventory (Helm's ``resource-policy: keep``, one
-    applied by hand). Its load balancer controller -- or the cloud provider --
-    made a cloud load balancer for it, and deletes that only when the object
-    is deleted while the controller still runs.
+    applied by hand) -- except what a remaining Kustomization or HelmRelease
+    applied (an ingress controller's own Service): its tier deletes it. Its
+    load balancer controller, or the cloud provider, made a cloud load
+    balancer for it, and deletes that only when the object is deleted while
+    the controller still runs.
     """
-    left: dict[ObjectRef, str] = {}
-    for obj in cluster.list(INGRESS_API, "Ingress"):
-        if not (obj.get("metadata") or {}).get("deletionTimestamp"):
-            left[ObjectRef.of(obj)] = "an Ingress: its load balancer would outlive the cluster"
-    for obj in cluster.list("v1", "Service"):
-        if (obj.get("spec") or {}).get("type") == "LoadBalancer" and not (obj.get("metadata") or {}).get(
-            "deletionTimestamp"
-        ):
-            left[ObjectRef.of(obj)] = "a LoadBalancer Service: its load balancer would outlive the cluster"
-    return left
+    candidates = [
+        *((obj, "an Ingress") for obj in cluster.list(INGRESS_API, "Ingress")),
+        *(
+            (obj, "a LoadBalancer Service")
+            for obj in cluster.list("v1", "Service")
+            if (obj.get("spec") or {}).get("type") == "LoadBalancer"
+        ),
+    ]
+    return {
+        ObjectRef.of(obj): f"{what}: its load balancer would outlive the cluster"
+        for obj, what in candidates
+        if not (obj.get("metadata") or {}).get("deletionTimestamp") and not _owned_by_a_live_applier(cluster, obj)
+    }
 
 
 def releasing_volumes(cluster: ClusterDriver) -> tuple[set[ObjectRef], list[str]]:

@@ -25,7 +25,7 @@ from sandbox.drivers.simulated_cluster import SimulatedCluster
 from sandbox.drivers.simulation.kustomize import BuildError, build, envsubst
 from sandbox.errors import ClusterError, ClusterUnreachableError, InvalidInputError, TeardownBlockedError
 from sandbox.flux import inventory_refs
-from sandbox.teardown import teardown_cluster
+from sandbox.teardown import load_balancers_left, teardown_cluster
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "simulation"
 EXAMPLE_REPO = Path(__file__).resolve().parents[2] / "examples" / "fleet-repo"
@@ -1282,6 +1282,26 @@ def test_the_product_teardown_deletes_load_balancers_flux_never_applied_before_r
     deleted = next(i for i, line in enumerate(lines) if line.startswith("deleting what is left in the cluster"))
     controllers = next(i for i, line in enumerate(lines) if line.startswith("tier controllers: deleting"))
     assert deleted < controllers
+
+
+def test_a_load_balancer_a_remaining_helmrelease_applied_is_left_to_its_tier(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet
+) -> None:
+    cluster = make_cluster()
+    bootstrap(cluster, fleet)
+
+    def service(name: str, release: str) -> dict[str, Any]:
+        labels = {"helm.toolkit.fluxcd.io/name": release, "helm.toolkit.fluxcd.io/namespace": "flux-system"}
+        return {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": "default", "labels": labels},
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]},
+        }
+
+    cluster.apply(service("ingress", "aws-load-balancer-controller"))  # its HelmRelease still exists
+    cluster.apply(service("kept", "uninstalled-release"))  # Helm's resource-policy: keep after an uninstall
+    assert list(load_balancers_left(cluster)) == [ObjectRef("v1", "Service", "kept", "default")]
 
 
 def test_the_product_teardown_is_blocked_by_a_left_claim_a_pod_still_mounts(
