@@ -31,6 +31,8 @@
    claim templates, Helm's ``resource-policy: keep``, one applied by hand),
    Ingresses and ``LoadBalancer`` Services: it is deleted, reported and
    waited for, or its cloud volume or load balancer would outlive the cluster.
+   After the controllers tier, a PV still being released (a claim of that
+   tier, its CSI driver uninstalled beside it) blocks like a finalizer.
    Objects Flux leaves behind when their Kustomization is deleted
    (``spec.deletionPolicy: Orphan``, ``MirrorPrune`` without ``spec.prune``,
    or annotated ``kustomize.toolkit.fluxcd.io/prune: disabled`` or
@@ -527,6 +529,18 @@ def teardown_cluster(
         # not Flux-managed): the volumes must still be gone before the
         # infrastructure is destroyed.
         release_cloud_resources()
+    elif releasing := releasing_volumes(cluster)[0]:
+        # A claim of the controllers tier itself is released while its CSI
+        # driver is uninstalled beside it; a PV left holding the provisioner's
+        # finalizer is a cloud volume nothing will delete now.
+        progress(f"waiting for volumes released with tier controllers: {', '.join(str(r) for r in sorted(releasing))}")
+        stuck = wait_gone(cluster, releasing, timeout_per_tier)
+        if stuck:
+            message = (
+                "teardown blocked after tier controllers: volumes not deleted (their CSI driver was removed with "
+                f"the tier; delete the cloud volumes, then rerun with --force): {'; '.join(stuck)}"
+            )
+            _blocked(report, stuck, message, progress)
     if not report.blocked:
         verify_bootstrapped(cluster)
         progress("cluster is back to its bootstrapped state (only Kustomization/flux-system/flux-system)")

@@ -1304,6 +1304,28 @@ def test_a_load_balancer_a_remaining_helmrelease_applied_is_left_to_its_tier(
     assert list(load_balancers_left(cluster)) == [ObjectRef("v1", "Service", "kept", "default")]
 
 
+def test_the_product_teardown_is_blocked_by_a_volume_released_with_the_controllers_tier(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet
+) -> None:
+    # A controller's own claim in the controllers tier: deleted with the tier,
+    # beside the CSI driver that would delete its volume.
+    controllers = fleet.checkout / "platform" / "controllers"
+    (controllers / "controller-cache.yaml").write_text(yaml.safe_dump(scratch_claim("kube-system")))
+    kustomization = controllers / "kustomization.yaml"
+    kustomization.write_text(kustomization.read_text(encoding="utf-8") + "  - controller-cache.yaml\n")
+    fleet.push("platform: a controller with a cache volume")
+    cluster = make_cluster()
+    bootstrap(cluster, fleet)
+    [pv] = [v for v in cluster.list("v1", "PersistentVolume") if v["spec"]["claimRef"]["name"] == "data-db-0"]
+    with pytest.raises(TeardownBlockedError) as blocked:
+        teardown_cluster(cluster, timeout_per_tier=0.3)
+    message = str(blocked.value)
+    assert message.startswith("teardown blocked after tier controllers: volumes not deleted")
+    assert f"PersistentVolume/{pv['metadata']['name']} (external-provisioner.volume.kubernetes.io/finalizer" in message
+    assert cluster.get(PLATFORM_CONTROLLERS) is None
+    assert "volume-kube-system-data-db-0" in cluster.external_resources()  # what the block keeps from leaking silently
+
+
 def test_the_product_teardown_is_blocked_by_a_left_claim_a_pod_still_mounts(
     make_cluster: Callable[..., SimulatedCluster], fleet: Fleet
 ) -> None:
