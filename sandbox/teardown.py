@@ -301,17 +301,22 @@ def wait_gone(cluster: ClusterDriver, tracked: set[ObjectRef], timeout: float) -
     return stuck
 
 
-def _claim_state(cluster: ClusterDriver, volume: Mapping[str, Any]) -> str:
-    """``"gone"``, ``"deleting"``, ``"present"`` or ``"none"`` for a PV's ``spec.claimRef``."""
+def _reclaim_policy(volume: Mapping[str, Any]) -> str:
+    # The API server defaults a PV without a policy to Retain.
+    return str((volume.get("spec") or {}).get("persistentVolumeReclaimPolicy") or "Retain")
+
+
+def _claim_state(cluster: ClusterDriver, volume: Mapping[str, Any]) -> tuple[str, Manifest | None]:
+    """``"gone"``, ``"deleting"``, ``"present"`` or ``"none"`` for a PV's ``spec.claimRef``, and the claim."""
     claim_ref = (volume.get("spec") or {}).get("claimRef") or {}
     if not claim_ref.get("name"):
-        return "none"
+        return "none", None
     claim = cluster.get(
         ObjectRef("v1", "PersistentVolumeClaim", str(claim_ref["name"]), str(claim_ref.get("namespace") or ""))
     )
     if claim is None or (claim_ref.get("uid") and (claim.get("metadata") or {}).get("uid") != claim_ref["uid"]):
-        return "gone"
-    return "deleting" if (claim.get("metadata") or {}).get("deletionTimestamp") else "present"
+        return "gone", None
+    return ("deleting" if (claim.get("metadata") or {}).get("deletionTimestamp") else "present"), claim
 
 
 def _owned_by_a_live_applier(cluster: ClusterDriver, obj: Mapping[str, Any]) -> bool:
@@ -339,16 +344,14 @@ def claims_left_bound(cluster: ClusterDriver) -> dict[ObjectRef, str]:
     """
     left: dict[ObjectRef, str] = {}
     for volume in cluster.list(PV_API, PV_KIND):
-        spec = volume.get("spec") or {}
-        if str(spec.get("persistentVolumeReclaimPolicy") or "Retain") != "Delete":
+        if _reclaim_policy(volume) != "Delete" or (volume.get("metadata") or {}).get("deletionTimestamp"):
             continue
-        if (volume.get("metadata") or {}).get("deletionTimestamp") or _claim_state(cluster, volume) != "present":
+        state, claim = _claim_state(cluster, volume)
+        if state != "present" or claim is None or _owned_by_a_live_applier(cluster, claim):
             continue
-        claim_ref = spec["claimRef"]
-        claim = ObjectRef("v1", "PersistentVolumeClaim", str(claim_ref["name"]), str(claim_ref.get("namespace") or ""))
-        if _owned_by_a_live_applier(cluster, cluster.get(claim) or {}):
-            continue
-        left[claim] = f"bound to {ObjectRef.of(volume)}, reclaim policy Delete: its volume would outlive the cluster"
+        left[ObjectRef.of(claim)] = (
+            f"bound to {ObjectRef.of(volume)}, reclaim policy Delete: its volume would outlive the cluster"
+        )
     return left
 
 
@@ -392,12 +395,10 @@ def releasing_volumes(cluster: ClusterDriver) -> tuple[set[ObjectRef], list[str]
     kept: list[str] = []
     for volume in cluster.list(PV_API, PV_KIND):
         ref = ObjectRef.of(volume)
-        spec = volume.get("spec") or {}
-        # The API server defaults a PV without a policy to Retain.
-        policy = str(spec.get("persistentVolumeReclaimPolicy") or "Retain")
-        claim_ref = spec.get("claimRef") or {}
+        policy = _reclaim_policy(volume)
+        claim_ref = (volume.get("spec") or {}).get("claimRef") or {}
         claim = f"claim {claim_ref.get('namespace')}/{claim_ref.get('name')}" if claim_ref.get("name") else "no claim"
-        state = _claim_state(cluster, volume)
+        state, _ = _claim_state(cluster, volume)
         if (volume.get("metadata") or {}).get("deletionTimestamp") or (
             policy == "Delete" and state in ("gone", "deleting")
         ):
@@ -469,12 +470,18 @@ def teardown_cluster(
     report.unsuspended = [str(r) for r in unsuspend_children(cluster)]
     if report.unsuspended:
         progress(f"resumed suspended objects so deletion cleans up: {', '.join(report.unsuspended)}")
+
+    def wait_or_block(tracked: set[ObjectRef], blocked: str) -> bool:
+        """Wait for ``tracked`` to be gone; else record ``blocked`` and what is stuck (see :func:`_blocked`)."""
+        stuck = wait_gone(cluster, tracked, timeout_per_tier)
+        if stuck:
+            _blocked(report, stuck, f"{blocked} {'; '.join(stuck)}", progress)
+        return not stuck
+
     leftover = set(pending)
     if leftover:
         progress(f"waiting for what an earlier attempt deleted: {', '.join(str(r) for r in sorted(leftover))}")
-        stuck = wait_gone(cluster, leftover, timeout_per_tier)
-        if stuck:
-            _blocked(report, stuck, f"teardown blocked: finalizers pending on {'; '.join(stuck)}", progress)
+        wait_or_block(leftover, "teardown blocked: finalizers pending on")
     cloud_released = False
 
     def release_cloud_resources() -> None:
@@ -499,11 +506,7 @@ def teardown_cluster(
         progress(f"waiting for cloud resources to be released: {', '.join(str(r) for r in sorted(waiting))}")
         # The deleted objects too: a claim a Pod still mounts (pvc-protection)
         # is what holds its volume; an Ingress holds its load balancer.
-        stuck = wait_gone(cluster, waiting, timeout_per_tier)
-        if stuck:
-            message = f"teardown blocked before tier controllers: cloud resources not released: {'; '.join(stuck)}"
-            _blocked(report, stuck, message, progress)
-        else:
+        if wait_or_block(waiting, "teardown blocked before tier controllers: cloud resources not released:"):
             progress("cloud resources: released")
 
     for tier, refs in teardown_order(_flux_objects(cluster)):
@@ -534,13 +537,11 @@ def teardown_cluster(
         # driver is uninstalled beside it; a PV left holding the provisioner's
         # finalizer is a cloud volume nothing will delete now.
         progress(f"waiting for volumes released with tier controllers: {', '.join(str(r) for r in sorted(releasing))}")
-        stuck = wait_gone(cluster, releasing, timeout_per_tier)
-        if stuck:
-            message = (
-                "teardown blocked after tier controllers: volumes not deleted (their CSI driver was removed with "
-                f"the tier; delete the cloud volumes, then rerun with --force): {'; '.join(stuck)}"
-            )
-            _blocked(report, stuck, message, progress)
+        wait_or_block(
+            releasing,
+            "teardown blocked after tier controllers: volumes not deleted (their CSI driver was removed with "
+            "the tier; delete the cloud volumes, then rerun with --force):",
+        )
     if not report.blocked:
         verify_bootstrapped(cluster)
         progress("cluster is back to its bootstrapped state (only Kustomization/flux-system/flux-system)")

@@ -143,9 +143,9 @@ def test_twenty_concurrent_lifecycle_runs_make_one_sandbox(fleet: Path, prefect_
         with finished:
             refused_in_time = finished.wait_for(lambda: len(outcomes) >= RACERS - 1, timeout=RACE_BUDGET_SECONDS)
             assert refused_in_time, f"{len(outcomes)} of {RACERS - 1} refused in time: {outcomes}"
-        assert not any(
-            not isinstance(o, BaseException) and o.is_completed() for o in outcomes
-        ), "a run got past the held inventory"
+        assert not any(not isinstance(o, BaseException) and o.is_completed() for o in outcomes), (
+            "a run got past the held inventory"
+        )
     for thread in threads:
         thread.join(timeout=RACE_BUDGET_SECONDS)
     turned_away = [o for o in outcomes if turned_away_by_a_busy_server(o)]

@@ -25,7 +25,7 @@ from sandbox.drivers.simulated_cluster import SimulatedCluster
 from sandbox.drivers.simulation.kustomize import BuildError, build, envsubst
 from sandbox.errors import ClusterError, ClusterUnreachableError, InvalidInputError, TeardownBlockedError
 from sandbox.flux import inventory_refs
-from sandbox.teardown import load_balancers_left, teardown_cluster
+from sandbox.teardown import TeardownReport, load_balancers_left, teardown_cluster
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "simulation"
 EXAMPLE_REPO = Path(__file__).resolve().parents[2] / "examples" / "fleet-repo"
@@ -1087,6 +1087,18 @@ class TickingClock(SteppedClock):
         return self.now
 
 
+def logged_teardown(cluster: SimulatedCluster) -> tuple[TeardownReport, list[str]]:
+    """The product's teardown (30 s per tier), and the progress lines it printed."""
+    lines: list[str] = []
+    return teardown_cluster(cluster, timeout_per_tier=30, progress=lines.append), lines
+
+
+def said_before_the_controllers_tier(lines: list[str], prefix: str) -> bool:
+    """Whether a progress line starting with ``prefix`` came before the controllers tier was deleted."""
+    said = next(i for i, line in enumerate(lines) if line.startswith(prefix))
+    return said < next(i for i, line in enumerate(lines) if line.startswith("tier controllers: deleting"))
+
+
 def shared_cache_pv(cluster: SimulatedCluster) -> dict[str, Any]:
     [pv] = [v for v in cluster.list("v1", "PersistentVolume") if v["spec"]["claimRef"]["name"] == "shared-cache"]
     return pv
@@ -1152,14 +1164,11 @@ def test_the_product_teardown_waits_for_volumes_before_removing_the_csi_driver(
     # Deleting a volume takes simulated time; the clock moves while teardown watches.
     cluster = make_cluster(clock=TickingClock(0.5), volume_deletion_seconds=20)
     bootstrap(cluster, fleet)
-    lines: list[str] = []
-    report = teardown_cluster(cluster, timeout_per_tier=30, progress=lines.append)
+    report, lines = logged_teardown(cluster)
     assert cluster.external_resources() == []  # the CSI driver deleted the volume before it was uninstalled
     assert cluster.list("v1", "PersistentVolume") == []
     assert not report.blocked and report.kept_volumes == []
-    waited = next(i for i, line in enumerate(lines) if line.startswith("waiting for cloud resources to be released: "))
-    controllers = next(i for i, line in enumerate(lines) if line.startswith("tier controllers: deleting"))
-    assert waited < controllers
+    assert said_before_the_controllers_tier(lines, "waiting for cloud resources to be released: ")
 
 
 def test_the_product_teardown_is_blocked_by_a_volume_its_driver_does_not_delete(
@@ -1227,21 +1236,14 @@ def test_the_product_teardown_deletes_a_claim_flux_never_applied_before_removing
     cluster.apply(scratch_claim())
     [pv] = [v for v in cluster.list("v1", "PersistentVolume") if v["spec"]["claimRef"]["name"] == "data-db-0"]
     assert "volume-default-data-db-0" in cluster.external_resources()
-    lines: list[str] = []
-    report = teardown_cluster(cluster, timeout_per_tier=30, progress=lines.append)
+    report, lines = logged_teardown(cluster)
     assert not report.blocked and report.kept_volumes == []
     assert report.orphans == [
         f"PersistentVolumeClaim/default/data-db-0 (bound to PersistentVolume/{pv['metadata']['name']}, "
         "reclaim policy Delete: its volume would outlive the cluster)"
     ]
     assert cluster.external_resources() == []  # deleted while the CSI driver still ran
-    deleted = next(
-        i
-        for i, line in enumerate(lines)
-        if line.startswith("deleting what is left in the cluster holding cloud resources: ")
-    )
-    controllers = next(i for i, line in enumerate(lines) if line.startswith("tier controllers: deleting"))
-    assert deleted < controllers
+    assert said_before_the_controllers_tier(lines, "deleting what is left in the cluster holding cloud resources: ")
 
 
 def test_the_product_teardown_deletes_load_balancers_flux_never_applied_before_removing_their_controller(
@@ -1271,17 +1273,14 @@ def test_the_product_teardown_deletes_load_balancers_flux_never_applied_before_r
     )
     cluster.tick()
     assert {"load-balancer-default-debug", "network-load-balancer-default-debug"} <= set(cluster.external_resources())
-    lines: list[str] = []
-    report = teardown_cluster(cluster, timeout_per_tier=30, progress=lines.append)
+    report, lines = logged_teardown(cluster)
     assert not report.blocked
     assert report.orphans == [
         "Ingress/default/debug (an Ingress: its load balancer would outlive the cluster)",
         "Service/default/debug (a LoadBalancer Service: its load balancer would outlive the cluster)",
     ]
     assert cluster.external_resources() == []  # deleted while the load balancer controller still ran
-    deleted = next(i for i, line in enumerate(lines) if line.startswith("deleting what is left in the cluster"))
-    controllers = next(i for i, line in enumerate(lines) if line.startswith("tier controllers: deleting"))
-    assert deleted < controllers
+    assert said_before_the_controllers_tier(lines, "deleting what is left in the cluster")
 
 
 def test_a_load_balancer_a_remaining_helmrelease_applied_is_left_to_its_tier(
@@ -1478,8 +1477,7 @@ def test_the_product_teardown_deletes_what_flux_leaves_before_its_controllers(
         cluster.merge_patch(PLATFORM_CONFIGS, leave["kustomization"])
     else:
         cluster.merge_patch(SHARED_INGRESS, leave["ingress"])
-    lines: list[str] = []
-    report = teardown_cluster(cluster, timeout_per_tier=30, progress=lines.append)
+    report, lines = logged_teardown(cluster)
     assert not report.blocked
     assert "Ingress/platform/shared-entrypoint" in " ".join(report.orphans)
     assert any(line.startswith("tier custom-objects: deleting what Flux leaves") for line in lines)

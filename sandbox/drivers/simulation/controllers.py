@@ -1070,19 +1070,16 @@ def _reconcile_kustomization(server: SimulatedApiServer, settings: SimulationSet
     retry_due = server.now - float(record.get("attemptedAt", 0.0)) >= RETRY_SECONDS
     heal = bool(missing) and (not record.get("failure") or retry_due)
     timeout = _kustomization_timeout(spec)
+
+    def report_installing(crds: _CrdsInstalling) -> None:
+        message = crds.progress_message()
+        _report(server, key, "Unknown", "Progressing", message, final=False, fields={"lastAttemptedRevision": revision})
+
     installing = record.get("installing")
     if installing and installing["attempt"] != attempt:
         installing = None
     if installing and _not_established(server, installing["crds"]) and server.now - installing["since"] <= timeout:
-        _report(
-            server,
-            key,
-            "Unknown",
-            "Progressing",
-            _CrdsInstalling(installing["crds"]).progress_message(),
-            final=False,
-            fields={"lastAttemptedRevision": revision},
-        )
+        report_installing(_CrdsInstalling(installing["crds"]))
         return
     if installing or attempt != record.get("attempt") or heal or (record.get("failure") and retry_due):
         new_revision = attempt != record.get("attempt")
@@ -1093,15 +1090,7 @@ def _reconcile_kustomization(server: SimulatedApiServer, settings: SimulationSet
             if server.now - since <= timeout:
                 # The attempt is not recorded: it is applied again once the CRDs are Established.
                 server.set_internal(obj, "installing", {"attempt": attempt, "crds": crds.names, "since": since})
-                _report(
-                    server,
-                    key,
-                    "Unknown",
-                    "Progressing",
-                    crds.progress_message(),
-                    final=False,
-                    fields={"lastAttemptedRevision": revision},
-                )
+                report_installing(crds)
                 return
             server.set_internal(obj, "failure", ["ReconciliationFailed", crds.timeout_message()])
         except _Failure as failure:
