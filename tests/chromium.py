@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -26,8 +25,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-import pytest
 import websocket
+
+from tests.realparts import require_tool
 
 CANDIDATES = ("chromium", "chromium-browser")
 
@@ -49,13 +49,7 @@ def chromium_binary() -> str | None:
 
 def require_chromium() -> str:
     """The chromium binary; skip the test without one (fail under CI)."""
-    binary = chromium_binary()
-    if binary is None:
-        message = "chromium is not installed (scripts/install-system-deps.sh installs it)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message}; CI must run the browser check")
-        pytest.skip(message)
-    return binary
+    return require_tool(*CANDIDATES)
 
 
 class BrowserError(RuntimeError):

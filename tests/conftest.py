@@ -25,6 +25,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 import pytest  # noqa: E402
 
 from tests.hypothesis_profiles import register_profiles  # noqa: E402
+from tests.realparts import require_tool, under_ci  # noqa: E402
 
 # Before any test module builds its settings: ``ci`` by default (``make test``),
 # ``--hypothesis-profile=explore`` for ``make test-explore``.
@@ -37,6 +38,23 @@ EXAMPLE_REPO = PROJECT_ROOT / "examples" / "fleet-repo"
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     shutil.rmtree(_RUN_DIR, ignore_errors=True)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.requires_tool("terraform")``: the test needs that real part (fails under CI without it)."""
+    for mark in item.iter_markers("requires_tool"):
+        require_tool(*mark.args)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Under CI a skip is a failure: a run that tested less than it claims must not pass."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if under_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI, where nothing may be skipped: {reason}"
 
 
 @pytest.fixture(scope="session")

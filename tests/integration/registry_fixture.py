@@ -9,8 +9,6 @@ environment variable set), where a missing registry is a failure: install it wit
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import time
@@ -23,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.drivers.registry import RegistryConfig
+from tests.realparts import require_tool
 
 REGISTRY_BINARY = "docker-registry"
 STARTUP_TIMEOUT_SECONDS = 30
@@ -81,13 +80,7 @@ def _config(root: Path, port: int) -> str:
 @pytest.fixture(scope="module")
 def oci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
     """A real registry on a free loopback port for the module's tests."""
-    binary = shutil.which(REGISTRY_BINARY)
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail(
-                f"{REGISTRY_BINARY} is not installed (CI must run the registry tests): scripts/install-system-deps.sh"
-            )
-        pytest.skip(f"{REGISTRY_BINARY} is not installed (scripts/install-system-deps.sh installs it)")
+    binary = require_tool(REGISTRY_BINARY)
     root = tmp_path_factory.mktemp("registry")
     port = _free_port()
     config = root / "config.yml"

@@ -9,7 +9,6 @@ request in the stage result) record them.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -27,7 +26,7 @@ from tests.integration.sandbox_cli import demo_setup, error_line, sandbox_cli
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed"),
+    pytest.mark.requires_tool("terraform"),
 ]
 
 CLUSTER_MODULE = Path(__file__).resolve().parents[2] / "examples" / "fleet-repo" / "infra" / "cluster"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from tests.integration.sandbox_cli import demo_setup, error_line, sandbox_cli
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed"),
+    pytest.mark.requires_tool("terraform"),
 ]
 
 STUCK_FINALIZER = "example.com/never-cleared"

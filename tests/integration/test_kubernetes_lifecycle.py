@@ -32,7 +32,7 @@ from tests.kubeapi_server import FAKE_TOKEN, KubeApiServer, running_kubeapi_serv
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed"),
+    pytest.mark.requires_tool("terraform"),
 ]
 
 MODULE = FIXTURES / "terraform" / "modules" / "kubeconfig_cluster"

@@ -26,7 +26,7 @@ from tests.integration.sandbox_cli import demo_setup
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed"),
+    pytest.mark.requires_tool("terraform"),
 ]
 
 INVALID_MODULE = Path(__file__).resolve().parents[1] / "fixtures" / "terraform" / "modules" / "invalid_reference"

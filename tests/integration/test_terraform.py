@@ -30,7 +30,7 @@ from sandbox.errors import PermanentError, StateLockedError
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("terraform") is None, reason="terraform is not installed"),
+    pytest.mark.requires_tool("terraform"),
 ]
 
 REPO = Path(__file__).resolve().parents[2]
