@@ -159,7 +159,8 @@ def go_env() -> dict[str, str]:
 
 def tail(text: str) -> str:
     """The last lines of go's output on one line, bounded."""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    # "go: downloading M v" progress lines say nothing about the failure.
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("go: downloading ")]
     joined = " | ".join(lines[-4:])
     return joined if len(joined) <= ERROR_TAIL_CHARS else "..." + joined[-ERROR_TAIL_CHARS:]
 
@@ -342,9 +343,10 @@ def build_missing(components: list[Component], root: Path, only: set[str]) -> in
             begin = time.monotonic()
             try:
                 build(component, root, jobs)
-            except ProxyUnreachableError:
-                print(" stopped")
-                raise
+            except ProxyUnreachableError as exc:
+                # Every further component would fail the same way: the one line says what is missing, and stops.
+                print(f" stopped: {exc}", flush=True)
+                return 1
             except ToolchainError as exc:
                 # Go on with the others: one unbuildable component should not hold back the rest.
                 print(f" FAILED after {time.monotonic() - begin:.0f}s: {exc}", flush=True)
