@@ -340,7 +340,8 @@ replace (
 )
 
 // Curated proxy: source-controller v1.9.4 requires github.com/fluxcd/pkg/artifact v0.18.2, whose zip the proxy
-// refuses (403); in the 0.18 line only v0.18.0 is served (v0.29.0 needs go1.27). The v0.18.0 -> v0.18.2 go.mod
-// diff is dependency bumps only (apis/meta v1.30.0->v1.30.1, oci v0.68.0->v0.68.1, apimachinery v0.36.1->v0.36.2);
-// the code diff could not be checked here.
-replace github.com/fluxcd/pkg/artifact => github.com/fluxcd/pkg/artifact v0.18.0
+// refuses (403); v0.18.1 is the nearest served version. v0.18.1's go.mod differs from v0.18.2's only by
+// fluxcd/pkg/oci v0.68.0 -> v0.68.1, which source-controller requires directly anyway, so the build graph is the
+// same; artifact's own code change between them (if any) could not be checked here. (v0.18.0 and v0.18.1 have
+// identical code: diffed, only go.mod/go.sum differ.)
+replace github.com/fluxcd/pkg/artifact => github.com/fluxcd/pkg/artifact v0.18.1
