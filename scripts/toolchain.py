@@ -43,7 +43,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 MANIFEST = REPO / "toolchain" / "components.json"
 
-#: A cold kube-apiserver link on 2 busy cores took ~20 min; an hour means something hangs.
+#: A cold kube-apiserver build took ~15 min on 2 loaded cores; an hour per binary means something hangs.
 BUILD_TIMEOUT_S = 3600
 #: Module downloads and `go env`; the proxy answers in seconds when it answers at all.
 GO_QUERY_TIMEOUT_S = 600
