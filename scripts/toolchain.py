@@ -327,9 +327,12 @@ def build_missing(components: list[Component], root: Path, only: set[str]) -> in
             continue
         else:
             todo.append(component)
+    # Asked for by name (--only), a component that cannot be had is a failure; in the full run it is only reported.
+    refused = 1 if only and any(c.unavailable for c in wanted) else 0
     if not todo:
-        print(f"toolchain: all cached in {root}")
-        return 0
+        if not refused:
+            print(f"toolchain: all cached in {root}")
+        return refused
     require_go()
     started = time.monotonic()
     failed = 0
@@ -357,7 +360,7 @@ def build_missing(components: list[Component], root: Path, only: set[str]) -> in
                 raise
             print(f" built in {time.monotonic() - begin:.0f}s ({', '.join(component.binaries)})", flush=True)
     print(f"toolchain: {len(todo) - failed} built, {failed} failed in {time.monotonic() - started:.0f}s; cache {root}")
-    return 1 if failed else 0
+    return 1 if failed or refused else 0
 
 
 def main(argv: list[str] | None = None) -> int:
