@@ -48,6 +48,8 @@ BUILD_TIMEOUT_S = 3600
 #: Module downloads and `go env`; the proxy answers in seconds when it answers at all.
 GO_QUERY_TIMEOUT_S = 600
 CHECK_TIMEOUT_S = 60
+#: How long go gets to clean up after SIGINT before it is killed.
+STOP_GRACE_S = 15
 #: How much of the Go error the one failure line carries.
 ERROR_TAIL_CHARS = 400
 
@@ -165,6 +167,21 @@ def tail(text: str) -> str:
     return joined if len(joined) <= ERROR_TAIL_CHARS else "..." + joined[-ERROR_TAIL_CHARS:]
 
 
+def stop_group(proc: subprocess.Popen[str]) -> None:
+    """Interrupt go and its compilers, then kill what is left.
+
+    SIGINT first: go then removes its /tmp/go-build* work dir (hundreds of MB for a big build), which SIGKILL leaves.
+    """
+    for sig, grace in ((signal.SIGINT, STOP_GRACE_S), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.communicate(timeout=grace)  # keep draining its output: go blocked on a full pipe would not exit
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def run_go(argv: list[str], cwd: Path, timeout: float) -> str:
     """Run a go command; its own process group, so a timeout or Ctrl-C also stops the compilers it started."""
     proc = subprocess.Popen(
@@ -180,9 +197,7 @@ def run_go(argv: list[str], cwd: Path, timeout: float) -> str:
     try:
         out, _ = proc.communicate(timeout=timeout)
     except BaseException as exc:  # timeout, KeyboardInterrupt: nothing of the group may outlive us
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        stop_group(proc)
         if isinstance(exc, subprocess.TimeoutExpired):
             raise ToolchainError(f"{' '.join(argv[:2])} did not finish in {timeout:.0f}s") from None
         raise
@@ -363,7 +378,14 @@ def build_missing(components: list[Component], root: Path, only: set[str]) -> in
     return 1 if failed or refused else 0
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    # go runs in its own process group (so that it can be stopped as a whole): a SIGTERM to this script (make killed,
+    # a CI time-out) must therefore be turned into the same clean stop as Ctrl-C, or the build would go on orphaned.
+    signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--json", action="store_true", help="print where each binary and data file is, as JSON")
