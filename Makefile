@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps demo test test-unit test-explore test-team test-under-load lint bench serve clean
+.PHONY: setup system-deps demo test test-unit test-explore test-team test-under-load lint bench serve clean toolchain
 
 # Idempotent: rebuilds the environment only when the lock or the project changes.
 setup: $(STAMP)
@@ -48,6 +48,11 @@ lint: setup
 # A local Prefect server (not the ephemeral one: schedules need a real server) with the deployments served.
 serve: setup
 	$(BIN)/python -m deployments.serve $(if $(CONFIG),--config $(CONFIG)) $(if $(PORT),--port $(PORT))
+
+# The real-cluster binaries (Kubernetes control plane, etcd, kwok, Flux controllers) built from the pinned Go modules
+# in toolchain/ into $${FLEET_SANDBOX_CACHE:-~/.cache/fleet-sandbox}; builds only what is missing (docs/toolchain.md).
+toolchain:
+	$(PYTHON) scripts/toolchain.py
 
 bench: setup
 	$(BIN)/python -m bench
