@@ -7,6 +7,7 @@ environments and the sandbox kinds as choices, each field's description, the
 served fleet's fleet.yaml as the default config path); screenshots are saved in
 ``tests/output/serve-ui/`` (git-ignored). Then the form is filled and submitted
 as a person would, and the served deployment runs the lifecycle to Completed.
+The Prefect server's log must hold no traceback or service error (``tests/serving.py``).
 
 Without chromium the test is skipped on a developer's machine and fails in CI
 (``CI`` set): ``scripts/install-system-deps.sh`` installs it.
@@ -15,10 +16,6 @@ Without chromium the test is skipped on a developer's machine and fails in CI
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,8 +28,8 @@ from sandbox.demo import prepare_demo
 from sandbox.models import STAGE_ORDER, SandboxKind
 from tests.chromium import Browser, require_chromium
 from tests.conftest import PROJECT_ROOT
-from tests.pg_server import free_port
 from tests.polling import poll
+from tests.serving import serve_deployments
 
 pytestmark = pytest.mark.integration
 
@@ -76,30 +73,13 @@ FIELD_VALUE = """((label) => {
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
-    """``python -m deployments.serve`` for the demo fleet; yields (UI URL, fleet.yaml, serve log)."""
+    """``python -m deployments.serve`` for the demo fleet; yields (UI URL, fleet.yaml, serve log).
+
+    Once it has stopped, its Prefect server's log must hold no traceback or service error.
+    """
     config_path = prepare_demo(tmp_path / "fleet", development=False)
-    port = free_port()
-    log_path = tmp_path / "serve.log"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"PREFECT_API_URL", "PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_RESULTS_LOCAL_STORAGE_PATH"}
-    }
-    argv = [sys.executable, "-m", "deployments.serve", "--port", str(port), "--home", str(tmp_path / "home")]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(  # noqa: S603
-            [*argv, "--config", str(config_path)], env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        yield f"http://127.0.0.1:{port}", config_path, log_path
-    finally:
-        process.send_signal(signal.SIGTERM)  # serve pauses its schedules and stops the server it started
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-            pytest.fail("deployments.serve did not stop on SIGTERM")
+    with serve_deployments(tmp_path, config_path) as served:
+        yield served.url, config_path, served.log_path
 
 
 def served_lifecycle(ui_url: str, log_path: Path) -> dict[str, Any] | None:

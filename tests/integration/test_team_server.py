@@ -11,6 +11,7 @@ workers. A lifecycle's stages are tasks inside its flow run, so they run where
 their flow run runs: "stages spread across workers" is flow runs spread across
 workers. Task results go to one results directory both workers share (as a shared
 volume would be), so each stage's checkpoint is found whichever worker runs a retry.
+The server's log holds no traceback or service error (``tests/serving.py``).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from sandbox.models import STAGE_ORDER
 from tests.conftest import PROJECT_ROOT
 from tests.pg_server import PostgresServer, free_port, postgres_server  # noqa: F401
 from tests.polling import poll
+from tests.serving import assert_no_service_errors
 
 pytestmark = pytest.mark.integration
 
@@ -136,10 +138,12 @@ def test_two_workers_run_six_lifecycles_at_once_on_a_postgresql_server(
     inventory_db = postgres_server.create_database()
     shared_results = tmp_path / "shared" / "prefect-results"  # one volume, mounted by every worker
     port = free_port()
+    server_home = tmp_path / "server-home"
+    server_log = server_home / "server.log"  # where local_server writes the server's output
     with ThreadPoolExecutor(max_workers=1) as pool:
         fleet = pool.submit(prepare_fleet, tmp_path / "fleet", postgres_server.url(inventory_db))
         with local_server(
-            "127.0.0.1", port, tmp_path / "server-home", postgres_server.url(prefect_db, "postgresql+asyncpg")
+            "127.0.0.1", port, server_home, postgres_server.url(prefect_db, "postgresql+asyncpg")
         ) as api_url:
             with temporary_settings(updates={PREFECT_API_URL: api_url}):
                 assert sorted(apply_pools()) == [
@@ -213,6 +217,7 @@ def test_two_workers_run_six_lifecycles_at_once_on_a_postgresql_server(
                     )
                     check_stages(client, run_ids)
                     check_kubernetes_job(kubernetes_job(api_url, finished[0]))
+    assert_no_service_errors(server_log)  # the server has stopped: its whole log
     assert sorted(set(by_worker.values())) == sorted(WORKERS), by_worker  # both workers ran some of the six
     pull_requests = [json.loads(p.read_text()) for p in (config_path.parent / "state" / "pull-requests").glob("*.json")]
     assert sorted(pr["number"] for pr in pull_requests) == list(range(1, len(SANDBOXES) + 1))
