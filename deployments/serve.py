@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -242,9 +243,30 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Start (or reuse) the server, then serve the deployments until interrupted."""
+    """Start (or reuse) the server, then serve the deployments until interrupted.
+
+    SIGTERM stops it as Ctrl-C does from the start, not only once Prefect's
+    runner has put its own handler in place: a SIGTERM while the server was
+    starting or the deployments were being loaded and registered used to end
+    this process at once, leaving the server it started running.
+    """
     args = _parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _serve(args)
+    except KeyboardInterrupt:
+        print("stopped before serving", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _serve(args: argparse.Namespace) -> int:
     home = args.home.resolve()
     config_path = args.config or (Path("fleet.yaml") if Path("fleet.yaml").is_file() else None)
     config_path = config_path.resolve() if config_path else None
