@@ -37,16 +37,9 @@ from cli.common import (
 from cli.prefect_env import configure_prefect
 from sandbox.config import FleetConfig, load_config
 from sandbox.errors import InvalidInputError
-from sandbox.perf import (
-    Comparison,
-    GeneratorType,
-    LoadOverrides,
-    PerformanceRequest,
-    ScaleOverride,
-    render_table,
-    resolve_scenario,
-)
-from sandbox.perfstore import PerfRun, PerfStore
+from sandbox.perf.compare import Comparison, render_table
+from sandbox.perf.scenario import GeneratorType, LoadOverrides, PerformanceRequest, ScaleOverride, resolve_scenario
+from sandbox.perf.store import PerfRun, PerfStore
 from sandbox.requests import SandboxChange
 
 perf_app = typer.Typer(
@@ -102,7 +95,7 @@ def build_request(
     """
     from sandbox.lifecycle import validate_request
     from sandbox.models import SandboxKind
-    from sandbox.perfrun import preflight
+    from sandbox.perf.run import preflight
     from sandbox.requests import LifecycleRequest
 
     cfg.environment(source_env)

@@ -33,8 +33,9 @@ from prefect.runtime import flow_run as current_flow_run
 
 from flows.lifecycle import run_stages
 from sandbox.models import Stage, StageResult
-from sandbox.perf import PerformanceReport, PerformanceRequest
-from sandbox.perfstore import PerfRunStatus
+from sandbox.perf.compare import PerformanceReport
+from sandbox.perf.scenario import PerformanceRequest
+from sandbox.perf.store import PerfRunStatus
 from tasks.common import StageRequest
 from tasks.performance import (
     PerformanceRun,

@@ -40,7 +40,7 @@ from sandbox.errors import (
 from sandbox.inventory import Inventory, utcnow
 from sandbox.models import SandboxKind, SandboxRecord, SandboxStatus, Stage, StageResult
 from sandbox.naming import branch_name, parse_duration, validate_sandbox_name
-from sandbox.perf import LoadOverrides
+from sandbox.perf.scenario import LoadOverrides
 from sandbox.requests import LifecycleRequest, SandboxChange
 from sandbox.teardown import teardown_cluster
 from sandbox.validation import ValidationFailedError, ValidationInputs, ValidationReport
@@ -739,14 +739,14 @@ def validate(ctx: SandboxContext) -> StageResult:
 def performance_test(
     ctx: SandboxContext, *, scenario: str | None = None, overrides: LoadOverrides | None = None
 ) -> StageResult:
-    """Run a load scenario and compare it with the scenario's baseline (see :mod:`sandbox.perfrun`).
+    """Run a load scenario and compare it with the scenario's baseline (see :mod:`sandbox.perf.run`).
 
     Args:
         ctx: The sandbox.
         scenario: Scenario name (``performance.default_scenario`` when ``None``).
         overrides: Per-run changes to the scenario's settings.
     """
-    from sandbox.perfrun import run_performance_test
+    from sandbox.perf.run import run_performance_test
 
     return run_performance_test(ctx, scenario=scenario, overrides=overrides)
 

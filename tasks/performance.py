@@ -30,19 +30,11 @@ from sandbox.config import load_config
 from sandbox.errors import SandboxError
 from sandbox.lifecycle import SandboxContext, Secrets, register, teardown, validate_request
 from sandbox.models import SandboxKind, SandboxStatus, Stage, StageResult
-from sandbox.perf import (
-    Comparison,
-    PerformanceReport,
-    PerformanceRequest,
-    ScenarioSettings,
-    markdown_summary,
-    render_table,
-    resolve_scenario,
-    table_rows,
-)
-from sandbox.perfchart import write_chart
-from sandbox.perfrun import preflight, reports_dir
-from sandbox.perfstore import PerfRunStatus, PerfStore
+from sandbox.perf.chart import write_chart
+from sandbox.perf.compare import Comparison, PerformanceReport, markdown_summary, render_table, table_rows
+from sandbox.perf.run import preflight, reports_dir
+from sandbox.perf.scenario import PerformanceRequest, ScenarioSettings, resolve_scenario
+from sandbox.perf.store import PerfRunStatus, PerfStore
 from sandbox.requests import LifecycleRequest
 from sandbox.wiring import build_drivers, open_inventory, sandbox_state_dir
 from tasks.common import resolve_secret
