@@ -51,16 +51,15 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.drivers.cluster import Manifest, ObjectRef, WatchEvent
-from sandbox.drivers.simulation.apiserver import (
+from sandbox.drivers.simulation.apimachinery import (
     SimulatedApiError,
-    SimulatedApiServer,
     describe_key,
     key_of,
     key_to_str,
-    locked_state,
     parse_label_selector,
     parse_minor_version,
 )
+from sandbox.drivers.simulation.apiserver import SimulatedApiServer, locked_state
 from sandbox.drivers.simulation.controllers import simulation_tick
 from sandbox.drivers.simulation.reconciling import ready_condition
 from sandbox.drivers.simulation.settings import (

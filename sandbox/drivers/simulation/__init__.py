@@ -2,7 +2,10 @@
 
 The API server:
 
-* :mod:`~sandbox.drivers.simulation.apiserver` -- stored objects and the rules a real API server enforces.
+* :mod:`~sandbox.drivers.simulation.apiserver` -- stored objects and the rules a real API server enforces;
+* :mod:`~sandbox.drivers.simulation.builtin_kinds` -- the kinds it serves without a CRD, and removed API versions;
+* :mod:`~sandbox.drivers.simulation.admission` -- what it does to an object it writes (checks, defaults, finalizers);
+* :mod:`~sandbox.drivers.simulation.apimachinery` -- object keys, API errors, merge patches, label selectors.
 
 The controllers, and the tick that runs them:
 

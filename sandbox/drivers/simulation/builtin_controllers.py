@@ -13,19 +13,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sandbox.drivers.simulation.apiserver import (
+from sandbox.drivers.simulation.admission import (
     CRD_CLEANUP_FINALIZER,
-    CRD_GROUP,
-    CRD_KIND,
     PV_PROTECTION_FINALIZER,
     PVC_PROTECTION_FINALIZER,
-    Manifest,
-    SimulatedApiServer,
 )
-from sandbox.drivers.simulation.reconciling import (
-    deleting,
-    object_key,
-)
+from sandbox.drivers.simulation.apimachinery import Manifest, object_key
+from sandbox.drivers.simulation.apiserver import SimulatedApiServer
+from sandbox.drivers.simulation.builtin_kinds import CRD_GROUP, CRD_KIND
+from sandbox.drivers.simulation.reconciling import deleting
 
 
 def namespace_controller(server: SimulatedApiServer) -> None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 
+from sandbox.drivers.simulation.apimachinery import object_key
 from sandbox.drivers.simulation.apiserver import SimulatedApiServer
 from sandbox.drivers.simulation.builtin_controllers import (
     crd_controller,
@@ -44,14 +45,7 @@ from sandbox.drivers.simulation.builtin_controllers import (
 from sandbox.drivers.simulation.custom_controllers import run_custom_controllers
 from sandbox.drivers.simulation.helm_controller import reconcile_helmrelease
 from sandbox.drivers.simulation.kustomize_controller import reconcile_kustomization
-from sandbox.drivers.simulation.reconciling import (
-    FLUX_NAMESPACE,
-    HELM_GROUP,
-    KUSTOMIZE_GROUP,
-    SOURCE_GROUP,
-    deleting,
-    object_key,
-)
+from sandbox.drivers.simulation.reconciling import FLUX_NAMESPACE, HELM_GROUP, KUSTOMIZE_GROUP, SOURCE_GROUP, deleting
 from sandbox.drivers.simulation.settings import SimulationSettings
 from sandbox.drivers.simulation.source_controller import reconcile_source
 

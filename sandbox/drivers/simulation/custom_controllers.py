@@ -24,17 +24,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sandbox.drivers.simulation.apiserver import (
-    SimulatedApiServer,
-    timestamp,
-)
+from sandbox.drivers.simulation.apimachinery import object_key, timestamp
+from sandbox.drivers.simulation.apiserver import SimulatedApiServer
 from sandbox.drivers.simulation.helm_controller import chart_of
-from sandbox.drivers.simulation.reconciling import (
-    HELM_GROUP,
-    deleting,
-    flux_ready,
-    object_key,
-)
+from sandbox.drivers.simulation.reconciling import HELM_GROUP, deleting, flux_ready
 from sandbox.drivers.simulation.settings import SimulatedController, SimulationSettings, VolumeProvisioner
 from sandbox.drivers.simulation.sources import (
     artifact_digest,

@@ -12,14 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sandbox.drivers.simulation.apiserver import (
-    Key,
-    SimulatedApiError,
-    SimulatedApiServer,
-    key_to_str,
-    str_to_key,
-    timestamp,
-)
+from sandbox.drivers.simulation.apimachinery import Key, SimulatedApiError, key_to_str, str_to_key, timestamp
+from sandbox.drivers.simulation.apiserver import SimulatedApiServer
 from sandbox.drivers.simulation.charts import release_name, render_chart
 from sandbox.drivers.simulation.reconciling import (
     FLUX_FINALIZER,

@@ -17,17 +17,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sandbox.drivers.simulation.apiserver import (
-    CRD_GROUP,
-    CRD_KIND,
+from sandbox.drivers.simulation.admission import crd_condition
+from sandbox.drivers.simulation.apimachinery import (
     Key,
     SimulatedApiError,
-    SimulatedApiServer,
-    crd_condition,
     describe_key,
     key_of,
+    object_key,
     split_api_version,
 )
+from sandbox.drivers.simulation.apiserver import SimulatedApiServer
+from sandbox.drivers.simulation.builtin_kinds import CRD_GROUP, CRD_KIND
 from sandbox.drivers.simulation.kustomize import BuildError, build, check_variable_names
 from sandbox.drivers.simulation.reconciling import (
     FLUX_FINALIZER,
@@ -41,7 +41,6 @@ from sandbox.drivers.simulation.reconciling import (
     describe_manifest,
     ensure_flux_finalizer,
     flux_ready,
-    object_key,
     object_key_of_manifest,
     owned_by,
     ready_condition,

@@ -13,14 +13,8 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
-from sandbox.drivers.simulation.apiserver import (
-    Key,
-    Manifest,
-    SimulatedApiServer,
-    key_of,
-    key_to_str,
-    timestamp,
-)
+from sandbox.drivers.simulation.apimachinery import Key, Manifest, key_of, key_to_str, timestamp
+from sandbox.drivers.simulation.apiserver import SimulatedApiServer
 from sandbox.drivers.simulation.settings import SimulationSettings
 
 FLUX_NAMESPACE = "flux-system"
@@ -32,12 +26,6 @@ REQUESTED_AT_ANNOTATION = "reconcile.fluxcd.io/requestedAt"
 
 #: How soon a failed reconciliation is retried.
 RETRY_SECONDS = 1.0
-
-
-def object_key(obj: Mapping[str, Any]) -> Key:
-    """The storage key of a stored object."""
-    meta = obj["metadata"]
-    return key_of(str(obj["apiVersion"]), str(obj["kind"]), meta.get("namespace"), str(meta["name"]))
 
 
 def deleting(obj: Mapping[str, Any]) -> bool:

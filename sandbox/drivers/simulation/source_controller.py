@@ -15,11 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sandbox.drivers.simulation.apiserver import (
-    Key,
-    SimulatedApiServer,
-    timestamp,
-)
+from sandbox.drivers.simulation.apimachinery import Key, timestamp
+from sandbox.drivers.simulation.apiserver import SimulatedApiServer
 from sandbox.drivers.simulation.reconciling import (
     FLUX_FINALIZER,
     FLUX_NAMESPACE,
