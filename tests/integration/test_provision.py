@@ -179,7 +179,7 @@ def test_an_invalid_module_fails_at_once_without_retries(config: FleetConfig, tm
 def test_retryable_errors_are_retried_and_permanent_ones_are_not(prefect_server: str) -> None:
     from prefect import flow, task
 
-    from sandbox.drivers.terraform import TerraformError, TerraformTransientError
+    from sandbox.drivers.terraform_errors import TerraformError, TerraformTransientError
     from sandbox.errors import StateLockedError
     from tasks.common import RETRY_DELAYS, STAGE_TASK_OPTIONS
 
