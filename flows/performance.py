@@ -47,7 +47,7 @@ from tasks.performance import (
     teardown_flow_run_sandboxes,
     teardown_without_task,
 )
-from tasks.performance_test import performance_test_task
+from tasks.performance_test_stage import performance_test_task
 from tasks.teardown import teardown_task
 
 #: The stages before the load, in order.

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from sandbox.drivers.git import GitCli
-from sandbox.requests import LifecycleRequest, SandboxChange, ScalarChange
+from sandbox.lifecycle_request import LifecycleRequest, SandboxChange, ScalarChange
 
 EXAMPLE_REPO = Path(__file__).resolve().parents[1] / "examples" / "fleet-repo"
 EXAMPLE_URL = "ssh://git@github.com/example-org/fleet-infra"

@@ -38,10 +38,10 @@ from sandbox.errors import (
     TeardownBlockedError,
 )
 from sandbox.inventory import Inventory, utcnow
+from sandbox.lifecycle_request import LifecycleRequest, SandboxChange
 from sandbox.models import SandboxKind, SandboxRecord, SandboxStatus, Stage, StageResult
 from sandbox.naming import branch_name, parse_duration, validate_sandbox_name
 from sandbox.perf.scenario import LoadOverrides
-from sandbox.requests import LifecycleRequest, SandboxChange
 from sandbox.teardown import teardown_cluster
 from sandbox.validation import ValidationFailedError, ValidationInputs, ValidationReport
 from sandbox.wiring import (

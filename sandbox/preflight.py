@@ -29,7 +29,7 @@ from sandbox.config import FleetConfig
 from sandbox.drivers.git import GitCli
 from sandbox.errors import InvalidInputError, PermanentError, SandboxError, ToolNotFoundError
 from sandbox.lifecycle import ValidatedRequest, validate_request
-from sandbox.requests import LifecycleRequest
+from sandbox.lifecycle_request import LifecycleRequest
 
 Progress = Callable[[str], None]
 

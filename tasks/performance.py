@@ -29,13 +29,13 @@ from pydantic import BaseModel, Field
 from sandbox.config import load_config
 from sandbox.errors import SandboxError
 from sandbox.lifecycle import SandboxContext, Secrets, register, teardown, validate_request
+from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.models import SandboxKind, SandboxStatus, Stage, StageResult
 from sandbox.perf.chart import write_chart
 from sandbox.perf.compare import Comparison, PerformanceReport, markdown_summary, render_table, table_rows
 from sandbox.perf.run import preflight, reports_dir
 from sandbox.perf.scenario import PerformanceRequest, ScenarioSettings, resolve_scenario
 from sandbox.perf.store import PerfRunStatus, PerfStore
-from sandbox.requests import LifecycleRequest
 from sandbox.wiring import build_drivers, open_inventory, sandbox_state_dir
 from tasks.common import resolve_secret
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, field_serializer
 
 from sandbox.config import FleetConfig
 from sandbox.errors import InvalidInputError
-from sandbox.requests import SandboxChange
+from sandbox.lifecycle_request import SandboxChange
 
 GeneratorType = Literal["http", "locust", "kubernetes-job"]
 

@@ -19,8 +19,8 @@ import pytest
 from sandbox.config import FleetConfig, load_config
 from sandbox.drivers.git import GitCli
 from sandbox.drivers.terraform import PythonTerraformDriver
+from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.models import SandboxKind, Stage
-from sandbox.requests import LifecycleRequest
 from sandbox.wiring import open_inventory, sandbox_state_dir
 from tests.integration.sandbox_cli import demo_setup
 
