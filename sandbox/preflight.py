@@ -30,8 +30,7 @@ from sandbox.drivers.git import GitCli
 from sandbox.errors import InvalidInputError, PermanentError, SandboxError, ToolNotFoundError
 from sandbox.lifecycle import ValidatedRequest, validate_request
 from sandbox.lifecycle_request import LifecycleRequest
-
-Progress = Callable[[str], None]
+from sandbox.progress import Progress, quiet
 
 #: Terraform variables fleet-sandbox sets itself: an override would break the sandbox.
 RESERVED_VARIABLES = frozenset({"cluster_name", "simulation_dir"})
@@ -160,7 +159,7 @@ def preflight(config: FleetConfig, request: LifecycleRequest, git: GitCli, progr
         FleetRepoError: The repository cannot make this sandbox: no default branch, no
             ``clusters/``, no environment directory or module, malformed YAML (exit 2).
     """
-    say = progress or (lambda _: None)
+    say = progress or quiet
     _tool(config.drivers.terraform.binary, "drivers.terraform.binary")
     _tool(config.drivers.git.binary, "drivers.git.binary")
     remote = config.remote_url

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,15 +12,10 @@ from sandbox.config import FleetConfig
 from sandbox.drivers.git import GitCli
 from sandbox.drivers.git_hosting import GitHosting
 from sandbox.drivers.registry import OciRegistry, RegistryConfig, build_registry
+from sandbox.progress import Progress, quiet
 from sandbox.release.errors import ReleaseError
 from sandbox.release.settings import discover_registry, registry_credentials
 from sandbox.wiring import build_drivers
-
-Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    return None
 
 
 @dataclass
@@ -40,7 +35,7 @@ class ReleaseContext:
     git: GitCli
     registry: OciRegistry
     hosting: GitHosting | None = None
-    progress: Progress = _quiet
+    progress: Progress = quiet
     workdir: Path | None = None
 
     @property
@@ -82,7 +77,7 @@ def build_release_context(
     registry: RegistryConfig | None = None,
     registry_password: str | None = None,
     github_token: str | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> ReleaseContext:
     """Drivers for the release steps, from the configuration.
 
