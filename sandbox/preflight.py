@@ -31,12 +31,12 @@ from sandbox.errors import InvalidInputError, PermanentError, SandboxError, Tool
 from sandbox.lifecycle import ValidatedRequest, validate_request
 from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.progress import Progress, quiet
+from sandbox.redaction import redact_url
 
 #: Terraform variables fleet-sandbox sets itself: an override would break the sandbox.
 RESERVED_VARIABLES = frozenset({"cluster_name", "simulation_dir"})
 
 _MAJOR_MINOR = re.compile(r"^[0-9]+\.[0-9]+$")
-_URL_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
 
 
 class FleetRepoError(InvalidInputError):
@@ -80,11 +80,6 @@ def check_request(config: FleetConfig, request: LifecycleRequest) -> ValidatedRe
         if check is not None:
             check(key, str(value))
     return validated
-
-
-def redact_url(url: str) -> str:
-    """``url`` without the credentials it may embed (``https://user:token@host`` -> ``https://***@host``)."""
-    return _URL_CREDENTIALS.sub(r"\1***@", url)
 
 
 def _tool(binary: str, setting: str) -> None:

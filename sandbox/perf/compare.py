@@ -20,7 +20,8 @@ from pydantic import BaseModel, Field
 
 from sandbox.config import PerformanceConfig
 from sandbox.errors import PermanentError
-from sandbox.perf.scenario import ScenarioSettings, redact_url
+from sandbox.perf.scenario import ScenarioSettings
+from sandbox.redaction import redact_url
 
 
 class MetricInfo(BaseModel):

@@ -22,8 +22,9 @@ from sandbox.drivers.load import HttpLoadGenerator, LoadGenerator, local_target
 from sandbox.errors import ConfigError
 from sandbox.models import Stage, StageResult
 from sandbox.perf.compare import Comparison, compare, render_table
-from sandbox.perf.scenario import LoadOverrides, ScenarioSettings, redact_url, resolve_scenario
+from sandbox.perf.scenario import LoadOverrides, ScenarioSettings, resolve_scenario
 from sandbox.perf.store import PerfStore
+from sandbox.redaction import redact_url
 
 if TYPE_CHECKING:
     from sandbox.drivers.cluster import ClusterDriver
