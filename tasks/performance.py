@@ -37,6 +37,7 @@ from sandbox.perf.run import preflight, reports_dir
 from sandbox.perf.scenario import PerformanceRequest, ScenarioSettings, resolve_scenario
 from sandbox.perf.store import PerfRunStatus, PerfStore
 from sandbox.wiring import build_drivers, open_inventory, sandbox_state_dir
+from tasks.artifacts import artifact_key
 from tasks.common import resolve_secret
 
 #: Longest source-environment part of a performance sandbox's name.
@@ -57,11 +58,6 @@ def performance_sandbox_name(source_env: str) -> str:
     """A fresh name ``perf-<source>-<8 hex>`` (each run, and each retry, gets its own sandbox)."""
     source = re.sub(r"[^a-z0-9-]+", "-", source_env.lower())[:_SOURCE_IN_NAME].strip("-") or "env"
     return f"perf-{source}-{uuid.uuid4().hex[:8]}"
-
-
-def artifact_key(*parts: str) -> str:
-    """A Prefect artifact key (lowercase letters, digits and dashes)."""
-    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower())).strip("-")
 
 
 @task(name="register-performance-run", persist_result=True)
