@@ -46,7 +46,11 @@ class ToolNotFoundError(PermanentError):
 
 
 class CommandFailedError(PermanentError):
-    """An external command exited non-zero and the failure is not known to be temporary."""
+    """An external command exited non-zero and the failure is not known to be temporary.
+
+    Also a command killed at its timeout that is not safe to run again blindly
+    (``terraform apply``: see ``timeout_is_retryable`` of :func:`sandbox.proc.run`).
+    """
 
     def __init__(self, message: str, *, returncode: int | None = None, stderr_tail: str = "") -> None:
         super().__init__(message)
@@ -55,7 +59,7 @@ class CommandFailedError(PermanentError):
 
 
 class CommandTransientError(RetryableError):
-    """An external command failed in a way known to be temporary (timeout, lock, network)."""
+    """An external command failed in a way known to be temporary (lock, network, a timeout of a safe rerun)."""
 
     def __init__(self, message: str, *, returncode: int | None = None, stderr_tail: str = "") -> None:
         super().__init__(message)

@@ -714,7 +714,14 @@ class FluxCliRegistry(OrasRegistry):
         validate_tag(tag)
         if self.tag_exists(tag):
             raise _exists_error(self.url, tag)
-        done = run(flux_push_command(self.settings, tag, artifact, self._credentials), classify=classify_flux_push)
+        # A push killed at its timeout may run again: blobs are content-addressed, and a
+        # release that finds the tag holding this revision counts it published
+        # (sandbox.release.publish.publish_artifact).
+        done = run(
+            flux_push_command(self.settings, tag, artifact, self._credentials),
+            classify=classify_flux_push,
+            timeout_is_retryable=True,
+        )
         try:
             digest = str(json.loads(done.stdout).get("digest") or "")
         except ValueError:

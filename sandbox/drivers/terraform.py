@@ -45,6 +45,12 @@ PLAN_FILE = ".fleet-sandbox.tfplan"
 #: what allows :meth:`PythonTerraformDriver.prepare` to refresh the module copy.
 WORKDIR_MARKER = ".fleet-sandbox-workdir"
 
+#: Why a timed-out ``apply`` or ``destroy`` is not retried, and what to do first.
+INTERRUPTED_CHANGE_NOTE = (
+    "Terraform may have changed resources without recording them in the state, and the state lock "
+    "may still be held; check the state (terraform force-unlock a lock whose run is gone) before running it again"
+)
+
 #: Files and directories in a working directory that belong to Terraform, not
 #: to the module copy (local-backend state lives here).
 _TERRAFORM_OWNED = frozenset({"terraform.tfstate", "terraform.tfstate.backup", "terraform.tfstate.d"})
@@ -397,6 +403,13 @@ class PythonTerraformDriver:
         )
 
     # -- operations ---------------------------------------------------------------
+    #
+    # A command that outlives the timeout is killed (SIGKILL: Terraform cannot release
+    # its state lock or write its state). Each call below says whether it may run again:
+    # init, workspace select/delete, plan, show, output and state list change no
+    # infrastructure and are retried. apply and destroy are not: killed half-way they may
+    # have created or deleted resources the state does not record, and a remote backend's
+    # lock stays held, so a blind rerun fails on the lock or plans from a stale state.
 
     def prepare(self, workdir: Path, module_dir: Path, workspace: str) -> None:
         """Initialise ``workdir`` from ``module_dir`` and select (or create) ``workspace``.
@@ -422,7 +435,7 @@ class PythonTerraformDriver:
         if {entry.name for entry in workdir.iterdir()} <= {".terraform"}:
             # Brand new (at most a .terraform left by a failed init): Terraform
             # copies the module itself; it refuses any directory with more in it.
-            run(self.init_command(workdir, module_dir), classify=classify)
+            run(self.init_command(workdir, module_dir), classify=classify, timeout_is_retryable=True)
         else:
             copy = _snapshot(workdir, _module_copy_entries(workdir))
             wanted = _snapshot(module_dir, _module_copy_entries(module_dir))
@@ -435,9 +448,9 @@ class PythonTerraformDriver:
                         f"terraform working directory {workdir} holds files fleet-sandbox did not create"
                     )
                 _refresh_module_copy(workdir, module_dir)
-            run(self.init_command(workdir), classify=classify)
+            run(self.init_command(workdir), classify=classify, timeout_is_retryable=True)
         marker.write_text(f"{module_dir}\n", encoding="utf-8")
-        run(self.select_workspace_command(workdir, workspace), classify=classify)
+        run(self.select_workspace_command(workdir, workspace), classify=classify, timeout_is_retryable=True)
 
     def plan(self, workdir: Path, variables: Mapping[str, Any], *, destroy: bool = False) -> PlanSummary:
         """Save a plan in ``workdir`` and summarise it from ``terraform show -json``.
@@ -455,11 +468,22 @@ class PythonTerraformDriver:
         text, secrets = variables_json(variables)
         secrets = secrets + self.sensitive_values(workdir)
         with _var_file(text) as var_file:
-            done = run(self.plan_command(workdir, var_file, destroy=destroy, redact=secrets), classify=classify)
+            # Retried after a timeout: a plan changes no infrastructure and writes only its
+            # plan file. (Killed, it may leave a remote backend's lock held: the rerun then
+            # reports the lock and its holder, see classify.)
+            done = run(
+                self.plan_command(workdir, var_file, destroy=destroy, redact=secrets),
+                classify=classify,
+                timeout_is_retryable=True,
+            )
         plan_path = workdir / PLAN_FILE
         # The plan file holds every variable value, secrets included.
         plan_path.chmod(0o600)
-        shown = run(self.command(workdir, "show", PLAN_FILE, no_color=IsFlagged, json=IsFlagged), classify=classify)
+        shown = run(
+            self.command(workdir, "show", PLAN_FILE, no_color=IsFlagged, json=IsFlagged),
+            classify=classify,
+            timeout_is_retryable=True,
+        )
         try:
             document = json.loads(shown.stdout)
         except json.JSONDecodeError as exc:
@@ -490,12 +514,22 @@ class PythonTerraformDriver:
         secrets = secrets + self.sensitive_values(workdir)
         if plan is None:
             with _var_file(text) as var_file:
-                run(self.apply_command(workdir, var_file=var_file, redact=secrets), classify=classify)
+                run(
+                    self.apply_command(workdir, var_file=var_file, redact=secrets),
+                    classify=classify,
+                    timeout_is_retryable=False,
+                    timeout_note=INTERRUPTED_CHANGE_NOTE,
+                )
         else:
             if not plan.plan_file:
                 raise InvalidInputError("the plan to apply was not saved to a file")
             try:
-                run(self.apply_command(workdir, plan_file=plan.plan_file, redact=secrets), classify=classify)
+                run(
+                    self.apply_command(workdir, plan_file=plan.plan_file, redact=secrets),
+                    classify=classify,
+                    timeout_is_retryable=False,
+                    timeout_note=INTERRUPTED_CHANGE_NOTE,
+                )
             finally:
                 # Used (or stale) either way, and it holds every variable's value.
                 Path(plan.plan_file).unlink(missing_ok=True)
@@ -507,7 +541,11 @@ class PythonTerraformDriver:
         Raises:
             TerraformError: Terraform failed or printed something other than JSON.
         """
-        done = run(self.command(Path(workdir), "output", no_color=IsFlagged, json=IsFlagged), classify=classify)
+        done = run(
+            self.command(Path(workdir), "output", no_color=IsFlagged, json=IsFlagged),
+            classify=classify,
+            timeout_is_retryable=True,
+        )
         try:
             document = json.loads(done.stdout or "{}")
         except json.JSONDecodeError as exc:
@@ -524,7 +562,11 @@ class PythonTerraformDriver:
         may be printed in plan text (``[id=...]``, ``id = "..."``); every command
         that can print it redacts these. Nothing is known before the first apply.
         """
-        done = run(self.command(Path(workdir), "output", no_color=IsFlagged, json=IsFlagged), check=False)
+        done = run(
+            self.command(Path(workdir), "output", no_color=IsFlagged, json=IsFlagged),
+            check=False,
+            timeout_is_retryable=True,
+        )
         if done.returncode != 0:
             return ()
         try:
@@ -549,7 +591,12 @@ class PythonTerraformDriver:
         text, secrets = variables_json(variables)
         secrets = secrets + self.sensitive_values(workdir)
         with _var_file(text) as var_file:
-            run(self.destroy_command(workdir, var_file, redact=secrets), classify=classify)
+            run(
+                self.destroy_command(workdir, var_file, redact=secrets),
+                classify=classify,
+                timeout_is_retryable=False,
+                timeout_note=INTERRUPTED_CHANGE_NOTE,
+            )
 
     def has_state(self, workdir: Path, workspace: str) -> bool:
         """Whether ``workspace`` tracks any resource (``state list``).
@@ -561,7 +608,7 @@ class PythonTerraformDriver:
             return False
         # TF_WORKSPACE reads another workspace without changing the selection.
         command = self.command(workdir, "state list", env={"TF_WORKSPACE": workspace})
-        done = run(command, check=False)
+        done = run(command, check=False, timeout_is_retryable=True)
         if done.returncode != 0:
             if "No state file was found" in done.stderr:
                 return False
@@ -570,7 +617,7 @@ class PythonTerraformDriver:
 
     def workspaces(self, workdir: Path) -> list[str]:
         """The workspaces of the working directory's backend (``workspace list``)."""
-        done = run(self.command(Path(workdir), "workspace list"), classify=classify)
+        done = run(self.command(Path(workdir), "workspace list"), classify=classify, timeout_is_retryable=True)
         return [line.strip().removeprefix("* ").strip() for line in done.stdout.splitlines() if line.strip()]
 
     def delete_workspace(self, workdir: Path, workspace: str) -> None:
@@ -585,13 +632,21 @@ class PythonTerraformDriver:
             raise InvalidInputError("the default terraform workspace cannot be deleted")
         if workspace not in self.workspaces(workdir):
             return
-        current = run(self.command(workdir, "workspace show"), classify=classify).stdout.strip()
+        current = run(
+            self.command(workdir, "workspace show"), classify=classify, timeout_is_retryable=True
+        ).stdout.strip()
         if current == workspace:
             # Terraform refuses to delete the selected workspace.
-            run(self.command(workdir, "workspace select", "default", no_color=IsFlagged), classify=classify)
+            run(
+                self.command(workdir, "workspace select", "default", no_color=IsFlagged),
+                classify=classify,
+                timeout_is_retryable=True,
+            )
+        # Retried after a timeout: a rerun lists the workspaces first and is done when it is gone.
         run(
             self.command(workdir, "workspace delete", workspace, no_color=IsFlagged, lock_timeout=self.lock_timeout),
             classify=classify,
+            timeout_is_retryable=True,
         )
 
 

@@ -58,7 +58,7 @@ def _commit_time(git: GitCli, repo: Path, commit: str) -> str:
     The commit's time rather than the push time keeps the artifact reproducible: the
     same tag always yields the same manifest digest.
     """
-    done = run(git.command(repo, "show", "-s", "--format=%ct", commit))
+    done = run(git.command(repo, "show", "-s", "--format=%ct", commit), timeout_is_retryable=True)  # a read
     return datetime.fromtimestamp(int(done.stdout.strip()), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -93,7 +93,7 @@ class Demo:
         checkout = self.work / f"merge-{len(list(self.work.glob('merge-*')))}"
         tool = GitCli()
         tool.clone(str(self.remote), checkout)
-        run(tool.command(checkout, "merge", "--no-ff", "--no-edit", f"origin/{branch}"))
+        run(tool.command(checkout, "merge", "--no-ff", "--no-edit", f"origin/{branch}"), timeout_is_retryable=False)
         tool.push(checkout, "main")
         return self.main()
 
