@@ -43,7 +43,10 @@ _TRANSIENT = re.compile(
 _AUTH = re.compile(r"Authentication failed|Permission denied|403|401|could not read Username", re.IGNORECASE)
 _URL_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
 #: Why a timed-out git command that writes the local repository is not retried.
-_INTERRUPTED_WRITE_NOTE = "git may have left {repo}/.git/index.lock behind; remove it once no git runs there"
+_INTERRUPTED_WRITE_NOTE = (
+    "git may have left a lock file behind in {repo}/.git (index.lock, config.lock or a ref's .lock); "
+    "remove it once no git runs there"
+)
 
 
 def _secrets_in(url: str) -> tuple[str, ...]:
@@ -134,9 +137,10 @@ class GitCli:
     # run again: commands that talk to the remote are retried (a clone goes into a fresh
     # or emptied directory, its callers see to that; fetch and ls-remote read; a push's
     # ref update on the remote is atomic, so a rerun finds it done or does it), and so
-    # are reads of the local repository. Commands that write the local repository are
-    # not: git killed mid-write may leave .git/index.lock behind, and every rerun fails
-    # on it until it is removed.
+    # are reads of the local repository and git init (it reinitialises an existing
+    # repository). Other commands that write the local repository are not: git killed
+    # mid-write may leave a lock file (.git/index.lock, config.lock, a ref's .lock)
+    # behind, and every rerun fails on it until it is removed.
     def _git(self, repo: Path, *args: str, timeout_is_retryable: bool, redact: tuple[str, ...] = ()) -> str:
         done = run(
             self.command(repo, *args, redact=redact),
@@ -285,11 +289,11 @@ class GitCli:
     def init_bare(self, path: Path, default_branch: str = "main") -> None:
         """Create a bare repository (the demo's and the tests' remote)."""
         path.mkdir(parents=True, exist_ok=True)
-        self._git(path, "init", "--quiet", "--bare", f"--initial-branch={default_branch}", timeout_is_retryable=False)
+        self._git(path, "init", "--quiet", "--bare", f"--initial-branch={default_branch}", timeout_is_retryable=True)
 
     def init_repo(self, path: Path, remote: str, default_branch: str = "main") -> None:
         """Make ``path`` a repository with ``origin`` set to ``remote``."""
-        self._git(path, "init", "--quiet", f"--initial-branch={default_branch}", timeout_is_retryable=False)
+        self._git(path, "init", "--quiet", f"--initial-branch={default_branch}", timeout_is_retryable=True)
         self._git(path, "remote", "add", "origin", remote, redact=_secrets_in(remote), timeout_is_retryable=False)
 
     def tag(self, repo: Path, name: str, message: str) -> None:

@@ -4,8 +4,8 @@ Each caller of :func:`sandbox.proc.run` decides (``timeout_is_retryable``). Fake
 ``terraform`` and ``git`` binaries that hang show the drivers' decisions: reads and
 commands whose rerun finds their work done are retried; ``terraform apply`` and
 ``destroy`` (a change killed half-way, its state lock possibly still held) and git
-commands writing the local repository (a ``.git/index.lock`` possibly left behind)
-are not, and their message says what to check first.
+commands writing the local repository (a lock file such as ``.git/index.lock`` possibly
+left behind) are not, and their message says what to check first.
 """
 
 from __future__ import annotations
@@ -116,6 +116,6 @@ def test_a_killed_git_command_writing_the_checkout_is_not_retried(tmp_path: Path
         git.commit_all(tmp_path, "a change")
     assert not failure.value.retryable
     assert str(failure.value).startswith(f"git add in {tmp_path} timed out")
-    assert f"{tmp_path}/.git/index.lock" in str(failure.value)
+    assert f"lock file behind in {tmp_path}/.git (index.lock" in str(failure.value)
     with pytest.raises(CommandFailedError):
         git.reset_hard(tmp_path, "origin/main")
