@@ -96,8 +96,8 @@ def create(
     the run that holds it. A lasting failure of provision or bootstrap is rolled back
     unless --keep-on-failure.
     """
+    from sandbox.lifecycle_request import LifecycleRequest
     from sandbox.preflight import check_request
-    from sandbox.requests import LifecycleRequest
 
     cfg = _config(config)
     overrides = {}

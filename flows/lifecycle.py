@@ -18,14 +18,14 @@ from prefect.states import State
 from pydantic import BaseModel, Field
 
 from sandbox.errors import SandboxError
+from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.models import STAGE_ORDER, Stage, StageResult
-from sandbox.requests import LifecycleRequest
 from sandbox.rollback import should_roll_back
 from tasks.bootstrap import bootstrap_task
 from tasks.clone import clone_task
 from tasks.common import StageRequest
 from tasks.locking import sandbox_lock
-from tasks.performance_test import performance_test_task
+from tasks.performance_test_stage import performance_test_task
 from tasks.preflight import check_request_task, preflight_task
 from tasks.promote import promote_task
 from tasks.provision import provision_task

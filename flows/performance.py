@@ -33,8 +33,9 @@ from prefect.runtime import flow_run as current_flow_run
 
 from flows.lifecycle import run_stages
 from sandbox.models import Stage, StageResult
-from sandbox.perf import PerformanceReport, PerformanceRequest
-from sandbox.perfstore import PerfRunStatus
+from sandbox.perf.compare import PerformanceReport
+from sandbox.perf.scenario import PerformanceRequest
+from sandbox.perf.store import PerfRunStatus
 from tasks.common import StageRequest
 from tasks.performance import (
     PerformanceRun,
@@ -46,7 +47,7 @@ from tasks.performance import (
     teardown_flow_run_sandboxes,
     teardown_without_task,
 )
-from tasks.performance_test import performance_test_task
+from tasks.performance_test_stage import performance_test_task
 from tasks.teardown import teardown_task
 
 #: The stages before the load, in order.

@@ -20,7 +20,9 @@ from prefect.input import RunInput
 from pydantic import BaseModel, Field
 
 from sandbox.errors import InvalidInputError, PermanentError, SandboxError
-from sandbox.release import ProductionPlan, ProposedChange, ReleaseReport
+from sandbox.release.production import ProductionPlan
+from sandbox.release.proposals import ProposedChange
+from sandbox.release.report import ReleaseReport
 from sandbox.versions import Bump
 from tasks.release import (
     ReleaseTarget,

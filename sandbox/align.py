@@ -43,16 +43,11 @@ from sandbox.drivers.terraform import PlanSummary, TerraformDriver, public_outpu
 from sandbox.errors import InvalidInputError, PermanentError, SandboxError
 from sandbox.inventory import Inventory
 from sandbox.models import SandboxKind, Stage
-
-Progress = Callable[[str], None]
+from sandbox.progress import Progress, quiet
 
 #: Variables that name or locate one cluster rather than configure it: a
 #: sandbox's values for them are never carried to a long-lived environment.
 IDENTITY_VARIABLES: frozenset[str] = frozenset({"cluster_name", "simulation_dir", "force_destroy"})
-
-
-def _quiet(_: str) -> None:
-    return None
 
 
 class AlignRefusedError(PermanentError):
@@ -288,7 +283,7 @@ def align_environment(
     sandbox: str | None = None,
     approve: bool = False,
     config_path: Path | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     on_plan: Callable[[PlanSummary], None] | None = None,
 ) -> AlignResult:
     """Plan ``environment`` with a promoted sandbox's overrides; apply when non-destructive or approved.

@@ -1,7 +1,7 @@
 """The inventory database, as every store on it opens and uses it.
 
 The sandbox inventory (:mod:`sandbox.inventory`) and the performance runs
-(:mod:`sandbox.perfstore`) share one database. Both open it the same way
+(:mod:`sandbox.perf.store`) share one database. Both open it the same way
 (SQLite's parent directory made, its busy timeout set), bring it to the newest
 schema once per process, and turn driver errors into the product's errors: a
 lock or an unreachable server is retryable, everything else permanent. Each

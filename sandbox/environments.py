@@ -24,7 +24,6 @@ environment otherwise.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +33,8 @@ from sandbox.drivers.cluster import ClusterDriver
 from sandbox.drivers.git import GitCli
 from sandbox.drivers.terraform import TerraformDriver, TerraformOutput, public_outputs
 from sandbox.errors import PermanentError
+from sandbox.progress import Progress, quiet
 from sandbox.wiring import check_cluster_module_outputs, connect_cluster
-
-Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    return None
 
 
 class EnvironmentNotProvisionedError(PermanentError):
@@ -149,7 +143,7 @@ def connect_environment(config: FleetConfig, env: str, terraform: TerraformDrive
 
 
 def provision_environment(
-    config: FleetConfig, env: str, terraform: TerraformDriver, git: GitCli, progress: Progress = _quiet
+    config: FleetConfig, env: str, terraform: TerraformDriver, git: GitCli, progress: Progress = quiet
 ) -> ClusterDriver:
     """Create a long-lived environment's cluster if its state has none (the demo's development).
 
@@ -178,7 +172,7 @@ def bootstrap_environment(
     *,
     git_token: str | None = None,
     ssh_identity: str | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> int:
     """Install Flux on an environment's cluster from its committed ``flux-system/`` (the demo's development).
 

@@ -1,8 +1,11 @@
 """One typed error hierarchy for the whole product.
 
-Every failure is either *retryable* (a held lock, a network blip, a rate limit:
-trying again later may succeed) or *permanent* (invalid input, invalid
-configuration, rejected credentials: trying again will fail the same way).
+Every failure is either *retryable* (a Terraform state lock another run holds, a
+network blip, a rate limit: trying again later may succeed) or *permanent*
+(invalid input, invalid configuration, rejected credentials: trying again will
+fail the same way). A sandbox another run holds is permanent too
+(:class:`LockHeldError`): one run per sandbox, so the second fails at once,
+naming the holder, instead of waiting its turn.
 Prefect tasks retry only retryable errors (see ``tasks.common.retry_if_retryable``),
 and the CLI maps :class:`InvalidInputError` to exit code 2 and every other
 :class:`SandboxError` to exit code 1 with the one-line ``str(error)``.
@@ -46,7 +49,11 @@ class ToolNotFoundError(PermanentError):
 
 
 class CommandFailedError(PermanentError):
-    """An external command exited non-zero and the failure is not known to be temporary."""
+    """An external command exited non-zero and the failure is not known to be temporary.
+
+    Also a command killed at its timeout that is not safe to run again blindly
+    (``terraform apply``: see ``timeout_is_retryable`` of :func:`sandbox.proc.run`).
+    """
 
     def __init__(self, message: str, *, returncode: int | None = None, stderr_tail: str = "") -> None:
         super().__init__(message)
@@ -55,7 +62,7 @@ class CommandFailedError(PermanentError):
 
 
 class CommandTransientError(RetryableError):
-    """An external command failed in a way known to be temporary (timeout, lock, network)."""
+    """An external command failed in a way known to be temporary (lock, network, a timeout of a safe rerun)."""
 
     def __init__(self, message: str, *, returncode: int | None = None, stderr_tail: str = "") -> None:
         super().__init__(message)
@@ -64,7 +71,7 @@ class CommandTransientError(RetryableError):
 
 
 class StateLockedError(RetryableError):
-    """Terraform state (or another lock) is held by someone else."""
+    """Terraform's state lock is held by someone else (retried: the holder may finish)."""
 
 
 class ClusterUnreachableError(RetryableError):
@@ -104,4 +111,4 @@ class ConflictError(PermanentError):
 
 
 class LockHeldError(PermanentError):
-    """Another run holds this sandbox's lock."""
+    """Another run holds this sandbox's lock (not retried: one run per sandbox, the second fails at once)."""

@@ -38,10 +38,11 @@ from sandbox.errors import (
     TeardownBlockedError,
 )
 from sandbox.inventory import Inventory, utcnow
+from sandbox.lifecycle_request import LifecycleRequest, SandboxChange
 from sandbox.models import SandboxKind, SandboxRecord, SandboxStatus, Stage, StageResult
 from sandbox.naming import branch_name, parse_duration, validate_sandbox_name
-from sandbox.perf import LoadOverrides
-from sandbox.requests import LifecycleRequest, SandboxChange
+from sandbox.perf.scenario import LoadOverrides
+from sandbox.progress import Progress, quiet
 from sandbox.teardown import teardown_cluster
 from sandbox.validation import ValidationFailedError, ValidationInputs, ValidationReport
 from sandbox.wiring import (
@@ -54,12 +55,6 @@ from sandbox.wiring import (
     sandbox_state_dir,
 )
 from sandbox.yamledit import set_scalar
-
-Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    return None
 
 
 @dataclass
@@ -81,7 +76,7 @@ class SandboxContext:
     inventory: Inventory
     drivers: Drivers
     record: SandboxRecord
-    progress: Progress = _quiet
+    progress: Progress = quiet
     secrets: Secrets = field(default_factory=Secrets)
     #: The sandbox cluster module's outputs (sensitive ones included), read once per context.
     _cluster_outputs: dict[str, TerraformOutput] | None = field(default=None, repr=False)
@@ -378,7 +373,7 @@ def clone_into_checkout(
     name: str,
     retarget_from: str | None,
     retarget_to: str | None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> dict[str, Any]:
     """Copy ``clusters/<source_env>`` to ``clusters/<name>`` in a checkout and retarget its git sources.
 
@@ -615,7 +610,7 @@ def install_flux(
     git_token: str | None,
     ssh_identity: str | None = None,
     known_hosts: str | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     crd_timeout_seconds: float = 120.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
@@ -739,14 +734,14 @@ def validate(ctx: SandboxContext) -> StageResult:
 def performance_test(
     ctx: SandboxContext, *, scenario: str | None = None, overrides: LoadOverrides | None = None
 ) -> StageResult:
-    """Run a load scenario and compare it with the scenario's baseline (see :mod:`sandbox.perfrun`).
+    """Run a load scenario and compare it with the scenario's baseline (see :mod:`sandbox.perf.run`).
 
     Args:
         ctx: The sandbox.
         scenario: Scenario name (``performance.default_scenario`` when ``None``).
         overrides: Per-run changes to the scenario's settings.
     """
-    from sandbox.perfrun import run_performance_test
+    from sandbox.perf.run import run_performance_test
 
     return run_performance_test(ctx, scenario=scenario, overrides=overrides)
 
@@ -1056,7 +1051,7 @@ def clone_local_checkout(
     environments: list[str],
     protected: set[str],
     ticket_pattern: str,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> LocalCloneResult:
     """The clone stage on a checkout the user already has.
 

@@ -556,7 +556,11 @@ def check_tree(
 
 
 def _clusters_on_branch(git: GitCli, repo: Path, ref: str) -> list[str]:
-    listing = run(git.command(repo, "ls-tree", "-d", "--name-only", f"{ref}:{fleetrepo.CLUSTERS_DIR}"), check=False)
+    listing = run(
+        git.command(repo, "ls-tree", "-d", "--name-only", f"{ref}:{fleetrepo.CLUSTERS_DIR}"),
+        check=False,
+        timeout_is_retryable=True,  # a read
+    )
     if listing.returncode != 0:
         return []  # no clusters/ directory on that branch
     return [line.strip() for line in listing.stdout.splitlines() if line.strip()]

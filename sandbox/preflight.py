@@ -29,15 +29,14 @@ from sandbox.config import FleetConfig
 from sandbox.drivers.git import GitCli
 from sandbox.errors import InvalidInputError, PermanentError, SandboxError, ToolNotFoundError
 from sandbox.lifecycle import ValidatedRequest, validate_request
-from sandbox.requests import LifecycleRequest
-
-Progress = Callable[[str], None]
+from sandbox.lifecycle_request import LifecycleRequest
+from sandbox.progress import Progress, quiet
+from sandbox.redaction import redact_url
 
 #: Terraform variables fleet-sandbox sets itself: an override would break the sandbox.
 RESERVED_VARIABLES = frozenset({"cluster_name", "simulation_dir"})
 
 _MAJOR_MINOR = re.compile(r"^[0-9]+\.[0-9]+$")
-_URL_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
 
 
 class FleetRepoError(InvalidInputError):
@@ -81,11 +80,6 @@ def check_request(config: FleetConfig, request: LifecycleRequest) -> ValidatedRe
         if check is not None:
             check(key, str(value))
     return validated
-
-
-def redact_url(url: str) -> str:
-    """``url`` without the credentials it may embed (``https://user:token@host`` -> ``https://***@host``)."""
-    return _URL_CREDENTIALS.sub(r"\1***@", url)
 
 
 def _tool(binary: str, setting: str) -> None:
@@ -160,7 +154,7 @@ def preflight(config: FleetConfig, request: LifecycleRequest, git: GitCli, progr
         FleetRepoError: The repository cannot make this sandbox: no default branch, no
             ``clusters/``, no environment directory or module, malformed YAML (exit 2).
     """
-    say = progress or (lambda _: None)
+    say = progress or quiet
     _tool(config.drivers.terraform.binary, "drivers.terraform.binary")
     _tool(config.drivers.git.binary, "drivers.git.binary")
     remote = config.remote_url

@@ -8,6 +8,13 @@ so drivers can be unit-tested on the commands they build.
 Never ``shell=True``. Failures raise :class:`~sandbox.errors.CommandFailedError`
 (or a retryable error chosen by the caller's classifier) carrying a bounded tail
 of stderr, with any registered secret values redacted.
+
+A command that outlives its timeout is killed. Whether trying it again is safe
+depends on the command, so every caller says so (``timeout_is_retryable``): a
+read, or a command whose rerun finds its work done or does it, may be retried;
+one killed half-way through a change (``terraform apply``, a git command
+writing the local repository) may have left that change half made and a lock
+held, and is not retried blindly.
 """
 
 from __future__ import annotations
@@ -83,18 +90,41 @@ def tail(text: str, limit: int = STDERR_TAIL_CHARS) -> str:
     return text if len(text) <= limit else "…" + text[-limit:]
 
 
-def run(command: Command, *, check: bool = True, classify: Classifier | None = None) -> CompletedCommand:
+def _name(command: Command) -> str:
+    """The program and its subcommand (``terraform apply``, ``git commit``), redacted."""
+    words = [Path(command.argv[0]).name]
+    for arg in command.argv[1:3]:
+        if arg.startswith("-"):
+            break
+        words.append(arg)
+    return redact(" ".join(words), command.redact)
+
+
+def run(
+    command: Command,
+    *,
+    timeout_is_retryable: bool,
+    timeout_note: str = "",
+    check: bool = True,
+    classify: Classifier | None = None,
+) -> CompletedCommand:
     """Run ``command`` and return what it produced.
 
     Args:
         command: The command to run.
+        timeout_is_retryable: Whether running the command again after it was killed
+            at its timeout is safe (a read, or a command whose rerun finds its work
+            done or does it). The caller decides, per command.
+        timeout_note: What to check before running it again, when that is not safe
+            (added to the error's message).
         check: Raise when the command exits non-zero.
         classify: Optional hook that maps a failed run to a specific error.
 
     Raises:
         ToolNotFoundError: ``argv[0]`` is not installed.
-        CommandTransientError: The command timed out.
-        CommandFailedError: The command exited non-zero (unless ``classify`` chose another error).
+        CommandTransientError: The command timed out and ``timeout_is_retryable``.
+        CommandFailedError: The command exited non-zero (unless ``classify`` chose another
+            error), or timed out and is not safe to run again blindly.
     """
     env = {**os.environ, **command.env}
     try:
@@ -113,8 +143,13 @@ def run(command: Command, *, check: bool = True, classify: Classifier | None = N
             raise CommandFailedError(f"working directory {command.cwd} does not exist") from exc
         raise ToolNotFoundError(f"{command.argv[0]} is not installed or not on PATH") from exc
     except subprocess.TimeoutExpired as exc:
-        raise CommandTransientError(
-            f"{redact(command.argv[0], command.redact)} timed out after {command.timeout:g}s"
+        what = f"{redact(command.argv[0], command.redact)} timed out after {command.timeout:g}s"
+        if timeout_is_retryable:
+            raise CommandTransientError(what) from exc
+        note = f": {timeout_note}" if timeout_note else ""
+        raise CommandFailedError(
+            f"{_name(command)} in {command.cwd} timed out after {command.timeout:g}s and was killed; "
+            f"not retried, as it may have stopped half-way{note}"
         ) from exc
     done = CompletedCommand(
         command=command,

@@ -43,8 +43,7 @@ from sandbox.drivers.cluster import GITREPOSITORY_API, ClusterDriver, Manifest, 
 from sandbox.errors import PermanentError
 from sandbox.flux import Readiness, not_ready_message, readiness, watch_readiness
 from sandbox.models import SandboxRecord, SandboxStatus, Stage, StageResult, StageStatus
-
-Progress = Callable[[str], None]
+from sandbox.progress import Progress, quiet
 
 #: The directory of the fleet repository an OCI artifact of the platform stack holds
 #: (what ``sandbox release`` packages and the simulated registry serves).
@@ -54,10 +53,6 @@ _KUSTOMIZE_TOOLKIT = "kustomize.toolkit.fluxcd.io/"
 _SOURCE_TOOLKIT = "source.toolkit.fluxcd.io/"
 _KUSTOMIZE_BUILD_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _KUSTOMIZE_REFERENCE_KEYS = ("resources", "components", "bases")
-
-
-def _quiet(_: str) -> None:
-    return None
 
 
 # -- the report ---------------------------------------------------------------------------------
@@ -600,7 +595,7 @@ def validate_checkout(
     config: FleetConfig,
     inputs: ValidationInputs,
     cluster: Callable[[], ClusterDriver],
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> ValidationReport:
     """Validate a sandbox whose branch is checked out in ``repo``; never raises for what it finds.
 

@@ -15,8 +15,8 @@ from pydantic import BaseModel, Field
 from sandbox.config import FleetConfig, load_config
 from sandbox.errors import ConflictError, SandboxError
 from sandbox.lifecycle import SandboxContext, Secrets
+from sandbox.lifecycle_request import SandboxChange
 from sandbox.models import Stage, StageResult
-from sandbox.requests import SandboxChange
 from sandbox.wiring import build_drivers, open_inventory
 
 #: Bump when a stage's result shape changes, so old checkpoints are not reused.

@@ -39,9 +39,9 @@ import pytest
 from sandbox.config import load_config
 from sandbox.demo import prepare_demo
 from sandbox.inventory import Inventory, utcnow
+from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.locks import lock_name, note_name
 from sandbox.models import SandboxKind, SandboxRecord, SandboxStatus
-from sandbox.requests import LifecycleRequest
 from tests.conftest import EXAMPLE_REPO
 from tests.integration.reliability_support import cli_env, edit_config, records, remote_branches
 from tests.integration.sandbox_cli import BIN, error_line

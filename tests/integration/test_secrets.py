@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from sandbox.demo import DEMO_SANDBOX, prepare_demo
-from tests.github_api_server import GitHubApiServer, running_github_api
+from tests.fakes.github_api_server import GitHubApiServer, running_github_api
 from tests.integration.reliability_support import cli_env, edit_config
 from tests.integration.sandbox_cli import BIN, error_line
 

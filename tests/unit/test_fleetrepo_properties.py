@@ -30,8 +30,8 @@ from sandbox.config import FleetConfig
 from sandbox.drivers.git import GitCli
 from sandbox.errors import InvalidInputError
 from sandbox.lifecycle import SandboxContext, clone, promote, register, validate_request
+from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.models import SandboxStatus, Stage
-from sandbox.requests import LifecycleRequest
 from sandbox.wiring import build_drivers, open_inventory
 from tests.hypothesis_profiles import property_settings
 

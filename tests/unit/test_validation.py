@@ -114,7 +114,7 @@ def fleet(tmp_path: Path) -> Fleet:
     git.init_repo(checkout, str(remote))
     git.commit_all(checkout, "fleet repository")
     git.push(checkout, "main")
-    git._git(checkout, "fetch", "--quiet", "origin")
+    git._git(checkout, "fetch", "--quiet", "origin", timeout_is_retryable=True)
     # What the clone and bootstrap stages leave on the sandbox branch.
     git.checkout(checkout, BRANCH, start="main")
     clone_into_checkout(checkout, source_env="development", name=SANDBOX, retarget_from="main", retarget_to=BRANCH)
