@@ -42,6 +42,7 @@ import semver
 from pydantic import BaseModel, Field, ValidationError
 from ruamel.yaml.comments import CommentedMap
 
+from sandbox import paths
 from sandbox.config import EnvironmentConfig, FleetConfig, TrackingKind
 from sandbox.drivers.git import GitCli
 from sandbox.drivers.git_hosting import GitHosting, PullRequest
@@ -335,7 +336,7 @@ def platform_file(environment: EnvironmentConfig) -> str:
 def read_platform_source(repo: Path, environment: EnvironmentConfig) -> PlatformSource | None:
     """The platform source of ``environment`` in a checkout (``None`` when absent)."""
     file = platform_file(environment)
-    path = repo / file
+    path = paths.inside(repo, file)
     if not path.is_file():
         return None
     return parse_platform_source(path.read_text(encoding="utf-8"), file=file)
@@ -578,7 +579,8 @@ def publish_artifact(ctx: ReleaseContext, tagged: TaggedRelease) -> PublishedRel
                 warnings=tagged.warnings,
             )
         ctx.git.reset_hard(repo, tagged.commit)
-        content = repo / PLATFORM_DIR
+        # Links are not packaged (see build_flux_tarball); the directory itself must not lead outside.
+        content = paths.inside(repo, PLATFORM_DIR)
         if not content.is_dir():
             raise ReleaseError(f"{version} ({tagged.commit[:12]}) has no {PLATFORM_DIR}/ directory to package")
         artifact = FluxArtifact(
@@ -1066,7 +1068,7 @@ def propose_source_change(
             ctx.git.checkout(repo, branch)
         else:
             ctx.git.checkout(repo, branch, start=f"origin/{ctx.default_branch}")
-        target = repo / file
+        target = paths.inside(repo, file)
         text = target.read_text(encoding="utf-8")
 
         def is_source(doc: CommentedMap) -> bool:
