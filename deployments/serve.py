@@ -243,7 +243,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Start (or reuse) the server, then serve the deployments until interrupted."""
+    """Start (or reuse) the server, then serve the deployments until interrupted.
+
+    The process is hardened first (umask 077, redacted logs): the flow runs it
+    starts inherit the umask.
+    """
+    from sandbox.hardening import harden_process
+    from sandbox.redaction import redact
+
+    harden_process()
     args = _parser().parse_args(argv)
     home = args.home.resolve()
     config_path = args.config or (Path("fleet.yaml") if Path("fleet.yaml").is_file() else None)
@@ -273,14 +281,14 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.suppress(KeyboardInterrupt):
                 serve_until_stopped(deployments, args.limit)
     except ServeError as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"error: {redact(' '.join(str(exc).split()))}", file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - one line for config and entrypoint errors, no traceback
         from sandbox.errors import SandboxError
 
         if not isinstance(exc, SandboxError | OSError | ValueError):
             raise
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"error: {redact(' '.join(str(exc).split()))}", file=sys.stderr)
         return 1
     return 0
 

@@ -22,6 +22,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from sandbox import migrations
 from sandbox.errors import PermanentError, RetryableError
+from sandbox.redaction import register_url_credentials
 
 #: Words in a driver's message that mean "try again later" (a lock, a database down or restarting).
 BUSY_MARKS = ("locked", "could not connect", "connection failed", "connection refused", "timeout", "timed out")
@@ -32,7 +33,8 @@ _MIGRATED_LOCK = threading.Lock()
 
 
 def redacted_url(url: str) -> str:
-    """``url`` without its password, for messages."""
+    """``url`` without its password, for messages (the password is registered for every redaction too)."""
+    register_url_credentials(url)
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:

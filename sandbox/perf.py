@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, field_serializer
 
 from sandbox.config import FleetConfig, PerformanceConfig
 from sandbox.errors import InvalidInputError, PermanentError
+from sandbox.redaction import redact_url
 from sandbox.requests import SandboxChange
 
 GeneratorType = Literal["http", "locust", "kubernetes-job"]
@@ -53,16 +53,6 @@ class LoadOverrides(BaseModel):
     duration_seconds: float | None = Field(default=None, gt=0, description="How long the load runs")
     target_url: str | None = Field(default=None, description="URL to load instead of the scenario's")
     generator: GeneratorType | None = Field(default=None, description="Load generator instead of the configured one")
-
-
-def redact_url(url: str | None) -> str | None:
-    """``url`` without credentials (``https://user:secret@host/`` -> ``https://***@host/``)."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 class ScenarioSettings(BaseModel):

@@ -26,11 +26,11 @@ from sandbox.perf import (
     LoadOverrides,
     ScenarioSettings,
     compare,
-    redact_url,
     render_table,
     resolve_scenario,
 )
 from sandbox.perfstore import PerfStore
+from sandbox.redaction import redact_url
 
 if TYPE_CHECKING:
     from sandbox.drivers.cluster import ClusterDriver

@@ -30,6 +30,7 @@ from sandbox.drivers.git import GitCli
 from sandbox.errors import InvalidInputError, PermanentError, SandboxError, ToolNotFoundError
 from sandbox.lifecycle import ValidatedRequest, validate_request
 from sandbox.paths import OutsideRepositoryError
+from sandbox.redaction import redact_url
 from sandbox.requests import LifecycleRequest
 
 Progress = Callable[[str], None]
@@ -38,7 +39,6 @@ Progress = Callable[[str], None]
 RESERVED_VARIABLES = frozenset({"cluster_name", "simulation_dir"})
 
 _MAJOR_MINOR = re.compile(r"^[0-9]+\.[0-9]+$")
-_URL_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
 
 
 class FleetRepoError(InvalidInputError):
@@ -82,11 +82,6 @@ def check_request(config: FleetConfig, request: LifecycleRequest) -> ValidatedRe
         if check is not None:
             check(key, str(value))
     return validated
-
-
-def redact_url(url: str) -> str:
-    """``url`` without the credentials it may embed (``https://user:token@host`` -> ``https://***@host``)."""
-    return _URL_CREDENTIALS.sub(r"\1***@", url)
 
 
 def _tool(binary: str, setting: str) -> None:

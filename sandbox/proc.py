@@ -7,7 +7,10 @@ so drivers can be unit-tested on the commands they build.
 
 Never ``shell=True``. Failures raise :class:`~sandbox.errors.CommandFailedError`
 (or a retryable error chosen by the caller's classifier) carrying a bounded tail
-of stderr, with any registered secret values redacted.
+of stderr. What a command prints is redacted before anyone sees it: the
+command's own secrets (:attr:`Command.redact`) and every secret the process
+knows (:mod:`sandbox.redaction`) -- a tool may print a secret it was never given
+on its command line (terraform echoing state, any tool dumping its environment).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from sandbox.errors import (
     SandboxError,
     ToolNotFoundError,
 )
+from sandbox.redaction import redact as _redact
 
 #: How many characters of stderr an error message carries at most.
 STDERR_TAIL_CHARS = 600
@@ -69,12 +73,9 @@ class CompletedCommand:
 Classifier = Callable[[CompletedCommand], SandboxError | None]
 
 
-def redact(text: str, secrets: Sequence[str]) -> str:
-    """Replace every non-empty secret value in ``text`` with ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+def redact(text: str, secrets: Sequence[str] = ()) -> str:
+    """``text`` with ``secrets`` and every registered secret (:mod:`sandbox.redaction`) replaced by ``***``."""
+    return _redact(text, secrets)
 
 
 def tail(text: str, limit: int = STDERR_TAIL_CHARS) -> str:

@@ -56,6 +56,7 @@ from sandbox.drivers.registry import (
 )
 from sandbox.errors import ConfigError, ConflictError, InvalidInputError, PermanentError, SandboxError
 from sandbox.proc import run
+from sandbox.redaction import register_basic_auth
 from sandbox.versions import Bump, next_version, parse_constraint, parse_tag, resolve
 from sandbox.wiring import build_drivers
 from sandbox.yamledit import iter_objects, load_documents, set_scalar
@@ -380,6 +381,8 @@ def registry_credentials(
     env = os.environ if environ is None else environ
     username = env.get(settings.username_env) or None
     secret = password or env.get(settings.password_env) or None
+    # The password, and the basic-auth header it travels in, are redacted from everything from now on.
+    register_basic_auth(username, secret)
     if username is None and secret is None:
         return None
     if username is None or secret is None:

@@ -16,6 +16,7 @@ from sandbox.drivers.git_hosting import GitHosting, GitHubHosting, LocalGitHosti
 from sandbox.drivers.terraform import PythonTerraformDriver, TerraformDriver, TerraformOutput, public_outputs
 from sandbox.errors import ConfigError
 from sandbox.inventory import Inventory
+from sandbox.redaction import register_kubeconfig, register_secret
 
 
 @dataclass
@@ -74,6 +75,7 @@ def build_hosting(config: FleetConfig, git: GitCli, *, github_token: str | None 
             raise ConfigError("drivers.git_hosting.repository is required for type github")
         token = github_token or os.environ.get(hosting_cfg.token_env)
         if token:
+            register_secret(token)
             return GitHubHosting(hosting_cfg.api_url, hosting_cfg.repository, token)
         web_url = hosting_cfg.web_url or github_web_url(hosting_cfg.api_url, hosting_cfg.repository)
         return LocalGitHosting(directory, web_url=web_url, manual=True, remote=remote, git=git)
@@ -144,6 +146,8 @@ def kubeconfig_from_outputs(config: FleetConfig, outputs: Mapping[str, Terraform
     output = outputs.get(name)
     if output is None or not output.value:
         raise ConfigError(_missing_kubeconfig(name))
+    # Its keys, certificates and tokens are secrets wherever they show up, alone or together.
+    register_kubeconfig(str(output.value))
     if not output.sensitive:
         raise ConfigError(_unmarked_kubeconfig(name))
     return str(output.value)

@@ -23,7 +23,6 @@ import uuid
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel, Field
 
 from sandbox.config import load_config
@@ -45,7 +44,7 @@ from sandbox.perfrun import preflight, reports_dir
 from sandbox.perfstore import PerfRunStatus, PerfStore
 from sandbox.requests import LifecycleRequest
 from sandbox.wiring import build_drivers, open_inventory, sandbox_state_dir
-from tasks.common import resolve_secret
+from tasks.common import create_markdown_artifact, create_table_artifact, resolve_secret
 
 #: Longest source-environment part of a performance sandbox's name.
 _SOURCE_IN_NAME = 20

@@ -5,11 +5,10 @@ from __future__ import annotations
 import re
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact
 
 from sandbox.drivers.terraform import PlanSummary
 from sandbox.models import Stage, StageResult
-from tasks.common import STAGE_TASK_OPTIONS, StageRequest, run_stage, stage_cache_key
+from tasks.common import STAGE_TASK_OPTIONS, StageRequest, create_markdown_artifact, run_stage, stage_cache_key
 
 
 def artifact_key(*parts: str) -> str:

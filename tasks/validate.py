@@ -6,7 +6,6 @@ Both publish the report as a table artifact (``validation-<sandbox>``), whatever
 from __future__ import annotations
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from sandbox.config import load_config
@@ -18,6 +17,7 @@ from tasks.common import (
     RETRY_DELAYS,
     STAGE_TASK_OPTIONS,
     StageRequest,
+    create_table_artifact,
     retry_if_retryable,
     run_stage,
     stage_cache_key,

@@ -23,7 +23,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
@@ -42,6 +42,7 @@ from sandbox.errors import (
     StateLockedError,
 )
 from sandbox.proc import STDERR_TAIL_CHARS, Command, CompletedCommand, run, tail
+from sandbox.redaction import register_kubeconfig, register_secrets
 
 #: The plan file :meth:`PythonTerraformDriver.plan` saves in the working
 #: directory. Hidden, so it is never mistaken for part of the module copy.
@@ -699,17 +700,23 @@ class PythonTerraformDriver:
         workdir = Path(workdir)
         text, secrets = variables_json(variables)
         secrets = secrets + self.sensitive_values(workdir)
-        if plan is None:
-            with _var_file(text) as var_file:
-                run(self.apply_command(workdir, var_file=var_file, redact=secrets), classify=classify)
-        else:
-            if not plan.plan_file:
-                raise InvalidInputError("the plan to apply was not saved to a file")
-            try:
-                run(self.apply_command(workdir, plan_file=plan.plan_file, redact=secrets), classify=classify)
-            finally:
-                # Used (or stale) either way, and it holds every variable's value.
-                Path(plan.plan_file).unlink(missing_ok=True)
+        try:
+            if plan is None:
+                with _var_file(text) as var_file:
+                    run(self.apply_command(workdir, var_file=var_file, redact=secrets), classify=classify)
+            else:
+                if not plan.plan_file:
+                    raise InvalidInputError("the plan to apply was not saved to a file")
+                try:
+                    run(self.apply_command(workdir, plan_file=plan.plan_file, redact=secrets), classify=classify)
+                finally:
+                    # Used (or stale) either way, and it holds every variable's value.
+                    Path(plan.plan_file).unlink(missing_ok=True)
+        except SandboxError:
+            # A failed apply may have created credentials before it failed (and printed
+            # them): registered now, they are redacted wherever the error's text goes.
+            self.sensitive_values(workdir)
+            raise
         return self.outputs(workdir)
 
     def outputs(self, workdir: Path) -> dict[str, TerraformOutput]:
@@ -723,10 +730,12 @@ class PythonTerraformDriver:
             document = json.loads(done.stdout or "{}")
         except json.JSONDecodeError as exc:
             raise TerraformError(f"terraform output -json in {workdir} printed no JSON") from exc
-        return {
+        outputs = {
             name: TerraformOutput(value=item.get("value"), sensitive=bool(item.get("sensitive", False)))
             for name, item in document.items()
         }
+        _register_sensitive(outputs.values())
+        return outputs
 
     def sensitive_values(self, workdir: Path) -> tuple[str, ...]:
         """The string values of the sensitive outputs in the current state (for redaction).
@@ -746,6 +755,11 @@ class PythonTerraformDriver:
         for item in document.values():
             if isinstance(item, dict) and item.get("sensitive"):
                 found.extend(_strings(item.get("value")))
+        _register_sensitive(
+            TerraformOutput(value=item.get("value"), sensitive=True)
+            for item in document.values()
+            if isinstance(item, dict) and item.get("sensitive")
+        )
         return tuple(sorted({v for v in found if v}, key=len, reverse=True))
 
     def destroy(self, workdir: Path, variables: Mapping[str, Any]) -> None:
@@ -807,6 +821,16 @@ class PythonTerraformDriver:
 
 
 # -- helpers ---------------------------------------------------------------------------
+
+
+def _register_sensitive(outputs: Iterable[TerraformOutput]) -> None:
+    """Register every sensitive output's strings for redaction; a kubeconfig also by its parts."""
+    for output in outputs:
+        if not output.sensitive:
+            continue
+        register_secrets(_strings(output.value))
+        if isinstance(output.value, str) and "users:" in output.value:
+            register_kubeconfig(output.value)
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -908,6 +932,7 @@ def variables_json(variables: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
         if not _VARIABLE_NAME.match(name):
             raise InvalidInputError(f"invalid terraform variable name {name!r}")
         document[name] = _plain_value(value, secrets)
+    register_secrets(secrets)
     return json.dumps(document, indent=2, sort_keys=True), tuple(s for s in secrets if s)
 
 
