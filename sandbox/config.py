@@ -13,12 +13,14 @@ from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from sandbox import redaction
 from sandbox.errors import ConfigError, InvalidInputError
+from sandbox.hardening import check_credentials_transport
 
 DEFAULT_CONFIG_PATH = Path("fleet.yaml")
 
@@ -839,4 +841,10 @@ def load_config(path: str | Path = DEFAULT_CONFIG_PATH) -> FleetConfig:
             )
         ) from None
     register_configured_secrets(config)
+    remote = urlsplit(config.fleet_repo.remote) if "://" in config.fleet_repo.remote else None
+    if remote is not None and (remote.password or (remote.username and remote.scheme == "http")):
+        try:
+            check_credentials_transport(config.fleet_repo.remote, "fleet_repo.remote")
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
     return config

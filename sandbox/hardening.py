@@ -1,16 +1,59 @@
-"""What every entry point of the product sets up first.
+"""What every entry point of the product sets up, and the transport rule for credentials.
 
 Entry points (the ``sandbox`` CLI, every flow, the served deployments) call
 :func:`harden_process` first: :func:`sandbox.redaction.install_log_redaction` on
 the product's and Prefect's loggers, so no log record leaves the process with a
 secret in it.
+
+:func:`check_credentials_transport` refuses to send a token over plain HTTP to
+anything but this machine.
 """
 
 from __future__ import annotations
 
-from sandbox.redaction import install_log_redaction
+import ipaddress
+from urllib.parse import urlsplit
+
+from sandbox.errors import ConfigError
+from sandbox.redaction import install_log_redaction, redact_url
+
+#: Host names that stay on this machine (tests and local registries run there).
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
 def harden_process() -> None:
     """Redacted logs for this process (idempotent; see the module docstring)."""
     install_log_redaction()
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` names this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
+    if not host:
+        return False
+    name = host.strip("[]").lower()
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def check_credentials_transport(url: str, setting: str, *, plain_http: bool | None = None) -> None:
+    """Refuse a plain-HTTP URL that a token or password would be sent to, unless it is this machine.
+
+    Args:
+        url: Where the credential would go.
+        setting: The configuration key naming ``url``, for the message.
+        plain_http: Whether the connection is plain HTTP; ``None``: from the URL's scheme.
+
+    Raises:
+        ConfigError: Plain HTTP to another machine (exit 2, nothing sent).
+    """
+    parts = urlsplit(url if "://" in url else f"//{url}")
+    insecure = parts.scheme == "http" if plain_http is None else plain_http
+    if insecure and not is_loopback(parts.hostname):
+        raise ConfigError(
+            f"{setting} {redact_url(url)} is plain HTTP: refusing to send credentials in clear text "
+            "(use https; plain HTTP is only allowed to this machine)"
+        )

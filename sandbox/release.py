@@ -55,6 +55,7 @@ from sandbox.drivers.registry import (
     validate_tag,
 )
 from sandbox.errors import ConfigError, ConflictError, InvalidInputError, PermanentError, SandboxError
+from sandbox.hardening import check_credentials_transport
 from sandbox.proc import run
 from sandbox.redaction import register_basic_auth
 from sandbox.versions import Bump, next_version, parse_constraint, parse_tag, resolve
@@ -376,7 +377,8 @@ def registry_credentials(
         ``None`` when neither username nor password is set (the docker config then applies).
 
     Raises:
-        ConfigError: Only one of username and password is set (names the variables, not values).
+        ConfigError: Only one of username and password is set (names the variables, not values),
+            or they would be sent over plain HTTP (``insecure``) to another machine.
     """
     env = os.environ if environ is None else environ
     username = env.get(settings.username_env) or None
@@ -388,6 +390,7 @@ def registry_credentials(
     if username is None or secret is None:
         missing = settings.username_env if username is None else f"{settings.password_env} (or the Secret block)"
         raise ConfigError(f"registry credentials are incomplete: {missing} is not set")
+    check_credentials_transport(settings.url, "the registry", plain_http=settings.insecure)
     return RegistryCredentials(username=username, password=secret)
 
 

@@ -17,14 +17,16 @@ import pytest
 import yaml
 
 from sandbox import redaction
-from sandbox.config import load_config
+from sandbox.config import FleetConfig, load_config
 from sandbox.demo import demo_config
 from sandbox.drivers.git_hosting import GitHostingError, GitHubHosting
-from sandbox.errors import CommandFailedError, PermanentError, SandboxError
+from sandbox.errors import CommandFailedError, ConfigError, PermanentError, SandboxError
+from sandbox.hardening import check_credentials_transport, is_loopback
 from sandbox.inventory import Inventory, utcnow
 from sandbox.models import SandboxKind, SandboxRecord, SandboxStatus, Stage
 from sandbox.proc import Command, run
 from sandbox.redaction import MASK, RedactingFilter, redact, redact_url
+from sandbox.wiring import build_hosting
 from tests.github_api_server import running_github_api
 
 PEM = (
@@ -163,6 +165,28 @@ def test_a_git_host_echoing_the_authorization_header_never_shows_the_token() -> 
             hosting.open_pull_request(head="OPS-1-x", base="main", title="t", body="b")
     message = str(raised.value)
     assert "Bad credentials" in message and f"Bearer {MASK}" in message and token not in message
+
+
+def _config(tmp_path: Path, **hosting: str) -> FleetConfig:
+    raw = demo_config(tmp_path)
+    raw["drivers"]["git_hosting"] = {"type": "github", "repository": "example-org/fleet-infra", **hosting}  # type: ignore[index]
+    return FleetConfig.model_validate({**raw, "base_dir": tmp_path})
+
+
+def test_a_token_is_never_sent_over_plain_http_but_to_this_machine(tmp_path: Path) -> None:
+    from sandbox.drivers.git import GitCli
+
+    plain = _config(tmp_path, api_url="http://api.github.example.test")
+    with pytest.raises(ConfigError, match=r"drivers.git_hosting.api_url http://api.github.example.test is plain HTTP"):
+        build_hosting(plain, GitCli(), github_token="ghp_plainHttpToken0123456789")
+    assert build_hosting(_config(tmp_path, api_url="http://127.0.0.1:9"), GitCli(), github_token="ghp_loopback123")
+    assert build_hosting(_config(tmp_path), GitCli(), github_token="ghp_httpsToken0123456")
+    build_hosting(plain, GitCli(), github_token=None)  # no token, nothing sent: the manual pull request
+    assert is_loopback("127.0.0.2") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("10.0.0.1") and not is_loopback("example.test") and not is_loopback(None)
+    check_credentials_transport("oci://registry.example.test/x", "the registry", plain_http=False)
+    with pytest.raises(ConfigError, match="the registry oci://registry.example.test/x is plain HTTP"):
+        check_credentials_transport("oci://registry.example.test/x", "the registry", plain_http=True)
 
 
 def test_a_configuration_registers_the_secrets_it_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
