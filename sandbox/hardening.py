@@ -1,9 +1,15 @@
 """What every entry point of the product sets up, and the transport rule for credentials.
 
 Entry points (the ``sandbox`` CLI, every flow, the served deployments) call
-:func:`harden_process` first: :func:`sandbox.redaction.install_log_redaction` on
-the product's and Prefect's loggers, so no log record leaves the process with a
-secret in it.
+:func:`harden_process` first:
+
+* **private files** -- the process umask becomes ``077``, so everything the
+  product and the tools it runs create (terraform state and its backup, which hold
+  cluster credentials; the inventory database; checkouts, results, reports) is
+  ``0600`` in ``0700`` directories. Set here, never assumed from the user's shell
+  or the worker's service manager.
+* **redacted logs** -- :func:`sandbox.redaction.install_log_redaction` on the
+  product's and Prefect's loggers.
 
 :func:`check_credentials_transport` refuses to send a token over plain HTTP to
 anything but this machine.
@@ -12,18 +18,49 @@ anything but this machine.
 from __future__ import annotations
 
 import ipaddress
+import os
+import stat
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from sandbox.errors import ConfigError
 from sandbox.redaction import install_log_redaction, redact_url
+
+#: The umask of every product process: no group or other permission on anything it creates.
+PRIVATE_UMASK = 0o077
 
 #: Host names that stay on this machine (tests and local registries run there).
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
 def harden_process() -> None:
-    """Redacted logs for this process (idempotent; see the module docstring)."""
+    """Private files and redacted logs for this process (idempotent; see the module docstring)."""
+    os.umask(PRIVATE_UMASK)
     install_log_redaction()
+
+
+def private_directory(path: Path) -> Path:
+    """Make ``path`` (and missing parents) a directory only its owner can enter, whatever the umask.
+
+    An existing directory made by an earlier version (``0755``) is tightened too.
+
+    Returns:
+        ``path``.
+    """
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if stat.S_IMODE(path.stat().st_mode) & 0o077:
+        path.chmod(stat.S_IMODE(path.stat().st_mode) & 0o700)
+    return path
+
+
+def private_file(path: Path) -> None:
+    """Take group and other permissions off an existing file (a secret store made by an earlier version)."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if mode & 0o077:
+        path.chmod(mode & 0o700)
 
 
 def is_loopback(host: str | None) -> bool:

@@ -41,6 +41,7 @@ from sandbox.errors import (
     SandboxError,
     StateLockedError,
 )
+from sandbox.hardening import private_directory, private_file
 from sandbox.proc import STDERR_TAIL_CHARS, Command, CompletedCommand, run, tail
 from sandbox.redaction import register_kubeconfig, register_secrets
 
@@ -629,7 +630,9 @@ class PythonTerraformDriver:
         _check_workspace_name(workspace)
         if not module_dir.is_dir() or not any(_is_config(p) for p in module_dir.iterdir()):
             raise InvalidInputError(f"terraform module {module_dir} holds no .tf files")
-        workdir.mkdir(parents=True, exist_ok=True)
+        # The state (and its backup) hold cluster credentials: only the owner may read them,
+        # also where an earlier version left them readable.
+        private_state(workdir)
         marker = workdir / WORKDIR_MARKER
         if {entry.name for entry in workdir.iterdir()} <= {".terraform"}:
             # Brand new (at most a .terraform left by a failed init): Terraform
@@ -775,6 +778,10 @@ class PythonTerraformDriver:
         secrets = secrets + self.sensitive_values(workdir)
         with _var_file(text) as var_file:
             run(self.destroy_command(workdir, var_file, redact=secrets), classify=classify)
+        # The backup is the state before the destroy: the credentials of a cluster that is
+        # gone, kept on disk for nothing. The emptied state itself stays (terraform's record).
+        workspace = run(self.command(workdir, "workspace show"), classify=classify).stdout.strip()
+        state_backup(workdir, workspace).unlink(missing_ok=True)
 
     def has_state(self, workdir: Path, workspace: str) -> bool:
         """Whether ``workspace`` tracks any resource (``state list``).
@@ -843,6 +850,33 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(item)
     elif isinstance(value, str) and len(value) >= 4:
         yield value
+
+
+def state_backup(workdir: Path, workspace: str) -> Path:
+    """Where the local backend keeps ``workspace``'s ``terraform.tfstate.backup`` in ``workdir``."""
+    if workspace == "default":
+        return workdir / "terraform.tfstate.backup"
+    return workdir / "terraform.tfstate.d" / workspace / "terraform.tfstate.backup"
+
+
+def private_state(workdir: Path) -> None:
+    """Make a working directory and the terraform state in it private to the owner.
+
+    The directory and every workspace directory become ``0700``, every state file
+    and backup ``0600``; new ones are made so by the process umask
+    (:func:`sandbox.hardening.harden_process`). This covers what an earlier run
+    (or a process without that umask) left readable.
+    """
+    private_directory(workdir)
+    workspaces = workdir / "terraform.tfstate.d"
+    if workspaces.is_dir():
+        private_directory(workspaces)
+        for directory in workspaces.iterdir():
+            if directory.is_dir() and not directory.is_symlink():
+                private_directory(directory)
+    for state in [*workdir.glob("terraform.tfstate*"), *workspaces.glob("*/terraform.tfstate*")]:
+        if state.is_file() and not state.is_symlink():
+            private_file(state)
 
 
 def _check_workspace_name(workspace: str) -> None:

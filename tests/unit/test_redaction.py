@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import os
 import pickle
+import stat
 import sys
 from pathlib import Path
 
@@ -18,11 +20,13 @@ import yaml
 
 from sandbox import redaction
 from sandbox.config import FleetConfig, load_config
+from sandbox.database import open_engine
 from sandbox.demo import demo_config
 from sandbox.drivers.git_hosting import GitHostingError, GitHubHosting
+from sandbox.drivers.terraform import private_state
 from sandbox.errors import CommandFailedError, ConfigError, PermanentError, SandboxError
-from sandbox.hardening import check_credentials_transport, is_loopback
-from sandbox.inventory import Inventory, utcnow
+from sandbox.hardening import check_credentials_transport, is_loopback, private_directory, private_file
+from sandbox.inventory import Inventory, InventoryError, utcnow
 from sandbox.models import SandboxKind, SandboxRecord, SandboxStatus, Stage
 from sandbox.proc import Command, run
 from sandbox.redaction import MASK, RedactingFilter, redact, redact_url
@@ -221,3 +225,41 @@ def test_the_inventory_stores_no_secret(tmp_path: Path) -> None:
     finally:
         inventory.close()
     assert b"inv-secret-0d9f3b6a" not in (tmp_path / "inventory.db").read_bytes()
+
+
+# -- private files (item 3) ---------------------------------------------------------------------
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_inventory_file_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        open_engine(f"sqlite:///{tmp_path / 'new' / 'inventory.db'}", InventoryError).dispose()
+        existing = tmp_path / "old.db"
+        existing.write_bytes(b"")
+        existing.chmod(0o644)
+        open_engine(f"sqlite:///{existing}", InventoryError).dispose()
+    finally:
+        os.umask(old)
+    assert _mode(tmp_path / "new" / "inventory.db") == 0o600
+    assert _mode(tmp_path / "new") == 0o700
+    assert _mode(existing) == 0o600
+
+
+def test_existing_terraform_state_is_made_private(tmp_path: Path) -> None:
+    workdir = tmp_path / "terraform"
+    workspace = workdir / "terraform.tfstate.d" / "sandbox-a"
+    workspace.mkdir(parents=True, mode=0o755)
+    for path in (workspace / "terraform.tfstate", workspace / "terraform.tfstate.backup", workdir / "main.tf"):
+        path.write_text("{}")
+        path.chmod(0o644)
+    workdir.chmod(0o755)
+    private_state(workdir)
+    assert _mode(workdir) == 0o700 and _mode(workspace) == 0o700 and _mode(workspace.parent) == 0o700
+    assert _mode(workspace / "terraform.tfstate") == 0o600 and _mode(workspace / "terraform.tfstate.backup") == 0o600
+    private_directory(tmp_path / "x" / "y")
+    assert _mode(tmp_path / "x" / "y") == 0o700
+    private_file(tmp_path / "missing")  # nothing to do
