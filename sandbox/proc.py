@@ -7,10 +7,11 @@ so drivers can be unit-tested on the commands they build.
 
 Never ``shell=True``. Failures raise :class:`~sandbox.errors.CommandFailedError`
 (or a retryable error chosen by the caller's classifier) carrying a bounded tail
-of stderr. What a command prints is redacted before anyone sees it: the
-command's own secrets (:attr:`Command.redact`) and every secret the process
-knows (:mod:`sandbox.redaction`) -- a tool may print a secret it was never given
-on its command line (terraform echoing state, any tool dumping its environment).
+of stderr. The command's own secrets (:attr:`Command.redact`) are masked in what
+it printed; every other secret the process knows (:mod:`sandbox.redaction`) is
+masked where the text leaves the process -- the error made from it, a log line --
+and not in the data returned here: a caller parses ``terraform output -json``, and
+a masked value there would be a wrong value, not a safe one.
 """
 
 from __future__ import annotations
@@ -78,9 +79,21 @@ def redact(text: str, secrets: Sequence[str] = ()) -> str:
     return _redact(text, secrets)
 
 
+def _mask(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with each of a command's own ``secrets`` replaced by ``***`` (the registry is not applied)."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
 def tail(text: str, limit: int = STDERR_TAIL_CHARS) -> str:
-    """The last ``limit`` characters of ``text``, stripped, on one line."""
-    text = " ".join(text.strip().split())
+    """The last ``limit`` characters of ``text``, stripped, on one line, redacted.
+
+    Redacted before it is cut: a secret across the cut would otherwise leave a
+    piece of itself that no registered form matches.
+    """
+    text = " ".join(redact(text).strip().split())
     return text if len(text) <= limit else "…" + text[-limit:]
 
 
@@ -120,8 +133,8 @@ def run(command: Command, *, check: bool = True, classify: Classifier | None = N
     done = CompletedCommand(
         command=command,
         returncode=proc.returncode,
-        stdout=redact(proc.stdout, command.redact),
-        stderr=redact(proc.stderr, command.redact),
+        stdout=_mask(proc.stdout, command.redact),
+        stderr=_mask(proc.stderr, command.redact),
     )
     if check and proc.returncode != 0:
         specific = classify(done) if classify else None
