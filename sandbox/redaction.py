@@ -17,7 +17,8 @@ process-wide registry of every secret value the product holds:
 * **redacting** -- :func:`redact` replaces every registered form with ``***``.
   It is applied by :class:`~sandbox.errors.SandboxError` (its message, ``str``,
   ``repr`` and pickled form: what Prefect turns into state messages, logs and
-  persisted results), :func:`sandbox.proc.run` (every external command's output),
+  persisted results), :func:`sandbox.proc.tail` (what an external command printed,
+  as errors quote it; the output a caller parses is data and stays as it is),
   :class:`RedactingFilter` (every log record of the product's and Prefect's
   loggers, so the run logger and the API log handler only see redacted text), the
   CLI's printer and the inventory's stored errors.
