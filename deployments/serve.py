@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deployments.spec import PREFECT_YAML, PROJECT_ROOT, DeploymentSpec, load_deployments
+from sandbox.hardening import harden_process
+from sandbox.redaction import redact
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
@@ -254,7 +256,11 @@ def main(argv: list[str] | None = None) -> int:
     runner has put its own handler in place: a SIGTERM while the server was
     starting or the deployments were being loaded and registered used to end
     this process at once, leaving the server it started running.
+
+    The process is hardened first (umask 077, redacted logs): the flow runs it
+    starts inherit the umask.
     """
+    harden_process()
     args = _parser().parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -295,14 +301,14 @@ def _serve(args: argparse.Namespace) -> int:
             with contextlib.suppress(KeyboardInterrupt):
                 serve_until_stopped(deployments, args.limit)
     except ServeError as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"error: {redact(' '.join(str(exc).split()))}", file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - one line for config and entrypoint errors, no traceback
         from sandbox.errors import SandboxError
 
         if not isinstance(exc, SandboxError | OSError | ValueError):
             raise
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"error: {redact(' '.join(str(exc).split()))}", file=sys.stderr)
         return 1
     return 0
 

@@ -18,6 +18,7 @@ from prefect.states import State
 from pydantic import BaseModel, Field
 
 from sandbox.errors import SandboxError
+from sandbox.hardening import harden_process
 from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.models import STAGE_ORDER, Stage, StageResult
 from sandbox.rollback import should_roll_back
@@ -125,6 +126,7 @@ def sandbox_lifecycle(request: LifecycleRequest, resume: bool = False) -> Lifecy
     Returns:
         Each stage with its outcome (executed, cached or already completed).
     """
+    harden_process()  # private files and redacted logs, wherever this flow runs
     logger = get_run_logger()
     check_request_task(request)  # before the lock: its name comes from the request
     with sandbox_lock(request.name, log=logger.info):

@@ -37,6 +37,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from sandbox import fleetrepo
 from sandbox.config import FleetConfig
 from sandbox.drivers.git import GitCli
 from sandbox.drivers.terraform import PlanSummary, TerraformDriver, public_outputs
@@ -331,9 +332,7 @@ def align_environment(
     shown = ", ".join(f"{k}={v}" for k, v in overrides.items())
     progress(f"aligning {environment} with {promotion.sandbox}'s overrides: {shown}")
     repo = checkout_default_branch(git, config, environment_dir(config, environment) / "repo")
-    module_dir = repo / env.terraform.module
-    if not module_dir.is_dir():
-        raise InvalidInputError(f"terraform module {env.terraform.module!r} not found in the fleet repository")
+    module_dir = fleetrepo.module_dir(repo, env.terraform.module)
     workdir = environment_terraform_dir(config, environment)
     # Look before selecting: selecting a missing workspace would create it.
     terraform.prepare(workdir, module_dir, workspace="default")

@@ -49,7 +49,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field
 
-from sandbox import fleetrepo
+from sandbox import fleetrepo, paths
 from sandbox.config import FleetConfig
 from sandbox.cost import estimate_for_variables, estimated_saving, with_cost
 from sandbox.drivers.terraform import public_outputs
@@ -663,7 +663,11 @@ def propose_directory_removal(
                 return "skipped", f"{path}/ is no longer on {default}"
             git.checkout(repo, branch, start=f"origin/{default}")
             git.reset_hard(repo, f"origin/{default}")
-            shutil.rmtree(repo / path)
+            directory = paths.inside(repo, path)
+            if directory.is_symlink():
+                directory.unlink()  # a link (inside the checkout) is removed, never what it points at
+            else:
+                shutil.rmtree(directory)
             git.commit_all(repo, f"Remove orphaned sandbox directory {path}/ (fleet-sandbox cleanup)", [path])
             git.push(repo, branch)
     pr = drivers.hosting.open_pull_request(

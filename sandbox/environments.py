@@ -27,7 +27,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from sandbox import fleetrepo
+from sandbox import fleetrepo, paths
 from sandbox.config import FleetConfig
 from sandbox.drivers.cluster import ClusterDriver
 from sandbox.drivers.git import GitCli
@@ -103,7 +103,7 @@ def _prepare(
         The working directory, and whether the environment's workspace holds
         state (it is selected when it does, or when ``create``).
     """
-    module = update_checkout(config, env, git) / config.environment(env).terraform.module
+    module = fleetrepo.module_dir(update_checkout(config, env, git), config.environment(env).terraform.module)
     workdir = environment_terraform_dir(config, env)
     workspace = environment_workspace(config, env)
     # Look before selecting: selecting a missing workspace would create it.
@@ -184,12 +184,14 @@ def bootstrap_environment(
     """
     from sandbox.lifecycle import install_flux
 
-    root = update_checkout(config, env, git) / config.environment(env).cluster_dir
-    if not (root / fleetrepo.SYNC_FILE).is_file():
+    checkout = update_checkout(config, env, git)
+    root = paths.inside(checkout, config.environment(env).cluster_dir)
+    if not paths.inside(checkout, root / fleetrepo.SYNC_FILE).is_file():
         raise EnvironmentNotProvisionedError(f"{config.environment(env).cluster_dir}/{fleetrepo.SYNC_FILE} is missing")
     return install_flux(
         cluster,
         root,
+        repo=checkout,
         git_token=git_token,
         ssh_identity=ssh_identity,
         known_hosts=config.known_hosts(),

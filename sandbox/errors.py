@@ -13,15 +13,41 @@ and the CLI maps :class:`InvalidInputError` to exit code 2 and every other
 
 from __future__ import annotations
 
+from typing import Any
+
+from sandbox.redaction import redact_value
+
 
 class SandboxError(Exception):
     """Base of every error this product raises on purpose.
 
     ``str(error)`` is a single line fit for a user: it names the problem and
-    never contains secrets.
+    never contains secrets. Every secret the process knows
+    (:mod:`sandbox.redaction`) is taken out when the error is made, and again
+    whenever its text leaves: ``str`` and ``repr`` (what Prefect puts into a
+    failed run's state message and logs, the CLI prints and the inventory keeps)
+    and pickling (Prefect persists a failed task's exception as its result) --
+    a secret registered after the error was made (terraform's outputs read once
+    its apply failed) is still taken out.
     """
 
     retryable: bool = False
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*redact_value(args))
+
+    def __str__(self) -> str:
+        return str(redact_value(super().__str__()))
+
+    def __repr__(self) -> str:
+        return str(redact_value(super().__repr__()))
+
+    def __reduce__(self) -> Any:
+        reduced = super().__reduce__()
+        if not isinstance(reduced, tuple):
+            return reduced
+        cls, args, *rest = reduced
+        return (cls, redact_value(args), *(redact_value(item) for item in rest))
 
 
 class RetryableError(SandboxError):
@@ -58,7 +84,7 @@ class CommandFailedError(PermanentError):
     def __init__(self, message: str, *, returncode: int | None = None, stderr_tail: str = "") -> None:
         super().__init__(message)
         self.returncode = returncode
-        self.stderr_tail = stderr_tail
+        self.stderr_tail = str(redact_value(stderr_tail))
 
 
 class CommandTransientError(RetryableError):
@@ -67,7 +93,7 @@ class CommandTransientError(RetryableError):
     def __init__(self, message: str, *, returncode: int | None = None, stderr_tail: str = "") -> None:
         super().__init__(message)
         self.returncode = returncode
-        self.stderr_tail = stderr_tail
+        self.stderr_tail = str(redact_value(stderr_tail))
 
 
 class StateLockedError(RetryableError):

@@ -7,7 +7,11 @@ so drivers can be unit-tested on the commands they build.
 
 Never ``shell=True``. Failures raise :class:`~sandbox.errors.CommandFailedError`
 (or a retryable error chosen by the caller's classifier) carrying a bounded tail
-of stderr, with any registered secret values redacted.
+of stderr. The command's own secrets (:attr:`Command.redact`) are masked in what
+it printed; every other secret the process knows (:mod:`sandbox.redaction`) is
+masked where the text leaves the process -- the error made from it, a log line --
+and not in the data returned here: a caller parses ``terraform output -json``, and
+a masked value there would be a wrong value, not a safe one.
 
 A command that outlives its timeout is killed. Whether trying it again is safe
 depends on the command, so every caller says so (``timeout_is_retryable``): a
@@ -31,6 +35,7 @@ from sandbox.errors import (
     SandboxError,
     ToolNotFoundError,
 )
+from sandbox.redaction import redact as _redact
 
 #: How many characters of stderr an error message carries at most.
 STDERR_TAIL_CHARS = 600
@@ -76,8 +81,13 @@ class CompletedCommand:
 Classifier = Callable[[CompletedCommand], SandboxError | None]
 
 
-def redact(text: str, secrets: Sequence[str]) -> str:
-    """Replace every non-empty secret value in ``text`` with ``***``."""
+def redact(text: str, secrets: Sequence[str] = ()) -> str:
+    """``text`` with ``secrets`` and every registered secret (:mod:`sandbox.redaction`) replaced by ``***``."""
+    return _redact(text, secrets)
+
+
+def _mask(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with each of a command's own ``secrets`` replaced by ``***`` (the registry is not applied)."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
@@ -85,8 +95,12 @@ def redact(text: str, secrets: Sequence[str]) -> str:
 
 
 def tail(text: str, limit: int = STDERR_TAIL_CHARS) -> str:
-    """The last ``limit`` characters of ``text``, stripped, on one line."""
-    text = " ".join(text.strip().split())
+    """The last ``limit`` characters of ``text``, stripped, on one line, redacted.
+
+    Redacted before it is cut: a secret across the cut would otherwise leave a
+    piece of itself that no registered form matches.
+    """
+    text = " ".join(redact(text).strip().split())
     return text if len(text) <= limit else "…" + text[-limit:]
 
 
@@ -154,8 +168,8 @@ def run(
     done = CompletedCommand(
         command=command,
         returncode=proc.returncode,
-        stdout=redact(proc.stdout, command.redact),
-        stderr=redact(proc.stderr, command.redact),
+        stdout=_mask(proc.stdout, command.redact),
+        stderr=_mask(proc.stderr, command.redact),
     )
     if check and proc.returncode != 0:
         specific = classify(done) if classify else None

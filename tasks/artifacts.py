@@ -1,12 +1,31 @@
-"""Prefect artifacts the tasks publish: their keys, and terraform plans as Markdown."""
+"""Prefect artifacts the tasks publish: their keys, redacted creation, and terraform plans as Markdown.
+
+Artifacts live in Prefect's database and are shown in its UI, so every text is
+redacted (:mod:`sandbox.redaction`) before it is sent: tasks create artifacts
+through this module, never through ``prefect.artifacts`` directly.
+"""
 
 from __future__ import annotations
 
 import re
-
-from prefect.artifacts import create_markdown_artifact
+from typing import Any
 
 from sandbox.drivers.terraform import PlanSummary
+from sandbox.redaction import redact_value
+
+
+def create_markdown_artifact(**options: Any) -> Any:
+    """Prefect's ``create_markdown_artifact`` with every text redacted first."""
+    from prefect.artifacts import create_markdown_artifact as create
+
+    return create(**redact_value(options))
+
+
+def create_table_artifact(**options: Any) -> Any:
+    """Prefect's ``create_table_artifact`` with every cell and the description redacted first."""
+    from prefect.artifacts import create_table_artifact as create
+
+    return create(**redact_value(options))
 
 
 def artifact_key(*parts: str) -> str:

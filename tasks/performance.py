@@ -23,7 +23,6 @@ import uuid
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel, Field
 
 from sandbox.config import load_config
@@ -37,7 +36,7 @@ from sandbox.perf.run import preflight, reports_dir
 from sandbox.perf.scenario import PerformanceRequest, ScenarioSettings, resolve_scenario
 from sandbox.perf.store import PerfRunStatus, PerfStore
 from sandbox.wiring import build_drivers, open_inventory, sandbox_state_dir
-from tasks.artifacts import artifact_key
+from tasks.artifacts import artifact_key, create_markdown_artifact, create_table_artifact
 from tasks.common import resolve_secret
 
 #: Longest source-environment part of a performance sandbox's name.

@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 
 from sandbox.errors import CommandTransientError, PermanentError, SandboxError
 from sandbox.proc import Command, CompletedCommand, run, tail
+from sandbox.redaction import redact_url, register_url_credentials
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,6 @@ _TRANSIENT = re.compile(
     re.IGNORECASE,
 )
 _AUTH = re.compile(r"Authentication failed|Permission denied|403|401|could not read Username", re.IGNORECASE)
-_URL_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
 #: Why a timed-out git command that writes the local repository is not retried.
 _INTERRUPTED_WRITE_NOTE = (
     "git may have left a lock file behind in {repo}/.git (index.lock, config.lock or a ref's .lock); "
@@ -50,12 +50,14 @@ _INTERRUPTED_WRITE_NOTE = (
 
 
 def _secrets_in(url: str) -> tuple[str, ...]:
+    """The credentials a remote URL embeds, registered for every redaction (:mod:`sandbox.redaction`)."""
+    register_url_credentials(url)
     match = re.search(r"://([^/@\s]+)@", url)
     return (match.group(1),) if match else ()
 
 
 def _classify(done: CompletedCommand) -> SandboxError:
-    text = _URL_CREDENTIALS.sub(r"\1***@", tail(done.stderr or done.stdout))
+    text = redact_url(tail(done.stderr or done.stdout))
     what = " ".join(done.command.argv[1:3])
     if _AUTH.search(text):
         return GitAuthError(f"git {what}: credentials rejected: {text}")

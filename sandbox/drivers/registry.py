@@ -54,7 +54,8 @@ from pydantic import BaseModel, Field
 
 from sandbox.config import RegistryConfig
 from sandbox.errors import ConflictError, PermanentError, RetryableError, SandboxError
-from sandbox.proc import Command, CompletedCommand, redact, run, tail
+from sandbox.proc import Command, CompletedCommand, run, tail
+from sandbox.redaction import redact, register_basic_auth
 
 #: Media types of a Flux OCI artifact (fluxcd/pkg/oci constants).
 OCI_MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -467,6 +468,8 @@ class OrasRegistry:
         self.settings = settings
         self.url = settings.url
         self._secrets = tuple(s for s in (credentials.password if credentials else "",) if s)
+        if credentials is not None:
+            register_basic_auth(credentials.username, credentials.password)
         registry_class = _oras_registry_class()
         self._oras = registry_class(
             hostname=settings.host,

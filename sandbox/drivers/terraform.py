@@ -24,7 +24,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path, PurePath
@@ -34,8 +34,10 @@ from pydantic import BaseModel, ConfigDict, Field, SecretBytes, SecretStr
 from python_terraform import IsFlagged, Terraform
 
 from sandbox.drivers.terraform_errors import TerraformError, classify
-from sandbox.errors import ConflictError, InvalidInputError
+from sandbox.errors import ConflictError, InvalidInputError, SandboxError
+from sandbox.hardening import private_directory, private_file
 from sandbox.proc import Command, run
+from sandbox.redaction import register_kubeconfig, register_secrets
 
 #: The plan file :meth:`PythonTerraformDriver.plan` saves in the working
 #: directory. Hidden, so it is never mistaken for part of the module copy.
@@ -430,7 +432,9 @@ class PythonTerraformDriver:
         _check_workspace_name(workspace)
         if not module_dir.is_dir() or not any(_is_config(p) for p in module_dir.iterdir()):
             raise InvalidInputError(f"terraform module {module_dir} holds no .tf files")
-        workdir.mkdir(parents=True, exist_ok=True)
+        # The state (and its backup) hold cluster credentials: only the owner may read them,
+        # also where an earlier version left them readable.
+        private_state(workdir)
         marker = workdir / WORKDIR_MARKER
         if {entry.name for entry in workdir.iterdir()} <= {".terraform"}:
             # Brand new (at most a .terraform left by a failed init): Terraform
@@ -512,27 +516,33 @@ class PythonTerraformDriver:
         workdir = Path(workdir)
         text, secrets = variables_json(variables)
         secrets = secrets + self.sensitive_values(workdir)
-        if plan is None:
-            with _var_file(text) as var_file:
-                run(
-                    self.apply_command(workdir, var_file=var_file, redact=secrets),
-                    classify=classify,
-                    timeout_is_retryable=False,
-                    timeout_note=INTERRUPTED_CHANGE_NOTE,
-                )
-        else:
-            if not plan.plan_file:
-                raise InvalidInputError("the plan to apply was not saved to a file")
-            try:
-                run(
-                    self.apply_command(workdir, plan_file=plan.plan_file, redact=secrets),
-                    classify=classify,
-                    timeout_is_retryable=False,
-                    timeout_note=INTERRUPTED_CHANGE_NOTE,
-                )
-            finally:
-                # Used (or stale) either way, and it holds every variable's value.
-                Path(plan.plan_file).unlink(missing_ok=True)
+        try:
+            if plan is None:
+                with _var_file(text) as var_file:
+                    run(
+                        self.apply_command(workdir, var_file=var_file, redact=secrets),
+                        classify=classify,
+                        timeout_is_retryable=False,
+                        timeout_note=INTERRUPTED_CHANGE_NOTE,
+                    )
+            else:
+                if not plan.plan_file:
+                    raise InvalidInputError("the plan to apply was not saved to a file")
+                try:
+                    run(
+                        self.apply_command(workdir, plan_file=plan.plan_file, redact=secrets),
+                        classify=classify,
+                        timeout_is_retryable=False,
+                        timeout_note=INTERRUPTED_CHANGE_NOTE,
+                    )
+                finally:
+                    # Used (or stale) either way, and it holds every variable's value.
+                    Path(plan.plan_file).unlink(missing_ok=True)
+        except SandboxError:
+            # A failed apply may have created credentials before it failed (and printed
+            # them): registered now, they are redacted wherever the error's text goes.
+            self.sensitive_values(workdir)
+            raise
         return self.outputs(workdir)
 
     def outputs(self, workdir: Path) -> dict[str, TerraformOutput]:
@@ -550,10 +560,12 @@ class PythonTerraformDriver:
             document = json.loads(done.stdout or "{}")
         except json.JSONDecodeError as exc:
             raise TerraformError(f"terraform output -json in {workdir} printed no JSON") from exc
-        return {
+        outputs = {
             name: TerraformOutput(value=item.get("value"), sensitive=bool(item.get("sensitive", False)))
             for name, item in document.items()
         }
+        _register_sensitive(outputs.values())
+        return outputs
 
     def sensitive_values(self, workdir: Path) -> tuple[str, ...]:
         """The string values of the sensitive outputs in the current state (for redaction).
@@ -577,6 +589,11 @@ class PythonTerraformDriver:
         for item in document.values():
             if isinstance(item, dict) and item.get("sensitive"):
                 found.extend(_strings(item.get("value")))
+        _register_sensitive(
+            TerraformOutput(value=item.get("value"), sensitive=True)
+            for item in document.values()
+            if isinstance(item, dict) and item.get("sensitive")
+        )
         return tuple(sorted({v for v in found if v}, key=len, reverse=True))
 
     def destroy(self, workdir: Path, variables: Mapping[str, Any]) -> None:
@@ -597,6 +614,12 @@ class PythonTerraformDriver:
                 timeout_is_retryable=False,
                 timeout_note=INTERRUPTED_CHANGE_NOTE,
             )
+        # The backup is the state before the destroy: the credentials of a cluster that is
+        # gone, kept on disk for nothing. The emptied state itself stays (terraform's record).
+        workspace = run(
+            self.command(workdir, "workspace show"), classify=classify, timeout_is_retryable=True
+        ).stdout.strip()
+        state_backup(workdir, workspace).unlink(missing_ok=True)
 
     def has_state(self, workdir: Path, workspace: str) -> bool:
         """Whether ``workspace`` tracks any resource (``state list``).
@@ -653,6 +676,16 @@ class PythonTerraformDriver:
 # -- helpers ---------------------------------------------------------------------------
 
 
+def _register_sensitive(outputs: Iterable[TerraformOutput]) -> None:
+    """Register every sensitive output's strings for redaction; a kubeconfig also by its parts."""
+    for output in outputs:
+        if not output.sensitive:
+            continue
+        register_secrets(_strings(output.value))
+        if isinstance(output.value, str) and "users:" in output.value:
+            register_kubeconfig(output.value)
+
+
 def _strings(value: Any) -> Iterator[str]:
     """Every string inside a JSON value long enough to be a credential (short ones would garble the text)."""
     if isinstance(value, dict):
@@ -663,6 +696,33 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(item)
     elif isinstance(value, str) and len(value) >= 4:
         yield value
+
+
+def state_backup(workdir: Path, workspace: str) -> Path:
+    """Where the local backend keeps ``workspace``'s ``terraform.tfstate.backup`` in ``workdir``."""
+    if workspace == "default":
+        return workdir / "terraform.tfstate.backup"
+    return workdir / "terraform.tfstate.d" / workspace / "terraform.tfstate.backup"
+
+
+def private_state(workdir: Path) -> None:
+    """Make a working directory and the terraform state in it private to the owner.
+
+    The directory and every workspace directory become ``0700``, every state file
+    and backup ``0600``; new ones are made so by the process umask
+    (:func:`sandbox.hardening.harden_process`). This covers what an earlier run
+    (or a process without that umask) left readable.
+    """
+    private_directory(workdir)
+    workspaces = workdir / "terraform.tfstate.d"
+    if workspaces.is_dir():
+        private_directory(workspaces)
+        for directory in workspaces.iterdir():
+            if directory.is_dir() and not directory.is_symlink():
+                private_directory(directory)
+    for state in [*workdir.glob("terraform.tfstate*"), *workspaces.glob("*/terraform.tfstate*")]:
+        if state.is_file() and not state.is_symlink():
+            private_file(state)
 
 
 def _check_workspace_name(workspace: str) -> None:
@@ -752,6 +812,7 @@ def variables_json(variables: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
         if not _VARIABLE_NAME.match(name):
             raise InvalidInputError(f"invalid terraform variable name {name!r}")
         document[name] = _plain_value(value, secrets)
+    register_secrets(secrets)
     return json.dumps(document, indent=2, sort_keys=True), tuple(s for s in secrets if s)
 
 

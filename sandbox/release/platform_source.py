@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 from ruamel.yaml.comments import CommentedMap
 
+from sandbox import paths
 from sandbox.config import EnvironmentConfig
 from sandbox.yamledit import iter_objects, load_documents
 
@@ -98,7 +99,7 @@ def platform_file(environment: EnvironmentConfig) -> str:
 def read_platform_source(repo: Path, environment: EnvironmentConfig) -> PlatformSource | None:
     """The platform source of ``environment`` in a checkout (``None`` when absent)."""
     file = platform_file(environment)
-    path = repo / file
+    path = paths.inside(repo, file)
     if not path.is_file():
         return None
     return parse_platform_source(path.read_text(encoding="utf-8"), file=file)

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from ruamel.yaml.comments import CommentedMap
 
+from sandbox import paths
 from sandbox.config import FleetConfig, TrackingKind
 from sandbox.drivers.git_hosting import PullRequest
 from sandbox.errors import ConflictError, InvalidInputError
@@ -125,7 +126,7 @@ def propose_source_change(
             ctx.git.checkout(repo, branch)
         else:
             ctx.git.checkout(repo, branch, start=f"origin/{ctx.default_branch}")
-        target = repo / file
+        target = paths.inside(repo, file)
         text = target.read_text(encoding="utf-8")
 
         def is_source(doc: CommentedMap) -> bool:

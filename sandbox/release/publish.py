@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from sandbox import paths
 from sandbox.drivers.git import GitCli
 from sandbox.drivers.registry import FluxArtifact
 from sandbox.proc import run
@@ -144,7 +145,8 @@ def publish_artifact(ctx: ReleaseContext, tagged: TaggedRelease) -> PublishedRel
                 warnings=tagged.warnings,
             )
         ctx.git.reset_hard(repo, tagged.commit)
-        content = repo / PLATFORM_DIR
+        # Links are not packaged (see build_flux_tarball); the directory itself must not lead outside.
+        content = paths.inside(repo, PLATFORM_DIR)
         if not content.is_dir():
             raise ReleaseError(f"{version} ({tagged.commit[:12]}) has no {PLATFORM_DIR}/ directory to package")
         artifact = FluxArtifact(

@@ -15,6 +15,8 @@ from sandbox.config import FleetConfig, TrackingKind
 from sandbox.drivers.git import GitCli
 from sandbox.drivers.registry import RegistryConfig, RegistryCredentials
 from sandbox.errors import ConfigError, InvalidInputError
+from sandbox.hardening import check_credentials_transport
+from sandbox.redaction import register_basic_auth
 from sandbox.release.platform_source import PlatformSource, read_platform_source
 
 
@@ -48,16 +50,20 @@ def registry_credentials(
         ``None`` when neither username nor password is set (the docker config then applies).
 
     Raises:
-        ConfigError: Only one of username and password is set (names the variables, not values).
+        ConfigError: Only one of username and password is set (names the variables, not values),
+            or they would be sent over plain HTTP (``insecure``) to another machine.
     """
     env = os.environ if environ is None else environ
     username = env.get(settings.username_env) or None
     secret = password or env.get(settings.password_env) or None
+    # The password, and the basic-auth header it travels in, are redacted from everything from now on.
+    register_basic_auth(username, secret)
     if username is None and secret is None:
         return None
     if username is None or secret is None:
         missing = settings.username_env if username is None else f"{settings.password_env} (or the Secret block)"
         raise ConfigError(f"registry credentials are incomplete: {missing} is not set")
+    check_credentials_transport(settings.url, "the registry", plain_http=settings.insecure)
     return RegistryCredentials(username=username, password=secret)
 
 

@@ -119,7 +119,7 @@ def fleet(tmp_path: Path) -> Fleet:
     git.checkout(checkout, BRANCH, start="main")
     clone_into_checkout(checkout, source_env="development", name=SANDBOX, retarget_from="main", retarget_to=BRANCH)
     sync = fleetrepo.render_gotk_sync(name=SANDBOX, url=str(remote), branch=BRANCH, path=SANDBOX_DIR)
-    fleetrepo.write_bootstrap_files(checkout / SANDBOX_DIR, sync)
+    fleetrepo.write_bootstrap_files(checkout / SANDBOX_DIR, sync, repo=checkout)
     raw = demo_config(tmp_path)
     raw["fleet_repo"] = {"remote": str(remote)}
     config = FleetConfig.model_validate({**raw, "base_dir": tmp_path})
