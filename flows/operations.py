@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from prefect import flow
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from flows.lifecycle import LifecycleReport, StageOutcome, run_stages
 from sandbox.hardening import harden_process
+from sandbox.lifecycle_request import config_path_field
 from sandbox.models import STAGE_ORDER, Stage
 from tasks.common import StageRequest
 from tasks.watch import watch_landing_task
@@ -15,9 +16,11 @@ from tasks.watch import watch_landing_task
 class SandboxRef(BaseModel):
     """An existing sandbox."""
 
-    config_path: str = Field(default="fleet.yaml", description="Path of fleet.yaml on the worker")
-    name: str = Field(description="Sandbox name")
-    lifecycle_id: str = Field(description="Lifecycle id from the inventory")
+    model_config = ConfigDict(title="Sandbox")
+
+    config_path: str = config_path_field()
+    name: str = Field(title="Sandbox name", description="Sandbox name, as `sandbox list` shows it")
+    lifecycle_id: str = Field(title="Lifecycle id", description="Lifecycle id from the inventory (`sandbox list`)")
 
 
 @flow(name="sandbox-teardown", flow_run_name="teardown-{sandbox.name}")

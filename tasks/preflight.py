@@ -14,7 +14,7 @@ from sandbox.preflight import check_request, preflight
 from sandbox.wiring import build_drivers, open_inventory
 
 
-@task(name="check-request")
+@task(name="check-request", task_run_name="prepare: check request")
 def check_request_task(request: LifecycleRequest) -> str:
     """Refuse invalid input (name, environment, TTL, ticket, overrides) before anything exists.
 
@@ -28,7 +28,7 @@ def check_request_task(request: LifecycleRequest) -> str:
     return check_request(config, request).branch
 
 
-@task(name="preflight")
+@task(name="preflight", task_run_name="prepare: preflight")
 def preflight_task(request: LifecycleRequest) -> bool:
     """Check tools, the fleet remote and the repository before a *new* sandbox is registered.
 

@@ -22,7 +22,7 @@ def _per_flow_run(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     return f"{name}/register/{context.task_run.flow_run_id}"
 
 
-@task(name="register", cache_key_fn=_per_flow_run, persist_result=True)
+@task(name="register", task_run_name="prepare: register", cache_key_fn=_per_flow_run, persist_result=True)
 def register_task(request: LifecycleRequest, resume: bool = False) -> SandboxRecord:
     """Validate the request and create (or, when resuming, find) the sandbox's record.
 
