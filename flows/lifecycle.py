@@ -114,10 +114,13 @@ def run_stages(
     """
     logger = get_run_logger()
     outcomes = [] if outcomes is None else outcomes
+    previous: State[Any] | None = None
     with sandbox_lock(request.name, log=logger.info) as lock:
         for stage in stages:
             lock.check()
-            state = STAGE_TASKS[stage](request, return_state=True)
+            # Each stage waits for the one before: the run's graph draws the seven as a chain.
+            state = STAGE_TASKS[stage](request, return_state=True, wait_for=[previous] if previous else None)
+            previous = state
             if not state.is_completed():
                 error = state.result(raise_on_failure=False)
                 failure = error if isinstance(error, BaseException) else None

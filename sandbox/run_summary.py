@@ -8,6 +8,7 @@ formatting: the caller publishes it (``tasks/artifacts.py`` redacts first).
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,25 @@ class StageLine(BaseModel):
 def _cell(text: str) -> str:
     """Text safe in one Markdown table cell."""
     return " ".join(text.split()).replace("|", "\\|")
+
+
+_SUMMARY_TAG = re.compile(r"^\s*<details>\s*<summary>(.*?)</summary>\s*$")
+_HTML_ONLY = re.compile(r"^\s*</?(details|summary)>\s*$")
+
+
+def _without_html(markdown: str) -> str:
+    """GitHub Markdown without its ``<details>`` folds, which Prefect's Markdown renderer cannot show.
+
+    A fold's ``<summary>`` becomes a bold line; what it folded is shown as it is.
+    """
+    lines = []
+    for line in markdown.splitlines():
+        fold = _SUMMARY_TAG.match(line)
+        if fold:
+            lines.append(f"**{fold.group(1).strip()}**")
+        elif not _HTML_ONLY.match(line):
+            lines.append(line)
+    return "\n".join(lines)
 
 
 def image_markdown(path: Path, alt: str) -> str | None:
@@ -91,16 +111,18 @@ def lifecycle_summary(
         url = str(pull_request["url"])
         action = "Open the pull request" if pull_request.get("manual") else "Pull request"
         number = f" #{pull_request['number']}" if not pull_request.get("manual") else ""
-        out += ["", "## Pull request", "", f"{action}{number}: [{url}]({url})"]
+        # A link only to a web page: the local stand-in's "URL" is a file on the worker.
+        shown = f"[{url}]({url})" if url.startswith(("https://", "http://")) else f"`{url}`"
+        out += ["", "## Pull request", "", f"{action}{number}: {shown}"]
         if pull_request.get("title"):
             out += ["", f"**{_cell(str(pull_request['title']))}**"]
         body = promote.get("body")
         if body:
-            out += ["", "### Its description", "", str(body).strip()]
+            out += ["", "### Its description", "", _without_html(str(body)).strip()]
     elif promote.get("skipped") or promote.get("pull_request", "") is None:
         out += ["", "## Pull request", "", "None opened (see the promote stage's result)."]
     if performance or chart:
-        out += ["", "## Performance"]
+        out += ["", "## Performance comparison"]
         if performance:
             out += ["", "| metric | baseline | run | change | gate |", "|---|---:|---:|---:|---|"]
             for row in performance:
@@ -109,5 +131,5 @@ def lifecycle_summary(
         if chart:
             out += ["", chart]
     if artifacts:
-        out += ["", "## Artifacts of this run", "", *(f"- [`{key}`](/artifacts/key/{key})" for key in artifacts)]
+        out += ["", "## Artifacts of this run", "", *(f"- [{key}](/artifacts/key/{key})" for key in artifacts)]
     return "\n".join(out) + "\n"
