@@ -139,6 +139,29 @@ def run_stages(
     return outcomes
 
 
+def run_stages_with_summary(
+    request: StageRequest, stages: list[Stage], *, on_failure: FailurePolicy | None = None
+) -> list[StageOutcome]:
+    """:func:`run_stages`, then the run's summary artifact (``lifecycle-<sandbox>``), whatever happened."""
+    outcomes: list[StageOutcome] = []
+    failure: BaseException | None = None
+    try:
+        return run_stages(request, stages, on_failure=on_failure, outcomes=outcomes)
+    except BaseException as exc:
+        failure = exc
+        raise
+    finally:
+        publish_lifecycle_summary(
+            request.config_path,
+            request.name,
+            request.lifecycle_id,
+            lines=summary_lines(stages, outcomes),
+            results={o.stage: o.details for o in outcomes if o.outcome != "failed"},
+            failed=None if failure is None else _cause(failure),
+            logger=get_run_logger(),
+        )
+
+
 @flow(name="sandbox-lifecycle", flow_run_name="{request.name}", log_prints=True)
 def sandbox_lifecycle(request: LifecycleRequest, resume: bool = False) -> LifecycleReport:
     """Run a sandbox's whole lifecycle, or resume it from its last completed stage.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 from pydantic import BaseModel, ConfigDict, Field
 
-from flows.lifecycle import LifecycleReport, StageOutcome, run_stages
+from flows.lifecycle import LifecycleReport, StageOutcome, run_stages, run_stages_with_summary
 from sandbox.hardening import harden_process
 from sandbox.lifecycle_request import config_path_field
 from sandbox.models import STAGE_ORDER, Stage
@@ -59,12 +59,12 @@ def sandbox_promote(sandbox: SandboxRef) -> list[StageOutcome]:
 
 @flow(name="sandbox-resume", flow_run_name="resume-{sandbox.name}")
 def sandbox_resume(sandbox: SandboxRef) -> LifecycleReport:
-    """Continue a lifecycle: every stage not yet completed runs, in order.
+    """Continue a lifecycle: every stage not yet completed runs, in order; the run's summary is published.
 
     Args:
         sandbox: Which sandbox.
     """
     harden_process()  # private files and redacted logs, wherever this flow runs
     request = StageRequest(config_path=sandbox.config_path, name=sandbox.name, lifecycle_id=sandbox.lifecycle_id)
-    outcomes = run_stages(request, list(STAGE_ORDER))
+    outcomes = run_stages_with_summary(request, list(STAGE_ORDER))
     return LifecycleReport(name=sandbox.name, lifecycle_id=sandbox.lifecycle_id, stages=outcomes)

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sandbox.models import SandboxKind, Stage
-from sandbox.naming import MAX_SANDBOX_NAME, SANDBOX_NAME_RE
+from sandbox.naming import MAX_SANDBOX_NAME
 
 #: Environment variable naming the fleet.yaml a run uses when its request names none: ``make serve``
 #: sets it to the served fleet's, so a run started by the API without ``config_path`` uses that fleet.
@@ -104,6 +104,11 @@ class SandboxChange(BaseModel):
     edits: list[ScalarChange] = Field(default_factory=list, title="Edits", description="Scalar edits to make")
 
 
+#: :data:`~sandbox.naming.SANDBOX_NAME_RE` as the form's JSON-schema ``pattern``. The same language,
+#: written so that the UI's error message, which it renders as Markdown, shows it whole
+#: (``[a-z](`` would read as a link there).
+NAME_PATTERN = "^[a-z]{1}([-a-z0-9]*[a-z0-9])?$"
+
 #: JSON schema rule of the lifecycle form: platform sandboxes need a ticket and a summary (their branch is
 #: ``<ticket>-<summary>``). ``kind`` left out is the default, platform: ``properties`` then matches.
 PLATFORM_NEEDS_TICKET: dict[str, Any] = {
@@ -127,7 +132,7 @@ class LifecycleRequest(BaseModel):
             f"Lowercase letters, digits and '-', starting with a letter, at most {MAX_SANDBOX_NAME} characters, "
             "e.g. ops-42-ingress"
         ),
-        json_schema_extra={"pattern": SANDBOX_NAME_RE.pattern, "minLength": 1, "maxLength": MAX_SANDBOX_NAME},
+        json_schema_extra={"pattern": NAME_PATTERN, "minLength": 1, "maxLength": MAX_SANDBOX_NAME},
     )
     source_env: str = Field(
         default="development", title="Source environment", description="Long-lived environment to clone"
