@@ -51,7 +51,7 @@ def sandbox_promote(sandbox: SandboxRef) -> list[StageOutcome]:
     """
     harden_process()  # private files and redacted logs, wherever this flow runs
     request = StageRequest(config_path=sandbox.config_path, name=sandbox.name, lifecycle_id=sandbox.lifecycle_id)
-    outcomes = run_stages(request, [Stage.promote])
+    outcomes = run_stages_with_summary(request, [Stage.promote])
     landing = watch_landing_task(request)
     outcomes.append(StageOutcome(stage=Stage.promote, outcome=landing.outcome, summary=landing.summary))
     return outcomes
