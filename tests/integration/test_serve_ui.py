@@ -2,13 +2,21 @@
 
 ``python -m deployments.serve`` starts a real local Prefect server and serves
 every deployment of ``prefect.yaml`` for the demo fleet. Headless Chromium opens
-the lifecycle deployment's run form: it shows the typed parameters (the fleet's
-environments and the sandbox kinds as choices, each field's description, the
-served fleet's fleet.yaml as the default config path); screenshots are saved in
-``tests/output/serve-ui/`` (git-ignored). Then the form is filled and submitted
-as a person would, and the served deployment runs the lifecycle to Completed.
-The Prefect server's log must hold no traceback or service error (``tests/serving.py``),
-and a serve stopped while it is still starting stops the server it started.
+the lifecycle deployment's run form: it shows human labels, each field's
+description and example, the fleet's environments and the sandbox kinds as
+choices, optional text fields as plain text boxes and the served fleet's
+fleet.yaml as the default config path. A platform sandbox without a ticket, then
+a bad name, are refused before any run exists, the form saying why. Then the form
+is filled as a person would (with a change after cloning, so promote opens a pull
+request) and the served deployment runs the lifecycle to Completed: preparation,
+then the seven stages by name in order, each with its result as its state
+message; the run's summary artifact shows the pull request and the performance
+chart (the image loads); the fleet status deployment lists the environments and
+a live sandbox. Screenshots are saved in ``tests/output/serve-ui/`` (git-ignored;
+``UPDATE_DOC_SCREENSHOTS=1`` copies those docs/operations.md shows to
+``docs/images/``). The Prefect server's log must hold no traceback or service
+error (``tests/serving.py``), and a serve stopped while it is still starting
+stops the server it started.
 
 Without chromium the test is skipped on a developer's machine and fails in CI
 (``CI`` set): ``scripts/install-system-deps.sh`` installs it.
