@@ -11,7 +11,7 @@ and the estimated cost so far.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
 
@@ -135,20 +135,26 @@ def environment_line(config: FleetConfig, env: str, connect: Callable[[str], Clu
     return line
 
 
+def _about(delta: timedelta) -> str:
+    """A duration to the minute (``2d23h58m``; under a minute ``<1m``): a glance needs no seconds."""
+    minutes = int(delta.total_seconds() // 60)
+    return format_duration(timedelta(minutes=minutes)) if minutes > 0 else "<1m"
+
+
 def sandbox_line(record: SandboxRecord, now: datetime) -> SandboxLine:
     """One sandbox's line."""
     if record.keep:
         expiry = "kept (--keep)"
     elif record.expires_at <= now:
-        expiry = f"EXPIRED {format_duration(now - record.expires_at)} ago"
+        expiry = f"EXPIRED {_about(now - record.expires_at)} ago"
     else:
-        expiry = f"in {format_duration(record.expires_at - now)}"
+        expiry = f"in {_about(record.expires_at - now)}"
     return SandboxLine(
         name=record.name,
         owner=record.owner,
         kind=record.kind.value,
         status=record.status.value,
-        age=format_duration(max(now - record.created_at, now - now)),
+        age=_about(now - record.created_at),
         expiry=expiry,
         cost_so_far=record.cost_so_far(now),
     )

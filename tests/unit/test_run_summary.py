@@ -128,3 +128,11 @@ def test_the_fleet_status_shows_environments_and_live_sandboxes(tmp_path: Path) 
     text = status.markdown()
     assert "1 of 3 long-lived environment(s) Ready; 3 live sandbox(es)." in text
     assert "| s-live | ana | platform | active | 5h | in 2d19h | 10.00 |" in text
+
+
+def test_ages_and_expiries_are_shown_to_the_minute() -> None:
+    from sandbox.fleet_status import sandbox_line
+
+    fresh = record("s", created_at=NOW - timedelta(seconds=30), expires_at=NOW + timedelta(days=2, seconds=86_325))
+    line = sandbox_line(fresh, NOW)
+    assert (line.age, line.expiry) == ("<1m", "in 2d23h58m")
