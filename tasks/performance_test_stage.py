@@ -10,6 +10,7 @@ from sandbox.perf.scenario import LoadOverrides
 from sandbox.wiring import open_inventory
 from tasks.artifacts import artifact_key
 from tasks.common import STAGE_TASK_OPTIONS, StageRequest, run_stage, stage_cache_key, stage_state
+from tasks.performance import comparison_chart, publish_comparison
 
 
 @task(
@@ -38,8 +39,6 @@ def performance_test_task(
     """
     result = run_stage(Stage.performance_test, request, scenario=scenario, overrides=overrides)
     if publish and not result.reused:
-        from tasks.performance import comparison_chart, publish_comparison
-
         config = load_config(request.config_path)
         inventory = open_inventory(config)
         try:

@@ -18,6 +18,7 @@ from sandbox.redaction import redact
 from sandbox.run_summary import StageLine, image_markdown, lifecycle_summary
 from sandbox.wiring import open_inventory
 from tasks.artifacts import artifact_key, create_markdown_artifact
+from tasks.performance import comparison_chart
 
 #: The artifacts a stage publishes when it runs, by stage (see the stage tasks).
 STAGE_ARTIFACTS: dict[Stage, tuple[str, ...]] = {
@@ -66,8 +67,6 @@ def publish_lifecycle_summary(
         performance: list[dict[str, str]] = []
         perf = results.get(Stage.performance_test)
         if perf and perf.get("comparison"):
-            from tasks.performance import comparison_chart
-
             inventory = open_inventory(config)
             try:
                 source_env = inventory.get(name).source_env
