@@ -158,7 +158,7 @@ def apply_to_server(config_path: Path, prefect_yaml: Path | None = None) -> list
     """Restrict the run forms of ``prefect.yaml``'s deployments on the server (``PREFECT_API_URL``).
 
     Returns:
-        ``flow/deployment: fields`` for each deployment changed.
+        ``flow/deployment: fields`` for each deployment changed (``labels`` when only its labels were).
 
     Raises:
         LookupError: A deployment of ``prefect.yaml`` is not on the server (run ``prefect deploy`` first).
@@ -185,7 +185,8 @@ def apply_to_server(config_path: Path, prefect_yaml: Path | None = None) -> list
             schema, changed = with_choices(with_titles(original), choices, patterns=patterns)
             if changed or schema != original:
                 client.update_deployment(deployment.id, DeploymentUpdate(parameter_openapi_schema=schema))
-                report.append(f"{flow_name}/{spec.name}: {', '.join(changed)}")
+                # Sorted: a server on PostgreSQL keeps a schema's keys in its own order.
+                report.append(f"{flow_name}/{spec.name}: {', '.join(sorted(changed)) or 'labels'}")
     return report
 
 

@@ -188,7 +188,10 @@ def test_two_workers_run_six_lifecycles_at_once_on_a_postgresql_server(
                 with temporary_settings(updates={PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
                     check_deployments(client)
                     restricted = apply_to_server(config_path)
-                    assert "sandbox-lifecycle/on-demand: definitions.LifecycleRequest.source_env" in restricted
+                    assert (
+                        "sandbox-lifecycle/on-demand: definitions.LifecycleRequest.source_env, "
+                        "definitions.LifecycleRequest.ticket" in restricted
+                    ), restricted
                     lifecycle = client.read_deployment_by_name("sandbox-lifecycle/on-demand")
                     with pytest.raises(PrefectHTTPStatusError, match="qa"):
                         client.create_flow_run_from_deployment(
