@@ -92,10 +92,15 @@ def with_titles(schema: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _restrict(prop: dict[str, Any], values: list[str]) -> bool:
-    """Give a string property (or the string branch of a nullable one) ``enum: values``."""
+def _restrict(prop: dict[str, Any], values: list[str], optional: bool = False) -> bool:
+    """Give a string property (or the string branch of a nullable one) ``enum: values``.
+
+    An optional plain string field (no default, not required) keeps accepting null,
+    as Prefect's server lets such a field be: API clients send ``null`` for a field
+    they leave out (the form shows the choices alone).
+    """
     if prop.get("type") == "string":
-        prop["enum"] = list(values)
+        prop["enum"] = list(values) + ([None] if optional and "default" not in prop else [])
         return True
     branches = prop.get("anyOf")
     if isinstance(branches, list):
@@ -134,11 +139,11 @@ def with_choices(
     defaults = defaults or {}
     patterns = patterns or {}
 
-    def visit(properties: dict[str, Any], where: str) -> None:
+    def visit(properties: dict[str, Any], where: str, required: list[str]) -> None:
         for name, prop in properties.items():
             if not isinstance(prop, dict):
                 continue
-            restricted = name in choices and _restrict(prop, choices[name])
+            restricted = name in choices and _restrict(prop, choices[name], optional=name not in required)
             if name in defaults and prop.get("type") == "string" and "default" in prop:
                 prop["default"] = defaults[name]
                 restricted = True
@@ -148,9 +153,9 @@ def with_choices(
             if restricted:
                 changed.append(f"{where}{name}")
 
-    visit(result.get("properties") or {}, "")
+    visit(result.get("properties") or {}, "", result.get("required") or [])
     for model, definition in (result.get("definitions") or {}).items():
-        visit(definition.get("properties") or {}, f"definitions.{model}.")
+        visit(definition.get("properties") or {}, f"definitions.{model}.", definition.get("required") or [])
     return result, changed
 
 

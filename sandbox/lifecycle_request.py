@@ -60,6 +60,13 @@ def plain_optional(extra: dict[str, Any] | None = None) -> Callable[[dict[str, A
         if schema.get("default", 0) is None:
             del schema["default"]
         schema.update(extra or {})
+        if "enum" in schema:
+            # Choices inline (a ``$ref`` cannot take the null below), and null among them: Prefect's
+            # server lets an optional field be null by its ``type`` alone, not past an ``enum``, and
+            # API clients send ``null`` for a field they leave out.
+            schema.pop("$ref", None)
+            if None not in schema["enum"]:
+                schema["enum"] = [*schema["enum"], None]
 
     return rewrite
 
@@ -169,7 +176,9 @@ class LifecycleRequest(BaseModel):
         default=None, title="Change after cloning", description="A change to make in the sandbox after cloning"
     )
     stop_after: Stage | None = optional(
-        "Run stages up to and including this one (default: all seven)", title="Stop after stage"
+        "Run stages up to and including this one (default: all seven)",
+        title="Stop after stage",
+        schema={"type": "string", "enum": [stage.value for stage in Stage]},
     )
     owner: str | None = optional("Who owns the sandbox, e.g. an e-mail address", title="Owner")
 

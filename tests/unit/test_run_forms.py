@@ -12,7 +12,7 @@ from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.callables import parameter_schema
 from prefect.utilities.schema_tools.validation import validate
 
-from deployments.forms import fleet_patterns, with_choices, with_titles
+from deployments.forms import fleet_choices, fleet_patterns, with_choices, with_titles
 from sandbox.config import FleetConfig
 from sandbox.demo import demo_config
 from sandbox.lifecycle_request import CONFIG_ENV, NAME_PATTERN, LifecycleRequest
@@ -93,7 +93,7 @@ def test_optional_fields_are_plain_fields_not_none_switches(entrypoint: str) -> 
 
 def test_the_load_generator_is_a_drop_down() -> None:
     generator = LoadOverrides.model_json_schema()["properties"]["generator"]
-    assert generator["enum"] == ["http", "locust", "kubernetes-job"]
+    assert generator["enum"] == ["http", "locust", "kubernetes-job", None]  # the UI shows the three
     assert "anyOf" not in generator and "default" not in generator
 
 
@@ -116,3 +116,22 @@ def test_a_request_without_config_path_uses_the_served_fleets(monkeypatch: pytes
     assert LifecycleRequest(name="x").config_path == "/srv/fleet/fleet.yaml"
     assert PerformanceRequest().config_path == "/srv/fleet/fleet.yaml"
     assert LifecycleRequest(name="x", config_path="other.yaml").config_path == "other.yaml"
+
+
+def test_api_clients_may_send_null_for_what_they_leave_out(tmp_path: Path) -> None:
+    """``model_dump()`` of a request holds ``None`` for every optional field; the server must take it."""
+    config = FleetConfig.model_validate(demo_config(tmp_path))
+    choices = fleet_choices(config)
+    lifecycle, _ = with_choices(
+        with_titles(flow_schema("flows/lifecycle.py:sandbox_lifecycle")), choices, None, fleet_patterns(config)
+    )
+    request = LifecycleRequest(name="x", ticket="OPS-1", summary="s").model_dump(mode="json")
+    assert request["stop_after"] is None and request["owner"] is None
+    assert errors(lifecycle, request) == []
+    performance, _ = with_choices(with_titles(flow_schema("flows/performance.py:performance_sandbox")), choices)
+    dumped = PerformanceRequest().model_dump(mode="json")
+    assert dumped["scenario"] is None and dumped["load"]["generator"] is None
+    assert [e.message for e in validate({"request": dumped}, performance)] == []
+    assert [e.message for e in validate({"request": {**dumped, "scenario": "soak"}}, performance)] == [
+        "'soak' is not one of ['smoke', None]"
+    ]
