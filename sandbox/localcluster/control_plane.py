@@ -101,7 +101,6 @@ SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 POD_CIDR = "10.244.0.0/16"
 # Outside the pod CIDR: kwok gives a node IP inside it to the first pod (docs/toolchain.md).
 NODE_IP = "10.243.0.1"
-_PORT_TAKEN = "address already in use"
 
 
 @dataclass(frozen=True)
@@ -438,7 +437,7 @@ def _wait_ready(
     while True:
         if not is_running(record, where.root):
             tail = tail_since_start(record.log)
-            if _PORT_TAKEN in tail:
+            if portpicker.port_taken(tail):
                 raise _PortTaken(record.ports)
             raise ComponentFailedError(
                 f"{component.name} exited while starting; the end of {record.log}: {_one_line(tail)}"
@@ -447,7 +446,7 @@ def _wait_ready(
             return
         if time.monotonic() >= deadline:
             tail = tail_since_start(record.log)
-            if _PORT_TAKEN in tail:
+            if portpicker.port_taken(tail):
                 raise _PortTaken(record.ports)
             raise ComponentTimeoutError(
                 f"{component.name} was not ready in time; the end of {record.log}: {_one_line(tail, 400)}"

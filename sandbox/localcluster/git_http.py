@@ -13,7 +13,9 @@ behind :mod:`wsgiref`'s server in a background thread, bound to 127.0.0.1 only.
 * Reads are open by default; with ``token`` every request needs HTTP basic auth with that password (any user
   name), which is what the product's ``flux-system`` secret carries for an http(s) fleet URL.
 * Pushes over HTTP are refused unless ``allow_push`` (tests and the demo push to the bare repository's path).
-* ``port=0`` (the default) binds a free port; a fixed port (e.g. the one in :data:`LOCAL_FLEET_URL`) is bound or
+* ``port=0`` (the default) binds a free port; a fixed port (e.g.
+  :data:`sandbox.localcluster.endpoints.LOCAL_FLEET_PORT`, where the example's ``local`` environment expects
+  the fleet repository) is bound or
   fails with :class:`~sandbox.localcluster.errors.PortsExhaustedError`.
 
 ``python -m sandbox.localcluster git-serve --root R [--port P]`` runs one in the foreground until SIGTERM.
@@ -40,10 +42,6 @@ from sandbox.localcluster.errors import PortsExhaustedError
 from sandbox.localcluster.ports import LOOPBACK
 from sandbox.localcluster.processes import run_binary
 
-#: Where the example fleet's ``local`` environment expects its fleet repository (clusters/local): serve it with
-#: ``GitHttpServer(root, port=LOCAL_FLEET_PORT)`` and the bare repository at ``root/fleet-infra.git``.
-LOCAL_FLEET_PORT = 19418
-LOCAL_FLEET_URL = f"http://127.0.0.1:{LOCAL_FLEET_PORT}/fleet-infra.git"
 
 #: Longest a single ``git http-backend`` run may take (a fetch of a big fleet repository on a loaded machine).
 CGI_TIMEOUT_SECONDS = 300.0

@@ -102,3 +102,12 @@ def pick_ports(
     if len(chosen) < count:
         raise PortsExhaustedError(f"found only {len(chosen)} of {count} free loopback ports in [{low}, {high})")
     return chosen
+
+
+def port_taken(output: str) -> bool:
+    """Whether a process's output says it could not bind a port another process holds.
+
+    Go prints ``listen tcp 127.0.0.1:N: bind: address already in use``, Python ``[Errno 98] Address already in
+    use``: the errno's text, in either case.
+    """
+    return "address already in use" in output.lower()

@@ -95,7 +95,6 @@ TOKEN_SECONDS = 24 * 3600
 BACKOFF_MAX_SECONDS = 60.0
 #: A process that ran this long before exiting starts its next back-off from the beginning.
 BACKOFF_RESET_SECONDS = 120.0
-_PORT_TAKEN = "address already in use"
 
 
 # -- decisions (pure) -------------------------------------------------------------------------------------------
@@ -428,7 +427,7 @@ class HostKubelet:
                 continue
             del self.running[name]
             tail = current.handle.output_tail()
-            if _PORT_TAKEN in tail:
+            if portpicker.port_taken(tail):
                 # Taken between the pick and the bind: new ports, no back-off.
                 self.ports.pop(name, None)
                 self._note(f"{name} could not bind its ports; starting it on new ones")

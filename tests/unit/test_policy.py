@@ -71,7 +71,8 @@ def platform_file(repo: Path, env: str) -> Path:
 
 def test_the_example_fleet_repo_passes() -> None:
     report = check_repository(EXAMPLE_REPO)
-    assert report.environments == ["development", "production", "staging"]
+    # local: a real local cluster's environment (clusters/local, scripts/render_local_flux.py)
+    assert report.environments == ["development", "local", "production", "staging"]
     assert report.violations == []
 
 
@@ -259,7 +260,7 @@ def invoke(app: typer.Typer, *args: str) -> tuple[int, str, str]:
 def test_check_exit_0_on_the_example_repo(cli: typer.Typer) -> None:
     code, out, err = invoke(cli, "check", "--repo", str(EXAMPLE_REPO))
     assert code == 0, err
-    assert "3 long-lived environment(s) (development, production, staging), 0 violation(s)" in out
+    assert "4 long-lived environment(s) (development, local, production, staging), 0 violation(s)" in out
 
 
 def test_check_uses_the_repositorys_own_fleet_yaml(cli: typer.Typer) -> None:
