@@ -41,8 +41,8 @@ from bench.common import (
 )
 from bench.profiling import Profiler
 from sandbox.inventory import utcnow
+from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.models import Stage
-from sandbox.requests import LifecycleRequest
 
 #: The two fleet sizes compared.
 SMALL, LARGE = 10, 100

@@ -19,8 +19,8 @@ from sandbox.config import FleetConfig, load_config
 from sandbox.demo import demo_request, prepare_demo
 from sandbox.inventory import Inventory
 from sandbox.lifecycle import STAGE_FUNCTIONS, SandboxContext, register, validate_request
+from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.models import Stage
-from sandbox.requests import LifecycleRequest
 from sandbox.wiring import build_drivers, open_inventory
 
 #: The ``bench/`` directory.

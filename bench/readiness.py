@@ -7,7 +7,7 @@ HelmRelease turned Ready in the simulated cluster to the moment
 The simulated controllers decide readiness lazily, on the next call that lets
 them act, but the moment an object *turned* Ready is recorded: a Flux object is
 Ready ``readiness_delay_seconds`` after its generation last changed or it last
-started progressing (``_settled`` in ``sandbox/drivers/simulation/controllers.py``).
+started progressing (``settled`` in ``sandbox/drivers/simulation/reconciling.py``).
 The latest such moment over the objects the wait watches is the convergence
 time; the wait's return, read on the same clock, is the detection time.
 

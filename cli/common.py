@@ -2,6 +2,9 @@
 
 Exit codes (see docs/cli.md): 0 success, 1 a failed operation, 2 invalid
 input or usage. ``scan`` uses pluto's codes and handles its own.
+
+Everything printed goes through :func:`sandbox.redaction.redact`: no secret the
+process knows reaches stdout or stderr, whatever produced the text.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 from sandbox.errors import InvalidInputError, SandboxError
+from sandbox.redaction import redact
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -29,10 +33,14 @@ ConfigOption = Annotated[Path, typer.Option("--config", help="Path of fleet.yaml
 OutputOption = Annotated[str, typer.Option("--output", help="text or json")]
 
 
+def error_line(message: object) -> str:
+    """``sandbox: error: <message>`` on one line, redacted: the one way the CLI states a cause."""
+    return f"sandbox: error: {redact(' '.join(str(message).split()))}"
+
+
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     """Print ``sandbox: error: <message>`` on one line to stderr and exit."""
-    one_line = " ".join(str(message).split())
-    print(f"sandbox: error: {one_line}", file=sys.stderr)
+    print(error_line(message), file=sys.stderr)
     raise typer.Exit(code)
 
 
@@ -99,8 +107,10 @@ def flow_result(flow_name: str, state: Any) -> Any:
 def call_flow(flow_fn: Any, /, **parameters: Any) -> Any:
     """Run a flow in this process, as every command does, and return its final state."""
     from cli.prefect_env import in_process_run, quiet_expected_tracebacks
+    from sandbox.redaction import install_log_redaction
 
     quiet_expected_tracebacks()
+    install_log_redaction()  # again: Prefect made its handlers when it was imported
     with in_process_run():
         return flow_fn(**parameters, return_state=True)
 
@@ -111,10 +121,10 @@ def run_flow(flow_fn: Any, /, **parameters: Any) -> Any:
 
 
 def echo(message: str = "") -> None:
-    """Print a line of normal output (stdout)."""
-    print(message, flush=True)
+    """Print a line of normal output (stdout), redacted."""
+    print(redact(message), flush=True)
 
 
 def echo_json(data: Any) -> None:
-    """Print ``data`` as indented JSON on stdout."""
-    print(json.dumps(data, indent=2, sort_keys=False, default=str), flush=True)
+    """Print ``data`` as indented JSON on stdout, redacted."""
+    print(redact(json.dumps(data, indent=2, sort_keys=False, default=str)), flush=True)

@@ -23,12 +23,14 @@ from cli.common import (
     check_output,
     echo,
     echo_json,
+    error_line,
     fail,
     run_flow,
 )
 from cli.prefect_env import configure_prefect
 from sandbox.config import FleetConfig, load_config
 from sandbox.errors import SandboxError
+from sandbox.hardening import harden_process
 from sandbox.models import SandboxKind, Stage
 
 app = typer.Typer(
@@ -96,8 +98,8 @@ def create(
     the run that holds it. A lasting failure of provision or bootstrap is rolled back
     unless --keep-on-failure.
     """
+    from sandbox.lifecycle_request import LifecycleRequest
     from sandbox.preflight import check_request
-    from sandbox.requests import LifecycleRequest
 
     cfg = _config(config)
     overrides = {}
@@ -276,32 +278,37 @@ _register_command_modules()
 
 
 def run(argv: list[str] | None = None) -> None:
-    """Console-script entry point: one-line errors, stable exit codes, no tracebacks."""
+    """Console-script entry point: one-line errors, stable exit codes, no tracebacks, no secrets.
+
+    The process is hardened first (:func:`sandbox.hardening.harden_process`):
+    private files (umask 077) and redacted logs, whatever the caller's umask.
+    """
     args = sys.argv[1:] if argv is None else argv
+    harden_process()
     try:
         # Without standalone mode click returns a command's exit code instead of exiting.
         result = app(args=args, prog_name="sandbox", standalone_mode=False)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
-        print("sandbox: error: aborted", file=sys.stderr)
+        print(error_line("aborted"), file=sys.stderr)
         sys.exit(EXIT_FAILED)
     except typer.TyperException as exc:
         # Usage errors (unknown command or option, missing argument): exit 2.
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        print(f"sandbox: error: {' '.join(str(message).split())}", file=sys.stderr)
+        print(error_line(message), file=sys.stderr)
         # `scan` keeps pluto's codes, where 2 and 3 mean findings: its usage errors are 1.
         sys.exit(EXIT_FAILED if args[:1] == ["scan"] else EXIT_USAGE)
     except SandboxError as exc:
         from cli.common import exit_code_for
 
-        print(f"sandbox: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(error_line(exc), file=sys.stderr)
         sys.exit(exit_code_for(exc))
     except KeyboardInterrupt:
-        print("sandbox: error: interrupted", file=sys.stderr)
+        print(error_line("interrupted"), file=sys.stderr)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - never a traceback for users
-        print(f"sandbox: error: unexpected {type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(error_line(f"unexpected {type(exc).__name__}: {exc}"), file=sys.stderr)
         sys.exit(EXIT_FAILED)
     if isinstance(result, int) and not isinstance(result, bool):
         sys.exit(result)

@@ -37,17 +37,10 @@ from cli.common import (
 from cli.prefect_env import configure_prefect
 from sandbox.config import FleetConfig, load_config
 from sandbox.errors import InvalidInputError
-from sandbox.perf import (
-    Comparison,
-    GeneratorType,
-    LoadOverrides,
-    PerformanceRequest,
-    ScaleOverride,
-    render_table,
-    resolve_scenario,
-)
-from sandbox.perfstore import PerfRun, PerfStore
-from sandbox.requests import SandboxChange
+from sandbox.lifecycle_request import SandboxChange
+from sandbox.perf.compare import Comparison, render_table
+from sandbox.perf.scenario import GeneratorType, LoadOverrides, PerformanceRequest, ScaleOverride, resolve_scenario
+from sandbox.perf.store import PerfRun, PerfStore
 
 perf_app = typer.Typer(
     name="perf",
@@ -101,9 +94,9 @@ def build_request(
             load generator this configuration cannot run (ConfigError).
     """
     from sandbox.lifecycle import validate_request
+    from sandbox.lifecycle_request import LifecycleRequest
     from sandbox.models import SandboxKind
-    from sandbox.perfrun import preflight
-    from sandbox.requests import LifecycleRequest
+    from sandbox.perf.run import preflight
 
     cfg.environment(source_env)
     preflight(cfg, resolve_scenario(cfg, scenario, load))

@@ -62,15 +62,10 @@ from sandbox.config import FleetConfig, load_config
 from sandbox.drivers.git import GitCli
 from sandbox.drivers.registry import RegistryConfig, RegistryError, validate_tag
 from sandbox.errors import InvalidInputError
-from sandbox.release import (
-    ReleaseContext,
-    ReleasePlan,
-    build_release_context,
-    discover_registry,
-    registry_override,
-    release_plan,
-    validate_release_version,
-)
+from sandbox.release.context import ReleaseContext, build_release_context
+from sandbox.release.plan import ReleasePlan, release_plan
+from sandbox.release.settings import discover_registry, registry_override
+from sandbox.release.versions import validate_release_version
 from sandbox.versions import parse_constraint
 from sandbox.versions import resolve as resolve_range
 

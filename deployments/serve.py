@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -38,6 +39,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deployments.spec import PREFECT_YAML, PROJECT_ROOT, DeploymentSpec, load_deployments
+from sandbox.hardening import harden_process
+from sandbox.redaction import redact
 
 if TYPE_CHECKING:
     from prefect.deployments.runner import RunnerDeployment
@@ -242,9 +245,34 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Start (or reuse) the server, then serve the deployments until interrupted."""
+    """Start (or reuse) the server, then serve the deployments until interrupted.
+
+    SIGTERM stops it as Ctrl-C does from the start, not only once Prefect's
+    runner has put its own handler in place: a SIGTERM while the server was
+    starting or the deployments were being loaded and registered used to end
+    this process at once, leaving the server it started running.
+
+    The process is hardened first (umask 077, redacted logs): the flow runs it
+    starts inherit the umask.
+    """
+    harden_process()
     args = _parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _serve(args)
+    except KeyboardInterrupt:
+        print("stopped before serving", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _serve(args: argparse.Namespace) -> int:
     home = args.home.resolve()
     config_path = args.config or (Path("fleet.yaml") if Path("fleet.yaml").is_file() else None)
     config_path = config_path.resolve() if config_path else None
@@ -273,14 +301,14 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.suppress(KeyboardInterrupt):
                 serve_until_stopped(deployments, args.limit)
     except ServeError as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"error: {redact(' '.join(str(exc).split()))}", file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - one line for config and entrypoint errors, no traceback
         from sandbox.errors import SandboxError
 
         if not isinstance(exc, SandboxError | OSError | ValueError):
             raise
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        print(f"error: {redact(' '.join(str(exc).split()))}", file=sys.stderr)
         return 1
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 from sandbox.align import AlignResult
+from sandbox.hardening import harden_process
 from tasks.align import align_task
 
 
@@ -26,4 +27,5 @@ def sandbox_align(
         approve: Apply a plan that destroys or replaces resources.
         config_path: Path of fleet.yaml on the worker.
     """
+    harden_process()  # private files and redacted logs, wherever this flow runs
     return align_task(config_path, environment, sandbox=sandbox, approve=approve)

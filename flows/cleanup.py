@@ -7,6 +7,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
 
 from sandbox.cleanup import CleanupAction, CleanupFailedError, CleanupOutcome, CleanupReport
+from sandbox.hardening import harden_process
 from tasks.cleanup import plan_cleanup_task, publish_cleanup_report_task, resolve_cleanup_action_task
 
 
@@ -61,6 +62,7 @@ def cleanup_expired_sandboxes(
     Returns:
         What was done (or, dry, would be).
     """
+    harden_process()  # private files and redacted logs, wherever this flow runs
     logger = get_run_logger()
     run_id = run_id or str(flow_run.id)
     plan = plan_cleanup_task(config_path, run_id, dry_run)

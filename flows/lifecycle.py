@@ -18,14 +18,15 @@ from prefect.states import State
 from pydantic import BaseModel, Field
 
 from sandbox.errors import SandboxError
+from sandbox.hardening import harden_process
+from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.models import STAGE_ORDER, Stage, StageResult
-from sandbox.requests import LifecycleRequest
 from sandbox.rollback import should_roll_back
 from tasks.bootstrap import bootstrap_task
 from tasks.clone import clone_task
 from tasks.common import StageRequest
 from tasks.locking import sandbox_lock
-from tasks.performance_test import performance_test_task
+from tasks.performance_test_stage import performance_test_task
 from tasks.preflight import check_request_task, preflight_task
 from tasks.promote import promote_task
 from tasks.provision import provision_task
@@ -125,6 +126,7 @@ def sandbox_lifecycle(request: LifecycleRequest, resume: bool = False) -> Lifecy
     Returns:
         Each stage with its outcome (executed, cached or already completed).
     """
+    harden_process()  # private files and redacted logs, wherever this flow runs
     logger = get_run_logger()
     check_request_task(request)  # before the lock: its name comes from the request
     with sandbox_lock(request.name, log=logger.info):

@@ -6,6 +6,7 @@ from prefect import flow
 from pydantic import BaseModel, Field
 
 from flows.lifecycle import LifecycleReport, StageOutcome, run_stages
+from sandbox.hardening import harden_process
 from sandbox.models import STAGE_ORDER, Stage
 from tasks.common import StageRequest
 from tasks.watch import watch_landing_task
@@ -27,6 +28,7 @@ def sandbox_teardown(sandbox: SandboxRef, force: bool = False) -> list[StageOutc
         sandbox: Which sandbox.
         force: Destroy the infrastructure even while finalizers are pending (recorded).
     """
+    harden_process()  # private files and redacted logs, wherever this flow runs
     request = StageRequest(
         config_path=sandbox.config_path, name=sandbox.name, lifecycle_id=sandbox.lifecycle_id, force=force
     )
@@ -44,6 +46,7 @@ def sandbox_promote(sandbox: SandboxRef) -> list[StageOutcome]:
     Args:
         sandbox: Which sandbox.
     """
+    harden_process()  # private files and redacted logs, wherever this flow runs
     request = StageRequest(config_path=sandbox.config_path, name=sandbox.name, lifecycle_id=sandbox.lifecycle_id)
     outcomes = run_stages(request, [Stage.promote])
     landing = watch_landing_task(request)
@@ -58,6 +61,7 @@ def sandbox_resume(sandbox: SandboxRef) -> LifecycleReport:
     Args:
         sandbox: Which sandbox.
     """
+    harden_process()  # private files and redacted logs, wherever this flow runs
     request = StageRequest(config_path=sandbox.config_path, name=sandbox.name, lifecycle_id=sandbox.lifecycle_id)
     outcomes = run_stages(request, list(STAGE_ORDER))
     return LifecycleReport(name=sandbox.name, lifecycle_id=sandbox.lifecycle_id, stages=outcomes)

@@ -32,9 +32,11 @@ from prefect.logging.loggers import flow_run_logger
 from prefect.runtime import flow_run as current_flow_run
 
 from flows.lifecycle import run_stages
+from sandbox.hardening import harden_process
 from sandbox.models import Stage, StageResult
-from sandbox.perf import PerformanceReport, PerformanceRequest
-from sandbox.perfstore import PerfRunStatus
+from sandbox.perf.compare import PerformanceReport
+from sandbox.perf.scenario import PerformanceRequest
+from sandbox.perf.store import PerfRunStatus
 from tasks.common import StageRequest
 from tasks.performance import (
     PerformanceRun,
@@ -46,7 +48,7 @@ from tasks.performance import (
     teardown_flow_run_sandboxes,
     teardown_without_task,
 )
-from tasks.performance_test import performance_test_task
+from tasks.performance_test_stage import performance_test_task
 from tasks.teardown import teardown_task
 
 #: The stages before the load, in order.
@@ -124,6 +126,7 @@ def performance_sandbox(request: PerformanceRequest = PerformanceRequest()) -> P
     Raises:
         PerformanceGateError: A gate failed (after the result was recorded).
     """
+    harden_process()  # private files and redacted logs, wherever this flow runs
     flow_run_id = current_flow_run.get_id()
     run = register_performance_task(request, flow_run_id=str(flow_run_id) if flow_run_id else None)
     stage_request = StageRequest(

@@ -20,7 +20,10 @@ from prefect.input import RunInput
 from pydantic import BaseModel, Field
 
 from sandbox.errors import InvalidInputError, PermanentError, SandboxError
-from sandbox.release import ProductionPlan, ProposedChange, ReleaseReport
+from sandbox.hardening import harden_process
+from sandbox.release.production import ProductionPlan
+from sandbox.release.proposals import ProposedChange
+from sandbox.release.report import ReleaseReport
 from sandbox.versions import Bump
 from tasks.release import (
     ReleaseTarget,
@@ -91,6 +94,7 @@ def release_publish(
         The published release (tag, commit, artifact URL and digest), the plan of what
         each environment runs before and after it, and the range changes proposed.
     """
+    harden_process()  # private files and redacted logs, wherever this flow runs
     logger = get_run_logger()
     tagged = tag_release_task(target, bump=bump, version=version, existing_tag=existing_tag)
     published = publish_artifact_task(target, tagged)
@@ -127,6 +131,7 @@ def release_propose_range(target: ReleaseTarget, semver_range: str, environment:
         semver_range: The new Masterminds range, e.g. ``1.3.x`` or ``^2``.
         environment: Which environment (default: the only semver-tracking one).
     """
+    harden_process()  # private files and redacted logs, wherever this flow runs
     change = propose_range_task(target, semver_range, environment)
     get_run_logger().info(change.summary)
     return change
@@ -154,6 +159,7 @@ def release_production(
     Returns:
         unchanged (already there), rejected (nothing proposed) or proposed (the pull request).
     """
+    harden_process()  # private files and redacted logs, wherever this flow runs
     logger = get_run_logger()
     plan = plan_production_task(target, version=version, rollback=rollback, environment=environment)
     if plan.noop:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.operations import SandboxRef
+from sandbox.hardening import harden_process
 from sandbox.validation import ValidationFailedError, ValidationReport
 from tasks.common import StageRequest
 from tasks.validate import revalidate_task
@@ -28,6 +29,7 @@ def sandbox_validate(sandbox: SandboxRef) -> ValidationReport:
         ValidationFailedError: The sandbox failed (the run fails with one line per cause);
             the error carries the report.
     """
+    harden_process()  # private files and redacted logs, wherever this flow runs
     request = StageRequest(config_path=sandbox.config_path, name=sandbox.name, lifecycle_id=sandbox.lifecycle_id)
     report = revalidate_task(request)
     if not report.passed:

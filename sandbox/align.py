@@ -37,22 +37,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from sandbox import fleetrepo
 from sandbox.config import FleetConfig
 from sandbox.drivers.git import GitCli
 from sandbox.drivers.terraform import PlanSummary, TerraformDriver, public_outputs
 from sandbox.errors import InvalidInputError, PermanentError, SandboxError
 from sandbox.inventory import Inventory
 from sandbox.models import SandboxKind, Stage
-
-Progress = Callable[[str], None]
+from sandbox.progress import Progress, quiet
 
 #: Variables that name or locate one cluster rather than configure it: a
 #: sandbox's values for them are never carried to a long-lived environment.
 IDENTITY_VARIABLES: frozenset[str] = frozenset({"cluster_name", "simulation_dir", "force_destroy"})
-
-
-def _quiet(_: str) -> None:
-    return None
 
 
 class AlignRefusedError(PermanentError):
@@ -288,7 +284,7 @@ def align_environment(
     sandbox: str | None = None,
     approve: bool = False,
     config_path: Path | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     on_plan: Callable[[PlanSummary], None] | None = None,
 ) -> AlignResult:
     """Plan ``environment`` with a promoted sandbox's overrides; apply when non-destructive or approved.
@@ -336,9 +332,7 @@ def align_environment(
     shown = ", ".join(f"{k}={v}" for k, v in overrides.items())
     progress(f"aligning {environment} with {promotion.sandbox}'s overrides: {shown}")
     repo = checkout_default_branch(git, config, environment_dir(config, environment) / "repo")
-    module_dir = repo / env.terraform.module
-    if not module_dir.is_dir():
-        raise InvalidInputError(f"terraform module {env.terraform.module!r} not found in the fleet repository")
+    module_dir = fleetrepo.module_dir(repo, env.terraform.module)
     workdir = environment_terraform_dir(config, environment)
     # Look before selecting: selecting a missing workspace would create it.
     terraform.prepare(workdir, module_dir, workspace="default")

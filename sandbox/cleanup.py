@@ -40,7 +40,7 @@ import contextlib
 import fcntl
 import shutil
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -49,7 +49,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field
 
-from sandbox import fleetrepo
+from sandbox import fleetrepo, paths
 from sandbox.config import FleetConfig
 from sandbox.cost import estimate_for_variables, estimated_saving, with_cost
 from sandbox.drivers.terraform import public_outputs
@@ -57,19 +57,14 @@ from sandbox.errors import ConflictError, InvalidInputError, PermanentError, San
 from sandbox.inventory import CleanupActionEntry, Inventory, utcnow
 from sandbox.models import SandboxKind, SandboxRecord, SandboxStatus
 from sandbox.naming import parse_duration, validate_sandbox_name
+from sandbox.progress import Progress, quiet
 from sandbox.wiring import Drivers, sandbox_state_dir
-
-Progress = Callable[[str], None]
 
 #: Branches cleanup pushes to propose removing a directory from the default branch.
 REMOVAL_BRANCH_PREFIX = "fleet-sandbox-cleanup/remove-"
 
 #: Statuses in which a run is probably working on the sandbox right now.
 BUSY_STATUSES = frozenset({SandboxStatus.creating, SandboxStatus.tearing_down})
-
-
-def _quiet(_: str) -> None:
-    return None
 
 
 class CleanupFailedError(PermanentError):
@@ -511,7 +506,7 @@ def plan_cleanup(
     run_id: str | None = None,
     dry_run: bool = False,
     now: datetime | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> CleanupPlan:
     """Find what the cleanup must do. Reads only; changes nothing.
 
@@ -668,7 +663,11 @@ def propose_directory_removal(
                 return "skipped", f"{path}/ is no longer on {default}"
             git.checkout(repo, branch, start=f"origin/{default}")
             git.reset_hard(repo, f"origin/{default}")
-            shutil.rmtree(repo / path)
+            directory = paths.inside(repo, path)
+            if directory.is_symlink():
+                directory.unlink()  # a link (inside the checkout) is removed, never what it points at
+            else:
+                shutil.rmtree(directory)
             git.commit_all(repo, f"Remove orphaned sandbox directory {path}/ (fleet-sandbox cleanup)", [path])
             git.push(repo, branch)
     pr = drivers.hosting.open_pull_request(

@@ -7,15 +7,20 @@ against the file's own directory by :func:`load_config`.
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sandbox import redaction
 from sandbox.errors import ConfigError, InvalidInputError
+from sandbox.hardening import check_credentials_transport
 
 DEFAULT_CONFIG_PATH = Path("fleet.yaml")
 
@@ -750,6 +755,48 @@ class FleetConfig(_Model):
         return set(self.environments) | set(self.sandbox.protected_names) | {"flux-system"}
 
 
+def secret_variables(config: FleetConfig) -> list[str]:
+    """The environment variables a configuration reads secrets from (whether they are set or not).
+
+    The git host's token, Flux's git token and SSH key, the registry's password,
+    and each application stack's token.
+    """
+    registry = config.drivers.registry
+    names = [
+        config.drivers.git_hosting.token_env,
+        config.drivers.git.credentials_env,
+        config.drivers.git.ssh_key_env,
+        registry.password_env if registry else str(RegistryConfig.model_fields["password_env"].default),
+    ]
+    names += [stack.credentials_env for stack in config.validation.application_stacks if stack.credentials_env]
+    return names
+
+
+def register_configured_secrets(config: FleetConfig, environ: Mapping[str, str] | None = None) -> None:
+    """Register (:mod:`sandbox.redaction`) every secret a configuration names, as soon as it is read.
+
+    The values of :func:`secret_variables` and the credentials embedded in the
+    configuration's URLs. Registered even when this process never uses them:
+    every external command inherits the environment, and a tool that echoes it
+    (or a host that echoes a header) must not put them into an error.
+    """
+    env = os.environ if environ is None else environ
+    for name in secret_variables(config):
+        redaction.register_secret(env.get(name))
+    registry = config.drivers.registry
+    defaults = RegistryConfig.model_fields
+    username_env = registry.username_env if registry else str(defaults["username_env"].default)
+    password_env = registry.password_env if registry else str(defaults["password_env"].default)
+    # The registry password also travels as HTTP basic auth: base64 of user:password.
+    redaction.register_basic_auth(env.get(username_env), env.get(password_env))
+    urls = [config.fleet_repo.remote, config.fleet_repo.flux_url, config.inventory.url]
+    urls += [config.drivers.git_hosting.api_url, config.drivers.load_generator.target_url]
+    urls += [stack.url for stack in config.validation.application_stacks]
+    urls += [scenario.target_url for scenario in config.performance.scenarios.values()]
+    for url in urls:
+        redaction.register_url_credentials(url)
+
+
 def _location(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(p) for p in loc) or "(top level)"
 
@@ -787,9 +834,17 @@ def load_config(path: str | Path = DEFAULT_CONFIG_PATH) -> FleetConfig:
         raise ConfigError(
             f"{path}: {_location(first['loc'])}: {first['msg']}"
             + (
-                f" (got {first['input']!r})"
+                # A URL given may carry credentials: never repeat them.
+                f" (got {redaction.redact_url(repr(first['input']))})"
                 if first["type"] != "missing" and not isinstance(first["input"], dict)
                 else ""
             )
         ) from None
+    register_configured_secrets(config)
+    remote = urlsplit(config.fleet_repo.remote) if "://" in config.fleet_repo.remote else None
+    if remote is not None and (remote.password or (remote.username and remote.scheme == "http")):
+        try:
+            check_credentials_transport(config.fleet_repo.remote, "fleet_repo.remote")
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
     return config

@@ -1,7 +1,7 @@
 """The inventory database, as every store on it opens and uses it.
 
 The sandbox inventory (:mod:`sandbox.inventory`) and the performance runs
-(:mod:`sandbox.perfstore`) share one database. Both open it the same way
+(:mod:`sandbox.perf.store`) share one database. Both open it the same way
 (SQLite's parent directory made, its busy timeout set), bring it to the newest
 schema once per process, and turn driver errors into the product's errors: a
 lock or an unreachable server is retryable, everything else permanent. Each
@@ -10,6 +10,7 @@ store names its own error classes.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +23,8 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from sandbox import migrations
 from sandbox.errors import PermanentError, RetryableError
+from sandbox.hardening import private_file
+from sandbox.redaction import register_url_credentials
 
 #: Words in a driver's message that mean "try again later" (a lock, a database down or restarting).
 BUSY_MARKS = ("locked", "could not connect", "connection failed", "connection refused", "timeout", "timed out")
@@ -32,7 +35,8 @@ _MIGRATED_LOCK = threading.Lock()
 
 
 def redacted_url(url: str) -> str:
-    """``url`` without its password, for messages."""
+    """``url`` without its password, for messages (the password is registered for every redaction too)."""
+    register_url_credentials(url)
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
@@ -48,6 +52,22 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _private_sqlite_file(path: Path) -> None:
+    """Create a SQLite database file (and its directory) private to the owner, or make an existing one so.
+
+    The inventory names every sandbox, its branch and its failures: ``0600`` (in a
+    new directory ``0700``) whatever the umask, and files an earlier version made
+    readable (the database, its journal and WAL) are tightened. An existing
+    directory is left as it is: it may be anybody's (``/tmp``). SQLite opens an
+    empty file as a new database.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for file in (path, *(path.with_name(path.name + suffix) for suffix in ("-journal", "-wal", "-shm"))):
+        private_file(file)
+
+
 def open_engine(url: str, error: type[PermanentError]) -> Engine:
     """An engine on ``url`` (a SQLite file's directory is created).
 
@@ -57,7 +77,7 @@ def open_engine(url: str, error: type[PermanentError]) -> Engine:
     shown = redacted_url(url)
     try:
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite_file(Path(url.removeprefix("sqlite:///")))
         engine = create_engine(url, future=True)
     except OSError as exc:
         raise error(f"cannot open inventory {shown}: {exc.strerror}") from None

@@ -7,13 +7,13 @@ finished one untouched, so ``sandbox demo --workdir DIR`` can be rerun.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 
 from sandbox.drivers.git import GitCli
-from sandbox.requests import LifecycleRequest, SandboxChange, ScalarChange
+from sandbox.lifecycle_request import LifecycleRequest, SandboxChange, ScalarChange
+from sandbox.progress import Progress, quiet
 
 EXAMPLE_REPO = Path(__file__).resolve().parents[1] / "examples" / "fleet-repo"
 EXAMPLE_URL = "ssh://git@github.com/example-org/fleet-infra"
@@ -96,7 +96,7 @@ def prepare_demo(
 DEVELOPMENT_READY_MARKER = ".demo-bootstrapped"
 
 
-def ensure_development(config_path: Path, progress: Callable[[str], None] | None = None) -> Path:
+def ensure_development(config_path: Path, progress: Progress | None = None) -> Path:
     """Give the demo a development cluster, as a real fleet has one: provisioned and bootstrapped.
 
     The environment's cluster module is applied with development's variables
@@ -117,7 +117,7 @@ def ensure_development(config_path: Path, progress: Callable[[str], None] | None
     if (state / DEVELOPMENT_READY_MARKER).is_file():
         return state
     drivers = build_drivers(config)
-    report = progress or (lambda _: None)
+    report = progress or quiet
     cluster = provision_environment(config, "development", drivers.terraform, drivers.git, report)
     bootstrap_environment(config, "development", cluster, drivers.git, progress=report)
     (state / DEVELOPMENT_READY_MARKER).write_text("development provisioned and bootstrapped\n", encoding="utf-8")

@@ -53,6 +53,7 @@ from typing import Any, Final, cast
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from sandbox import paths
 from sandbox.errors import InvalidInputError
 
 __all__ = [
@@ -367,6 +368,7 @@ def scan_path(
     k8s_version: str | None = None,
     flux_version: str | None = None,
     extra_data: Sequence[Path] = (),
+    within: Path | None = None,
 ) -> ScanReport:
     """Scan a file or a directory tree for deprecated and removed API versions.
 
@@ -378,6 +380,9 @@ def scan_path(
             in the data.
         extra_data: User deprecation data files in the bundled file's schema; their
             entries override bundled ones for the same apiVersion + kind.
+        within: The directory every file read must stay in (a fleet checkout, or the
+            scanned directory): a symbolic link leading out of it is refused, never
+            followed. ``None``: ``path`` itself when it is a directory.
 
     Returns:
         The findings (file order, then document order) and the skipped files.
@@ -386,6 +391,7 @@ def scan_path(
         InvalidVersionError: A target version is malformed.
         DeprecationDataError: A data file is unusable.
         ScanPathError: ``path`` does not exist or cannot be read.
+        OutsideRepositoryError: ``path`` or a link below it leads outside ``within``.
     """
     k8s_target = parse_version(k8s_version, what="Kubernetes version") if k8s_version is not None else None
     flux_target = parse_version(flux_version, what="Flux version") if flux_version is not None else None
@@ -396,12 +402,18 @@ def scan_path(
     if not root.exists():
         raise ScanPathError(f"path not found: {root}")
     scanner = _Scanner(data, targets)
+    label = paths.REPOSITORY if within is not None else "the scanned directory"
+    if within is not None:
+        paths.inside(within, root, label=label)
     if root.is_dir():
         try:
             os.listdir(root)
         except OSError as exc:
             raise ScanPathError(f"cannot read directory {root}: {exc.strerror or type(exc).__name__}") from None
+        boundary = within if within is not None else root
         for file_path in _walk(root, scanner):
+            # A file that is a link is read only when it stays inside the boundary.
+            paths.inside(boundary, Path(file_path), label=label)
             scanner.scan_file(file_path)
     elif root.suffix.lower() in YAML_SUFFIXES | JSON_SUFFIXES:
         if not os.access(root, os.R_OK):

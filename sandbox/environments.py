@@ -24,23 +24,17 @@ environment otherwise.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sandbox import fleetrepo
+from sandbox import fleetrepo, paths
 from sandbox.config import FleetConfig
 from sandbox.drivers.cluster import ClusterDriver
 from sandbox.drivers.git import GitCli
 from sandbox.drivers.terraform import TerraformDriver, TerraformOutput, public_outputs
 from sandbox.errors import PermanentError
+from sandbox.progress import Progress, quiet
 from sandbox.wiring import check_cluster_module_outputs, connect_cluster
-
-Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    return None
 
 
 class EnvironmentNotProvisionedError(PermanentError):
@@ -109,7 +103,7 @@ def _prepare(
         The working directory, and whether the environment's workspace holds
         state (it is selected when it does, or when ``create``).
     """
-    module = update_checkout(config, env, git) / config.environment(env).terraform.module
+    module = fleetrepo.module_dir(update_checkout(config, env, git), config.environment(env).terraform.module)
     workdir = environment_terraform_dir(config, env)
     workspace = environment_workspace(config, env)
     # Look before selecting: selecting a missing workspace would create it.
@@ -149,7 +143,7 @@ def connect_environment(config: FleetConfig, env: str, terraform: TerraformDrive
 
 
 def provision_environment(
-    config: FleetConfig, env: str, terraform: TerraformDriver, git: GitCli, progress: Progress = _quiet
+    config: FleetConfig, env: str, terraform: TerraformDriver, git: GitCli, progress: Progress = quiet
 ) -> ClusterDriver:
     """Create a long-lived environment's cluster if its state has none (the demo's development).
 
@@ -178,7 +172,7 @@ def bootstrap_environment(
     *,
     git_token: str | None = None,
     ssh_identity: str | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> int:
     """Install Flux on an environment's cluster from its committed ``flux-system/`` (the demo's development).
 
@@ -190,12 +184,14 @@ def bootstrap_environment(
     """
     from sandbox.lifecycle import install_flux
 
-    root = update_checkout(config, env, git) / config.environment(env).cluster_dir
-    if not (root / fleetrepo.SYNC_FILE).is_file():
+    checkout = update_checkout(config, env, git)
+    root = paths.inside(checkout, config.environment(env).cluster_dir)
+    if not paths.inside(checkout, root / fleetrepo.SYNC_FILE).is_file():
         raise EnvironmentNotProvisionedError(f"{config.environment(env).cluster_dir}/{fleetrepo.SYNC_FILE} is missing")
     return install_flux(
         cluster,
         root,
+        repo=checkout,
         git_token=git_token,
         ssh_identity=ssh_identity,
         known_hosts=config.known_hosts(),

@@ -1,8 +1,11 @@
 """One typed error hierarchy for the whole product.
 
-Every failure is either *retryable* (a held lock, a network blip, a rate limit:
-trying again later may succeed) or *permanent* (invalid input, invalid
-configuration, rejected credentials: trying again will fail the same way).
+Every failure is either *retryable* (a Terraform state lock another run holds, a
+network blip, a rate limit: trying again later may succeed) or *permanent*
+(invalid input, invalid configuration, rejected credentials: trying again will
+fail the same way). A sandbox another run holds is permanent too
+(:class:`LockHeldError`): one run per sandbox, so the second fails at once,
+naming the holder, instead of waiting its turn.
 Prefect tasks retry only retryable errors (see ``tasks.common.retry_if_retryable``),
 and the CLI maps :class:`InvalidInputError` to exit code 2 and every other
 :class:`SandboxError` to exit code 1 with the one-line ``str(error)``.
@@ -10,15 +13,41 @@ and the CLI maps :class:`InvalidInputError` to exit code 2 and every other
 
 from __future__ import annotations
 
+from typing import Any
+
+from sandbox.redaction import redact_value
+
 
 class SandboxError(Exception):
     """Base of every error this product raises on purpose.
 
     ``str(error)`` is a single line fit for a user: it names the problem and
-    never contains secrets.
+    never contains secrets. Every secret the process knows
+    (:mod:`sandbox.redaction`) is taken out when the error is made, and again
+    whenever its text leaves: ``str`` and ``repr`` (what Prefect puts into a
+    failed run's state message and logs, the CLI prints and the inventory keeps)
+    and pickling (Prefect persists a failed task's exception as its result) --
+    a secret registered after the error was made (terraform's outputs read once
+    its apply failed) is still taken out.
     """
 
     retryable: bool = False
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*redact_value(args))
+
+    def __str__(self) -> str:
+        return str(redact_value(super().__str__()))
+
+    def __repr__(self) -> str:
+        return str(redact_value(super().__repr__()))
+
+    def __reduce__(self) -> Any:
+        reduced = super().__reduce__()
+        if not isinstance(reduced, tuple):
+            return reduced
+        cls, args, *rest = reduced
+        return (cls, redact_value(args), *(redact_value(item) for item in rest))
 
 
 class RetryableError(SandboxError):
@@ -46,25 +75,29 @@ class ToolNotFoundError(PermanentError):
 
 
 class CommandFailedError(PermanentError):
-    """An external command exited non-zero and the failure is not known to be temporary."""
+    """An external command exited non-zero and the failure is not known to be temporary.
+
+    Also a command killed at its timeout that is not safe to run again blindly
+    (``terraform apply``: see ``timeout_is_retryable`` of :func:`sandbox.proc.run`).
+    """
 
     def __init__(self, message: str, *, returncode: int | None = None, stderr_tail: str = "") -> None:
         super().__init__(message)
         self.returncode = returncode
-        self.stderr_tail = stderr_tail
+        self.stderr_tail = str(redact_value(stderr_tail))
 
 
 class CommandTransientError(RetryableError):
-    """An external command failed in a way known to be temporary (timeout, lock, network)."""
+    """An external command failed in a way known to be temporary (lock, network, a timeout of a safe rerun)."""
 
     def __init__(self, message: str, *, returncode: int | None = None, stderr_tail: str = "") -> None:
         super().__init__(message)
         self.returncode = returncode
-        self.stderr_tail = stderr_tail
+        self.stderr_tail = str(redact_value(stderr_tail))
 
 
 class StateLockedError(RetryableError):
-    """Terraform state (or another lock) is held by someone else."""
+    """Terraform's state lock is held by someone else (retried: the holder may finish)."""
 
 
 class ClusterUnreachableError(RetryableError):
@@ -104,4 +137,4 @@ class ConflictError(PermanentError):
 
 
 class LockHeldError(PermanentError):
-    """Another run holds this sandbox's lock."""
+    """Another run holds this sandbox's lock (not retried: one run per sandbox, the second fails at once)."""

@@ -22,18 +22,13 @@ from sandbox.drivers.cluster import (
     ObjectRef,
 )
 from sandbox.errors import NotReadyError, SandboxError
+from sandbox.progress import Progress, quiet
 
 #: The kinds whose readiness tells whether a cluster converged.
 FLUX_APPLIERS: tuple[tuple[str, str], ...] = (
     (KUSTOMIZATION_API, "Kustomization"),
     (HELMRELEASE_API, "HelmRelease"),
 )
-
-Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -180,7 +175,7 @@ def watch_until(
 def watch_readiness(
     cluster: ClusterDriver,
     timeout: float,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     *,
     check: Callable[[Manifest], Readiness] = readiness,
 ) -> tuple[bool, list[Readiness]]:
@@ -236,7 +231,7 @@ def not_ready_message(states: Iterable[Readiness], timeout: float) -> str:
 def wait_ready(
     cluster: ClusterDriver,
     timeout: float,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     *,
     check: Callable[[Manifest], Readiness] = readiness,
 ) -> list[Readiness]:

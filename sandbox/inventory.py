@@ -47,6 +47,7 @@ from sandbox.models import (
     StageStatus,
     StageSummary,
 )
+from sandbox.redaction import redact, redact_value
 
 
 class InventoryError(PermanentError):
@@ -268,7 +269,8 @@ class Inventory:
             for key, value in fields.items():
                 if not hasattr(SandboxRow, key) or key.startswith("_"):
                     raise AttributeError(key)
-                setattr(row, key, getattr(value, "value", value))
+                # Free text (last_error above all) may quote a secret: never stored.
+                setattr(row, key, redact_value(getattr(value, "value", value)))
             if "status" in fields and "destroyed_at" not in fields:
                 if row.status == SandboxStatus.destroyed.value:
                     row.destroyed_at = row.destroyed_at or now
@@ -306,18 +308,18 @@ class Inventory:
             row.status = StageStatus.completed.value
             row.executions = (row.executions or 0) + 1
             row.finished_at = utcnow()
-            row.result = result
+            row.result = redact_value(result)
             row.error = None
             self._touch(session, name, row.finished_at)
 
     def stage_failed(self, name: str, lifecycle_id: str, stage: Stage, error: str) -> None:
-        """Record a failed attempt of a stage."""
+        """Record a failed attempt of a stage (its error redacted: see :mod:`sandbox.redaction`)."""
         with self._session() as session:
             row = self._stage_row(session, name, lifecycle_id, stage)
             if row.status != StageStatus.completed.value:
                 row.status = StageStatus.failed.value
             row.finished_at = utcnow()
-            row.error = error
+            row.error = redact(error)
             self._touch(session, name, row.finished_at)
 
     def stage_result(self, name: str, lifecycle_id: str, stage: Stage) -> dict[str, Any] | None:
@@ -345,7 +347,7 @@ class Inventory:
     def record_cleanup_action(self, entry: CleanupActionEntry) -> None:
         """Keep what a cleanup run did to one target (an audit trail; never secrets)."""
         with self._session() as session:
-            session.add(CleanupActionRow(**entry.model_dump()))
+            session.add(CleanupActionRow(**redact_value(entry.model_dump())))
 
     def cleanup_actions(
         self, run_id: str | None = None, target: str | None = None

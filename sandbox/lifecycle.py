@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from sandbox import appstacks, fleetrepo, validation
+from sandbox import appstacks, fleetrepo, paths, validation
 from sandbox.config import FleetConfig
 from sandbox.cost import estimate as estimate_cost
 from sandbox.drivers.cluster import FLUX_NAMESPACE, ClusterDriver, DiscoveryCache, Manifest, ObjectRef
@@ -38,10 +38,11 @@ from sandbox.errors import (
     TeardownBlockedError,
 )
 from sandbox.inventory import Inventory, utcnow
+from sandbox.lifecycle_request import LifecycleRequest, SandboxChange
 from sandbox.models import SandboxKind, SandboxRecord, SandboxStatus, Stage, StageResult
 from sandbox.naming import branch_name, parse_duration, validate_sandbox_name
-from sandbox.perf import LoadOverrides
-from sandbox.requests import LifecycleRequest, SandboxChange
+from sandbox.perf.scenario import LoadOverrides
+from sandbox.progress import Progress, quiet
 from sandbox.teardown import teardown_cluster
 from sandbox.validation import ValidationFailedError, ValidationInputs, ValidationReport
 from sandbox.wiring import (
@@ -54,12 +55,6 @@ from sandbox.wiring import (
     sandbox_state_dir,
 )
 from sandbox.yamledit import set_scalar
-
-Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    return None
 
 
 @dataclass
@@ -81,7 +76,7 @@ class SandboxContext:
     inventory: Inventory
     drivers: Drivers
     record: SandboxRecord
-    progress: Progress = _quiet
+    progress: Progress = quiet
     secrets: Secrets = field(default_factory=Secrets)
     #: The sandbox cluster module's outputs (sensitive ones included), read once per context.
     _cluster_outputs: dict[str, TerraformOutput] | None = field(default=None, repr=False)
@@ -312,9 +307,7 @@ def provision(ctx: SandboxContext, *, on_plan: Callable[[PlanSummary], None] | N
     """
     env = ctx.config.environment(ctx.record.source_env)
     repo = ensure_checkout(ctx)
-    module_dir = repo / env.terraform.module
-    if not module_dir.is_dir():
-        raise InvalidInputError(f"terraform module {env.terraform.module!r} not found in the fleet repository")
+    module_dir = fleetrepo.module_dir(repo, env.terraform.module)
     tf = ctx.drivers.terraform
     workdir = ctx.terraform_workdir
     tf.prepare(workdir, module_dir, workspace=ctx.record.name)
@@ -354,11 +347,11 @@ def _object_selector(kind: str, name: str) -> Callable[[Any], bool]:
     return select
 
 
-def _apply_change(cluster_root: Path, change: SandboxChange) -> list[str]:
-    """Make a change's scalar edits in the sandbox directory (idempotent)."""
+def _apply_change(repo: Path, cluster_root: Path, change: SandboxChange) -> list[str]:
+    """Make a change's scalar edits in the sandbox directory (idempotent); no file outside the checkout."""
     changed: list[str] = []
     for edit in change.edits:
-        path = cluster_root / edit.file
+        path = paths.inside(repo, cluster_root / edit.file)
         if not path.is_file():
             raise InvalidInputError(f"change: {edit.file} does not exist in the sandbox")
         text = path.read_text(encoding="utf-8")
@@ -378,7 +371,7 @@ def clone_into_checkout(
     name: str,
     retarget_from: str | None,
     retarget_to: str | None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> dict[str, Any]:
     """Copy ``clusters/<source_env>`` to ``clusters/<name>`` in a checkout and retarget its git sources.
 
@@ -387,12 +380,12 @@ def clone_into_checkout(
     """
     source = repo / fleetrepo.cluster_dir(source_env)
     target = repo / fleetrepo.cluster_dir(name)
-    report = fleetrepo.copy_cluster_dir(source, target)
+    report = fleetrepo.copy_cluster_dir(source, target, repo=repo)
     excluded = ", ".join(report.excluded) or "none"
     progress(f"copied {len(report.copied)} files from clusters/{source_env} (excluded: {excluded})")
     retargets = []
     if retarget_from and retarget_to:
-        retargets = fleetrepo.retarget_git_sources(target, retarget_from, retarget_to)
+        retargets = fleetrepo.retarget_git_sources(target, retarget_from, retarget_to, repo=repo)
         if retargets:
             for r in retargets:
                 progress(f"retargeted GitRepository in {r.file}: {r.edit.old} -> {r.edit.new}")
@@ -445,7 +438,7 @@ def clone(ctx: SandboxContext, change: SandboxChange | None = None) -> StageResu
     who = f"{record.ticket}: " if record.ticket else ""
     git.commit_all(repo, f"{who}clone clusters/{record.source_env} into {ctx.sandbox_path}", [ctx.sandbox_path])
     if change and change.edits:
-        details["change"] = _apply_change(target, change)
+        details["change"] = _apply_change(repo, target, change)
         git.commit_all(repo, f"{who}{change.message}", [ctx.sandbox_path])
         for line in details["change"]:
             ctx.progress(f"change: {line}")
@@ -459,10 +452,6 @@ def clone(ctx: SandboxContext, change: SandboxChange | None = None) -> StageResu
     )
 
 
-def _documents(path: Path) -> list[dict[str, Any]]:
-    return fleetrepo.read_documents(path)
-
-
 def bootstrap(ctx: SandboxContext) -> StageResult:
     """Write the sandbox's gotk-sync.yaml, push it, and install Flux and the sync on the cluster."""
     record = ctx.record
@@ -472,7 +461,7 @@ def bootstrap(ctx: SandboxContext) -> StageResult:
     root = repo / ctx.sandbox_path
     url = ctx.config.checked_flux_url(ctx.config.flux_url, "fleet_repo.flux_url")
     sync_text = fleetrepo.render_gotk_sync(name=record.name, url=url, branch=branch, path=ctx.sandbox_path)
-    written = fleetrepo.write_bootstrap_files(root, sync_text)
+    written = fleetrepo.write_bootstrap_files(root, sync_text, repo=repo)
     commit = None
     if written:
         who = f"{record.ticket}: " if record.ticket else ""
@@ -483,6 +472,7 @@ def bootstrap(ctx: SandboxContext) -> StageResult:
     components = install_flux(
         cluster_for(ctx),
         root,
+        repo=repo,
         git_token=ctx.secrets.git_token,
         ssh_identity=ctx.secrets.git_ssh_identity,
         known_hosts=ctx.config.known_hosts(),
@@ -612,10 +602,11 @@ def install_flux(
     cluster: ClusterDriver,
     cluster_root: Path,
     *,
+    repo: Path,
     git_token: str | None,
     ssh_identity: str | None = None,
     known_hosts: str | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     crd_timeout_seconds: float = 120.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
@@ -633,6 +624,7 @@ def install_flux(
     Args:
         cluster: The cluster.
         cluster_root: The cluster's directory in a checkout (``clusters/<name>``).
+        repo: The checkout's root: no file outside it is read (see :mod:`sandbox.paths`).
         git_token: The token of an http(s) fleet repository.
         ssh_identity: The private key of an ssh fleet repository.
         known_hosts: The git host's keys, for an ssh fleet repository.
@@ -649,7 +641,7 @@ def install_flux(
         CrdNotEstablishedError: The CRDs were not Established in time (retryable).
         CrdRejectedError: A CRD's names were refused.
     """
-    sync_docs = _documents(cluster_root / fleetrepo.SYNC_FILE)
+    sync_docs = fleetrepo.read_documents(cluster_root / fleetrepo.SYNC_FILE, repo=repo)
     source = next((d for d in sync_docs if d.get("kind") == "GitRepository"), {})
     # Checked before anything is applied: a missing key is a configuration problem.
     secret = git_credentials_secret(
@@ -658,7 +650,7 @@ def install_flux(
         ssh_identity=ssh_identity,
         known_hosts=known_hosts,
     )
-    components = _documents(cluster_root / fleetrepo.COMPONENTS_FILE)
+    components = fleetrepo.read_documents(cluster_root / fleetrepo.COMPONENTS_FILE, repo=repo)
     for stage in (0, 1):
         for doc in components:
             if _install_stage(doc) == stage:
@@ -739,14 +731,14 @@ def validate(ctx: SandboxContext) -> StageResult:
 def performance_test(
     ctx: SandboxContext, *, scenario: str | None = None, overrides: LoadOverrides | None = None
 ) -> StageResult:
-    """Run a load scenario and compare it with the scenario's baseline (see :mod:`sandbox.perfrun`).
+    """Run a load scenario and compare it with the scenario's baseline (see :mod:`sandbox.perf.run`).
 
     Args:
         ctx: The sandbox.
         scenario: Scenario name (``performance.default_scenario`` when ``None``).
         overrides: Per-run changes to the scenario's settings.
     """
-    from sandbox.perfrun import run_performance_test
+    from sandbox.perf.run import run_performance_test
 
     return run_performance_test(ctx, scenario=scenario, overrides=overrides)
 
@@ -915,8 +907,11 @@ def promote(ctx: SandboxContext) -> StageResult:
     base = git.merge_base(repo, f"origin/{default}", "HEAD")
     details: dict[str, Any] = {"base": base}
     if sandbox_root.is_dir():
-        fleetrepo.retarget_git_sources(sandbox_root, branch, default)  # development tracks main again
-        report = fleetrepo.promote_cluster_dir(sandbox_root, repo / development)
+        # Both directories are checked before anything changes: a link leading out of the checkout is refused.
+        paths.entries(repo, sandbox_root)
+        paths.entries(repo, development)
+        fleetrepo.retarget_git_sources(sandbox_root, branch, default, repo=repo)  # development tracks main again
+        report = fleetrepo.promote_cluster_dir(sandbox_root, repo / development, repo=repo)
         who = f"{record.ticket}: " if record.ticket else ""
         commit = git.commit_all(repo, f"{who}promote {record.name} to development", [development, ctx.sandbox_path])
         details.update(changed=report.copied, removed=report.removed)
@@ -1056,7 +1051,7 @@ def clone_local_checkout(
     environments: list[str],
     protected: set[str],
     ticket_pattern: str,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> LocalCloneResult:
     """The clone stage on a checkout the user already has.
 
@@ -1091,18 +1086,22 @@ def clone_local_checkout(
         work_branch = current if current != default_branch else f"perf-{name}"
         start = current
     retarget_to = branch
-    # Render what the clone would produce, so an existing identical target is a no-op.
+    source_rel = fleetrepo.cluster_dir(source_env)
+    paths.entries(repo, source_rel)  # refused before anything changes when it leads outside the checkout
+    # Render what the clone would produce, so an existing identical target is a no-op. The
+    # scratch copy keeps the repository's layout, so links that stay inside it still do.
     with tempfile_dir() as scratch:
-        shutil.copytree(repo / fleetrepo.cluster_dir(source_env), scratch / "src", symlinks=True)
-        expected = scratch / "expected"
-        fleetrepo.copy_cluster_dir(scratch / "src", expected)
+        shutil.copytree(repo / source_rel, scratch / source_rel, symlinks=True)
+        expected = scratch / target_rel
+        fleetrepo.copy_cluster_dir(scratch / source_rel, expected, repo=scratch)
         if retarget_to:
-            fleetrepo.retarget_git_sources(expected, default_branch, retarget_to)
+            fleetrepo.retarget_git_sources(expected, default_branch, retarget_to, repo=scratch)
         created = git.rev_parse(repo, f"refs/heads/{work_branch}") is None
         git.checkout(repo, work_branch, start=start)
         target = repo / target_rel
         if target.exists():
-            if fleetrepo.sandbox_copy_matches(expected, target) and not (target / fleetrepo.SYNC_FILE).exists():
+            matches = fleetrepo.sandbox_copy_matches(expected, target, repo=repo, source_repo=scratch)
+            if matches and not (target / fleetrepo.SYNC_FILE).exists():
                 progress(f"{target_rel}/ already holds this clone; nothing to do")
                 return LocalCloneResult(work_branch, git.rev_parse(repo, "HEAD"), True, {})
             if created:  # leave nothing half-done: no new branch behind a refusal

@@ -24,6 +24,9 @@ Rules (from the seed's change-promotion chapter):
 * ``environment-directory`` -- every configured environment has its directory.
 * ``readable-yaml`` -- the environment's YAML files parse (otherwise nothing else can
   be checked in them).
+* ``links-inside`` -- every symbolic link in the repository points inside it: the
+  product refuses to read, copy or push through a link that leaves the repository
+  (see :mod:`sandbox.paths`), and nothing here is read through one.
 
 Which source is "the platform source" of an environment: the Flux source named
 ``platform`` declared in the environment's directory (outside ``flux-system/``); when
@@ -50,10 +53,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field
 
-from sandbox import fleetrepo
+from sandbox import fleetrepo, paths
 from sandbox.config import FleetConfig, TrackingKind
 from sandbox.drivers.git import GitCli
 from sandbox.errors import InvalidInputError, SandboxError
+from sandbox.paths import OutsideRepositoryError
 from sandbox.proc import run
 from sandbox.versions import parse_constraint, parse_tag
 
@@ -65,6 +69,7 @@ RULE_OWN_GOTK_SYNC = "own-gotk-sync"
 RULE_NO_LINGERING_SANDBOX = "no-lingering-sandbox"
 RULE_ENVIRONMENT_DIRECTORY = "environment-directory"
 RULE_READABLE_YAML = "readable-yaml"
+RULE_LINKS_INSIDE = "links-inside"
 
 #: Every rule id with what it asks, for help texts and reports.
 RULES: dict[str, str] = {
@@ -76,6 +81,7 @@ RULES: dict[str, str] = {
     RULE_NO_LINGERING_SANDBOX: "no sandbox directory lingers on the default branch",
     RULE_ENVIRONMENT_DIRECTORY: "every configured environment has its cluster directory",
     RULE_READABLE_YAML: "an environment's YAML files parse",
+    RULE_LINKS_INSIDE: "every symbolic link points inside the repository",
 }
 
 #: The seed's long-lived environments, assumed when there is no fleet.yaml.
@@ -229,7 +235,10 @@ def environments_from_tree(repo: Path, clusters: Iterable[str], default_branch: 
 
 
 def _bootstrapped_for_itself(repo: Path, cluster_dir: str, branch: str) -> bool:
-    sync = repo / cluster_dir / fleetrepo.SYNC_FILE
+    try:
+        sync = paths.inside(repo, f"{cluster_dir}/{fleetrepo.SYNC_FILE}")
+    except OutsideRepositoryError:
+        return False  # reported by the links-inside rule; never read
     if not sync.is_file():
         return False
     try:
@@ -313,7 +322,11 @@ class _ClusterFiles:
 def _read_cluster(repo: Path, cluster_dir: str) -> _ClusterFiles:
     found = _ClusterFiles()
     root = repo / cluster_dir
-    for path in sorted(root.rglob("*")):
+    try:
+        files = paths.entries(repo, cluster_dir)
+    except OutsideRepositoryError:
+        return found  # reported by the links-inside rule; nothing is read through such a link
+    for path in files.values():
         if path.suffix not in fleetrepo.YAML_SUFFIXES or not path.is_file():
             continue
         rel = path.relative_to(repo).as_posix()
@@ -450,7 +463,10 @@ def _check_semver_range(env: EnvironmentPolicy, file: str, what: str, ref: Mappi
 def check_gotk_sync(repo: Path, cluster_dir: str, branch: str) -> list[Violation]:
     """``clusters/<x>/flux-system/gotk-sync.yaml`` exists, points at ``cluster_dir`` and tracks ``branch``."""
     sync_rel = f"{cluster_dir}/{fleetrepo.SYNC_FILE}"
-    sync = repo / sync_rel
+    try:
+        sync = paths.inside(repo, sync_rel)
+    except OutsideRepositoryError:
+        return []  # reported by the links-inside rule; never read
     if not sync.is_file():
         return [
             Violation(
@@ -521,8 +537,19 @@ def check_tree(
     Returns:
         The environments checked and every violation, in file order per rule.
     """
-    violations: list[Violation] = []
+    violations: list[Violation] = [
+        Violation(
+            file=link.path,
+            rule=RULE_LINKS_INSIDE,
+            message=f"symbolic link to {link.target} leads outside the repository; nothing is read through it",
+        )
+        for link in paths.leaving_links(repo)
+    ]
     for env in environments:
+        try:
+            paths.inside(repo, env.cluster_dir)
+        except OutsideRepositoryError:
+            continue  # reported above
         if not (repo / env.cluster_dir).is_dir():
             violations.append(
                 Violation(
@@ -556,7 +583,11 @@ def check_tree(
 
 
 def _clusters_on_branch(git: GitCli, repo: Path, ref: str) -> list[str]:
-    listing = run(git.command(repo, "ls-tree", "-d", "--name-only", f"{ref}:{fleetrepo.CLUSTERS_DIR}"), check=False)
+    listing = run(
+        git.command(repo, "ls-tree", "-d", "--name-only", f"{ref}:{fleetrepo.CLUSTERS_DIR}"),
+        check=False,
+        timeout_is_retryable=True,  # a read
+    )
     if listing.returncode != 0:
         return []  # no clusters/ directory on that branch
     return [line.strip() for line in listing.stdout.splitlines() if line.strip()]
@@ -587,7 +618,10 @@ def check_repository(
     repo = repo.resolve()
     if not repo.is_dir():
         raise InvalidInputError(f"{repo} is not a directory")
-    clusters = fleetrepo.discover_environments(repo)
+    try:
+        clusters = fleetrepo.discover_environments(repo)
+    except OutsideRepositoryError:
+        clusters = []  # clusters/ itself leaves the repository: the links-inside rule says so
     default_branch = config.fleet_repo.default_branch if config else "main"
     on_default: list[str] | None = clusters
     if (repo / ".git").exists():

@@ -24,20 +24,20 @@ from pathlib import Path
 
 import yaml
 
-from sandbox import fleetrepo, validation
+from sandbox import fleetrepo, paths, validation
 from sandbox.config import FleetConfig
 from sandbox.drivers.git import GitCli
 from sandbox.errors import InvalidInputError, PermanentError, SandboxError, ToolNotFoundError
 from sandbox.lifecycle import ValidatedRequest, validate_request
-from sandbox.requests import LifecycleRequest
-
-Progress = Callable[[str], None]
+from sandbox.lifecycle_request import LifecycleRequest
+from sandbox.paths import OutsideRepositoryError
+from sandbox.progress import Progress, quiet
+from sandbox.redaction import redact_url
 
 #: Terraform variables fleet-sandbox sets itself: an override would break the sandbox.
 RESERVED_VARIABLES = frozenset({"cluster_name", "simulation_dir"})
 
 _MAJOR_MINOR = re.compile(r"^[0-9]+\.[0-9]+$")
-_URL_CREDENTIALS = re.compile(r"(://)[^/@\s]+@")
 
 
 class FleetRepoError(InvalidInputError):
@@ -83,24 +83,22 @@ def check_request(config: FleetConfig, request: LifecycleRequest) -> ValidatedRe
     return validated
 
 
-def redact_url(url: str) -> str:
-    """``url`` without the credentials it may embed (``https://user:token@host`` -> ``https://***@host``)."""
-    return _URL_CREDENTIALS.sub(r"\1***@", url)
-
-
 def _tool(binary: str, setting: str) -> None:
     if shutil.which(binary) is None:
         raise ToolNotFoundError(f"{binary} is not installed or not on PATH (setting {setting})")
 
 
 def _first_malformed_yaml(repo: Path, roots: list[str]) -> str | None:
+    """The first YAML file under ``roots`` that does not parse, described (``None`` when all do).
+
+    Raises:
+        OutsideRepositoryError: A root, or a link below one, leads outside the checkout.
+    """
     for root in roots:
-        target = repo / root
-        files = [target] if target.is_file() else sorted(target.rglob("*"))
+        target = paths.inside(repo, root)
+        files = [target] if target.is_file() else list(paths.entries(repo, root).values())
         for path in files:
             if path.suffix not in fleetrepo.YAML_SUFFIXES or not path.is_file():
-                continue
-            if ".git" in path.relative_to(repo).parts:
                 continue
             try:
                 list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
@@ -123,23 +121,33 @@ def check_checkout(config: FleetConfig, repo: Path, source_env: str) -> list[str
     Raises:
         FleetRepoError: No ``clusters/``, no directory for the environment, no
             cluster module, or a malformed YAML file in what the environment builds.
+        OutsideRepositoryError: A symbolic link in what the sandbox would read (the
+            environment's directory, what it builds, the module) leads outside the
+            repository (nothing would be copied, applied or pushed from outside).
     """
     env = config.environment(source_env)
     try:
         fleetrepo.discover_environments(repo)
+    except OutsideRepositoryError:
+        raise
     except InvalidInputError:
         raise FleetRepoError(
             f"the fleet repository has no {fleetrepo.CLUSTERS_DIR}/ directory on "
             f"{config.fleet_repo.default_branch}: not a fleet repository"
         ) from None
     cluster_path = env.cluster_dir.strip("/")
-    if not (repo / cluster_path).is_dir():
+    if not paths.inside(repo, cluster_path).is_dir():
         raise FleetRepoError(
             f"environment {source_env!r} has no directory {cluster_path}/ in the fleet repository "
             f"({config.fleet_repo.default_branch})"
         )
-    module = repo / env.terraform.module
-    if not module.is_dir() or not any(p.suffix == ".tf" for p in module.iterdir()):
+    try:
+        module = fleetrepo.module_dir(repo, env.terraform.module)
+    except OutsideRepositoryError:
+        raise
+    except InvalidInputError:
+        module = None
+    if module is None or not any(p.suffix == ".tf" for p in module.iterdir()):
         raise FleetRepoError(f"terraform module {env.terraform.module!r} not found in the fleet repository")
     plan = validation.plan_scan(
         repo, cluster_path, repo_urls={validation.normalize_git_url(url) for url in config.fleet_urls}
@@ -160,7 +168,7 @@ def preflight(config: FleetConfig, request: LifecycleRequest, git: GitCli, progr
         FleetRepoError: The repository cannot make this sandbox: no default branch, no
             ``clusters/``, no environment directory or module, malformed YAML (exit 2).
     """
-    say = progress or (lambda _: None)
+    say = progress or quiet
     _tool(config.drivers.terraform.binary, "drivers.terraform.binary")
     _tool(config.drivers.git.binary, "drivers.git.binary")
     remote = config.remote_url

@@ -7,7 +7,18 @@ so drivers can be unit-tested on the commands they build.
 
 Never ``shell=True``. Failures raise :class:`~sandbox.errors.CommandFailedError`
 (or a retryable error chosen by the caller's classifier) carrying a bounded tail
-of stderr, with any registered secret values redacted.
+of stderr. The command's own secrets (:attr:`Command.redact`) are masked in what
+it printed; every other secret the process knows (:mod:`sandbox.redaction`) is
+masked where the text leaves the process -- the error made from it, a log line --
+and not in the data returned here: a caller parses ``terraform output -json``, and
+a masked value there would be a wrong value, not a safe one.
+
+A command that outlives its timeout is killed. Whether trying it again is safe
+depends on the command, so every caller says so (``timeout_is_retryable``): a
+read, or a command whose rerun finds its work done or does it, may be retried;
+one killed half-way through a change (``terraform apply``, a git command
+writing the local repository) may have left that change half made and a lock
+held, and is not retried blindly.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ from sandbox.errors import (
     SandboxError,
     ToolNotFoundError,
 )
+from sandbox.redaction import redact as _redact
 
 #: How many characters of stderr an error message carries at most.
 STDERR_TAIL_CHARS = 600
@@ -69,8 +81,13 @@ class CompletedCommand:
 Classifier = Callable[[CompletedCommand], SandboxError | None]
 
 
-def redact(text: str, secrets: Sequence[str]) -> str:
-    """Replace every non-empty secret value in ``text`` with ``***``."""
+def redact(text: str, secrets: Sequence[str] = ()) -> str:
+    """``text`` with ``secrets`` and every registered secret (:mod:`sandbox.redaction`) replaced by ``***``."""
+    return _redact(text, secrets)
+
+
+def _mask(text: str, secrets: Sequence[str]) -> str:
+    """``text`` with each of a command's own ``secrets`` replaced by ``***`` (the registry is not applied)."""
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
@@ -78,23 +95,50 @@ def redact(text: str, secrets: Sequence[str]) -> str:
 
 
 def tail(text: str, limit: int = STDERR_TAIL_CHARS) -> str:
-    """The last ``limit`` characters of ``text``, stripped, on one line."""
-    text = " ".join(text.strip().split())
+    """The last ``limit`` characters of ``text``, stripped, on one line, redacted.
+
+    Redacted before it is cut: a secret across the cut would otherwise leave a
+    piece of itself that no registered form matches.
+    """
+    text = " ".join(redact(text).strip().split())
     return text if len(text) <= limit else "…" + text[-limit:]
 
 
-def run(command: Command, *, check: bool = True, classify: Classifier | None = None) -> CompletedCommand:
+def _name(command: Command) -> str:
+    """The program and its subcommand (``terraform apply``, ``git commit``), redacted."""
+    words = [Path(command.argv[0]).name]
+    for arg in command.argv[1:3]:
+        if arg.startswith("-"):
+            break
+        words.append(arg)
+    return redact(" ".join(words), command.redact)
+
+
+def run(
+    command: Command,
+    *,
+    timeout_is_retryable: bool,
+    timeout_note: str = "",
+    check: bool = True,
+    classify: Classifier | None = None,
+) -> CompletedCommand:
     """Run ``command`` and return what it produced.
 
     Args:
         command: The command to run.
+        timeout_is_retryable: Whether running the command again after it was killed
+            at its timeout is safe (a read, or a command whose rerun finds its work
+            done or does it). The caller decides, per command.
+        timeout_note: What to check before running it again, when that is not safe
+            (added to the error's message).
         check: Raise when the command exits non-zero.
         classify: Optional hook that maps a failed run to a specific error.
 
     Raises:
         ToolNotFoundError: ``argv[0]`` is not installed.
-        CommandTransientError: The command timed out.
-        CommandFailedError: The command exited non-zero (unless ``classify`` chose another error).
+        CommandTransientError: The command timed out and ``timeout_is_retryable``.
+        CommandFailedError: The command exited non-zero (unless ``classify`` chose another
+            error), or timed out and is not safe to run again blindly.
     """
     env = {**os.environ, **command.env}
     try:
@@ -113,14 +157,19 @@ def run(command: Command, *, check: bool = True, classify: Classifier | None = N
             raise CommandFailedError(f"working directory {command.cwd} does not exist") from exc
         raise ToolNotFoundError(f"{command.argv[0]} is not installed or not on PATH") from exc
     except subprocess.TimeoutExpired as exc:
-        raise CommandTransientError(
-            f"{redact(command.argv[0], command.redact)} timed out after {command.timeout:g}s"
+        what = f"{redact(command.argv[0], command.redact)} timed out after {command.timeout:g}s"
+        if timeout_is_retryable:
+            raise CommandTransientError(what) from exc
+        note = f": {timeout_note}" if timeout_note else ""
+        raise CommandFailedError(
+            f"{_name(command)} in {command.cwd} timed out after {command.timeout:g}s and was killed; "
+            f"not retried, as it may have stopped half-way{note}"
         ) from exc
     done = CompletedCommand(
         command=command,
         returncode=proc.returncode,
-        stdout=redact(proc.stdout, command.redact),
-        stderr=redact(proc.stderr, command.redact),
+        stdout=_mask(proc.stdout, command.redact),
+        stderr=_mask(proc.stderr, command.redact),
     )
     if check and proc.returncode != 0:
         specific = classify(done) if classify else None

@@ -63,6 +63,7 @@ from sandbox.drivers.cluster import (
 )
 from sandbox.errors import ClusterError, TeardownBlockedError
 from sandbox.flux import FLUX_APPLIERS, inventory_refs, watch_until
+from sandbox.progress import Progress, quiet
 
 TIER_ANNOTATION = "fleet-sandbox.io/teardown-tier"
 SUSPEND_REASON_ANNOTATION = "fleet-sandbox.io/suspended-reason"
@@ -90,12 +91,6 @@ HELM_RENDERED_KINDS: tuple[tuple[str, str], ...] = (
     ("networking.k8s.io/v1", "Ingress"),
     ("v1", "PersistentVolumeClaim"),
 )
-
-Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    return None
 
 
 def tier_of(obj: Mapping[str, Any]) -> str:
@@ -441,7 +436,7 @@ def teardown_cluster(
     timeout_per_tier: float,
     force: bool = False,
     reason: str = "fleet-sandbox teardown",
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
     pending: Iterable[ObjectRef] = (),
     on_tracked: Callable[[list[ObjectRef]], None] | None = None,
 ) -> TeardownReport:

@@ -37,14 +37,13 @@ from urllib.parse import unquote, urlparse
 import yaml
 from pydantic import BaseModel, Field
 
-from sandbox import appstacks, deprecations, fleetrepo, policy
+from sandbox import appstacks, deprecations, fleetrepo, paths, policy
 from sandbox.config import FleetConfig
 from sandbox.drivers.cluster import GITREPOSITORY_API, ClusterDriver, Manifest, ObjectRef
 from sandbox.errors import PermanentError
 from sandbox.flux import Readiness, not_ready_message, readiness, watch_readiness
 from sandbox.models import SandboxRecord, SandboxStatus, Stage, StageResult, StageStatus
-
-Progress = Callable[[str], None]
+from sandbox.progress import Progress, quiet
 
 #: The directory of the fleet repository an OCI artifact of the platform stack holds
 #: (what ``sandbox release`` packages and the simulated registry serves).
@@ -54,10 +53,6 @@ _KUSTOMIZE_TOOLKIT = "kustomize.toolkit.fluxcd.io/"
 _SOURCE_TOOLKIT = "source.toolkit.fluxcd.io/"
 _KUSTOMIZE_BUILD_FILES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _KUSTOMIZE_REFERENCE_KEYS = ("resources", "components", "bases")
-
-
-def _quiet(_: str) -> None:
-    return None
 
 
 # -- the report ---------------------------------------------------------------------------------
@@ -320,11 +315,15 @@ def plan_scan(repo: Path, start: str, *, repo_urls: Iterable[str]) -> ScanPlan:
 
     Returns:
         Non-overlapping repository paths (files or directories) and what was not scanned.
+
+    Raises:
+        OutsideRepositoryError: A path read, or a link below one, leads outside the
+            repository (see :mod:`sandbox.paths`).
     """
     repo = repo.resolve()
     urls = set(repo_urls)
     # The cluster's own bootstrap source pulls this repository by definition.
-    for doc in _load(repo / _normal(start) / fleetrepo.SYNC_FILE):
+    for doc in _load(paths.inside(repo, f"{_normal(start)}/{fleetrepo.SYNC_FILE}")):
         if doc.get("kind") == "GitRepository" and str(doc.get("apiVersion", "")).startswith(_SOURCE_TOOLKIT):
             urls.add(normalize_git_url(str((doc.get("spec") or {}).get("url") or "")))
     roots: list[str] = []
@@ -342,8 +341,8 @@ def plan_scan(repo: Path, start: str, *, repo_urls: Iterable[str]) -> ScanPlan:
             queue.append(rel)
 
     def read(rel: str) -> None:
-        target = repo / rel if rel else repo
-        files = [target] if target.is_file() else sorted(p for p in target.rglob("*") if ".git" not in p.parts)
+        target = paths.inside(repo, rel or ".")
+        files = [target] if target.is_file() else list(paths.entries(repo, rel or ".").values())
         for path in files:
             if path in seen_files or path.suffix not in fleetrepo.YAML_SUFFIXES or not path.is_file():
                 continue
@@ -463,6 +462,9 @@ def scan_repo_paths(
 
     Returns:
         ``(findings, skipped, targets)``; each finding also names its ``component``.
+
+    Raises:
+        OutsideRepositoryError: A root, or a link below one, leads outside the repository.
     """
     extra = list(extra_data)
     data = deprecations.load_data(extra)
@@ -472,7 +474,11 @@ def scan_repo_paths(
     base = repo.resolve()
     for root in roots:
         report = deprecations.scan_path(
-            base / root if root else base, k8s_version=k8s_version, flux_version=flux_version, extra_data=extra
+            paths.inside(base, root or "."),
+            k8s_version=k8s_version,
+            flux_version=flux_version,
+            extra_data=extra,
+            within=base,
         )
         targets = {k: v for k, v in report.targets.items() if k in ("kubernetes", "flux")} or targets
         for finding in report.findings:
@@ -600,7 +606,7 @@ def validate_checkout(
     config: FleetConfig,
     inputs: ValidationInputs,
     cluster: Callable[[], ClusterDriver],
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> ValidationReport:
     """Validate a sandbox whose branch is checked out in ``repo``; never raises for what it finds.
 

@@ -45,8 +45,7 @@ from sandbox.drivers.git import GitCli
 from sandbox.drivers.git_hosting import PullRequest
 from sandbox.errors import InvalidInputError, NotReadyError, PermanentError
 from sandbox.flux import Readiness, readiness, watch_until
-
-Progress = Callable[[str], None]
+from sandbox.progress import Progress, quiet
 
 #: The root Kustomization ``flux bootstrap`` creates on every cluster.
 ROOT_KUSTOMIZATION = ObjectRef(KUSTOMIZATION_API, "Kustomization", "flux-system", FLUX_NAMESPACE)
@@ -63,10 +62,6 @@ WATCHED_KINDS: tuple[tuple[str, str], ...] = (
 
 _SHA_AT_END = re.compile(r"([0-9a-f]{40})$")
 _REVISION = re.compile(r"^[0-9a-f]{7,40}$")
-
-
-def _quiet(_: str) -> None:
-    return None
 
 
 def revision_sha(revision: str | None) -> str | None:
@@ -215,7 +210,7 @@ def wait_for_revision(
     *,
     environment: str = "the cluster",
     contains: Callable[[str, str], bool] = same_commit,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> Landing:
     """Wait until ``revision`` is applied on ``cluster`` and every Flux applier is Ready.
 
@@ -325,7 +320,7 @@ def watch_environment(
     terraform: Any,
     revision: str | None = None,
     timeout: float | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> Landing:
     """Wait until ``revision`` (default: the tip of the branch the root tracks) landed on environment ``env``.
 

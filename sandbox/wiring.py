@@ -15,7 +15,9 @@ from sandbox.drivers.git import GitCli
 from sandbox.drivers.git_hosting import GitHosting, GitHubHosting, LocalGitHosting, github_web_url
 from sandbox.drivers.terraform import PythonTerraformDriver, TerraformDriver, TerraformOutput, public_outputs
 from sandbox.errors import ConfigError
+from sandbox.hardening import check_credentials_transport
 from sandbox.inventory import Inventory
+from sandbox.redaction import register_kubeconfig, register_secret
 
 
 @dataclass
@@ -64,6 +66,10 @@ def build_hosting(config: FleetConfig, git: GitCli, *, github_token: str | None 
     recorded locally and its compare URL is what a person opens. ``local``
     records pull requests in the state directory and reads merges from a local
     fleet remote.
+
+    Raises:
+        ConfigError: ``github`` without ``repository``, or a token that would be sent
+            over plain HTTP to another machine (``api_url`` ``http://``).
     """
     hosting_cfg = config.drivers.git_hosting
     directory = config.state_dir / "pull-requests"
@@ -74,6 +80,8 @@ def build_hosting(config: FleetConfig, git: GitCli, *, github_token: str | None 
             raise ConfigError("drivers.git_hosting.repository is required for type github")
         token = github_token or os.environ.get(hosting_cfg.token_env)
         if token:
+            register_secret(token)
+            check_credentials_transport(hosting_cfg.api_url, "drivers.git_hosting.api_url")
             return GitHubHosting(hosting_cfg.api_url, hosting_cfg.repository, token)
         web_url = hosting_cfg.web_url or github_web_url(hosting_cfg.api_url, hosting_cfg.repository)
         return LocalGitHosting(directory, web_url=web_url, manual=True, remote=remote, git=git)
@@ -144,6 +152,8 @@ def kubeconfig_from_outputs(config: FleetConfig, outputs: Mapping[str, Terraform
     output = outputs.get(name)
     if output is None or not output.value:
         raise ConfigError(_missing_kubeconfig(name))
+    # Its keys, certificates and tokens are secrets wherever they show up, alone or together.
+    register_kubeconfig(str(output.value))
     if not output.sensitive:
         raise ConfigError(_unmarked_kubeconfig(name))
     return str(output.value)

@@ -10,8 +10,8 @@ from sandbox.align import AlignResult, align_environment
 from sandbox.config import load_config
 from sandbox.drivers.terraform import PlanSummary
 from sandbox.wiring import build_drivers, open_inventory
+from tasks.artifacts import artifact_key, publish_plan
 from tasks.common import RETRY_DELAYS, retry_if_retryable
-from tasks.provision import artifact_key, publish_plan
 
 
 @task(

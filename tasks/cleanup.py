@@ -12,7 +12,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_table_artifact
 
 from sandbox.cleanup import (
     TEARDOWN_ACTIONS,
@@ -34,6 +33,7 @@ from sandbox.config import FleetConfig, load_config
 from sandbox.errors import SandboxError
 from sandbox.inventory import utcnow
 from sandbox.wiring import Drivers, build_drivers, open_inventory
+from tasks.artifacts import create_table_artifact
 from tasks.common import StageRequest, resolve_secret, retry_if_retryable
 from tasks.teardown import teardown_task
 

@@ -13,10 +13,11 @@ from prefect.states import State
 from pydantic import BaseModel, Field
 
 from sandbox.config import FleetConfig, load_config
-from sandbox.errors import ConflictError, SandboxError
+from sandbox.errors import ConflictError, PermanentError, SandboxError
 from sandbox.lifecycle import SandboxContext, Secrets
+from sandbox.lifecycle_request import SandboxChange
 from sandbox.models import Stage, StageResult
-from sandbox.requests import SandboxChange
+from sandbox.redaction import redact, register_secret
 from sandbox.wiring import build_drivers, open_inventory
 
 #: Bump when a stage's result shape changes, so old checkpoints are not reused.
@@ -61,14 +62,21 @@ def retry_if_retryable(_task: Any, _task_run: TaskRun, state: State[Any]) -> boo
 
 
 def resolve_secret(block_name: str | None, env_var: str | None) -> str | None:
-    """A secret from a Prefect Secret block, else from the environment."""
+    """A secret from a Prefect Secret block, else from the environment.
+
+    Registered for redaction (:mod:`sandbox.redaction`) the moment it is read, so
+    no error, log line or stored message made afterwards can show it.
+    """
     if block_name:
         from prefect.blocks.system import Secret
 
         block = Secret.load(block_name)
         value = block.get()  # type: ignore[union-attr]
-        return str(value) if value is not None else None
-    return os.environ.get(env_var) if env_var else None
+        secret = str(value) if value is not None else None
+    else:
+        secret = os.environ.get(env_var) if env_var else None
+    register_secret(secret)
+    return secret
 
 
 def application_stack_tokens(config: FleetConfig) -> dict[str, str]:
@@ -140,6 +148,10 @@ def run_stage(stage: Stage, request: StageRequest, **kwargs: Any) -> StageResult
             message = str(exc) if isinstance(exc, SandboxError) else f"{type(exc).__name__}: {exc}"
             ctx.inventory.stage_failed(request.name, request.lifecycle_id, stage, message)
             ctx.inventory.update(request.name, failed_stage=stage.value, last_error=message)
+            if not isinstance(exc, SandboxError) and redact(message) != message:
+                # Prefect puts str(exc) into the run's state message and persists the exception
+                # itself: an exception of a library quoting a secret is replaced by a redacted one.
+                raise PermanentError(redact(message)) from None
             raise
         ctx.inventory.stage_completed(request.name, request.lifecycle_id, stage, result.model_dump(mode="json"))
         ctx.inventory.update(request.name, failed_stage=None, last_error=None)

@@ -23,28 +23,20 @@ import uuid
 from typing import Any
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel, Field
 
 from sandbox.config import load_config
 from sandbox.errors import SandboxError
 from sandbox.lifecycle import SandboxContext, Secrets, register, teardown, validate_request
+from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.models import SandboxKind, SandboxStatus, Stage, StageResult
-from sandbox.perf import (
-    Comparison,
-    PerformanceReport,
-    PerformanceRequest,
-    ScenarioSettings,
-    markdown_summary,
-    render_table,
-    resolve_scenario,
-    table_rows,
-)
-from sandbox.perfchart import write_chart
-from sandbox.perfrun import preflight, reports_dir
-from sandbox.perfstore import PerfRunStatus, PerfStore
-from sandbox.requests import LifecycleRequest
+from sandbox.perf.chart import write_chart
+from sandbox.perf.compare import Comparison, PerformanceReport, markdown_summary, render_table, table_rows
+from sandbox.perf.run import preflight, reports_dir
+from sandbox.perf.scenario import PerformanceRequest, ScenarioSettings, resolve_scenario
+from sandbox.perf.store import PerfRunStatus, PerfStore
 from sandbox.wiring import build_drivers, open_inventory, sandbox_state_dir
+from tasks.artifacts import artifact_key, create_markdown_artifact, create_table_artifact
 from tasks.common import resolve_secret
 
 #: Longest source-environment part of a performance sandbox's name.
@@ -65,11 +57,6 @@ def performance_sandbox_name(source_env: str) -> str:
     """A fresh name ``perf-<source>-<8 hex>`` (each run, and each retry, gets its own sandbox)."""
     source = re.sub(r"[^a-z0-9-]+", "-", source_env.lower())[:_SOURCE_IN_NAME].strip("-") or "env"
     return f"perf-{source}-{uuid.uuid4().hex[:8]}"
-
-
-def artifact_key(*parts: str) -> str:
-    """A Prefect artifact key (lowercase letters, digits and dashes)."""
-    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower())).strip("-")
 
 
 @task(name="register-performance-run", persist_result=True)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 
 from sandbox.config import load_config
+from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.preflight import check_request, preflight
-from sandbox.requests import LifecycleRequest
 from sandbox.wiring import build_drivers, open_inventory
 
 

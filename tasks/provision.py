@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 from prefect import task
-from prefect.artifacts import create_markdown_artifact
 
 from sandbox.drivers.terraform import PlanSummary
 from sandbox.models import Stage, StageResult
+from tasks.artifacts import artifact_key, publish_plan
 from tasks.common import STAGE_TASK_OPTIONS, StageRequest, run_stage, stage_cache_key
-
-
-def artifact_key(*parts: str) -> str:
-    """A Prefect artifact key (lowercase letters, digits and dashes) from ``parts``."""
-    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
-
-
-def publish_plan(key: str, title: str, plan: PlanSummary) -> None:
-    """Publish a terraform plan as a Markdown artifact of the running task.
-
-    The plan's text is already redacted by the driver; outputs marked sensitive
-    are shown by Terraform as ``(sensitive value)``.
-    """
-    create_markdown_artifact(markdown=plan.markdown(title), key=key, description=plan.summary_line())
 
 
 @task(name="provision", cache_key_fn=stage_cache_key(Stage.provision), **STAGE_TASK_OPTIONS)

@@ -18,22 +18,12 @@ from pydantic import BaseModel, Field
 from sandbox.config import load_config
 from sandbox.drivers.git import GitCli
 from sandbox.drivers.registry import RegistryConfig
-from sandbox.release import (
-    ProductionPlan,
-    ProposedChange,
-    PublishedRelease,
-    ReleaseContext,
-    ReleasePlan,
-    TaggedRelease,
-    build_release_context,
-    discover_registry,
-    plan_production,
-    propose_production,
-    propose_range,
-    publish_artifact,
-    release_plan,
-    tag_release,
-)
+from sandbox.release.context import ReleaseContext, build_release_context
+from sandbox.release.plan import ReleasePlan, release_plan
+from sandbox.release.production import ProductionPlan, plan_production, propose_production
+from sandbox.release.proposals import ProposedChange, propose_range
+from sandbox.release.publish import PublishedRelease, TaggedRelease, publish_artifact, tag_release
+from sandbox.release.settings import discover_registry
 from sandbox.versions import Bump
 from tasks.common import resolve_secret, retry_if_retryable
 

@@ -6,7 +6,6 @@ Both publish the report as a table artifact (``validation-<sandbox>``), whatever
 from __future__ import annotations
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from sandbox.config import load_config
@@ -14,6 +13,7 @@ from sandbox.errors import SandboxError
 from sandbox.lifecycle import validation_report
 from sandbox.models import Stage, StageResult
 from sandbox.validation import ValidationFailedError, ValidationReport, ensure_validatable, stage_result
+from tasks.artifacts import create_table_artifact
 from tasks.common import (
     RETRY_DELAYS,
     STAGE_TASK_OPTIONS,

@@ -189,12 +189,12 @@ def push_sandbox_branch(
     git = GitCli()
     repo = checkout(config, work)
     git.checkout(repo, branch, start="origin/main")
-    fleetrepo.copy_cluster_dir(repo / fleetrepo.cluster_dir(source), repo / fleetrepo.cluster_dir(name))
+    fleetrepo.copy_cluster_dir(repo / fleetrepo.cluster_dir(source), repo / fleetrepo.cluster_dir(name), repo=repo)
     if sync_branch is not None:
         text = fleetrepo.render_gotk_sync(
             name=name, url=config.remote_url, branch=sync_branch, path=fleetrepo.cluster_dir(name)
         )
-        fleetrepo.write_bootstrap_files(repo / fleetrepo.cluster_dir(name), text)
+        fleetrepo.write_bootstrap_files(repo / fleetrepo.cluster_dir(name), text, repo=repo)
     sha = git.commit_all(repo, f"clone clusters/{source} into clusters/{name}")
     assert sha is not None
     git.push(repo, branch)

@@ -9,7 +9,9 @@
 * :class:`GitHubHosting` speaks the GitHub REST API subset used here
   (``GET/POST /repos/{owner}/{repo}/pulls``, ``GET /repos/{owner}/{repo}/pulls/{n}``)
   with a token from a Prefect Secret block or the environment. The token never
-  appears in errors.
+  appears in errors: it is registered for redaction (:mod:`sandbox.redaction`)
+  when the driver is made, so a host (or a proxy) echoing the ``Authorization``
+  header into an error body shows ``***``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pydantic import BaseModel, Field
 
 from sandbox.drivers.git import GitCli
 from sandbox.errors import PermanentError, RetryableError
+from sandbox.redaction import redact, register_secret
 
 
 class PullRequest(BaseModel):
@@ -195,6 +198,7 @@ class GitHubHosting:
     """
 
     def __init__(self, api_url: str, repository: str, token: str, timeout: float = 30.0) -> None:
+        register_secret(token)
         self._client = httpx.Client(
             base_url=api_url.rstrip("/"),
             headers={
@@ -272,7 +276,11 @@ class GitHubHosting:
 
 
 def _error_message(response: httpx.Response) -> str:
-    """GitHub's ``message`` and the ``errors`` details of a failed response, on one line."""
+    """GitHub's ``message`` and the ``errors`` details of a failed response, on one line, redacted."""
+    return redact(_error_text(response))
+
+
+def _error_text(response: httpx.Response) -> str:
     try:
         data = response.json()
     except ValueError:

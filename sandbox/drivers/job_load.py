@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import kubernetes.client
@@ -49,6 +49,7 @@ from sandbox.errors import (
     PermanentError,
     SandboxError,
 )
+from sandbox.progress import Progress, quiet
 
 #: The ``format`` value of a result line (see docs/load-results.md).
 RESULT_FORMAT = "fleet-sandbox.load-result/v1"
@@ -207,7 +208,7 @@ class KubernetesJobLoadGenerator:
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         deadline_margin_seconds: float = 300.0,
-        progress: Callable[[str], None] | None = None,
+        progress: Progress | None = None,
     ) -> None:
         if not image:
             raise ConfigError("the kubernetes-job load generator needs an image")
@@ -219,7 +220,7 @@ class KubernetesJobLoadGenerator:
         self.args = list(args)
         self.env = dict(env or {})
         self.deadline_margin_seconds = deadline_margin_seconds
-        self.progress = progress or (lambda _line: None)
+        self.progress = progress or quiet
 
     def prepare(
         self,

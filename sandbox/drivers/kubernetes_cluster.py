@@ -82,6 +82,7 @@ from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from sandbox.drivers.cluster import Manifest, ObjectRef, WatchEvent
 from sandbox.errors import ClusterError, ClusterUnreachableError, ConfigError, InvalidInputError
+from sandbox.redaction import redact, register_kubeconfig, register_secrets
 
 DEFAULT_FIELD_MANAGER = "fleet-sandbox"
 
@@ -268,6 +269,8 @@ class KubernetesClusterDriver:
         # Discovery state in the dynamic client is not thread-safe, and
         # flux.watch_until watches several kinds from threads at once.
         self._discovery_lock = threading.Lock()
+        # The client's credentials are secrets wherever their text goes (sandbox.redaction).
+        register_secrets(self._secrets())
 
     @classmethod
     def from_kubeconfig_text(
@@ -283,6 +286,7 @@ class KubernetesClusterDriver:
         Raises:
             ConfigError: The text is not a usable kubeconfig.
         """
+        register_kubeconfig(kubeconfig)
         with _config_errors("kubeconfig (text)"):
             document = yaml.safe_load(kubeconfig)
             if not isinstance(document, dict):
@@ -667,9 +671,7 @@ class KubernetesClusterDriver:
         return sorted((s for s in found if len(s) >= 6), key=len, reverse=True)
 
     def _redact(self, text: str) -> str:
-        for secret in self._secrets():
-            text = text.replace(secret, "***")
-        return text
+        return redact(text, self._secrets())
 
     def _endpoint(self) -> str:
         host = str(self._api_client.configuration.host or "")

@@ -262,7 +262,9 @@ def run_locust(prepared: LocustRun, *, duration_seconds: float | None = None) ->
         CommandTransientError: locust did not finish in time (retryable).
         CommandFailedError: locust failed (bad locustfile, ...) or wrote no statistics.
     """
-    done = run(prepared.command, check=False)
+    # A load run killed at its timeout may run again: it changes nothing but its own
+    # statistics files.
+    done = run(prepared.command, check=False, timeout_is_retryable=True)
     if done.returncode != 0:
         detail = tail(done.stderr or done.stdout)
         raise CommandFailedError(

@@ -53,8 +53,9 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, Field
 
 from sandbox.config import RegistryConfig
-from sandbox.errors import ConflictError, PermanentError, RetryableError
-from sandbox.proc import Command, redact, run
+from sandbox.errors import ConflictError, PermanentError, RetryableError, SandboxError
+from sandbox.proc import Command, CompletedCommand, run, tail
+from sandbox.redaction import redact, register_basic_auth
 
 #: Media types of a Flux OCI artifact (fluxcd/pkg/oci constants).
 OCI_MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -348,6 +349,22 @@ class OciRegistry(Protocol):
         ...
 
 
+def registry_status_error(status: int, message: str) -> RegistryError | RegistryUnavailableError:
+    """The error for a registry that answered HTTP ``status``: how every path here classifies it.
+
+    401 and 403 are rejected credentials (:class:`RegistryAuthError`, permanent); 429
+    and 5xx a registry that is overloaded or down (:class:`RegistryUnavailableError`,
+    retried); anything else a refusal (:class:`RegistryError`, permanent). The oras
+    path reads the status from the response, ``flux push`` from what flux prints
+    (:func:`classify_flux_push`).
+    """
+    if status in (401, 403):
+        return RegistryAuthError(message)
+    if status == 429 or status >= 500:
+        return RegistryUnavailableError(message)
+    return RegistryError(message)
+
+
 def _exists_error(url: str, tag: str) -> ArtifactExistsError:
     return ArtifactExistsError(f"registry tag {tag} already exists in {url}; published artifacts are never overwritten")
 
@@ -451,6 +468,8 @@ class OrasRegistry:
         self.settings = settings
         self.url = settings.url
         self._secrets = tuple(s for s in (credentials.password if credentials else "",) if s)
+        if credentials is not None:
+            register_basic_auth(credentials.username, credentials.password)
         registry_class = _oras_registry_class()
         self._oras = registry_class(
             hostname=settings.host,
@@ -517,11 +536,7 @@ class OrasRegistry:
         except ValueError:
             detail = response.reason or ""
         message = f"registry {self.settings.host}: {what}: HTTP {status} {self._clean(detail)}".rstrip()
-        if status in (401, 403):
-            raise RegistryAuthError(message)
-        if status == 429 or status >= 500:
-            raise RegistryUnavailableError(message)
-        raise RegistryError(message)
+        raise registry_status_error(status, message)
 
     def _ping(self) -> None:
         """Fail fast (retryably) when the registry does not answer at all."""
@@ -650,6 +665,43 @@ def flux_push_command(
     )
 
 
+# flux prints go-containerregistry's transport errors: "unexpected status code 503
+# Service Unavailable" when the registry answered without a body it understood,
+# else the registry's own error code ("UNAUTHORIZED: authentication required").
+_FLUX_STATUS = re.compile(r"unexpected status code (\d{3})\b")
+_FLUX_ERROR_CODE = re.compile(r"\b(UNAUTHORIZED|DENIED|TOOMANYREQUESTS|UNAVAILABLE):")
+#: The registry's error codes (OCI distribution spec, and distribution's UNAVAILABLE) as the status they come with.
+_FLUX_ERROR_CODE_STATUS = {"UNAUTHORIZED": 401, "DENIED": 403, "TOOMANYREQUESTS": 429, "UNAVAILABLE": 503}
+# The registry did not answer at all: what the oras path sees as a connection error or timeout.
+_FLUX_UNREACHABLE = re.compile(
+    r"connection refused|connection reset|no such host|i/o timeout|TLS handshake timeout|"
+    r"context deadline exceeded|network is unreachable|unexpected EOF",
+    re.IGNORECASE,
+)
+
+
+def classify_flux_push(done: CompletedCommand) -> SandboxError | None:
+    """Classify a failed ``flux push artifact`` as the oras path classifies a failed request.
+
+    The HTTP status flux reports goes through :func:`registry_status_error` (401/403
+    permanent, 429/5xx retried); a registry that did not answer is
+    :class:`RegistryUnavailableError` (retried). ``None`` (a generic, permanent
+    :class:`~sandbox.errors.CommandFailedError`) for anything else.
+    """
+    output = f"{done.stderr}\n{done.stdout}"  # redacted by sandbox.proc.run
+    target = redact(done.command.argv[3], done.command.redact) if len(done.command.argv) > 3 else "the registry"
+    message = f"flux push artifact {target}: {tail(done.stderr or done.stdout)}"
+    found = _FLUX_STATUS.search(output)
+    if found:
+        return registry_status_error(int(found.group(1)), message)
+    code = _FLUX_ERROR_CODE.search(output)
+    if code:
+        return registry_status_error(_FLUX_ERROR_CODE_STATUS[code.group(1)], message)
+    if _FLUX_UNREACHABLE.search(output):
+        return RegistryUnavailableError(message)
+    return None
+
+
 class FluxCliRegistry(OrasRegistry):
     """Pushes with ``flux push artifact``; lists, reads and pulls through oras.
 
@@ -665,7 +717,14 @@ class FluxCliRegistry(OrasRegistry):
         validate_tag(tag)
         if self.tag_exists(tag):
             raise _exists_error(self.url, tag)
-        done = run(flux_push_command(self.settings, tag, artifact, self._credentials))
+        # A push killed at its timeout may run again: blobs are content-addressed, and a
+        # release that finds the tag holding this revision counts it published
+        # (sandbox.release.publish.publish_artifact).
+        done = run(
+            flux_push_command(self.settings, tag, artifact, self._credentials),
+            classify=classify_flux_push,
+            timeout_is_retryable=True,
+        )
         try:
             digest = str(json.loads(done.stdout).get("digest") or "")
         except ValueError:
@@ -719,8 +778,10 @@ __all__ = [
     "RegistryUnavailableError",
     "build_flux_tarball",
     "build_registry",
+    "classify_flux_push",
     "content_layer",
     "flux_push_command",
+    "registry_status_error",
     "tarball_entries",
     "tarball_files",
     "validate_tag",

@@ -32,10 +32,11 @@ threads: every call first runs the simulated controllers to a fixed point
 (:func:`~sandbox.drivers.simulation.controllers.simulation_tick`), and watches
 poll. Time is the wall clock, or an injected clock in tests.
 
-The pieces live in :mod:`sandbox.drivers.simulation`: ``apiserver`` (objects
-and API rules), ``controllers`` (built-in, Flux and custom-object controllers),
-``kustomize`` (the build), ``sources`` (git and the simulated OCI registry) and
-``charts`` (what a simulated Helm chart renders).
+The pieces live in :mod:`sandbox.drivers.simulation` (its docstring lists them):
+the API server and its rules, one module per controller (the built-in ones,
+source-, kustomize- and helm-controller, the custom-object ones) and the tick
+that runs them, and what the controllers use (the kustomize build, git sources
+and the simulated OCI registry, what a simulated Helm chart renders).
 """
 
 from __future__ import annotations
@@ -50,23 +51,22 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.drivers.cluster import Manifest, ObjectRef, WatchEvent
-from sandbox.drivers.simulation.apiserver import (
+from sandbox.drivers.simulation.apimachinery import (
     SimulatedApiError,
-    SimulatedApiServer,
     describe_key,
     key_of,
     key_to_str,
-    locked_state,
     parse_label_selector,
     parse_minor_version,
 )
-from sandbox.drivers.simulation.controllers import (
+from sandbox.drivers.simulation.apiserver import SimulatedApiServer, locked_state
+from sandbox.drivers.simulation.controllers import simulation_tick
+from sandbox.drivers.simulation.reconciling import ready_condition
+from sandbox.drivers.simulation.settings import (
     DEFAULT_CONTROLLER_CATALOG,
     ReconciledKind,
     SimulatedController,
     SimulationSettings,
-    ready_condition,
-    simulation_tick,
 )
 from sandbox.drivers.simulation.sources import GitTools
 from sandbox.errors import ClusterError, ClusterUnreachableError, InvalidInputError

@@ -2,7 +2,8 @@
 
 python-terraform builds the command lines; every command runs through
 :func:`sandbox.proc.run` (explicit working directory, timeout, no shell), so
-errors carry a bounded, redacted tail of Terraform's own message.
+errors carry a bounded, redacted tail of Terraform's own message
+(:mod:`sandbox.drivers.terraform_errors` maps a failure to the product's errors).
 
 Each sandbox gets its own working directory, initialised from the cluster
 module with ``terraform init -from-module``, and its own workspace, so sandboxes
@@ -23,9 +24,8 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path, PurePath
 from typing import Any, Protocol, runtime_checkable
@@ -33,15 +33,11 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field, SecretBytes, SecretStr
 from python_terraform import IsFlagged, Terraform
 
-from sandbox.errors import (
-    CommandFailedError,
-    CommandTransientError,
-    ConflictError,
-    InvalidInputError,
-    SandboxError,
-    StateLockedError,
-)
-from sandbox.proc import STDERR_TAIL_CHARS, Command, CompletedCommand, run, tail
+from sandbox.drivers.terraform_errors import TerraformError, classify
+from sandbox.errors import ConflictError, InvalidInputError, SandboxError
+from sandbox.hardening import private_directory, private_file
+from sandbox.proc import Command, run
+from sandbox.redaction import register_kubeconfig, register_secrets
 
 #: The plan file :meth:`PythonTerraformDriver.plan` saves in the working
 #: directory. Hidden, so it is never mistaken for part of the module copy.
@@ -51,6 +47,12 @@ PLAN_FILE = ".fleet-sandbox.tfplan"
 #: what allows :meth:`PythonTerraformDriver.prepare` to refresh the module copy.
 WORKDIR_MARKER = ".fleet-sandbox-workdir"
 
+#: Why a timed-out ``apply`` or ``destroy`` is not retried, and what to do first.
+INTERRUPTED_CHANGE_NOTE = (
+    "Terraform may have changed resources without recording them in the state, and the state lock "
+    "may still be held; check the state (terraform force-unlock a lock whose run is gone) before running it again"
+)
+
 #: Files and directories in a working directory that belong to Terraform, not
 #: to the module copy (local-backend state lives here).
 _TERRAFORM_OWNED = frozenset({"terraform.tfstate", "terraform.tfstate.backup", "terraform.tfstate.d"})
@@ -58,25 +60,6 @@ _TERRAFORM_OWNED = frozenset({"terraform.tfstate", "terraform.tfstate.backup", "
 _VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 # Terraform only requires a URL path segment; sandbox names are far stricter anyway.
 _WORKSPACE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,89}$")
-
-
-# -- errors -------------------------------------------------------------------
-
-
-class TerraformError(CommandFailedError):
-    """Terraform refused or failed the operation; retrying will fail the same way.
-
-    Invalid configuration, missing variables, rejected credentials, a failing
-    provisioner. ``str(error)`` carries Terraform's own (bounded) message.
-    """
-
-
-class TerraformAuthError(TerraformError):
-    """The backend or a provider rejected the credentials (expired or invalid token, 403)."""
-
-
-class TerraformTransientError(CommandTransientError):
-    """A network error, timeout or rate limit between Terraform and an API; try again later."""
 
 
 # -- plain data in and out ------------------------------------------------------
@@ -218,192 +201,6 @@ def parse_plan_json(document: Mapping[str, Any], *, text: str = "", plan_file: s
             summary.forget.append(address)
         # "no-op" and "read" (data sources) change nothing.
     return summary
-
-
-# -- error classification -------------------------------------------------------
-
-
-@dataclass
-class Diagnostic:
-    """One ``Error:`` or ``Warning:`` block of Terraform's output."""
-
-    severity: str
-    summary: str
-    detail_lines: list[str] = field(default_factory=list)
-
-    @property
-    def detail(self) -> str:
-        """The block's body without source snippets, on one line."""
-        kept = [line for line in self.detail_lines if not _SNIPPET_LINE.match(line)]
-        text = " ".join(" ".join(kept).split())
-        # A failing provisioner's message repeats its whole script; keep its outcome.
-        return _LOCAL_EXEC_COMMAND.sub(r"the command failed (\1).", text)
-
-
-_DIAGNOSTIC_START = re.compile(r"^(Error|Warning): ?(.*)$")
-# Source excerpts ("  2:   input = var.nope") and expression-value trees ("├────").
-_SNIPPET_LINE = re.compile(r"^\s+(\d+:\s|[├│└─])")
-_LOCAL_EXEC_COMMAND = re.compile(r"Error running command '.*?': (exit status \d+|signal: [\w ]+)\.")
-# Printed before any command output when ~/.terraformrc (or TF_CLI_CONFIG_FILE) is
-# unreadable; its warnings must never be mistaken for the failure.
-_CLI_CONFIG_HEADER = "There are some problems with the CLI configuration:"
-
-_LOCK_SUMMARY = "Error acquiring the state lock"
-_LOCK_FIELD = re.compile(r"^\s*(ID|Path|Operation|Who|Version|Created|Info):\s*(.*?)\s*$")
-_STATUS = r"(?:status\s*code|statuscode|error|http(?:/[\d.]+)?)[\s:=]*"
-_AUTH = re.compile(
-    r"ExpiredToken|InvalidClientTokenId|UnrecognizedClientException|SignatureDoesNotMatch|"
-    r"InvalidAccessKeyId|AccessDenied|UnauthorizedOperation|AuthFailure|"
-    r"no valid credential sources|invalid_grant|"
-    rf"{_STATUS}(?:401|403)\b|\b(?:401|403)\s+(?:Unauthorized|Forbidden)",
-    re.IGNORECASE,
-)
-_TRANSIENT = re.compile(
-    r"connection reset|connection refused|i/o timeout|TLS handshake timeout|"
-    r"context deadline exceeded|temporary failure in name resolution|unexpected EOF|"
-    r"Too Many Requests|RequestLimitExceeded|Throttl(?:ing|ed)|Rate exceeded|SlowDown|"
-    r"ServiceUnavailable|Service Unavailable|"
-    rf"{_STATUS}(?:429|502|503|504)\b|\b(?:429|502|503|504)\s+(?:Too Many|Bad Gateway|Service|Gateway)",
-    re.IGNORECASE,
-)
-
-
-def _plain_lines(text: str) -> Iterator[str]:
-    """Terraform's output with the box drawing of coloured diagnostics removed."""
-    for line in text.splitlines():
-        if line.strip() in ("╷", "╵"):
-            continue
-        if line.startswith("│"):
-            line = line[1:].removeprefix(" ")
-        yield line.rstrip()
-
-
-def parse_diagnostics(text: str) -> tuple[list[Diagnostic], list[str]]:
-    """Split Terraform's stderr into diagnostics and the lines outside any.
-
-    Returns:
-        The ``Error:``/``Warning:`` blocks in order, and the loose lines (errors
-        Terraform prints without a diagnostic, such as ``No state file was found!``).
-        The CLI-configuration preamble is dropped.
-    """
-    diagnostics: list[Diagnostic] = []
-    loose: list[str] = []
-    current: Diagnostic | None = None
-    for line in _plain_lines(text):
-        start = _DIAGNOSTIC_START.match(line)
-        if start:
-            current = Diagnostic(start.group(1).lower(), start.group(2).strip())
-            diagnostics.append(current)
-        elif line.strip() == _CLI_CONFIG_HEADER:
-            current = None
-        elif current is not None:
-            current.detail_lines.append(line)
-        elif line.strip():
-            loose.append(line.strip())
-    return diagnostics, loose
-
-
-def _error_message(done: CompletedCommand) -> str:
-    """Terraform's own account of the failure, bounded, on one line."""
-    diagnostics, loose = parse_diagnostics(done.stderr)
-    errors = [d for d in diagnostics if d.severity == "error"]
-    if errors:
-        seen: list[str] = []
-        for error in errors:
-            # Bounded per error (keeping the end, where a provisioner's output is)
-            # so one long diagnostic cannot push the others out of the message.
-            detail = tail(error.detail, STDERR_TAIL_CHARS * 3 // 4).rstrip(":") if error.detail else ""
-            item = f"{error.summary}: {detail}" if detail else error.summary
-            if item not in seen:
-                seen.append(item)
-        return tail(" | ".join(seen))
-    if loose:
-        return tail(" ".join(loose))
-    # Nothing on stderr: some failures (provisioner output) only reach stdout.
-    return tail(done.stdout) or f"exit status {done.returncode}"
-
-
-def _lock_info(diagnostic_text: str) -> dict[str, str]:
-    info: dict[str, str] = {}
-    for line in diagnostic_text.splitlines():
-        found = _LOCK_FIELD.match(line)
-        if found and found.group(2):
-            info.setdefault(found.group(1), found.group(2))
-    return info
-
-
-def _what(done: CompletedCommand) -> str:
-    """``terraform plan in <workdir>`` (the program, its subcommand, where)."""
-    argv = done.command.argv
-    words = [PurePath(argv[0]).name]
-    for arg in argv[1:3]:
-        if arg.startswith("-"):
-            break
-        words.append(arg)
-    return f"{' '.join(words)} in {done.command.cwd}"
-
-
-def classify(done: CompletedCommand) -> SandboxError:
-    """Map a failed terraform command to the product's error hierarchy.
-
-    * ``Error acquiring the state lock`` → :class:`~sandbox.errors.StateLockedError`
-      (retryable), naming the lock holder when Terraform printed it;
-    * rejected credentials (``ExpiredToken``, ``InvalidClientTokenId``, 403, ...)
-      → :class:`TerraformAuthError` (permanent);
-    * network errors, timeouts and rate limits → :class:`TerraformTransientError`
-      (retryable);
-    * everything else → :class:`TerraformError` (permanent).
-
-    ``done`` is already redacted by :func:`sandbox.proc.run`; the CLI-configuration
-    warnings Terraform prints on every run are ignored.
-    """
-    what = _what(done)
-    message = _error_message(done)
-    diagnostics, _ = parse_diagnostics(done.stderr)
-    lock = next((d for d in diagnostics if d.severity == "error" and d.summary == _LOCK_SUMMARY), None)
-    if lock is not None:
-        body = "\n".join(lock.detail_lines)
-        reason = next(
-            (line.split(":", 1)[1].strip() for line in lock.detail_lines if line.startswith("Error message:")),
-            "",
-        )
-        if _AUTH.search(reason):
-            return TerraformAuthError(
-                f"{what}: credentials rejected while locking the state: {tail(reason)}",
-                returncode=done.returncode,
-                stderr_tail=message,
-            )
-        info = _lock_info(body)
-        if not info and _TRANSIENT.search(reason):
-            return TerraformTransientError(
-                f"{what}: temporary failure while locking the state: {tail(reason)}",
-                returncode=done.returncode,
-                stderr_tail=message,
-            )
-        return StateLockedError(f"{what}: the state is locked{_describe_holder(info, reason)}")
-    if _AUTH.search(message):
-        return TerraformAuthError(
-            f"{what}: credentials rejected: {message}", returncode=done.returncode, stderr_tail=message
-        )
-    if _TRANSIENT.search(message):
-        return TerraformTransientError(
-            f"{what}: temporary failure: {message}", returncode=done.returncode, stderr_tail=message
-        )
-    return TerraformError(f"{what} failed: {message}", returncode=done.returncode, stderr_tail=message)
-
-
-def _describe_holder(info: Mapping[str, str], reason: str) -> str:
-    # The lock's free-form "Info" field is left out: anything may be written there.
-    if not info:
-        return f" ({tail(reason, 200)})" if reason else ""
-    operation = info.get("Operation", "").removeprefix("OperationType").lower() or "an operation"
-    parts = [f" by {info.get('Who', 'someone')} ({operation}"]
-    if "Created" in info:
-        parts.append(f" since {info['Created']}")
-    if "ID" in info:
-        parts.append(f", lock ID {info['ID']}")
-    parts.append("); try again later, or force-unlock if that run is gone")
-    return "".join(parts)
 
 
 # -- the protocol and the real driver ---------------------------------------------
@@ -608,6 +405,13 @@ class PythonTerraformDriver:
         )
 
     # -- operations ---------------------------------------------------------------
+    #
+    # A command that outlives the timeout is killed (SIGKILL: Terraform cannot release
+    # its state lock or write its state). Each call below says whether it may run again:
+    # init, workspace select/delete, plan, show, output and state list change no
+    # infrastructure and are retried. apply and destroy are not: killed half-way they may
+    # have created or deleted resources the state does not record, and a remote backend's
+    # lock stays held, so a blind rerun fails on the lock or plans from a stale state.
 
     def prepare(self, workdir: Path, module_dir: Path, workspace: str) -> None:
         """Initialise ``workdir`` from ``module_dir`` and select (or create) ``workspace``.
@@ -628,12 +432,14 @@ class PythonTerraformDriver:
         _check_workspace_name(workspace)
         if not module_dir.is_dir() or not any(_is_config(p) for p in module_dir.iterdir()):
             raise InvalidInputError(f"terraform module {module_dir} holds no .tf files")
-        workdir.mkdir(parents=True, exist_ok=True)
+        # The state (and its backup) hold cluster credentials: only the owner may read them,
+        # also where an earlier version left them readable.
+        private_state(workdir)
         marker = workdir / WORKDIR_MARKER
         if {entry.name for entry in workdir.iterdir()} <= {".terraform"}:
             # Brand new (at most a .terraform left by a failed init): Terraform
             # copies the module itself; it refuses any directory with more in it.
-            run(self.init_command(workdir, module_dir), classify=classify)
+            run(self.init_command(workdir, module_dir), classify=classify, timeout_is_retryable=True)
         else:
             copy = _snapshot(workdir, _module_copy_entries(workdir))
             wanted = _snapshot(module_dir, _module_copy_entries(module_dir))
@@ -646,9 +452,9 @@ class PythonTerraformDriver:
                         f"terraform working directory {workdir} holds files fleet-sandbox did not create"
                     )
                 _refresh_module_copy(workdir, module_dir)
-            run(self.init_command(workdir), classify=classify)
+            run(self.init_command(workdir), classify=classify, timeout_is_retryable=True)
         marker.write_text(f"{module_dir}\n", encoding="utf-8")
-        run(self.select_workspace_command(workdir, workspace), classify=classify)
+        run(self.select_workspace_command(workdir, workspace), classify=classify, timeout_is_retryable=True)
 
     def plan(self, workdir: Path, variables: Mapping[str, Any], *, destroy: bool = False) -> PlanSummary:
         """Save a plan in ``workdir`` and summarise it from ``terraform show -json``.
@@ -666,11 +472,22 @@ class PythonTerraformDriver:
         text, secrets = variables_json(variables)
         secrets = secrets + self.sensitive_values(workdir)
         with _var_file(text) as var_file:
-            done = run(self.plan_command(workdir, var_file, destroy=destroy, redact=secrets), classify=classify)
+            # Retried after a timeout: a plan changes no infrastructure and writes only its
+            # plan file. (Killed, it may leave a remote backend's lock held: the rerun then
+            # reports the lock and its holder, see classify.)
+            done = run(
+                self.plan_command(workdir, var_file, destroy=destroy, redact=secrets),
+                classify=classify,
+                timeout_is_retryable=True,
+            )
         plan_path = workdir / PLAN_FILE
         # The plan file holds every variable value, secrets included.
         plan_path.chmod(0o600)
-        shown = run(self.command(workdir, "show", PLAN_FILE, no_color=IsFlagged, json=IsFlagged), classify=classify)
+        shown = run(
+            self.command(workdir, "show", PLAN_FILE, no_color=IsFlagged, json=IsFlagged),
+            classify=classify,
+            timeout_is_retryable=True,
+        )
         try:
             document = json.loads(shown.stdout)
         except json.JSONDecodeError as exc:
@@ -699,17 +516,33 @@ class PythonTerraformDriver:
         workdir = Path(workdir)
         text, secrets = variables_json(variables)
         secrets = secrets + self.sensitive_values(workdir)
-        if plan is None:
-            with _var_file(text) as var_file:
-                run(self.apply_command(workdir, var_file=var_file, redact=secrets), classify=classify)
-        else:
-            if not plan.plan_file:
-                raise InvalidInputError("the plan to apply was not saved to a file")
-            try:
-                run(self.apply_command(workdir, plan_file=plan.plan_file, redact=secrets), classify=classify)
-            finally:
-                # Used (or stale) either way, and it holds every variable's value.
-                Path(plan.plan_file).unlink(missing_ok=True)
+        try:
+            if plan is None:
+                with _var_file(text) as var_file:
+                    run(
+                        self.apply_command(workdir, var_file=var_file, redact=secrets),
+                        classify=classify,
+                        timeout_is_retryable=False,
+                        timeout_note=INTERRUPTED_CHANGE_NOTE,
+                    )
+            else:
+                if not plan.plan_file:
+                    raise InvalidInputError("the plan to apply was not saved to a file")
+                try:
+                    run(
+                        self.apply_command(workdir, plan_file=plan.plan_file, redact=secrets),
+                        classify=classify,
+                        timeout_is_retryable=False,
+                        timeout_note=INTERRUPTED_CHANGE_NOTE,
+                    )
+                finally:
+                    # Used (or stale) either way, and it holds every variable's value.
+                    Path(plan.plan_file).unlink(missing_ok=True)
+        except SandboxError:
+            # A failed apply may have created credentials before it failed (and printed
+            # them): registered now, they are redacted wherever the error's text goes.
+            self.sensitive_values(workdir)
+            raise
         return self.outputs(workdir)
 
     def outputs(self, workdir: Path) -> dict[str, TerraformOutput]:
@@ -718,15 +551,21 @@ class PythonTerraformDriver:
         Raises:
             TerraformError: Terraform failed or printed something other than JSON.
         """
-        done = run(self.command(Path(workdir), "output", no_color=IsFlagged, json=IsFlagged), classify=classify)
+        done = run(
+            self.command(Path(workdir), "output", no_color=IsFlagged, json=IsFlagged),
+            classify=classify,
+            timeout_is_retryable=True,
+        )
         try:
             document = json.loads(done.stdout or "{}")
         except json.JSONDecodeError as exc:
             raise TerraformError(f"terraform output -json in {workdir} printed no JSON") from exc
-        return {
+        outputs = {
             name: TerraformOutput(value=item.get("value"), sensitive=bool(item.get("sensitive", False)))
             for name, item in document.items()
         }
+        _register_sensitive(outputs.values())
+        return outputs
 
     def sensitive_values(self, workdir: Path) -> tuple[str, ...]:
         """The string values of the sensitive outputs in the current state (for redaction).
@@ -735,7 +574,11 @@ class PythonTerraformDriver:
         may be printed in plan text (``[id=...]``, ``id = "..."``); every command
         that can print it redacts these. Nothing is known before the first apply.
         """
-        done = run(self.command(Path(workdir), "output", no_color=IsFlagged, json=IsFlagged), check=False)
+        done = run(
+            self.command(Path(workdir), "output", no_color=IsFlagged, json=IsFlagged),
+            check=False,
+            timeout_is_retryable=True,
+        )
         if done.returncode != 0:
             return ()
         try:
@@ -746,6 +589,11 @@ class PythonTerraformDriver:
         for item in document.values():
             if isinstance(item, dict) and item.get("sensitive"):
                 found.extend(_strings(item.get("value")))
+        _register_sensitive(
+            TerraformOutput(value=item.get("value"), sensitive=True)
+            for item in document.values()
+            if isinstance(item, dict) and item.get("sensitive")
+        )
         return tuple(sorted({v for v in found if v}, key=len, reverse=True))
 
     def destroy(self, workdir: Path, variables: Mapping[str, Any]) -> None:
@@ -760,7 +608,18 @@ class PythonTerraformDriver:
         text, secrets = variables_json(variables)
         secrets = secrets + self.sensitive_values(workdir)
         with _var_file(text) as var_file:
-            run(self.destroy_command(workdir, var_file, redact=secrets), classify=classify)
+            run(
+                self.destroy_command(workdir, var_file, redact=secrets),
+                classify=classify,
+                timeout_is_retryable=False,
+                timeout_note=INTERRUPTED_CHANGE_NOTE,
+            )
+        # The backup is the state before the destroy: the credentials of a cluster that is
+        # gone, kept on disk for nothing. The emptied state itself stays (terraform's record).
+        workspace = run(
+            self.command(workdir, "workspace show"), classify=classify, timeout_is_retryable=True
+        ).stdout.strip()
+        state_backup(workdir, workspace).unlink(missing_ok=True)
 
     def has_state(self, workdir: Path, workspace: str) -> bool:
         """Whether ``workspace`` tracks any resource (``state list``).
@@ -772,7 +631,7 @@ class PythonTerraformDriver:
             return False
         # TF_WORKSPACE reads another workspace without changing the selection.
         command = self.command(workdir, "state list", env={"TF_WORKSPACE": workspace})
-        done = run(command, check=False)
+        done = run(command, check=False, timeout_is_retryable=True)
         if done.returncode != 0:
             if "No state file was found" in done.stderr:
                 return False
@@ -781,7 +640,7 @@ class PythonTerraformDriver:
 
     def workspaces(self, workdir: Path) -> list[str]:
         """The workspaces of the working directory's backend (``workspace list``)."""
-        done = run(self.command(Path(workdir), "workspace list"), classify=classify)
+        done = run(self.command(Path(workdir), "workspace list"), classify=classify, timeout_is_retryable=True)
         return [line.strip().removeprefix("* ").strip() for line in done.stdout.splitlines() if line.strip()]
 
     def delete_workspace(self, workdir: Path, workspace: str) -> None:
@@ -796,17 +655,35 @@ class PythonTerraformDriver:
             raise InvalidInputError("the default terraform workspace cannot be deleted")
         if workspace not in self.workspaces(workdir):
             return
-        current = run(self.command(workdir, "workspace show"), classify=classify).stdout.strip()
+        current = run(
+            self.command(workdir, "workspace show"), classify=classify, timeout_is_retryable=True
+        ).stdout.strip()
         if current == workspace:
             # Terraform refuses to delete the selected workspace.
-            run(self.command(workdir, "workspace select", "default", no_color=IsFlagged), classify=classify)
+            run(
+                self.command(workdir, "workspace select", "default", no_color=IsFlagged),
+                classify=classify,
+                timeout_is_retryable=True,
+            )
+        # Retried after a timeout: a rerun lists the workspaces first and is done when it is gone.
         run(
             self.command(workdir, "workspace delete", workspace, no_color=IsFlagged, lock_timeout=self.lock_timeout),
             classify=classify,
+            timeout_is_retryable=True,
         )
 
 
 # -- helpers ---------------------------------------------------------------------------
+
+
+def _register_sensitive(outputs: Iterable[TerraformOutput]) -> None:
+    """Register every sensitive output's strings for redaction; a kubeconfig also by its parts."""
+    for output in outputs:
+        if not output.sensitive:
+            continue
+        register_secrets(_strings(output.value))
+        if isinstance(output.value, str) and "users:" in output.value:
+            register_kubeconfig(output.value)
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -819,6 +696,33 @@ def _strings(value: Any) -> Iterator[str]:
             yield from _strings(item)
     elif isinstance(value, str) and len(value) >= 4:
         yield value
+
+
+def state_backup(workdir: Path, workspace: str) -> Path:
+    """Where the local backend keeps ``workspace``'s ``terraform.tfstate.backup`` in ``workdir``."""
+    if workspace == "default":
+        return workdir / "terraform.tfstate.backup"
+    return workdir / "terraform.tfstate.d" / workspace / "terraform.tfstate.backup"
+
+
+def private_state(workdir: Path) -> None:
+    """Make a working directory and the terraform state in it private to the owner.
+
+    The directory and every workspace directory become ``0700``, every state file
+    and backup ``0600``; new ones are made so by the process umask
+    (:func:`sandbox.hardening.harden_process`). This covers what an earlier run
+    (or a process without that umask) left readable.
+    """
+    private_directory(workdir)
+    workspaces = workdir / "terraform.tfstate.d"
+    if workspaces.is_dir():
+        private_directory(workspaces)
+        for directory in workspaces.iterdir():
+            if directory.is_dir() and not directory.is_symlink():
+                private_directory(directory)
+    for state in [*workdir.glob("terraform.tfstate*"), *workspaces.glob("*/terraform.tfstate*")]:
+        if state.is_file() and not state.is_symlink():
+            private_file(state)
 
 
 def _check_workspace_name(workspace: str) -> None:
@@ -908,6 +812,7 @@ def variables_json(variables: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
         if not _VARIABLE_NAME.match(name):
             raise InvalidInputError(f"invalid terraform variable name {name!r}")
         document[name] = _plain_value(value, secrets)
+    register_secrets(secrets)
     return json.dumps(document, indent=2, sort_keys=True), tuple(s for s in secrets if s)
 
 

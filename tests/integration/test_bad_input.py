@@ -39,9 +39,9 @@ import pytest
 from sandbox.config import load_config
 from sandbox.demo import prepare_demo
 from sandbox.inventory import Inventory, utcnow
+from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.locks import lock_name, note_name
 from sandbox.models import SandboxKind, SandboxRecord, SandboxStatus
-from sandbox.requests import LifecycleRequest
 from tests.conftest import EXAMPLE_REPO
 from tests.integration.reliability_support import cli_env, edit_config, records, remote_branches
 from tests.integration.sandbox_cli import BIN, error_line
@@ -69,30 +69,33 @@ class CliResult:
         return self.stdout.split(marker, 1)[1].split(")", 1)[0] if marker in self.stdout else None
 
 
-@pytest.fixture
-def cli(prefect_server: str) -> Callable[..., CliResult]:
+def run_cli(*args: str) -> CliResult:
     """``sandbox ARGS`` through the console script's entry point, in this process.
 
     What the CLI prints itself is captured; Prefect's console log lines go to the
     test's own stderr (Prefect's handler took its stream when it was imported).
+    The environment is restored afterwards.
     """
     from cli.main import run
 
-    def invoke(*args: str) -> CliResult:
-        saved = dict(os.environ)
-        out, err = io.StringIO(), io.StringIO()
-        try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                run(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-        return CliResult(code, out.getvalue(), err.getvalue())
+    saved = dict(os.environ)
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            run(list(args))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return CliResult(code, out.getvalue(), err.getvalue())
 
-    return invoke
+
+@pytest.fixture
+def cli(prefect_server: str) -> Callable[..., CliResult]:
+    """:func:`run_cli` against the session's Prefect server."""
+    return run_cli
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import pytest
 from sandbox.drivers.job_load import RESULT_FORMAT, KubernetesJobLoadGenerator, KubernetesPodLogs
 from sandbox.drivers.kubernetes_cluster import KubernetesClusterDriver
 from sandbox.errors import ClusterError, CommandFailedError
-from tests.kubeapi_server import FAKE_TOKEN, KubeApiServer, RecordedRequest, status_body, write_kubeconfig
+from tests.fakes.kubeapi_server import FAKE_TOKEN, KubeApiServer, RecordedRequest, status_body, write_kubeconfig
 
 pytestmark = pytest.mark.integration
 

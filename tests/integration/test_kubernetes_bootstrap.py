@@ -20,7 +20,7 @@ from sandbox import fleetrepo
 from sandbox.drivers.cluster import GITREPOSITORY_API, KUSTOMIZATION_API, ObjectRef
 from sandbox.drivers.kubernetes_cluster import KubernetesApiError, KubernetesClusterDriver
 from sandbox.lifecycle import install_flux
-from tests.kubeapi_server import KubeApiServer, running_kubeapi_server
+from tests.fakes.kubeapi_server import KubeApiServer, running_kubeapi_server
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +83,7 @@ def cluster_dir(tmp_path: Path) -> Path:
     sync = fleetrepo.render_gotk_sync(
         name="sandbox-a", url="https://github.com/example-org/fleet-infra.git", branch="main", path="clusters/sandbox-a"
     )
-    fleetrepo.write_bootstrap_files(root, sync)
+    fleetrepo.write_bootstrap_files(root, sync, repo=root.parents[1])
     return root
 
 
@@ -138,7 +138,9 @@ def test_bootstrap_waits_for_established_crds_and_the_driver_refreshes_discovery
     # The driver has looked for Flux's kinds before they were served (a cached miss).
     assert driver.get(ObjectRef(KUSTOMIZATION_API, "Kustomization", "flux-system", "flux-system")) is None
     fresh_cluster.clear_requests()
-    install_flux(driver, root, git_token="t", clock=clock, sleep=clock.sleep, crd_timeout_seconds=30)
+    install_flux(
+        driver, root, repo=root.parents[1], git_token="t", clock=clock, sleep=clock.sleep, crd_timeout_seconds=30
+    )
     assert clock.now >= 1000.0 + DELAY
     writes = [r for r in fresh_cluster.requests if r.method == "PATCH"]
     kinds = [r.json()["kind"] for r in writes]

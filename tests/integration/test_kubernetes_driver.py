@@ -36,7 +36,7 @@ from sandbox.errors import (
     ConfigError,
     InvalidInputError,
 )
-from tests.kubeapi_server import (
+from tests.fakes.kubeapi_server import (
     FAKE_TOKEN,
     FIXTURES_DIR,
     KubeApiServer,

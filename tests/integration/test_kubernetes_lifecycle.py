@@ -3,8 +3,8 @@
 ``sandbox create`` and ``sandbox destroy`` run for real (CLI, Prefect, terraform,
 git) with the real cluster driver. The cluster module is shaped like a managed
 Kubernetes one: it outputs the endpoint and a *sensitive* kubeconfig, which
-points at the fake API server of :mod:`tests.kubeapi_server`, with stand-in Flux
-controllers (:mod:`tests.kubeapi_flux`) reconciling there. Every stage after
+points at the fake API server of :mod:`tests.fakes.kubeapi_server`, with stand-in Flux
+controllers (:mod:`tests.fakes.kubeapi_flux`) reconciling there. Every stage after
 ``terraform apply`` must reach the cluster through that kubeconfig, which must
 appear nowhere but the terraform state.
 """
@@ -26,9 +26,9 @@ from sandbox.config import load_config
 from sandbox.demo import prepare_demo
 from sandbox.wiring import open_inventory, sandbox_state_dir
 from tests.conftest import FIXTURES
+from tests.fakes.kubeapi_flux import FakeFluxControllers
+from tests.fakes.kubeapi_server import FAKE_TOKEN, KubeApiServer, running_kubeapi_server
 from tests.integration.sandbox_cli import error_line, sandbox_cli
-from tests.kubeapi_flux import FakeFluxControllers
-from tests.kubeapi_server import FAKE_TOKEN, KubeApiServer, running_kubeapi_server
 
 pytestmark = [
     pytest.mark.integration,

@@ -20,7 +20,7 @@ import pytest
 from sandbox.config import load_config
 from sandbox.demo import prepare_demo
 from sandbox.models import SandboxStatus
-from sandbox.perfstore import PerfRunStatus, PerfStore
+from sandbox.perf.store import PerfRunStatus, PerfStore
 from sandbox.wiring import open_inventory, sandbox_state_dir
 
 pytestmark = pytest.mark.integration

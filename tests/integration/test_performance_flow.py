@@ -22,9 +22,9 @@ from prefect.client.schemas.objects import FlowRun
 from sandbox.config import FleetConfig, load_config
 from sandbox.demo import prepare_demo
 from sandbox.models import SandboxKind, SandboxStatus, Stage, StageStatus
-from sandbox.perf import PerformanceRequest, ScaleOverride
-from sandbox.perfrun import reports_dir
-from sandbox.perfstore import PerfRun, PerfRunStatus, PerfStore
+from sandbox.perf.run import reports_dir
+from sandbox.perf.scenario import PerformanceRequest, ScaleOverride
+from sandbox.perf.store import PerfRun, PerfRunStatus, PerfStore
 from sandbox.wiring import open_inventory, sandbox_state_dir
 
 pytestmark = pytest.mark.integration
@@ -168,7 +168,7 @@ def test_the_cancellation_hook_tears_down_what_a_killed_run_left(prefect_server:
     """A worker killed the flow's process before its ``finally`` ran; the runner then runs the hook."""
     from flows.lifecycle import sandbox_lifecycle
     from flows.performance import performance_sandbox, teardown_on_cancellation
-    from sandbox.requests import LifecycleRequest
+    from sandbox.lifecycle_request import LifecycleRequest
 
     config_path = configure(tmp_path / "demo", {"type": "http", "duration_seconds": 1})
     config = load_config(config_path)

@@ -33,7 +33,7 @@ import pytest
 import yaml
 
 from sandbox.demo import prepare_demo
-from tests.github_api_server import FAKE_GITHUB_TOKEN, GitHubApiServer, running_github_api
+from tests.fakes.github_api_server import FAKE_GITHUB_TOKEN, GitHubApiServer, running_github_api
 from tests.integration.sandbox_cli import error_line
 
 pytestmark = pytest.mark.integration

@@ -19,8 +19,8 @@ import pytest
 from sandbox.config import FleetConfig, load_config
 from sandbox.drivers.git import GitCli
 from sandbox.drivers.terraform import PythonTerraformDriver
+from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.models import SandboxKind, Stage
-from sandbox.requests import LifecycleRequest
 from sandbox.wiring import open_inventory, sandbox_state_dir
 from tests.integration.sandbox_cli import demo_setup
 
@@ -179,7 +179,7 @@ def test_an_invalid_module_fails_at_once_without_retries(config: FleetConfig, tm
 def test_retryable_errors_are_retried_and_permanent_ones_are_not(prefect_server: str) -> None:
     from prefect import flow, task
 
-    from sandbox.drivers.terraform import TerraformError, TerraformTransientError
+    from sandbox.drivers.terraform_errors import TerraformError, TerraformTransientError
     from sandbox.errors import StateLockedError
     from tasks.common import RETRY_DELAYS, STAGE_TASK_OPTIONS
 

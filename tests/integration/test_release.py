@@ -42,19 +42,13 @@ from sandbox.drivers.registry import (
     tarball_files,
 )
 from sandbox.proc import run
-from sandbox.release import (
-    ReleaseContext,
-    ReleaseError,
-    ReleaseExistsError,
-    build_release_context,
-    plan_production,
-    propose_range,
-    publish_artifact,
-    release,
-    release_plan,
-    source_url,
-    tag_release,
-)
+from sandbox.release.context import ReleaseContext, build_release_context
+from sandbox.release.errors import ReleaseError, ReleaseExistsError
+from sandbox.release.plan import release_plan
+from sandbox.release.production import plan_production
+from sandbox.release.proposals import propose_range
+from sandbox.release.publish import publish_artifact, release, tag_release
+from sandbox.release.settings import source_url
 from tests.integration.registry_fixture import LocalRegistry, oci_registry  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.integration
@@ -99,7 +93,7 @@ class Demo:
         checkout = self.work / f"merge-{len(list(self.work.glob('merge-*')))}"
         tool = GitCli()
         tool.clone(str(self.remote), checkout)
-        run(tool.command(checkout, "merge", "--no-ff", "--no-edit", f"origin/{branch}"))
+        run(tool.command(checkout, "merge", "--no-ff", "--no-edit", f"origin/{branch}"), timeout_is_retryable=False)
         tool.push(checkout, "main")
         return self.main()
 

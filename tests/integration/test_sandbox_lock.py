@@ -39,9 +39,9 @@ from prefect.exceptions import PrefectHTTPStatusError
 from sandbox.demo import prepare_demo
 from sandbox.errors import LockHeldError
 from sandbox.inventory import Inventory
+from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.locks import LockError, lock_name, note_name
 from sandbox.models import SandboxKind, Stage
-from sandbox.requests import LifecycleRequest
 from tests.integration.reliability_support import cli_env, edit_config, records, remote_branches
 from tests.integration.sandbox_cli import BIN, error_line
 from tests.pg_server import postgres_server, postgres_url  # noqa: F401

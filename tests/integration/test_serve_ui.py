@@ -7,6 +7,8 @@ environments and the sandbox kinds as choices, each field's description, the
 served fleet's fleet.yaml as the default config path); screenshots are saved in
 ``tests/output/serve-ui/`` (git-ignored). Then the form is filled and submitted
 as a person would, and the served deployment runs the lifecycle to Completed.
+The Prefect server's log must hold no traceback or service error (``tests/serving.py``),
+and a serve stopped while it is still starting stops the server it started.
 
 Without chromium the test is skipped on a developer's machine and fails in CI
 (``CI`` set): ``scripts/install-system-deps.sh`` installs it.
@@ -17,8 +19,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,12 +27,13 @@ from typing import Any
 import httpx
 import pytest
 
+from deployments.serve import server_answers
 from sandbox.demo import prepare_demo
 from sandbox.models import STAGE_ORDER, SandboxKind
 from tests.chromium import Browser, require_chromium
 from tests.conftest import PROJECT_ROOT
-from tests.pg_server import free_port
 from tests.polling import poll
+from tests.serving import serve_deployments
 
 pytestmark = pytest.mark.integration
 
@@ -76,30 +77,13 @@ FIELD_VALUE = """((label) => {
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
-    """``python -m deployments.serve`` for the demo fleet; yields (UI URL, fleet.yaml, serve log)."""
+    """``python -m deployments.serve`` for the demo fleet; yields (UI URL, fleet.yaml, serve log).
+
+    Once it has stopped, its Prefect server's log must hold no traceback or service error.
+    """
     config_path = prepare_demo(tmp_path / "fleet", development=False)
-    port = free_port()
-    log_path = tmp_path / "serve.log"
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"PREFECT_API_URL", "PREFECT_API_DATABASE_CONNECTION_URL", "PREFECT_RESULTS_LOCAL_STORAGE_PATH"}
-    }
-    argv = [sys.executable, "-m", "deployments.serve", "--port", str(port), "--home", str(tmp_path / "home")]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(  # noqa: S603
-            [*argv, "--config", str(config_path)], env=env, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT
-        )
-    try:
-        yield f"http://127.0.0.1:{port}", config_path, log_path
-    finally:
-        process.send_signal(signal.SIGTERM)  # serve pauses its schedules and stops the server it started
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-            pytest.fail("deployments.serve did not stop on SIGTERM")
+    with serve_deployments(tmp_path, config_path) as served:
+        yield served.url, config_path, served.log_path
 
 
 def served_lifecycle(ui_url: str, log_path: Path) -> dict[str, Any] | None:
@@ -250,3 +234,32 @@ def test_the_served_ui_runs_a_lifecycle_from_its_typed_form(served: tuple[str, P
     # Served runs keep their checkpoints where the CLI keeps them: <state_dir>/prefect-results.
     stored = {p.parent.name for p in (config_path.parent / "state" / "prefect-results").glob("ui-sandbox/*/*/v1")}
     assert stored == {stage.value for stage in STAGE_ORDER}
+
+
+def test_serve_stopped_while_it_starts_stops_the_server_it_started(tmp_path: Path) -> None:
+    """SIGTERM right after the server answers, while serve is still loading and registering the deployments.
+
+    Prefect's runner handles SIGTERM only once it runs; before that, serve ended at
+    once and left its server running (seen when a test failed early). Stopped at
+    any moment, serve stops the server it started.
+    """
+    with serve_deployments(tmp_path) as served:
+        poll(f"the server serve starts (see {served.log_path})", lambda: server_answers(served.api_url), timeout=300)
+    if server_answers(served.api_url):
+        left = servers_on_port(int(served.url.rsplit(":", 1)[1]))
+        for pid in left:  # not left running for the rest of the suite
+            os.kill(pid, signal.SIGTERM)
+        pytest.fail(f"serve stopped and left its server running (pids {left}): {served.log_path.read_text()[-2000:]}")
+
+
+def servers_on_port(port: int) -> list[int]:
+    """The pids of ``prefect server start ... --port PORT`` processes."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:  # the process ended
+            continue
+        if "server" in argv and "start" in argv and f"{port}" in argv and "--port" in argv:
+            found.append(int(cmdline.parent.name))
+    return found

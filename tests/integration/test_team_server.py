@@ -11,6 +11,9 @@ workers. A lifecycle's stages are tasks inside its flow run, so they run where
 their flow run runs: "stages spread across workers" is flow runs spread across
 workers. Task results go to one results directory both workers share (as a shared
 volume would be), so each stage's checkpoint is found whichever worker runs a retry.
+The server's scheduler makes the upcoming runs of the deployed nightly cleanup and
+weekly performance sandbox (``tests/upcoming.py``), and the server's log holds no
+traceback or service error (``tests/serving.py``; issue 18).
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ from sandbox.models import STAGE_ORDER
 from tests.conftest import PROJECT_ROOT
 from tests.pg_server import PostgresServer, free_port, postgres_server  # noqa: F401
 from tests.polling import poll
+from tests.serving import assert_no_service_errors
+from tests.upcoming import check_scheduled_runs, scheduled_as_the_cron_says, scheduled_deployments
 
 pytestmark = pytest.mark.integration
 
@@ -136,10 +141,12 @@ def test_two_workers_run_six_lifecycles_at_once_on_a_postgresql_server(
     inventory_db = postgres_server.create_database()
     shared_results = tmp_path / "shared" / "prefect-results"  # one volume, mounted by every worker
     port = free_port()
+    server_home = tmp_path / "server-home"
+    server_log = server_home / "server.log"  # where local_server writes the server's output
     with ThreadPoolExecutor(max_workers=1) as pool:
         fleet = pool.submit(prepare_fleet, tmp_path / "fleet", postgres_server.url(inventory_db))
         with local_server(
-            "127.0.0.1", port, tmp_path / "server-home", postgres_server.url(prefect_db, "postgresql+asyncpg")
+            "127.0.0.1", port, server_home, postgres_server.url(prefect_db, "postgresql+asyncpg")
         ) as api_url:
             with temporary_settings(updates={PREFECT_API_URL: api_url}):
                 assert sorted(apply_pools()) == [
@@ -213,6 +220,8 @@ def test_two_workers_run_six_lifecycles_at_once_on_a_postgresql_server(
                     )
                     check_stages(client, run_ids)
                     check_kubernetes_job(kubernetes_job(api_url, finished[0]))
+                    check_schedules(client, server_log)
+    assert_no_service_errors(server_log)  # the server has stopped: its whole log
     assert sorted(set(by_worker.values())) == sorted(WORKERS), by_worker  # both workers ran some of the six
     pull_requests = [json.loads(p.read_text()) for p in (config_path.parent / "state" / "pull-requests").glob("*.json")]
     assert sorted(pr["number"] for pr in pull_requests) == list(range(1, len(SANDBOXES) + 1))
@@ -277,6 +286,23 @@ def check_deployments(client: SyncPrefectClient) -> None:
             assert deployment.concurrency_options.collision_strategy.value == "CANCEL_NEW"
     names = {d.name for d in client.read_deployments()}
     assert names == {spec.name for spec in load_deployments()}
+
+
+def check_schedules(client: SyncPrefectClient, server_log: Path) -> None:
+    """The scheduler made the upcoming runs of the deployed nightly cleanup and performance sandbox.
+
+    Checked after the lifecycles: by then the scheduler has looped (every 5 s over deployments
+    changed in the last seconds, every 60 s over all of them).
+    """
+    deployments = scheduled_deployments(client)
+    assert deployments is not None
+    runs = poll(
+        f"the scheduler's upcoming runs (server log {server_log})",
+        lambda: scheduled_as_the_cron_says(client, server_log, deployments),
+        timeout=120,
+        interval=1,
+    )
+    check_scheduled_runs(runs, deployments)
 
 
 def check_stages(client: SyncPrefectClient, run_ids: list[Any]) -> None:

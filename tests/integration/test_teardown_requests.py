@@ -1,6 +1,6 @@
 """The teardown through the real Kubernetes driver: what it sends to an API server, in which order.
 
-The fake API server (``tests/kubeapi_server.py``) records every request. It runs
+The fake API server (``tests/fakes/kubeapi_server.py``) records every request. It runs
 no controllers, so a small stand-in here does what Flux and the AWS load
 balancer controller would: deleting a Kustomization deletes its inventory,
 deleting a HelmRelease uninstalls what it rendered (the objects labelled with
@@ -26,7 +26,7 @@ from sandbox.drivers.kubernetes_cluster import KubernetesClusterDriver
 from sandbox.errors import TeardownBlockedError
 from sandbox.flux import inventory_refs
 from sandbox.teardown import HELM_OWNER_LABEL, SUSPEND_REASON_ANNOTATION, teardown_cluster
-from tests.kubeapi_server import FIXTURES_DIR, KubeApiServer, running_kubeapi_server, selector_matches
+from tests.fakes.kubeapi_server import FIXTURES_DIR, KubeApiServer, running_kubeapi_server, selector_matches
 
 pytestmark = pytest.mark.integration
 

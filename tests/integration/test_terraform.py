@@ -21,11 +21,8 @@ from typing import Any
 
 import pytest
 
-from sandbox.drivers.terraform import (
-    PythonTerraformDriver,
-    TerraformError,
-    TerraformOutput,
-)
+from sandbox.drivers.terraform import PythonTerraformDriver, TerraformOutput
+from sandbox.drivers.terraform_errors import TerraformError
 from sandbox.errors import PermanentError, StateLockedError
 
 pytestmark = [

@@ -32,7 +32,7 @@ def cluster_dir(tmp_path: Path, url: str) -> Path:
     (root / "flux-system").mkdir(parents=True)
     shutil.copy(EXAMPLE_FLUX_DIR / fleetrepo.COMPONENTS_FILE, root / fleetrepo.COMPONENTS_FILE)
     sync = fleetrepo.render_gotk_sync(name="sandbox-a", url=url, branch="OPS-1-x", path="clusters/sandbox-a")
-    fleetrepo.write_bootstrap_files(root, sync)
+    fleetrepo.write_bootstrap_files(root, sync, repo=tmp_path)
     return root
 
 
@@ -46,7 +46,9 @@ def test_an_ssh_fleet_gets_flux_identity_and_known_hosts(tmp_path: Path) -> None
     cluster = SimulatedCluster(tmp_path / "cluster")
     (tmp_path / "cluster").mkdir()
     root = cluster_dir(tmp_path, "ssh://git@github.com/example-org/fleet-infra.git")
-    install_flux(cluster, root, git_token="a-token", ssh_identity=PRIVATE_KEY, known_hosts=KNOWN_HOSTS)
+    install_flux(
+        cluster, root, repo=root.parents[1], git_token="a-token", ssh_identity=PRIVATE_KEY, known_hosts=KNOWN_HOSTS
+    )
     assert stored_secret(cluster) == {"identity": PRIVATE_KEY + "\n", "known_hosts": KNOWN_HOSTS}
 
 
@@ -54,7 +56,9 @@ def test_an_https_fleet_gets_username_and_password(tmp_path: Path) -> None:
     cluster = SimulatedCluster(tmp_path / "cluster")
     (tmp_path / "cluster").mkdir()
     root = cluster_dir(tmp_path, "https://github.com/example-org/fleet-infra.git")
-    install_flux(cluster, root, git_token="a-token", ssh_identity=PRIVATE_KEY, known_hosts=KNOWN_HOSTS)
+    install_flux(
+        cluster, root, repo=root.parents[1], git_token="a-token", ssh_identity=PRIVATE_KEY, known_hosts=KNOWN_HOSTS
+    )
     assert stored_secret(cluster) == {"username": "git", "password": "a-token"}
 
 
@@ -72,7 +76,9 @@ def test_an_ssh_fleet_without_its_key_is_refused_before_anything_is_applied(
     (tmp_path / "cluster").mkdir()
     root = cluster_dir(tmp_path, "ssh://git@github.com/example-org/fleet-infra.git")
     with pytest.raises(ConfigError, match=message) as refused:
-        install_flux(cluster, root, git_token=None, ssh_identity=identity, known_hosts=known_hosts)
+        install_flux(
+            cluster, root, repo=root.parents[1], git_token=None, ssh_identity=identity, known_hosts=known_hosts
+        )
     assert "PRIVATE KEY" not in str(refused.value) and "\n" not in str(refused.value)
     assert cluster.list("apiextensions.k8s.io/v1", "CustomResourceDefinition") == []
 
@@ -175,7 +181,9 @@ def test_bootstrap_waits_for_the_crds_before_the_controllers_and_the_sync(tmp_pa
         return original(manifest)
 
     cluster.apply = recording_apply  # type: ignore[method-assign]
-    install_flux(cluster, root, git_token="t", clock=clock, sleep=clock.sleep, crd_timeout_seconds=30)
+    install_flux(
+        cluster, root, repo=root.parents[1], git_token="t", clock=clock, sleep=clock.sleep, crd_timeout_seconds=30
+    )
     kinds = [entry.split("@")[0] for entry in applied]
     first_other = next(i for i, kind in enumerate(kinds) if kind not in ("CustomResourceDefinition", "Namespace"))
     assert set(kinds[:first_other]) == {"CustomResourceDefinition", "Namespace"}
@@ -191,7 +199,9 @@ def test_crds_not_established_in_time_are_named_and_retryable(tmp_path: Path) ->
     cluster = delayed_cluster(tmp_path, clock, delay=60)
     root = cluster_dir(tmp_path, "https://github.com/example-org/fleet-infra.git")
     with pytest.raises(CrdNotEstablishedError) as late:
-        install_flux(cluster, root, git_token="t", clock=clock, sleep=clock.sleep, crd_timeout_seconds=5)
+        install_flux(
+            cluster, root, repo=root.parents[1], git_token="t", clock=clock, sleep=clock.sleep, crd_timeout_seconds=5
+        )
     message = str(late.value)
     assert message.startswith("CustomResourceDefinitions not Established after 5s: gitrepositories.source")
     assert "kustomizations.kustomize.toolkit.fluxcd.io" in message and late.value.retryable

@@ -25,7 +25,7 @@ def test_copy_excludes_gotk_sync_and_keeps_bytes_and_modes(repo: Path) -> None:
     script = repo / "clusters/development/hooks.sh"
     script.write_text("#!/bin/sh\necho hi\n")
     script.chmod(0o755)
-    report = fleetrepo.copy_cluster_dir(repo / "clusters/development", repo / "clusters/sandbox-a")
+    report = fleetrepo.copy_cluster_dir(repo / "clusters/development", repo / "clusters/sandbox-a", repo=repo)
     assert report.excluded == ["flux-system/gotk-sync.yaml"]
     assert not (repo / "clusters/sandbox-a/flux-system/gotk-sync.yaml").exists()
     for rel in report.copied:
@@ -34,16 +34,16 @@ def test_copy_excludes_gotk_sync_and_keeps_bytes_and_modes(repo: Path) -> None:
 
 
 def test_copy_refuses_existing_target(repo: Path) -> None:
-    fleetrepo.copy_cluster_dir(repo / "clusters/development", repo / "clusters/sandbox-a")
+    fleetrepo.copy_cluster_dir(repo / "clusters/development", repo / "clusters/sandbox-a", repo=repo)
     with pytest.raises(ConflictError, match="already exists"):
-        fleetrepo.copy_cluster_dir(repo / "clusters/development", repo / "clusters/sandbox-a")
+        fleetrepo.copy_cluster_dir(repo / "clusters/development", repo / "clusters/sandbox-a", repo=repo)
 
 
 def test_retarget_changes_only_the_branch_line(repo: Path) -> None:
     target = repo / "clusters/sandbox-a"
-    fleetrepo.copy_cluster_dir(repo / "clusters/development", target)
+    fleetrepo.copy_cluster_dir(repo / "clusters/development", target, repo=repo)
     before = (target / "platform.yaml").read_text()
-    retargets = fleetrepo.retarget_git_sources(target, "main", "OPS-1-try-upgrade")
+    retargets = fleetrepo.retarget_git_sources(target, "main", "OPS-1-try-upgrade", repo=repo)
     after = (target / "platform.yaml").read_text()
     assert [(r.file, r.edit.old, r.edit.new) for r in retargets] == [("platform.yaml", "main", "OPS-1-try-upgrade")]
     diff = [(a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=True) if a != b]
@@ -58,8 +58,8 @@ def test_retarget_changes_only_the_branch_line(repo: Path) -> None:
 
 def test_retarget_with_nothing_to_retarget(repo: Path) -> None:
     target = repo / "clusters/perf"
-    fleetrepo.copy_cluster_dir(repo / "clusters/production", target)
-    assert fleetrepo.retarget_git_sources(target, "main", "x") == []
+    fleetrepo.copy_cluster_dir(repo / "clusters/production", target, repo=repo)
+    assert fleetrepo.retarget_git_sources(target, "main", "x", repo=repo) == []
 
 
 def test_gotk_sync_rendered_for_the_sandbox() -> None:
@@ -75,15 +75,15 @@ def test_gotk_sync_rendered_for_the_sandbox() -> None:
 def test_promote_mirrors_sandbox_but_never_gotk_sync(repo: Path) -> None:
     dev = repo / "clusters/development"
     sandbox = repo / "clusters/sandbox-a"
-    fleetrepo.copy_cluster_dir(dev, sandbox)
+    fleetrepo.copy_cluster_dir(dev, sandbox, repo=repo)
     dev_sync = (dev / "flux-system/gotk-sync.yaml").read_bytes()
     fleetrepo.write_bootstrap_files(
-        sandbox, fleetrepo.render_gotk_sync(name="s", url="u", branch="b", path="clusters/sandbox-a")
+        sandbox, fleetrepo.render_gotk_sync(name="s", url="u", branch="b", path="clusters/sandbox-a"), repo=repo
     )
     (sandbox / "apps.yaml").write_text((sandbox / "apps.yaml").read_text().replace('"6.7.1"', '"6.7.2"'))
     (sandbox / "new.yaml").write_text("kind: ConfigMap\n")
     (dev / "old.yaml").write_text("kind: Secret\n")
-    report = fleetrepo.promote_cluster_dir(sandbox, dev)
+    report = fleetrepo.promote_cluster_dir(sandbox, dev, repo=repo)
     assert sorted(report.copied) == ["apps.yaml", "new.yaml"]
     assert report.removed == ["old.yaml"]
     assert (dev / "flux-system/gotk-sync.yaml").read_bytes() == dev_sync
@@ -124,13 +124,13 @@ def test_clone_then_promote_without_change_is_identity(
     sandbox = root / "clusters/sandbox-x"
     if not written:  # nothing but gotk-sync.yaml: there is nothing to clone
         with pytest.raises(InvalidInputError, match="nothing to clone"):
-            fleetrepo.copy_cluster_dir(dev, sandbox)
+            fleetrepo.copy_cluster_dir(dev, sandbox, repo=root)
         return
-    fleetrepo.copy_cluster_dir(dev, sandbox)
+    fleetrepo.copy_cluster_dir(dev, sandbox, repo=root)
     assert not (sandbox / "flux-system/gotk-sync.yaml").exists()
     (sandbox / "flux-system").mkdir(parents=True, exist_ok=True)
     (sandbox / "flux-system/gotk-sync.yaml").write_bytes(b"sandbox's own sync")
-    report = fleetrepo.promote_cluster_dir(sandbox, dev)
+    report = fleetrepo.promote_cluster_dir(sandbox, dev, repo=root)
     assert report.unchanged
     assert (dev / "flux-system/gotk-sync.yaml").read_bytes() == sync
     for rel, data in written.items():
@@ -143,7 +143,7 @@ def test_bootstrap_files_refuse_a_kustomization_that_is_not_utf8(tmp_path: Path)
     kustomization.parent.mkdir(parents=True)
     kustomization.write_bytes(b"resources:\n  - \xff\xfe.yaml\n")
     with pytest.raises(InvalidInputError, match=r"flux-system/kustomization\.yaml is not UTF-8") as raised:
-        fleetrepo.write_bootstrap_files(tmp_path, "# sync\n")
+        fleetrepo.write_bootstrap_files(tmp_path, "# sync\n", repo=tmp_path)
     assert "\n" not in str(raised.value)
     assert kustomization.read_bytes() == b"resources:\n  - \xff\xfe.yaml\n"  # left as it was
 
@@ -153,10 +153,10 @@ def test_bootstrap_files_replace_a_sync_file_that_is_not_utf8(tmp_path: Path) ->
     sync = tmp_path / fleetrepo.SYNC_FILE
     sync.parent.mkdir(parents=True)
     sync.write_bytes(b"\xff\xfe")
-    written = fleetrepo.write_bootstrap_files(tmp_path, "# sync\n")
+    written = fleetrepo.write_bootstrap_files(tmp_path, "# sync\n", repo=tmp_path)
     assert written == [str(fleetrepo.SYNC_FILE), str(fleetrepo.FLUX_KUSTOMIZATION_FILE)]
     assert sync.read_text(encoding="utf-8") == "# sync\n"
-    assert fleetrepo.write_bootstrap_files(tmp_path, "# sync\n") == []
+    assert fleetrepo.write_bootstrap_files(tmp_path, "# sync\n", repo=tmp_path) == []
 
 
 def test_components_that_are_not_utf8_or_not_yaml_are_named_in_one_line(tmp_path: Path) -> None:
@@ -166,9 +166,9 @@ def test_components_that_are_not_utf8_or_not_yaml_are_named_in_one_line(tmp_path
     broken.write_text("kind: Namespace\nmetadata: [unclosed\n", encoding="utf-8")
 
     with pytest.raises(InvalidInputError, match=r"gotk-components\.yaml is not UTF-8 text \(invalid byte at offset"):
-        fleetrepo.read_documents(latin1)
+        fleetrepo.read_documents(latin1, repo=tmp_path)
     with pytest.raises(InvalidInputError, match=r"broken\.yaml is not valid YAML at line \d+") as raised:
-        fleetrepo.read_documents(broken)
+        fleetrepo.read_documents(broken, repo=tmp_path)
     assert "\n" not in str(raised.value)
     (tmp_path / "ok.yaml").write_text("---\nkind: Namespace\n---\n# only a comment\n", encoding="utf-8")
-    assert fleetrepo.read_documents(tmp_path / "ok.yaml") == [{"kind": "Namespace"}]
+    assert fleetrepo.read_documents(tmp_path / "ok.yaml", repo=tmp_path) == [{"kind": "Namespace"}]

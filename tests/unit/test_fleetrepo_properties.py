@@ -30,8 +30,8 @@ from sandbox.config import FleetConfig
 from sandbox.drivers.git import GitCli
 from sandbox.errors import InvalidInputError
 from sandbox.lifecycle import SandboxContext, clone, promote, register, validate_request
+from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.models import SandboxStatus, Stage
-from sandbox.requests import LifecycleRequest
 from sandbox.wiring import build_drivers, open_inventory
 from tests.hypothesis_profiles import property_settings
 
@@ -144,16 +144,16 @@ def test_clone_then_promote_without_change_is_byte_identical(
     before = snapshot(dev)
     if not set(before) - {SYNC}:
         with pytest.raises(InvalidInputError, match="nothing to clone"):
-            fleetrepo.copy_cluster_dir(dev, sandbox)
+            fleetrepo.copy_cluster_dir(dev, sandbox, repo=root)
         return
 
-    report = fleetrepo.copy_cluster_dir(dev, sandbox)
+    report = fleetrepo.copy_cluster_dir(dev, sandbox, repo=root)
     cloned = snapshot(sandbox)
     assert SYNC not in cloned  # development's sync file is not cloned ...
     assert cloned == {rel: entry for rel, entry in before.items() if rel != SYNC}  # ... everything else is
     assert report.excluded == ([SYNC] if sync is not None else [])
 
-    retargets = fleetrepo.retarget_git_sources(sandbox, "main", BRANCH)
+    retargets = fleetrepo.retarget_git_sources(sandbox, "main", BRANCH, repo=root)
     for r in retargets:  # only the branch scalar changed, nothing else in the file
         old, new = before[r.file][1], (sandbox / r.file).read_bytes()
         assert isinstance(old, bytes)
@@ -164,9 +164,9 @@ def test_clone_then_promote_without_change_is_byte_identical(
         (sandbox / SYNC).write_text(
             fleetrepo.render_gotk_sync(name="sandbox-p", url="file:///f.git", branch=BRANCH, path="clusters/sandbox-p")
         )
-    fleetrepo.retarget_git_sources(sandbox, BRANCH, "main")
+    fleetrepo.retarget_git_sources(sandbox, BRANCH, "main", repo=root)
 
-    promoted = fleetrepo.promote_cluster_dir(sandbox, dev)
+    promoted = fleetrepo.promote_cluster_dir(sandbox, dev, repo=root)
     assert not sandbox.exists()
     assert promoted.unchanged and (promoted.copied, promoted.removed) == ([], [])
     # Byte-identical, and the sandbox's own sync file never reached development:
@@ -189,12 +189,12 @@ def test_promotion_of_an_unchanged_bootstrapped_sandbox_changes_nothing(
     kustomization.parent.mkdir(parents=True, exist_ok=True)
     kustomization.write_text(fleetrepo.FLUX_KUSTOMIZATION)
     before = snapshot(dev)
-    fleetrepo.copy_cluster_dir(dev, sandbox)
-    fleetrepo.retarget_git_sources(sandbox, "main", BRANCH)
-    fleetrepo.write_bootstrap_files(sandbox, "# the sandbox's own sync\n")
+    fleetrepo.copy_cluster_dir(dev, sandbox, repo=root)
+    fleetrepo.retarget_git_sources(sandbox, "main", BRANCH, repo=root)
+    fleetrepo.write_bootstrap_files(sandbox, "# the sandbox's own sync\n", repo=root)
     assert (sandbox / SYNC).read_text() == "# the sandbox's own sync\n"
-    fleetrepo.retarget_git_sources(sandbox, BRANCH, "main")
-    report = fleetrepo.promote_cluster_dir(sandbox, dev)
+    fleetrepo.retarget_git_sources(sandbox, BRANCH, "main", repo=root)
+    report = fleetrepo.promote_cluster_dir(sandbox, dev, repo=root)
     assert report.unchanged and (report.copied, report.removed) == ([], [])
     assert snapshot(dev) == before
 
@@ -276,9 +276,13 @@ def test_clone_and_promote_stages_leave_development_byte_identical(
         kustomization = ctx.checkout / "clusters/sandbox-p" / fleetrepo.FLUX_KUSTOMIZATION_FILE
         if kustomization.exists() and not utf8(kustomization.read_bytes()):
             with pytest.raises(InvalidInputError, match="is not UTF-8 text"):
-                fleetrepo.write_bootstrap_files(ctx.checkout / "clusters/sandbox-p", "# sandbox-p's own sync\n")
+                fleetrepo.write_bootstrap_files(
+                    ctx.checkout / "clusters/sandbox-p", "# sandbox-p's own sync\n", repo=ctx.checkout
+                )
             return
-        fleetrepo.write_bootstrap_files(ctx.checkout / "clusters/sandbox-p", "# sandbox-p's own sync\n")
+        fleetrepo.write_bootstrap_files(
+            ctx.checkout / "clusters/sandbox-p", "# sandbox-p's own sync\n", repo=ctx.checkout
+        )
         tool.commit_all(ctx.checkout, "bootstrap sandbox-p", ["clusters/sandbox-p"])
         tool.push(ctx.checkout, BRANCH)
         for stage in (Stage.validate, Stage.teardown):

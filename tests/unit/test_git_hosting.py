@@ -1,4 +1,4 @@
-"""Git-hosting drivers: GitHub's REST API (against tests/github_api_server.py) and the local twin (real git)."""
+"""Git-hosting drivers: GitHub's REST API (against tests/fakes/github_api_server.py) and the local twin (real git)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from sandbox.drivers.git_hosting import (
     compare_url,
     github_web_url,
 )
-from tests.github_api_server import FAKE_GITHUB_TOKEN, GitHubApiServer, running_github_api
+from tests.fakes.github_api_server import FAKE_GITHUB_TOKEN, GitHubApiServer, running_github_api
 
 BRANCH = "OPS-7-bump-chart"
 

@@ -21,9 +21,9 @@ from sandbox.drivers.locust_load import (
     run_locust,
 )
 from sandbox.errors import CommandFailedError, InvalidInputError, ToolNotFoundError
-from sandbox.perf import compare
+from sandbox.perf.compare import compare
 from tests.conftest import FIXTURES
-from tests.load_target import TargetServer, running_target
+from tests.fakes.load_target import TargetServer, running_target
 
 STATS = FIXTURES / "perf"
 

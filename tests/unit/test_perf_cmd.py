@@ -10,7 +10,7 @@ import yaml
 from cli.perf_cmd import _key_values, _read_change, build_request
 from sandbox.config import FleetConfig
 from sandbox.errors import InvalidInputError
-from sandbox.perf import LoadOverrides, ScaleOverride
+from sandbox.perf.scenario import LoadOverrides, ScaleOverride
 
 
 @pytest.fixture

@@ -9,19 +9,10 @@ import pytest
 
 from sandbox.config import FleetConfig, PerformanceConfig, PerformanceGate
 from sandbox.errors import ConfigError, InvalidInputError
-from sandbox.perf import (
-    LoadOverrides,
-    PerformanceRequest,
-    ScaleOverride,
-    ScenarioSettings,
-    compare,
-    markdown_summary,
-    redact_url,
-    render_table,
-    resolve_scenario,
-    table_rows,
-)
-from sandbox.perfchart import write_chart
+from sandbox.perf.chart import write_chart
+from sandbox.perf.compare import compare, markdown_summary, render_table, table_rows
+from sandbox.perf.scenario import LoadOverrides, PerformanceRequest, ScaleOverride, ScenarioSettings, resolve_scenario
+from sandbox.redaction import redact_url
 
 
 def metrics(rps: float, p50: float, p95: float, p99: float, requests: int = 1000, failures: int = 0) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import yaml
 from prefect.flows import load_flow_from_entrypoint
 from prefect.server.schemas.schedules import CronSchedule
 
-from sandbox.perf import PerformanceRequest
+from sandbox.perf.scenario import PerformanceRequest
 from tests.conftest import PROJECT_ROOT
 
 

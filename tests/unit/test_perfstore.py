@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import command
 
 from sandbox.errors import ConflictError
-from sandbox.perfstore import PerfRun, PerfRunNotFoundError, PerfRunStatus, PerfStore, metadata
+from sandbox.perf.store import PerfRun, PerfRunNotFoundError, PerfRunStatus, PerfStore, metadata
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ import pytest
 from sandbox.config import load_config
 from sandbox.demo import demo_config
 from sandbox.errors import InvalidInputError, ToolNotFoundError
-from sandbox.preflight import FleetRepoError, check_checkout, check_request, preflight, redact_url
-from sandbox.requests import LifecycleRequest
+from sandbox.lifecycle_request import LifecycleRequest
+from sandbox.preflight import FleetRepoError, check_checkout, check_request, preflight
+from sandbox.redaction import redact_url
 from tests.conftest import EXAMPLE_REPO
 
 

@@ -36,23 +36,18 @@ from sandbox.drivers.registry import (
     tarball_files,
 )
 from sandbox.errors import ConfigError, InvalidInputError
-from sandbox.release import (
-    EnvironmentPlan,
-    PlatformSource,
-    ReleaseExistsError,
-    ReleasePlan,
-    compute_plan,
+from sandbox.release.decision import decide_release
+from sandbox.release.errors import ReleaseExistsError
+from sandbox.release.plan import EnvironmentPlan, ReleasePlan, compute_plan
+from sandbox.release.platform_source import PlatformSource, parse_platform_source
+from sandbox.release.settings import (
     configured_registry,
-    decide_release,
-    newest_release,
-    parse_platform_source,
-    previous_release,
     registry_credentials,
     registry_from_sources,
     registry_override,
     source_url,
-    suggest_range,
 )
+from sandbox.release.versions import newest_release, previous_release, suggest_range
 from sandbox.versions import resolve, satisfies
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "release"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.drivers.terraform import TerraformError, TerraformTransientError
+from sandbox.drivers.terraform_errors import TerraformError, TerraformTransientError
 from sandbox.errors import ClusterError, ClusterUnreachableError, StateLockedError
 from sandbox.models import Stage
 from sandbox.rollback import RollbackReport, should_roll_back

@@ -104,7 +104,7 @@ def fleet(fleet_template: tuple[Path, Path], tmp_path: Path) -> Fleet:
     shutil.copytree(fleet_template[1], checkout)
     git = GitCli()
     # Point the checkout, and the URLs Flux reads from the repository, at this test's remote.
-    git._git(checkout, "remote", "set-url", "origin", str(remote))
+    git._git(checkout, "remote", "set-url", "origin", str(remote), timeout_is_retryable=False)
     for path in checkout.rglob("*.yaml"):
         text = path.read_text(encoding="utf-8")
         path.write_text(text.replace(fleet_template[0].as_uri(), remote.as_uri()), encoding="utf-8")

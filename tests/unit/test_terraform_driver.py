@@ -20,16 +20,18 @@ from sandbox.drivers.terraform import (
     PLAN_FILE,
     PlanSummary,
     PythonTerraformDriver,
-    TerraformAuthError,
     TerraformDriver,
-    TerraformError,
     TerraformOutput,
-    TerraformTransientError,
-    classify,
-    parse_diagnostics,
     parse_plan_json,
     public_outputs,
     variables_json,
+)
+from sandbox.drivers.terraform_errors import (
+    TerraformAuthError,
+    TerraformError,
+    TerraformTransientError,
+    classify,
+    parse_diagnostics,
 )
 from sandbox.errors import (
     ConflictError,

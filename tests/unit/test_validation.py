@@ -114,12 +114,12 @@ def fleet(tmp_path: Path) -> Fleet:
     git.init_repo(checkout, str(remote))
     git.commit_all(checkout, "fleet repository")
     git.push(checkout, "main")
-    git._git(checkout, "fetch", "--quiet", "origin")
+    git._git(checkout, "fetch", "--quiet", "origin", timeout_is_retryable=True)
     # What the clone and bootstrap stages leave on the sandbox branch.
     git.checkout(checkout, BRANCH, start="main")
     clone_into_checkout(checkout, source_env="development", name=SANDBOX, retarget_from="main", retarget_to=BRANCH)
     sync = fleetrepo.render_gotk_sync(name=SANDBOX, url=str(remote), branch=BRANCH, path=SANDBOX_DIR)
-    fleetrepo.write_bootstrap_files(checkout / SANDBOX_DIR, sync)
+    fleetrepo.write_bootstrap_files(checkout / SANDBOX_DIR, sync, repo=checkout)
     raw = demo_config(tmp_path)
     raw["fleet_repo"] = {"remote": str(remote)}
     config = FleetConfig.model_validate({**raw, "base_dir": tmp_path})

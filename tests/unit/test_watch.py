@@ -75,7 +75,7 @@ class Development:
             clock=TickingClock(step=0.25),
         )
         (root / "cluster").mkdir()
-        install_flux(self.cluster, self.work / "clusters/development", git_token=None)
+        install_flux(self.cluster, self.work / "clusters/development", repo=self.work, git_token=None)
 
     def tip(self) -> str:
         return subprocess.run(

@@ -25,7 +25,7 @@ from sandbox.wiring import (
     connect_cluster,
     kubeconfig_from_outputs,
 )
-from tests.kubeapi_server import write_kubeconfig
+from tests.fakes.kubeapi_server import write_kubeconfig
 
 SECRET_TOKEN = "token-that-must-not-show-3b9e"
 

@@ -63,7 +63,10 @@ def local_repository(url: str) -> Path | None:
 def _git(tools: GitTools, cwd: Path, *args: str) -> str:
     command = Command(argv=(tools.binary, *args), cwd=cwd, timeout=tools.timeout_seconds)
     try:
-        return run(command).stdout
+        # Safe to rerun (ls-remote reads; an export starts over in a fresh staging
+        # directory), and a failure becomes a SourceError the simulated controller
+        # reports and retries at its next poll either way.
+        return run(command, timeout_is_retryable=True).stdout
     except SandboxError as exc:
         stderr = getattr(exc, "stderr_tail", "") or str(exc)
         raise SourceError(tail(stderr, 300)) from None

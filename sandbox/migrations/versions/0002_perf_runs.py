@@ -1,4 +1,4 @@
-"""Performance runs and their baselines (``sandbox.perfstore``).
+"""Performance runs and their baselines (``sandbox.perf.store``).
 
 Revision ID: 0002_perf_runs
 Revises: 0001

@@ -27,6 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sandbox.database import database_errors, migrate_once, open_engine
 from sandbox.errors import ConflictError, PermanentError, RetryableError
 from sandbox.inventory import utcnow
+from sandbox.redaction import redact
 
 TABLE = "perf_runs"
 
@@ -234,7 +235,7 @@ class PerfStore:
                 row.comparison = dict(comparison)
             if baseline_run_id is not None:
                 row.baseline_run_id = baseline_run_id
-            row.error = error
+            row.error = redact(error) if error is not None else None  # an error may quote a secret
             if chart_path is not None:
                 row.chart_path = chart_path
             row.finished_at = utcnow()

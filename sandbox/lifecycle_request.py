@@ -1,6 +1,7 @@
-"""Typed requests: what a user asks for, validated before anything is created.
+"""The sandbox lifecycle's request: what a user asks for, validated before anything is created.
 
-These are the flows' parameter models, so the Prefect UI renders them as forms.
+These are the ``sandbox_lifecycle`` flow's parameter models (a performance run's
+request carries a :class:`SandboxChange` too), so the Prefect UI renders them as forms.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 :func:`sandbox.lifecycle.performance_test` delegates here. The stage measures
 and judges; it does not store the run (the ``performance_sandbox`` flow records
-it in :mod:`sandbox.perfstore` once the sandbox is torn down) and a failed gate
+it in :mod:`sandbox.perf.store` once the sandbox is torn down) and a failed gate
 does not fail the stage: the verdict is in the result, and the flow decides.
 
 Where the load goes: the scenario's ``target_url`` when set (a real sandbox's
@@ -21,16 +21,10 @@ from sandbox.config import FleetConfig
 from sandbox.drivers.load import HttpLoadGenerator, LoadGenerator, local_target
 from sandbox.errors import ConfigError
 from sandbox.models import Stage, StageResult
-from sandbox.perf import (
-    Comparison,
-    LoadOverrides,
-    ScenarioSettings,
-    compare,
-    redact_url,
-    render_table,
-    resolve_scenario,
-)
-from sandbox.perfstore import PerfStore
+from sandbox.perf.compare import Comparison, compare, render_table
+from sandbox.perf.scenario import LoadOverrides, ScenarioSettings, resolve_scenario
+from sandbox.perf.store import PerfStore
+from sandbox.redaction import redact_url
 
 if TYPE_CHECKING:
     from sandbox.drivers.cluster import ClusterDriver

@@ -25,6 +25,10 @@ requests fail with a status, for retry tests.
 With ``remote`` (a local bare repository), branches and commits are read from
 it with git, so ``head.sha`` is the branch's real tip and unknown branches are
 refused as GitHub refuses them.
+
+With ``echo_authorization``, every 4xx/5xx answer's ``message`` quotes the
+request's ``Authorization`` header, as a misbehaving proxy or an API gateway's
+debug mode does: the client must never repeat such a body unredacted.
 """
 
 from __future__ import annotations
@@ -106,6 +110,7 @@ class GitHubApiServer:
         token: The token every request must carry.
         remote: A local bare repository standing in for the repository's git data.
         login: The user the token belongs to.
+        echo_authorization: Quote the request's Authorization header in every error's message.
     """
 
     def __init__(
@@ -116,8 +121,10 @@ class GitHubApiServer:
         token: str = FAKE_GITHUB_TOKEN,
         remote: Path | None = None,
         login: str = "fleet-bot",
+        echo_authorization: bool = False,
     ) -> None:
         self.owner = owner
+        self.echo_authorization = echo_authorization
         self.repo = repo
         self.token = token
         self.remote = remote
@@ -397,7 +404,10 @@ class GitHubApiServer:
                 self._authorised(request.headers)
                 status, payload = self._route(method, request.path, request.query, body)
             except _HttpError as exc:
-                status, payload = exc.status, exc.body
+                status, payload = exc.status, dict(exc.body)
+                if self.echo_authorization:
+                    sent = request.headers.get("authorization")
+                    payload["message"] = f"{payload.get('message', '')} (request had Authorization: {sent})"
         data = json.dumps(payload).encode("utf-8")
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json; charset=utf-8")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import task
 
 from sandbox.models import Stage, StageResult
-from sandbox.perf import LoadOverrides
+from sandbox.perf.scenario import LoadOverrides
 from tasks.common import STAGE_TASK_OPTIONS, StageRequest, run_stage, stage_cache_key
 
 

@@ -61,7 +61,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
-FIXTURES_DIR = Path(__file__).parent / "fixtures" / "kubeapi"
+FIXTURES_DIR = Path(__file__).parents[1] / "fixtures" / "kubeapi"
 #: A recognisable fake credential: tests assert it never shows up in errors.
 FAKE_TOKEN = "fake-bearer-token-7f3a9c1e-do-not-leak"
 

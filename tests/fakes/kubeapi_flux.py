@@ -1,4 +1,4 @@
-"""Stand-in Flux controllers for the fake Kubernetes API server (:mod:`tests.kubeapi_server`).
+"""Stand-in Flux controllers for the fake Kubernetes API server (:mod:`tests.fakes.kubeapi_server`).
 
 The fake API server stores what the real cluster driver sends; nothing in it
 reconciles. For a lifecycle against it to get past "wait until Ready", these
@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from tests.kubeapi_server import KubeApiServer
+from tests.fakes.kubeapi_server import KubeApiServer
 
 GIT_API = "source.toolkit.fluxcd.io/v1"
 KS_API = "kustomize.toolkit.fluxcd.io/v1"
