@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from sandbox.fleetrepo import FLUX_KUSTOMIZATION, render_gotk_sync  # noqa: E402
-from sandbox.localcluster.flux_install import render  # noqa: E402
 from sandbox.localcluster.endpoints import LOCAL_FLEET_URL, LOCAL_PLATFORM_ARTIFACT  # noqa: E402
+from sandbox.localcluster.flux_install import render  # noqa: E402
 
 CLUSTER = REPO / "examples" / "fleet-repo" / "clusters" / "local"
 

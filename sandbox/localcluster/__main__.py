@@ -12,7 +12,8 @@
     python -m sandbox.localcluster git-serve --root R [--port P] [--allow-push]   # git over HTTP until SIGTERM
 
 Exit codes: 0 done, 2 invalid input (a version the toolchain lacks, a node count below 1), 1 any other failure
-(a directory that is not a local cluster's, a component that did not start), with one line on stderr. Nothing secret is printed: the kubeconfig stays in ``D/admin.kubeconfig``.
+(a directory that is not a local cluster's, a component that did not start), with one line on stderr.
+Nothing secret is printed: the kubeconfig stays in ``D/admin.kubeconfig``.
 """
 
 from __future__ import annotations

@@ -42,7 +42,6 @@ from sandbox.localcluster.errors import PortsExhaustedError
 from sandbox.localcluster.ports import LOOPBACK
 from sandbox.localcluster.processes import run_binary
 
-
 #: Longest a single ``git http-backend`` run may take (a fetch of a big fleet repository on a loaded machine).
 CGI_TIMEOUT_SECONDS = 300.0
 _MAX_BODY_BYTES = 512 * 1024 * 1024

@@ -91,7 +91,9 @@ def test_ports_taken_every_time_give_up_retryably(where: C.Layout) -> None:
 
 
 def test_a_component_that_exits_is_reported_with_its_output(where: C.Layout) -> None:
-    broken = C.Component("broken", (), lambda _: [sys.executable, "-c", "raise SystemExit('bad flag --x')"], _ready)
+    broken = C.Component(
+        "broken", (), lambda _: [sys.executable, "-c", "raise SystemExit('bad flag --x')"], lambda _: False
+    )
     with pytest.raises(ComponentFailedError, match=r"broken exited while starting; .*bad flag --x"):
         C._start(where, broken, _settings(), time.monotonic() + 60, reserved=set())
 
@@ -136,7 +138,7 @@ def test_up_refuses_a_version_the_toolchain_does_not_have(tmp_path: Path, monkey
 
 def test_a_failed_up_leaves_no_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_toolchain(monkeypatch)
-    failing = C.Component("second", (), lambda _: [sys.executable, "-c", "raise SystemExit(3)"], _ready)
+    failing = C.Component("second", (), lambda _: [sys.executable, "-c", "raise SystemExit(3)"], lambda _: False)
     monkeypatch.setattr(C, "components", lambda *a, **k: [SERVER, failing])
     monkeypatch.setattr(C, "ensure_pki", lambda *a, **k: None)
     with pytest.raises(ComponentFailedError):
