@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps demo test test-unit test-explore test-team test-under-load lint bench serve clean toolchain
+.PHONY: setup system-deps demo demo-local test test-unit test-explore test-team test-under-load lint bench serve clean toolchain
 
 # Idempotent: rebuilds the environment only when the lock or the project changes.
 setup: $(STAMP)
@@ -22,6 +22,11 @@ system-deps:
 
 demo: setup
 	$(BIN)/sandbox demo
+
+# The demo on real local clusters (Kubernetes and Flux built from Go modules, docs/local-cluster.md): the first run
+# builds the toolchain (about an hour on two cores), later runs take minutes.
+demo-local: setup toolchain
+	$(BIN)/sandbox demo --cluster local
 
 test: setup system-deps
 	$(BIN)/pytest -q -n 4 --dist loadfile
@@ -58,4 +63,4 @@ bench: setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf .demo .fleet-sandbox .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .demo .demo-local .fleet-sandbox .pytest_cache .mypy_cache .ruff_cache
