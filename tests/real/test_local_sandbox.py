@@ -67,7 +67,7 @@ def test_a_local_sandbox_reaches_ready_and_is_destroyed_without_a_trace(
                 assert condition(item, "Ready")["status"] == "True", item["status"]  # type: ignore[index]
                 assert item["status"]["lastAppliedRevision"] == f"{record['branch']}@sha1:{head}"
             # Applied by the real kustomize-controller: its field manager owns what the platform configs made.
-            namespace = k.json("namespace", "platform")
+            namespace = k.json("namespace", "platform", "--show-managed-fields")
             managers = {entry["manager"] for entry in namespace["metadata"]["managedFields"]}
             assert "kustomize-controller" in managers
         finally:
