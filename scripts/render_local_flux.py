@@ -43,6 +43,8 @@ kind: GitRepository
 metadata:
   name: platform
   namespace: flux-system
+  annotations:
+    fleet-sandbox.io/canary: "true" # the fleet policy's canary (fleet.yaml: canary: true)
 spec:
   interval: 1m0s
   ref:

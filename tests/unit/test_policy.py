@@ -76,6 +76,20 @@ def test_the_example_fleet_repo_passes() -> None:
     assert report.violations == []
 
 
+def test_without_fleet_yaml_a_canary_is_declared_on_its_platform_source(tmp_path: Path) -> None:
+    repo = tmp_path / "fleet"
+    shutil.copytree(EXAMPLE_REPO, repo)
+    local = platform_file(repo, "local")
+    text = local.read_text()
+    assert 'fleet-sandbox.io/canary: "true"' in text
+    local.write_text(text.replace('fleet-sandbox.io/canary: "true"', 'fleet-sandbox.io/canary: "no"'))
+    assert [v.rule for v in check_repository(repo).violations] == ["oci-artifact"]
+    local.write_text(text)
+    assert check_repository(repo).violations == []
+    # Declared or configured, a canary is never production or staging: their rules go by name.
+    assert tracks_for("production", canary=True) is Tracks.fixed_tag
+
+
 def test_a_clean_fleet_with_a_configured_canary_passes() -> None:
     config = load_config(FIXTURES / "clean" / "fleet.yaml")
     report = check_repository(FIXTURES / "clean", config)
