@@ -74,20 +74,22 @@ LOCAL_MODULE = "infra/local-cluster"
 def local_demo_config(workdir: Path, flux_url: str, python: str) -> dict[str, object]:
     """The fleet.yaml of the demo on a real local cluster (``sandbox demo --cluster local``, ``make demo-local``).
 
-    One environment, ``local`` (a canary following ``main``), whose sandboxes each get their own local cluster from
+    The environment ``local`` (a canary following ``main``), whose sandboxes each get their own local cluster from
     the ``infra/local-cluster`` stack (docs/local-cluster.md); the clusters are real, so the cluster driver is
     ``kubernetes`` and Flux fetches the fleet repository from ``flux_url`` (the demo's remote served over smart HTTP
-    on loopback).
+    on loopback). The example's other environments are configured as in :func:`demo_config` (the fleet policy
+    knows their directories for what they are), but nothing here provisions them.
 
     Args:
-        workdir: The demo's directory (unused: the paths are relative to fleet.yaml; kept beside demo_config's).
+        workdir: The demo's directory.
         flux_url: Where the local clusters' source-controller fetches the remote, ``http://127.0.0.1:<port>/...``.
         python: The interpreter the stack's local-exec runs ``python -m sandbox.localcluster`` with (this venv's).
     """
-    del workdir
+    environments = dict(demo_config(workdir)["environments"])  # type: ignore[call-overload]
     return {
         "fleet_repo": {"remote": "remote.git", "default_branch": "main", "flux_url": flux_url},
         "environments": {
+            **environments,
             "local": {
                 "cluster_dir": "clusters/local",
                 "canary": True,
