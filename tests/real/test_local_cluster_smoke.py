@@ -113,11 +113,27 @@ def test_local_cluster_runs_flux_and_leaves_nothing(terraform: str, kubectl: str
         assert settings["data"] == {"greeting": "hello from the sandbox branch"}
         assert settings["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"] == "smoke"
 
-        # Scaled to zero, a controller's process stops; scaled back, it runs again.
+        # Scaled to zero, a controller's process stops, and its objects' finalizers stay: a Kustomization deleted
+        # now is stuck, as on a real cluster. Scaled back, the controller runs again and releases it.
         k("-n", "flux-system", "scale", "deployment", "kustomize-controller", "--replicas=0")
         poll("kustomize-controller stopped", lambda: "kustomize-controller" not in _components(stack) or None, 120)
+        k("-n", "flux-system", "delete", "kustomization", "smoke", "--wait=false")
+        stuck = k.json("-n", "flux-system", "kustomization", "smoke")
+        assert stuck["metadata"]["deletionTimestamp"] and stuck["metadata"]["finalizers"] == ["finalizers.fluxcd.io"]
         k("-n", "flux-system", "scale", "deployment", "kustomize-controller", "--replicas=1")
         poll("kustomize-controller started again", lambda: "kustomize-controller" in _components(stack) or None, 120)
+
+        def released() -> bool | None:
+            listed = k.json("-n", "flux-system", "kustomizations")["items"]
+            return not any(item["metadata"]["name"] == "smoke" for item in listed) or None
+
+        poll("the deleted Kustomization released by kustomize-controller", released, 300)
+        # Its inventory was pruned with it (prune: true).
+        assert "smoke" not in {
+            item["metadata"]["name"]
+            for item in k.json("namespaces")["items"]
+            if not item["metadata"].get("deletionTimestamp")
+        }
     finally:
         stack.destroy()
     assert find_local_cluster_processes(stack.cluster_dir) == []
