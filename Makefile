@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps demo test test-unit test-explore test-team test-under-load lint bench serve clean toolchain
+.PHONY: setup system-deps demo demo-local test test-real test-unit test-explore test-team test-under-load lint bench serve clean toolchain
 
 # Idempotent: rebuilds the environment only when the lock or the project changes.
 setup: $(STAMP)
@@ -23,8 +23,18 @@ system-deps:
 demo: setup
 	$(BIN)/sandbox demo
 
+# The demo on real local clusters (Kubernetes and Flux built from Go modules, docs/local-cluster.md): the first run
+# builds the toolchain (about an hour on two cores), later runs take minutes.
+demo-local: setup toolchain
+	$(BIN)/sandbox demo --cluster local
+
+# The real tier (tests/real, marker `real`: local clusters from the toolchain) is not part of it yet: make test-real.
 test: setup system-deps
-	$(BIN)/pytest -q -n 4 --dist loadfile
+	$(BIN)/pytest -q -n 4 --dist loadfile -m "not real"
+
+# The real tier alone: real local clusters (Kubernetes and Flux built by make toolchain; docs/local-cluster.md).
+test-real: setup toolchain
+	$(BIN)/pytest -q -m real tests/real
 
 # The whole suite RUNS times in a row with every CPU kept busy (flaky tests show up here).
 test-under-load: setup system-deps
@@ -58,4 +68,4 @@ bench: setup
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf .demo .fleet-sandbox .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .demo .demo-local .fleet-sandbox .pytest_cache .mypy_cache .ruff_cache
