@@ -221,7 +221,7 @@ def clone_command(
     """The clone step alone on a local checkout (no gotk-sync.yaml; GitRepository retargeted to --branch)."""
     from sandbox import fleetrepo
     from sandbox.drivers.git import GitCli
-    from sandbox.lifecycle import clone_local_checkout
+    from sandbox.stages.clone import clone_local_checkout
 
     if not (repo / ".git").exists():
         fail(f"{repo} is not a git checkout", EXIT_USAGE)

@@ -182,7 +182,7 @@ def bootstrap_environment(
     Returns:
         How many component objects were applied.
     """
-    from sandbox.lifecycle import install_flux
+    from sandbox.stages.bootstrap import install_flux
 
     checkout = update_checkout(config, env, git)
     root = paths.inside(checkout, config.environment(env).cluster_dir)

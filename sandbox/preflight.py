@@ -28,11 +28,11 @@ from sandbox import fleetrepo, paths, validation
 from sandbox.config import FleetConfig
 from sandbox.drivers.git import GitCli
 from sandbox.errors import InvalidInputError, PermanentError, SandboxError, ToolNotFoundError
-from sandbox.lifecycle import ValidatedRequest, validate_request
 from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.paths import OutsideRepositoryError
 from sandbox.progress import Progress, quiet
 from sandbox.redaction import redact_url
+from sandbox.stages.register import ValidatedRequest, validate_request
 
 #: Terraform variables fleet-sandbox sets itself: an override would break the sandbox.
 RESERVED_VARIABLES = frozenset({"cluster_name", "simulation_dir"})
@@ -66,7 +66,7 @@ OVERRIDE_CHECKS: dict[str, Callable[[str, str], None]] = {
 
 
 def check_request(config: FleetConfig, request: LifecycleRequest) -> ValidatedRequest:
-    """:func:`~sandbox.lifecycle.validate_request`, plus the values terraform would refuse only later.
+    """:func:`~sandbox.stages.register.validate_request`, plus the values terraform would refuse only later.
 
     Raises:
         InvalidInputError: Naming the first problem found.

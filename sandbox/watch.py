@@ -360,14 +360,14 @@ def watch_promotion(ctx: Any, *, timeout: float | None = None) -> LandingResult:
     """The promotion's last step: once its pull request merged, wait for development to apply it.
 
     Args:
-        ctx: The sandbox's :class:`~sandbox.lifecycle.SandboxContext`.
+        ctx: The sandbox's :class:`~sandbox.context.SandboxContext`.
         timeout: Seconds to wait (default ``drivers.cluster.ready_timeout_seconds``).
 
     Raises:
         NotReadyError: Merged, but development did not converge in time.
     """
-    from sandbox.lifecycle import PROMOTION_TARGET
     from sandbox.models import Stage
+    from sandbox.stages.promote import PROMOTION_TARGET
 
     record = ctx.record
     promoted = ctx.inventory.stage_result(record.name, record.lifecycle_id, Stage.promote)

@@ -13,10 +13,13 @@ from sandbox.config import FleetConfig
 from sandbox.drivers.cluster import ClusterDriver
 from sandbox.drivers.git import GitCli
 from sandbox.drivers.git_hosting import GitHosting, GitHubHosting, LocalGitHosting, github_web_url
+from sandbox.drivers.load import HttpLoadGenerator, LoadGenerator
 from sandbox.drivers.terraform import PythonTerraformDriver, TerraformDriver, TerraformOutput, public_outputs
 from sandbox.errors import ConfigError
 from sandbox.hardening import check_credentials_transport
 from sandbox.inventory import Inventory
+from sandbox.perf.scenario import ScenarioSettings
+from sandbox.progress import Progress
 from sandbox.redaction import register_kubeconfig, register_secret
 
 
@@ -198,3 +201,58 @@ def connect_cluster(config: FleetConfig, outputs: Mapping[str, TerraformOutput])
 
     # Built from the text in memory: the kubeconfig (a secret) never touches disk.
     return KubernetesClusterDriver.from_kubeconfig_text(kubeconfig_from_outputs(config, outputs))
+
+
+def build_load_generator(config: FleetConfig, settings: ScenarioSettings, *, workdir: Path) -> LoadGenerator:
+    """The host-side load generator a scenario asks for (``http`` or ``locust``).
+
+    Raises:
+        ConfigError: ``kubernetes-job`` (it needs the sandbox cluster: :func:`build_job_load_generator`).
+    """
+    if settings.generator == "http":
+        return HttpLoadGenerator()
+    if settings.generator == "locust":
+        from sandbox.drivers.locust_load import LocustLoadGenerator
+
+        locust = config.drivers.load_generator.locust
+        return LocustLoadGenerator(
+            locust.command or None,
+            locustfile=Path(settings.locustfile) if settings.locustfile else None,
+            workdir=workdir,
+            startup_timeout_seconds=locust.startup_timeout_seconds,
+        )
+    raise ConfigError("the kubernetes-job load generator runs in the sandbox cluster; build it with the cluster")
+
+
+def build_job_load_generator(
+    config: FleetConfig, cluster: ClusterDriver, *, kubeconfig: str | None, progress: Progress | None = None
+) -> LoadGenerator:
+    """The Kubernetes Job load generator for a sandbox cluster.
+
+    Raises:
+        ConfigError: The cluster is simulated (it runs no pods) or no image is configured.
+        ConfigError: No kubeconfig for the cluster either.
+    """
+    if config.drivers.cluster.type == "simulated":
+        raise ConfigError(
+            "the kubernetes-job load generator needs a real cluster (the simulated cluster runs no pods); "
+            "use drivers.load_generator.type http or locust"
+        )
+    job = config.drivers.load_generator.job
+    if not job.image:
+        raise ConfigError("drivers.load_generator.job.image is required for the kubernetes-job load generator")
+    if not kubeconfig:
+        raise ConfigError("no kubeconfig for the sandbox cluster: cannot read the load job's log")
+    from sandbox.drivers.job_load import KubernetesJobLoadGenerator, KubernetesPodLogs
+
+    return KubernetesJobLoadGenerator(
+        cluster,
+        KubernetesPodLogs.from_kubeconfig_text(kubeconfig),
+        image=job.image,
+        namespace=job.namespace,
+        command=job.command,
+        args=job.args,
+        env=job.env,
+        deadline_margin_seconds=job.deadline_margin_seconds,
+        progress=progress,
+    )

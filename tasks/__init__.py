@@ -4,7 +4,7 @@
   performance_test_stage, teardown, promote), each a thin task around
   :func:`tasks.common.run_stage`: it loads the configuration, skips work the
   inventory records as done, runs the stage function from
-  :mod:`sandbox.lifecycle` and records the result (provision and validate also
+  :mod:`sandbox.stages` and records the result (provision and validate also
   publish their plan or report as artifacts). Retries apply to retryable errors
   only; results are persisted under an explicit cache key per sandbox,
   lifecycle and stage.

@@ -13,8 +13,8 @@ from prefect.states import State
 from pydantic import BaseModel, Field
 
 from sandbox.config import FleetConfig, load_config
+from sandbox.context import SandboxContext, Secrets
 from sandbox.errors import ConflictError, PermanentError, SandboxError
-from sandbox.lifecycle import SandboxContext, Secrets
 from sandbox.lifecycle_request import SandboxChange
 from sandbox.models import Stage, StageResult
 from sandbox.redaction import redact, register_secret
@@ -119,7 +119,7 @@ def stage_context(config: FleetConfig, name: str) -> SandboxContext:
 
 def run_stage(stage: Stage, request: StageRequest, **kwargs: Any) -> StageResult:
     """Run a stage unless the inventory has it completed; record the outcome either way."""
-    from sandbox.lifecycle import STAGE_FUNCTIONS
+    from sandbox.stages import STAGE_FUNCTIONS
 
     logger = get_run_logger()
     config = load_config(request.config_path)

@@ -26,15 +26,17 @@ from prefect import get_run_logger, task
 from pydantic import BaseModel, Field
 
 from sandbox.config import load_config
+from sandbox.context import SandboxContext, Secrets
 from sandbox.errors import SandboxError
-from sandbox.lifecycle import SandboxContext, Secrets, register, teardown, validate_request
 from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.models import SandboxKind, SandboxStatus, Stage, StageResult
 from sandbox.perf.chart import write_chart
 from sandbox.perf.compare import Comparison, PerformanceReport, markdown_summary, render_table, table_rows
-from sandbox.perf.run import preflight, reports_dir
 from sandbox.perf.scenario import PerformanceRequest, ScenarioSettings, resolve_scenario
 from sandbox.perf.store import PerfRunStatus, PerfStore
+from sandbox.stages.performance_test import preflight, reports_dir
+from sandbox.stages.register import register, validate_request
+from sandbox.stages.teardown import teardown
 from sandbox.wiring import build_drivers, open_inventory, sandbox_state_dir
 from tasks.artifacts import artifact_key, create_markdown_artifact, create_table_artifact
 from tasks.common import resolve_secret

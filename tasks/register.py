@@ -8,9 +8,9 @@ from prefect import task
 from prefect.context import TaskRunContext
 
 from sandbox.config import load_config
-from sandbox.lifecycle import register, validate_request
 from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.models import SandboxRecord
+from sandbox.stages.register import register, validate_request
 from sandbox.wiring import open_inventory
 
 

@@ -10,8 +10,8 @@ from prefect.cache_policies import NO_CACHE
 
 from sandbox.config import load_config
 from sandbox.errors import SandboxError
-from sandbox.lifecycle import validation_report
 from sandbox.models import Stage, StageResult
+from sandbox.stages.validate import validation_report
 from sandbox.validation import ValidationFailedError, ValidationReport, ensure_validatable, stage_result
 from tasks.artifacts import create_table_artifact
 from tasks.common import (
