@@ -11,9 +11,10 @@ from pathlib import Path
 
 import yaml
 
-from sandbox.drivers.git import GitCli
+from sandbox.drivers.git import GitDriver
 from sandbox.lifecycle_request import LifecycleRequest, SandboxChange, ScalarChange
 from sandbox.progress import Progress, quiet
+from sandbox.wiring import build_git
 
 EXAMPLE_REPO = Path(__file__).resolve().parents[1] / "examples" / "fleet-repo"
 EXAMPLE_URL = "ssh://git@github.com/example-org/fleet-infra"
@@ -68,7 +69,7 @@ def demo_config(workdir: Path) -> dict[str, object]:
 
 
 def prepare_demo(
-    workdir: Path, git: GitCli | None = None, example: Path = EXAMPLE_REPO, *, development: bool = True
+    workdir: Path, git: GitDriver | None = None, example: Path = EXAMPLE_REPO, *, development: bool = True
 ) -> Path:
     """Write the example fleet repo, its bare remote and fleet.yaml into ``workdir``.
 
@@ -82,7 +83,7 @@ def prepare_demo(
     Returns:
         The path of the demo's fleet.yaml.
     """
-    git = git or GitCli()
+    git = git or build_git()
     workdir = workdir.resolve()
     config_path = workdir / "fleet.yaml"
     if not config_path.exists():  # fleet.yaml is written last
@@ -124,7 +125,7 @@ def ensure_development(config_path: Path, progress: Progress | None = None) -> P
     return state
 
 
-def _write_repo_and_config(workdir: Path, git: GitCli, example: Path) -> None:
+def _write_repo_and_config(workdir: Path, git: GitDriver, example: Path) -> None:
     config_path = workdir / "fleet.yaml"
     workdir.mkdir(parents=True, exist_ok=True)
     remote = workdir / "remote.git"

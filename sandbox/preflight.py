@@ -26,7 +26,7 @@ import yaml
 
 from sandbox import fleetrepo, paths, validation
 from sandbox.config import FleetConfig
-from sandbox.drivers.git import GitCli
+from sandbox.drivers.git import GitDriver
 from sandbox.errors import InvalidInputError, PermanentError, SandboxError, ToolNotFoundError
 from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.paths import OutsideRepositoryError
@@ -159,7 +159,7 @@ def check_checkout(config: FleetConfig, repo: Path, source_env: str) -> list[str
     return roots
 
 
-def preflight(config: FleetConfig, request: LifecycleRequest, git: GitCli, progress: Progress | None = None) -> None:
+def preflight(config: FleetConfig, request: LifecycleRequest, git: GitDriver, progress: Progress | None = None) -> None:
     """Check the surroundings a new sandbox needs before anything is created.
 
     Raises:

@@ -1,8 +1,15 @@
-"""Builds drivers from configuration: the one place that chooses implementations."""
+"""Builds drivers from configuration: the one place that chooses implementations.
+
+Git (:func:`build_git`), terraform and git hosting (:func:`build_drivers`), the cluster
+(:func:`connect_cluster`), the OCI registry (:func:`build_registry`) and the load
+generators (:func:`build_load_generator`, :func:`build_job_load_generator`) are
+constructed here and nowhere else; the core is typed with the drivers' Protocols.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,9 +18,10 @@ from urllib.parse import unquote, urlsplit
 
 from sandbox.config import FleetConfig
 from sandbox.drivers.cluster import ClusterDriver
-from sandbox.drivers.git import GitCli
+from sandbox.drivers.git import GitCli, GitDriver
 from sandbox.drivers.git_hosting import GitHosting, GitHubHosting, LocalGitHosting, github_web_url
 from sandbox.drivers.load import HttpLoadGenerator, LoadGenerator
+from sandbox.drivers.registry import FluxCliRegistry, OciRegistry, OrasRegistry, RegistryConfig, RegistryCredentials
 from sandbox.drivers.terraform import PythonTerraformDriver, TerraformDriver, TerraformOutput, public_outputs
 from sandbox.errors import ConfigError
 from sandbox.hardening import check_credentials_transport
@@ -27,7 +35,7 @@ from sandbox.redaction import register_kubeconfig, register_secret
 class Drivers:
     """Every outside system a stage may touch."""
 
-    git: GitCli
+    git: GitDriver
     terraform: TerraformDriver
     hosting: GitHosting
     secrets: dict[str, str] = field(default_factory=dict)
@@ -47,21 +55,33 @@ def build_drivers(config: FleetConfig, *, github_token: str | None = None) -> Dr
             the environment; resolved by the caller so the core never imports Prefect).
     """
     tf = config.drivers.terraform
+    git = build_git(config)
+    return Drivers(
+        git=git,
+        terraform=PythonTerraformDriver(binary=tf.binary, timeout=tf.timeout_seconds, lock_timeout=tf.lock_timeout),
+        hosting=build_hosting(config, git, github_token=github_token),
+    )
+
+
+def build_git(config: FleetConfig | None = None) -> GitDriver:
+    """The git driver: the configured executable, timeout and commit author.
+
+    Args:
+        config: The fleet configuration; without one (``sandbox clone`` and ``sandbox check``
+            on a bare checkout, the demo's setup) ``git`` on the PATH with its defaults.
+    """
+    if config is None:
+        return GitCli()
     git = config.drivers.git
-    git_cli = GitCli(
+    return GitCli(
         git.binary,
         git.timeout_seconds,
         author_name=config.fleet_repo.author_name,
         author_email=config.fleet_repo.author_email,
     )
-    return Drivers(
-        git=git_cli,
-        terraform=PythonTerraformDriver(binary=tf.binary, timeout=tf.timeout_seconds, lock_timeout=tf.lock_timeout),
-        hosting=build_hosting(config, git_cli, github_token=github_token),
-    )
 
 
-def build_hosting(config: FleetConfig, git: GitCli, *, github_token: str | None = None) -> GitHosting:
+def build_hosting(config: FleetConfig, git: GitDriver, *, github_token: str | None = None) -> GitHosting:
     """The git-hosting driver the configuration asks for.
 
     ``github`` with a token (given, or in ``token_env``) opens pull requests
@@ -256,3 +276,23 @@ def build_job_load_generator(
         deadline_margin_seconds=job.deadline_margin_seconds,
         progress=progress,
     )
+
+
+def build_registry(
+    settings: RegistryConfig,
+    credentials: RegistryCredentials | None = None,
+    *,
+    progress: Progress | None = None,
+) -> OciRegistry:
+    """The registry driver ``settings`` asks for.
+
+    ``push_with: auto`` pushes with ``flux push artifact`` when the flux CLI is on PATH
+    and with oras otherwise; ``push_with: flux`` asks for flux but falls back to oras
+    (and ``progress`` hears why) when the CLI is missing; ``oras`` always uses oras.
+    """
+    if settings.push_with != "oras":
+        if shutil.which(settings.flux_binary):
+            return FluxCliRegistry(settings, credentials)
+        if settings.push_with == "flux" and progress is not None:
+            progress(f"{settings.flux_binary} is not on PATH: pushing with oras instead")
+    return OrasRegistry(settings, credentials)

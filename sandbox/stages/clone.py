@@ -15,6 +15,7 @@ import yaml
 
 from sandbox import fleetrepo, paths
 from sandbox.context import SandboxContext
+from sandbox.drivers.git import GitDriver
 from sandbox.errors import ConflictError, InvalidInputError, PermanentError
 from sandbox.lifecycle_request import SandboxChange
 from sandbox.models import SandboxKind, Stage, StageResult
@@ -149,7 +150,7 @@ class LocalCloneResult:
 
 
 def clone_local_checkout(
-    git: Any,
+    git: GitDriver,
     repo: Path,
     *,
     source_env: str,

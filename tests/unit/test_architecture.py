@@ -208,3 +208,44 @@ def test_imports_are_resolved_to_modules() -> None:
     assert "sandbox.context" in graph["sandbox.stages.clone"]
     # A late import inside a function counts.
     assert "sandbox.stages.bootstrap" in graph["sandbox.environments"]
+
+
+#: Driver implementations: built in ``sandbox/wiring.py`` only (tests build their own).
+IMPLEMENTATIONS = (
+    "GitCli",
+    "PythonTerraformDriver",
+    "GitHubHosting",
+    "LocalGitHosting",
+    "SimulatedCluster",
+    "KubernetesClusterDriver",
+    "FluxCliRegistry",
+    "OrasRegistry",
+    "HttpLoadGenerator",
+    "LocustLoadGenerator",
+    "KubernetesJobLoadGenerator",
+)
+
+
+def constructions(path: Path) -> Iterator[tuple[str, int]]:
+    """Calls of an implementation's class (or of its ``from_...`` constructors) in a module."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr.startswith("from_"):
+            func = func.value
+        name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+        if name in IMPLEMENTATIONS:
+            yield name, node.lineno
+
+
+def test_implementations_are_picked_in_wiring_only() -> None:
+    wiring = ROOT / "sandbox" / "wiring.py"
+    elsewhere = [
+        f"{path.relative_to(ROOT)}:{line} builds {name}"
+        for path in project_modules().values()
+        if path != wiring
+        for name, line in constructions(path)
+    ]
+    assert not elsewhere, "drivers built outside sandbox/wiring.py:\n" + "\n".join(elsewhere)
+    assert {name for name, _ in constructions(wiring)} == set(IMPLEMENTATIONS)
