@@ -187,9 +187,8 @@ class DirectLifecycle:
         record = self.ctx.record
         for stage in stages:
             self.ctx.refresh()
-            self.inventory.stage_started(record.name, record.lifecycle_id, stage)
-            result = STAGE_FUNCTIONS[stage](self.ctx, **stage_kwargs(stage, self.request))
-            self.inventory.stage_completed(record.name, record.lifecycle_id, stage, result.model_dump(mode="json"))
+            with self.inventory.recording_stage(record.name, record.lifecycle_id, stage) as recording:
+                recording.complete(STAGE_FUNCTIONS[stage](self.ctx, **stage_kwargs(stage, self.request)))
         self.ctx.refresh()
 
     def close(self) -> None:
