@@ -249,3 +249,16 @@ def test_implementations_are_picked_in_wiring_only() -> None:
     ]
     assert not elsewhere, "drivers built outside sandbox/wiring.py:\n" + "\n".join(elsewhere)
     assert {name for name, _ in constructions(wiring)} == set(IMPLEMENTATIONS)
+
+
+#: The longest a module of ``sandbox/`` may grow: past it, split along its sections.
+MAX_LINES = 900
+
+
+def test_no_module_of_the_core_is_over_the_limit() -> None:
+    long = {
+        str(path.relative_to(ROOT)): lines
+        for path in sorted((ROOT / "sandbox").rglob("*.py"))
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
