@@ -95,7 +95,7 @@ def build_request(
     """
     from sandbox.lifecycle_request import LifecycleRequest
     from sandbox.models import SandboxKind
-    from sandbox.stages.performance_test import preflight
+    from sandbox.stages.performance import preflight
     from sandbox.stages.register import validate_request
 
     cfg.environment(source_env)

@@ -32,7 +32,7 @@ from sandbox.perf.chart import write_chart
 from sandbox.perf.compare import Comparison, PerformanceReport, markdown_summary, render_table, table_rows
 from sandbox.perf.scenario import PerformanceRequest, ScenarioSettings, resolve_scenario
 from sandbox.perf.store import PerfRunStatus, PerfStore
-from sandbox.stages.performance_test import preflight, reports_dir
+from sandbox.stages.performance import preflight, reports_dir
 from sandbox.stages.register import register, validate_request
 from sandbox.stages.teardown import teardown
 from sandbox.wiring import build_drivers, open_inventory, sandbox_state_dir

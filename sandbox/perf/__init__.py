@@ -1,4 +1,4 @@
-"""Performance runs, Prefect-free (the stage that runs the load is :mod:`sandbox.stages.performance_test`).
+"""Performance runs, Prefect-free (the stage that runs the load is :mod:`sandbox.stages.performance`).
 
 * :mod:`sandbox.perf.scenario` -- what a run asks for and the load settings its scenario resolves to;
 * :mod:`sandbox.perf.compare` -- the comparison with the baseline, its gates, and the reports;

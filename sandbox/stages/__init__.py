@@ -17,7 +17,7 @@ from collections.abc import Callable
 from sandbox.models import Stage, StageResult
 from sandbox.stages.bootstrap import bootstrap
 from sandbox.stages.clone import clone
-from sandbox.stages.performance_test import performance_test
+from sandbox.stages.performance import performance_test
 from sandbox.stages.promote import promote
 from sandbox.stages.provision import provision
 from sandbox.stages.teardown import teardown

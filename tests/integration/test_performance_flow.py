@@ -24,7 +24,7 @@ from sandbox.demo import prepare_demo
 from sandbox.models import SandboxKind, SandboxStatus, Stage, StageStatus
 from sandbox.perf.scenario import PerformanceRequest, ScaleOverride
 from sandbox.perf.store import PerfRun, PerfRunStatus, PerfStore
-from sandbox.stages.performance_test import reports_dir
+from sandbox.stages.performance import reports_dir
 from sandbox.wiring import open_inventory, sandbox_state_dir
 
 pytestmark = pytest.mark.integration
