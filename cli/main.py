@@ -262,8 +262,8 @@ def clone_command(
 ) -> None:
     """The clone step alone on a local checkout (no gotk-sync.yaml; GitRepository retargeted to --branch)."""
     from sandbox import fleetrepo
-    from sandbox.drivers.git import GitCli
-    from sandbox.lifecycle import clone_local_checkout
+    from sandbox.stages.clone import clone_local_checkout
+    from sandbox.wiring import build_git
 
     if not (repo / ".git").exists():
         fail(f"{repo} is not a git checkout", EXIT_USAGE)
@@ -280,7 +280,7 @@ def clone_command(
         default_branch, ticket_pattern = cfg.fleet_repo.default_branch, cfg.fleet_repo.ticket_pattern
         protected = cfg.protected_names()
     result = clone_local_checkout(
-        GitCli(),
+        build_git(),
         repo.resolve(),
         source_env=source_env,
         name=name,

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import yaml
 
-from sandbox.drivers.git import GitCli
+from sandbox.drivers.git import GitDriver
 from sandbox.lifecycle_request import LifecycleRequest, SandboxChange, ScalarChange
 from sandbox.progress import Progress, quiet
+from sandbox.wiring import build_git
 
 EXAMPLE_REPO = Path(__file__).resolve().parents[1] / "examples" / "fleet-repo"
 EXAMPLE_URL = "ssh://git@github.com/example-org/fleet-infra"
@@ -114,7 +115,7 @@ def local_demo_config(workdir: Path, flux_url: str, python: str) -> dict[str, ob
 
 
 def prepare_demo(
-    workdir: Path, git: GitCli | None = None, example: Path = EXAMPLE_REPO, *, development: bool = True
+    workdir: Path, git: GitDriver | None = None, example: Path = EXAMPLE_REPO, *, development: bool = True
 ) -> Path:
     """Write the example fleet repo, its bare remote and fleet.yaml into ``workdir``.
 
@@ -128,7 +129,7 @@ def prepare_demo(
     Returns:
         The path of the demo's fleet.yaml.
     """
-    git = git or GitCli()
+    git = git or build_git()
     workdir = workdir.resolve()
     config_path = workdir / "fleet.yaml"
     if not config_path.exists():  # fleet.yaml is written last
@@ -172,7 +173,7 @@ def ensure_development(config_path: Path, progress: Progress | None = None) -> P
 
 def _write_repo_and_config(
     workdir: Path,
-    git: GitCli,
+    git: GitDriver,
     example: Path,
     *,
     config: dict[str, object] | None = None,
@@ -221,7 +222,7 @@ def local_flux_url(port: int) -> str:
     return f"http://127.0.0.1:{port}/remote.git"
 
 
-def prepare_local_demo(workdir: Path, python: str, port: int, git: GitCli | None = None) -> Path:
+def prepare_local_demo(workdir: Path, python: str, port: int, git: GitDriver | None = None) -> Path:
     """Write the local demo's fleet repo, bare remote and fleet.yaml into ``workdir`` (idempotent).
 
     Like :func:`prepare_demo`, but for :func:`local_demo_config`: every URL of the example that names the fleet
@@ -240,7 +241,7 @@ def prepare_local_demo(workdir: Path, python: str, port: int, git: GitCli | None
         url = local_flux_url(port)
         _write_repo_and_config(
             workdir,
-            git or GitCli(),
+            git or build_git(),
             EXAMPLE_REPO,
             config=local_demo_config(workdir, url, python),
             urls={EXAMPLE_URL: url, LOCAL_FLEET_URL: url},

@@ -20,6 +20,7 @@ from sandbox.drivers.cluster import (
     ClusterDriver,
     Manifest,
     ObjectRef,
+    parse_inventory_id,
 )
 from sandbox.errors import NotReadyError, SandboxError
 from sandbox.progress import Progress, quiet
@@ -262,21 +263,6 @@ def wait_ready(
     if not ok:
         raise NotReadyError(not_ready_message(states, timeout))
     return states
-
-
-def parse_inventory_id(entry_id: str) -> tuple[str, str, str, str] | None:
-    """``(namespace, name, group, kind)`` of a cli-utils inventory id; ``None`` when malformed.
-
-    As cli-utils' ``ParseObjMetadata``: the namespace ends at the first ``_``,
-    kind and group are the last two fields, and what is between is the name,
-    in which ``__`` stands for ``:`` (``system:foo`` is stored as ``system__foo``).
-    """
-    namespace, separator, rest = entry_id.partition("_")
-    rest, _, kind = rest.rpartition("_")
-    name, _, group = rest.rpartition("_")
-    if not separator or not kind or not name:
-        return None
-    return namespace, name.replace("__", ":"), group, kind
 
 
 def inventory_refs(kustomization: Mapping[str, Any]) -> list[ObjectRef]:

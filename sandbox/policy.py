@@ -60,11 +60,11 @@ from pydantic import BaseModel, Field
 
 from sandbox import fleetrepo, paths
 from sandbox.config import FleetConfig, TrackingKind
-from sandbox.drivers.git import GitCli
+from sandbox.drivers.git import GitDriver
 from sandbox.errors import InvalidInputError, SandboxError
 from sandbox.paths import OutsideRepositoryError
-from sandbox.proc import run
 from sandbox.versions import parse_constraint, parse_tag
+from sandbox.wiring import build_git
 
 RULE_FIXED_TAG = "fixed-tag"
 RULE_SEMVER_RANGE = "semver-range"
@@ -601,15 +601,8 @@ def check_tree(
 # -- a repository on disk, with or without fleet.yaml -------------------------------------------
 
 
-def _clusters_on_branch(git: GitCli, repo: Path, ref: str) -> list[str]:
-    listing = run(
-        git.command(repo, "ls-tree", "-d", "--name-only", f"{ref}:{fleetrepo.CLUSTERS_DIR}"),
-        check=False,
-        timeout_is_retryable=True,  # a read
-    )
-    if listing.returncode != 0:
-        return []  # no clusters/ directory on that branch
-    return [line.strip() for line in listing.stdout.splitlines() if line.strip()]
+def _clusters_on_branch(git: GitDriver, repo: Path, ref: str) -> list[str]:
+    return git.list_tree(repo, ref, fleetrepo.CLUSTERS_DIR, directories=True)  # none without clusters/
 
 
 def check_repository(
@@ -617,7 +610,7 @@ def check_repository(
     config: FleetConfig | None = None,
     *,
     config_file: str = "fleet.yaml",
-    git: GitCli | None = None,
+    git: GitDriver | None = None,
 ) -> PolicyReport:
     """Check a fleet repository on disk (``sandbox check``).
 
@@ -644,7 +637,7 @@ def check_repository(
     default_branch = config.fleet_repo.default_branch if config else "main"
     on_default: list[str] | None = clusters
     if (repo / ".git").exists():
-        git = git or GitCli()
+        git = git or build_git()
         try:
             current = git.current_branch(repo)
             if current != default_branch:
