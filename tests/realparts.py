@@ -26,6 +26,8 @@ INSTALL_HINTS: dict[str, str] = {
     "docker-registry": "Debian's docker-registry (scripts/install-system-deps.sh installs it)",
     "chromium": "Debian's chromium (scripts/install-system-deps.sh installs it)",
     "git": "git",
+    "semver-peer": "the Go peer of Flux's semver selection: run `make toolchain` (or `python3 scripts/toolchain.py "
+    "--only semver-peer`, a few seconds)",
 }
 
 
@@ -49,4 +51,16 @@ def require_tool(name: str, *alternatives: str) -> str:
         if found:
             return found
     missing(name)
+    raise AssertionError("unreachable: missing() fails or skips")  # pragma: no cover
+
+
+def require_toolchain_binary(name: str) -> str:
+    """The path of a binary ``make toolchain`` built (``sandbox.toolchain.locate``); fail under CI, skip elsewhere."""
+    from sandbox.errors import ToolNotFoundError
+    from sandbox.toolchain import locate
+
+    try:
+        return str(locate(name))
+    except ToolNotFoundError as exc:
+        missing(name, f"{INSTALL_HINTS.get(name, 'run `make toolchain`')} ({exc})")
     raise AssertionError("unreachable: missing() fails or skips")  # pragma: no cover
