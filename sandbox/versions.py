@@ -144,11 +144,12 @@ _FIND_COMPARATOR_RE = re.compile(rf"({_OPERATORS}){_WS}*({_CONSTRAINT_VERSION})"
 _TERM = rf"(?:{_OPERATORS}){_WS}*+(?:{_CONSTRAINT_VERSION})"
 _SEPARATOR = rf"(?:{_WS}*+,{_WS}*+|{_WS}++)"
 _VALID_GROUP_RE = re.compile(rf"{_WS}*+{_TERM}(?>{_SEPARATOR}{_TERM})*+{_WS}*+")
-# Masterminds NewVersion (coercing mode, the v3.4 default).
+# Masterminds NewVersion (coercing mode, the v3.4+ default): its looseSemVerRegex, with the
+# dots and signs left out of the groups (the same language, fewer slices when parsing).
 _LOOSE_VERSION_RE = re.compile(
-    r"v?([0-9]+)(\.[0-9]+)?(\.[0-9]+)?"
-    r"(-([0-9A-Za-z\-]+(\.[0-9A-Za-z\-]+)*))?"
-    r"(\+([0-9A-Za-z\-]+(\.[0-9A-Za-z\-]+)*))?"
+    r"v?([0-9]+)(?:\.([0-9]+))?(?:\.([0-9]+))?"
+    r"(?:-([0-9A-Za-z\-]+(?:\.[0-9A-Za-z\-]+)*))?"
+    r"(?:\+([0-9A-Za-z\-]+(?:\.[0-9A-Za-z\-]+)*))?"
 )
 # Second group of the hyphen-range pattern: 1 + the nine groups of a constraint version.
 _RANGE_UPPER_GROUP: Final = 11
@@ -174,6 +175,8 @@ class _Version(NamedTuple):
 
 def _parse_uint64(digits: str) -> int | None:
     """Parse ASCII digits as Go's ``strconv.ParseUint(s, 10, 64)``: None on overflow."""
+    if len(digits) < _UINT64_DIGITS:  # the common case: 19 digits or fewer always fit
+        return int(digits)
     significant = digits.lstrip("0") or "0"
     if len(significant) > _UINT64_DIGITS:  # also keeps int() clear of its digit limit
         return None
@@ -215,16 +218,16 @@ def _parse_loose(text: str) -> _Version | None:
     match = _LOOSE_VERSION_RE.fullmatch(text)
     if match is None:
         return None
-    major = _parse_uint64(match[1])
-    minor = _parse_uint64(match[2][1:]) if match[2] else 0
-    patch = _parse_uint64(match[3][1:]) if match[3] else 0
+    major_digits, minor_digits, patch_digits, prerelease, build = match.groups("")
+    major = _parse_uint64(major_digits)
+    minor = _parse_uint64(minor_digits) if minor_digits else 0
+    patch = _parse_uint64(patch_digits) if patch_digits else 0
     if major is None or minor is None or patch is None:
         return None
-    prerelease = match[5] or ""
     # The pattern already checks the characters; numeric identifiers must not be 0-padded.
     if prerelease and _has_leading_zero_number(prerelease):
         return None
-    return _make_version(major, minor, patch, prerelease, match[8] or "")
+    return _make_version(major, minor, patch, prerelease, build)
 
 
 def _parse_candidate(tag: str) -> _Version | None:

@@ -26,8 +26,11 @@ class SemverPeer:
 
     def __init__(self, binary: str) -> None:
         self.binary = binary
-        self._process = subprocess.Popen(  # noqa: S603 - a binary of our own toolchain, argv list
-            [binary],
+        self._process = self._start()
+
+    def _start(self) -> subprocess.Popen[str]:
+        return subprocess.Popen(  # noqa: S603 - a binary of our own toolchain, argv list
+            [self.binary],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -54,9 +57,15 @@ class SemverPeer:
         try:
             self._process.stdin.write(json.dumps(request) + "\n")
             self._process.stdin.flush()
+            line = self._process.stdout.readline()
         except BrokenPipeError as exc:
             raise PeerError(f"semver-peer exited: {self._stderr()}") from exc
-        line = self._process.stdout.readline()
+        except BaseException:
+            # Interrupted between question and answer (a timeout, Ctrl-C): an unread answer would
+            # be taken for the next question's, so this process is replaced by a fresh one.
+            self.close()
+            self._process = self._start()
+            raise
         if not line:
             raise PeerError(f"semver-peer exited: {self._stderr()}")
         return json.loads(line)

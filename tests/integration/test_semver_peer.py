@@ -31,7 +31,8 @@ from tests.hypothesis_profiles import property_settings
 from tests.realparts import require_toolchain_binary
 from tests.semver_peer import ERROR, SemverPeer
 
-pytestmark = pytest.mark.integration
+# 100,000 examples under ``explore`` take minutes on a loaded machine: past the suite's 300 s per test.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(3600)]
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "semver" / "masterminds-constraint-check.json"
 #: Health checks that measure generation, not correctness: long tag lists are the point here.
