@@ -306,7 +306,8 @@ def merge_readme(metrics: list[Metric], *, started: datetime, groups: list[str],
             end = next(i for i, line in enumerate(lines) if line.startswith("## ") and i > lines.index("## Results"))
             lines[end:end] = [f"`{m.name}`: {m.note}", ""]
     stamp = f"`{'`, `'.join(m.name for m in metrics)}`: measured {started.strftime('%Y-%m-%d %H:%M UTC')} in a "
-    stamp += f"partial run (`python -m bench --only {' --only '.join(groups)} --merge`), the other rows before."
+    stamp += f"partial run (`python -m bench --only {' --only '.join(groups)} --merge`, load average "
+    stamp += f"{machine()['load average']}), the other rows before."
     lines = [line for line in lines if not (line.endswith("the other rows before.") and line.startswith(stamp[:40]))]
     end = next(i for i, line in enumerate(lines) if line.startswith("## ") and i > lines.index("## Results"))
     lines[end:end] = [stamp, ""]

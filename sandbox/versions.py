@@ -219,15 +219,23 @@ def _parse_loose(text: str) -> _Version | None:
     if match is None:
         return None
     major_digits, minor_digits, patch_digits, prerelease, build = match.groups("")
-    major = _parse_uint64(major_digits)
-    minor = _parse_uint64(minor_digits) if minor_digits else 0
-    patch = _parse_uint64(patch_digits) if patch_digits else 0
-    if major is None or minor is None or patch is None:
-        return None
+    # The hot path of resolve() over a big registry, so the common case is inlined: numbers of
+    # up to 19 digits always fit in a uint64; longer ones go through _parse_uint64.
+    if len(major_digits) < _UINT64_DIGITS and len(minor_digits) < _UINT64_DIGITS and len(patch_digits) < _UINT64_DIGITS:
+        major = int(major_digits)
+        minor = int(minor_digits) if minor_digits else 0
+        patch = int(patch_digits) if patch_digits else 0
+    else:
+        parsed = _parse_uint64(major_digits), _parse_uint64(minor_digits or "0"), _parse_uint64(patch_digits or "0")
+        if None in parsed:
+            return None
+        major, minor, patch = parsed  # type: ignore[assignment]
+    if not prerelease:
+        return _Version(major, minor, patch, "", build, (major, minor, patch, 1, ()))
     # The pattern already checks the characters; numeric identifiers must not be 0-padded.
-    if prerelease and _has_leading_zero_number(prerelease):
+    if _has_leading_zero_number(prerelease):
         return None
-    return _make_version(major, minor, patch, prerelease, build)
+    return _Version(major, minor, patch, prerelease, build, (major, minor, patch, 0, _prerelease_key(prerelease)))
 
 
 def _parse_candidate(tag: str) -> _Version | None:

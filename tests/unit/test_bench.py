@@ -179,7 +179,9 @@ def test_a_merged_partial_run_replaces_its_rows_and_keeps_the_rest(tmp_path: Pat
     assert "| `resolve_10k_tags_ms` | 20.0 ms |" in text
     assert "| `resolve_vs_masterminds_ratio` | 1.700 x | ≤ 2 | ok |" in text
     assert text.count("`resolve_vs_masterminds_ratio`: project 30 ms") == 1
-    assert text.count("in a partial run (`python -m bench --only resolve --only resolve-peer --merge`)") == 1
+    assert (
+        text.count("in a partial run (`python -m bench --only resolve --only resolve-peer --merge`, load average") == 1
+    )
     assert text.count(report.PEERS_HEADING) == 1
     assert "| semver-peer | semver-peer v0.2.0 (github.com/Masterminds/semver/v3 v3.5.0, go1.26.8) |" in text
     assert text.count("| semver-peer |") == 1
