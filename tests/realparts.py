@@ -26,8 +26,7 @@ INSTALL_HINTS: dict[str, str] = {
     "docker-registry": "Debian's docker-registry (scripts/install-system-deps.sh installs it)",
     "chromium": "Debian's chromium (scripts/install-system-deps.sh installs it)",
     "git": "git",
-    "semver-peer": "the Go peer of Flux's semver selection: run `make toolchain` (or `python3 scripts/toolchain.py "
-    "--only semver-peer`, a few seconds)",
+    "semver-peer": "the Go peer of Flux's semver selection: run `make peers` (seconds; `make toolchain` builds it too)",
 }
 
 
