@@ -16,11 +16,13 @@ from typing import Any, Literal
 
 from bench.profiling import Profiler
 from sandbox.config import FleetConfig, load_config
+from sandbox.context import SandboxContext
 from sandbox.demo import demo_request, prepare_demo
 from sandbox.inventory import Inventory
-from sandbox.lifecycle import STAGE_FUNCTIONS, SandboxContext, register, validate_request
 from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.models import Stage
+from sandbox.stages import STAGE_FUNCTIONS
+from sandbox.stages.register import register, validate_request
 from sandbox.wiring import build_drivers, open_inventory
 
 #: The ``bench/`` directory.
@@ -167,7 +169,7 @@ def stage_kwargs(stage: Stage, request: LifecycleRequest) -> dict[str, Any]:
 
 
 class DirectLifecycle:
-    """A lifecycle (the demo's by default) through the stage functions of ``sandbox.lifecycle``, without Prefect.
+    """A lifecycle (the demo's by default) through the stage functions of ``sandbox.stages``, without Prefect.
 
     The drivers are the ones the tasks build (``build_drivers``), and each stage's
     completion is recorded in the inventory as ``tasks/common.run_stage`` does,
@@ -188,9 +190,8 @@ class DirectLifecycle:
         record = self.ctx.record
         for stage in stages:
             self.ctx.refresh()
-            self.inventory.stage_started(record.name, record.lifecycle_id, stage)
-            result = STAGE_FUNCTIONS[stage](self.ctx, **stage_kwargs(stage, self.request))
-            self.inventory.stage_completed(record.name, record.lifecycle_id, stage, result.model_dump(mode="json"))
+            with self.inventory.recording_stage(record.name, record.lifecycle_id, stage) as recording:
+                recording.complete(STAGE_FUNCTIONS[stage](self.ctx, **stage_kwargs(stage, self.request)))
         self.ctx.refresh()
 
     def close(self) -> None:

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from sandbox.versions import InvalidConstraintError, InvalidVersionError, parse_tag, resolve, satisfies
 from tests.hypothesis_profiles import property_settings
-from tests.realparts import require_toolchain_binary
+from tests.realparts import require_toolchain
 from tests.semver_peer import ERROR, SemverPeer
 
 # 100,000 examples under ``explore`` take minutes on a loaded machine: past the suite's 300 s per test.
@@ -41,7 +41,7 @@ SUPPRESS = (HealthCheck.data_too_large, HealthCheck.filter_too_much, HealthCheck
 
 @pytest.fixture(scope="module")
 def peer() -> Iterator[SemverPeer]:
-    with SemverPeer(require_toolchain_binary("semver-peer")) as running:
+    with SemverPeer(require_toolchain("semver-peer")["semver-peer"]) as running:
         yield running
 
 
