@@ -10,7 +10,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,6 +52,8 @@ class Metric:
         profile: Runs one more iteration under a profiler (the README reports
             what dominated the metric closest to its bar).
         note: Shown under the README's table.
+        peers: The outside programs measured beside the project for this metric, name -> version
+            (``results.json`` and the README list them).
     """
 
     name: str
@@ -62,6 +64,7 @@ class Metric:
     samples: list[float]
     profile: ProfileRun | None = None
     note: str = ""
+    peers: dict[str, str] = field(default_factory=dict)
 
     @property
     def value(self) -> float:

@@ -27,6 +27,7 @@ INSTALL_HINTS: dict[str, str] = {
     "chromium": "Debian's chromium (scripts/install-system-deps.sh installs it)",
     "git": "git",
     "kubectl": "kubectl (the Kubernetes client; Debian's kubernetes-client)",
+    "semver-peer": "the Go peer of Flux's semver selection: run `make peers` (seconds; `make toolchain` builds it too)",
 }
 
 #: The toolchain binaries a local cluster runs (docs/local-cluster.md), all built by ``make toolchain``.
@@ -80,5 +81,5 @@ def require_toolchain(*names: str) -> dict[str, str]:
         try:
             found[name] = str(toolchain.locate(name))
         except ToolNotFoundError as exc:
-            missing(name, f"{exc}")
+            missing(name, f"{INSTALL_HINTS[name]} ({exc})" if name in INSTALL_HINTS else f"{exc}")
     return found
