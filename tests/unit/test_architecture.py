@@ -40,6 +40,7 @@ FOUNDATION = frozenset(
         "sandbox.progress",
         "sandbox.redaction",
         "sandbox.versions",
+        "sandbox.gosort",
     }
 )
 
