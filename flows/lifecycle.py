@@ -17,7 +17,7 @@ from prefect import flow, get_run_logger
 from prefect.states import State
 from pydantic import BaseModel, Field
 
-from sandbox.errors import SandboxError
+from sandbox.errors import error_message
 from sandbox.hardening import harden_process
 from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.models import STAGE_ORDER, SandboxRecord, Stage, StageResult
@@ -75,9 +75,7 @@ def outcome_of(state: State[Any], result: StageResult) -> str:
 
 
 def _cause(error: BaseException | None) -> str:
-    if isinstance(error, SandboxError):
-        return " ".join(str(error).split())
-    return f"{type(error).__name__}: {' '.join(str(error).split())}" if error is not None else "unknown error"
+    return " ".join(error_message(error).split()) if error is not None else "unknown error"
 
 
 def summary_lines(stages: list[Stage], outcomes: list[StageOutcome]) -> list[StageLine]:
@@ -179,7 +177,7 @@ def sandbox_lifecycle(request: LifecycleRequest, resume: bool = False) -> Lifecy
     """
     harden_process()  # private files and redacted logs, wherever this flow runs
     logger = get_run_logger()
-    check_request_task(request)  # before the lock: its name comes from the request
+    validated = check_request_task(request)  # before the lock: its name comes from the request
     stages = list(STAGE_ORDER)
     if request.stop_after is not None:
         stages = stages[: stages.index(request.stop_after) + 1]
@@ -189,7 +187,7 @@ def sandbox_lifecycle(request: LifecycleRequest, resume: bool = False) -> Lifecy
     try:
         with sandbox_lock(request.name, log=logger.info):
             preflight_task(request)
-            record = register_task(request, resume=resume)
+            record = register_task(validated, resume=resume)
             stage_request = StageRequest(
                 config_path=request.config_path,
                 name=record.name,

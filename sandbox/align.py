@@ -39,7 +39,7 @@ from pydantic import BaseModel, Field
 
 from sandbox import fleetrepo
 from sandbox.config import FleetConfig
-from sandbox.drivers.git import GitCli
+from sandbox.drivers.git import GitDriver
 from sandbox.drivers.terraform import PlanSummary, TerraformDriver, public_outputs
 from sandbox.errors import InvalidInputError, PermanentError, SandboxError
 from sandbox.inventory import Inventory
@@ -249,7 +249,7 @@ def find_promotion(inventory: Inventory, sandbox: str | None = None) -> Promotio
 # -- aligning -----------------------------------------------------------------------
 
 
-def checkout_default_branch(git: GitCli, config: FleetConfig, repo: Path) -> Path:
+def checkout_default_branch(git: GitDriver, config: FleetConfig, repo: Path) -> Path:
     """A checkout of the fleet repository's default branch as the remote has it."""
     default = config.fleet_repo.default_branch
     if not (repo / ".git").is_dir():
@@ -278,7 +278,7 @@ def align_environment(
     config: FleetConfig,
     inventory: Inventory,
     *,
-    git: GitCli,
+    git: GitDriver,
     terraform: TerraformDriver,
     environment: str,
     sandbox: str | None = None,
