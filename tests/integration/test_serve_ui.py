@@ -353,7 +353,8 @@ def test_the_served_ui_runs_a_lifecycle_from_its_typed_form(served: tuple[str, P
     fleet = latest_artifact(ui_url, "fleet-status")
     assert fleet is not None and fleet["flow_run_id"] == fleet_run["id"]
 
-    with Browser(chromium, height=1800) as browser:
+    # Tall: the UI scrolls inside its own pane, so a screenshot shows what the window holds.
+    with Browser(chromium, height=3400) as browser:
         browser.navigate(f"{ui_url}/runs/flow-run/{run['id']}")
         open_tab(browser, "Task Runs")
         try:
