@@ -325,7 +325,8 @@ def check_stages(client: SyncPrefectClient, run_ids: list[Any]) -> None:
         for run_id in run_ids:
             flow_run = TaskRunFilterFlowRunId(any_=[run_id])
             tasks = client.read_task_runs(task_run_filter=TaskRunFilter(flow_run_id=flow_run))
-            completed = {t.name.rsplit("-", 1)[0] for t in tasks if t.state and t.state.is_completed()}
+            # Stage task runs are named by their stage alone (no random suffix).
+            completed = {t.name for t in tasks if t.state and t.state.is_completed()}
             if not wanted <= completed:
                 left[str(run_id)] = sorted(wanted - completed)
         return left
