@@ -105,6 +105,8 @@ class Hostile:
         config: Merged into fleet.yaml (placeholders filled in).
         env: Set in the worker's environment for the command (besides :data:`SECRETS`).
         stdout: What standard output must contain too, if anything.
+        branches: Branches the row's remote has besides ``main`` (made by ``repo_change``),
+            before and after the command.
     """
 
     id: str
@@ -115,6 +117,7 @@ class Hostile:
     config: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     stdout: str | None = None
+    branches: frozenset[str] = frozenset()
 
 
 def _commit_link(path: str, target: str) -> RepoChange:
@@ -131,6 +134,39 @@ def _commit_link(path: str, target: str) -> RepoChange:
 
     return change
 
+
+def _git(cwd: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=cwd, capture_output=True, check=True
+    )
+
+
+def _commit_file(path: str, text: str = "kind: Namespace\n") -> RepoChange:
+    """A change adding ``path`` on ``main``."""
+
+    def change(checkout: Path, host: Path) -> None:
+        target = checkout / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+
+    return change
+
+
+def _another_sandboxs_branch(branch: str, sandbox: str) -> RepoChange:
+    """A change leaving ``branch`` holding ``clusters/<sandbox>/`` (main gets an unrelated file)."""
+
+    def change(checkout: Path, host: Path) -> None:
+        _git(checkout, "checkout", "--quiet", "-b", branch)
+        shutil.copytree(checkout / "clusters" / "development", checkout / "clusters" / sandbox)
+        _git(checkout, "add", "--all")
+        _git(checkout, "commit", "--quiet", "-m", f"sandbox {sandbox}")
+        _git(checkout, "checkout", "--quiet", "main")
+        (checkout / "NOTES.md").write_text("another sandbox is being worked on\n")
+
+    return change
+
+
+BRANCH = "OPS-5-hostile-input"  # the branch CREATE's ticket and summary make
 
 CREATE = ("create", SANDBOX, "--ticket", "OPS-5", "--summary", "hostile input", "--config", "{config}")
 
@@ -223,6 +259,37 @@ ROWS = [
         "fleet_repo.remote http://***@git.example.test/fleet.git is plain HTTP: refusing to send credentials",
         config={"fleet_repo": {"remote": "http://fleet-bot:remote-password-hostile-3d9e@git.example.test/fleet.git"}},
         env={"REMOTE_PASSWORD": "remote-password-hostile-3d9e"},
+    ),
+    # -- item 7: collisions caught before anything is created ---------------------------------------
+    Hostile(
+        "branch-already-on-the-remote",
+        CREATE,
+        1,
+        f"branch '{BRANCH}' already exists on the fleet remote; choose another --ticket or --summary",
+        repo_change=_another_sandboxs_branch(BRANCH, "sandbox-other"),
+        branches=frozenset({BRANCH}),
+    ),
+    Hostile(
+        "sandbox-directory-already-in-the-repository",
+        CREATE,
+        1,
+        f"clusters/{SANDBOX}/ already exists on main of the fleet repository; choose another sandbox name",
+        repo_change=_commit_file(f"clusters/{SANDBOX}/namespace.yaml"),
+    ),
+    Hostile(
+        "unknown-override-key",
+        (*CREATE, "--override", "kubernetes_verison=1.31"),
+        2,
+        "unknown override 'kubernetes_verison': the terraform module infra/cluster takes "
+        "force_destroy, kubernetes_version, node_count, node_size, region",
+    ),
+    Hostile(
+        "local-clone-onto-another-sandboxs-branch",
+        ("clone", "--repo", "{checkout}", "--from", "development", "--name", SANDBOX, "--branch", BRANCH),
+        1,
+        f"branch '{BRANCH}' is sandbox 'sandbox-other''s (clusters/sandbox-other/); choose another --branch",
+        repo_change=_another_sandboxs_branch(BRANCH, "sandbox-other"),
+        branches=frozenset({BRANCH}),
     ),
 ]
 
@@ -325,7 +392,8 @@ def test_hostile_input(row: Hostile, world: World, prefect_server: str) -> None:
         "checkout": _digest(world.checkout),
     }
     assert after == before
-    assert all(remote_branches(r) == {"main"} for r in world.remotes)
+    assert remote_branches(world.remotes[0]) == {"main"}
+    assert all(remote_branches(r) == {"main", *row.branches} for r in world.remotes[1:])
     state = world.state
     if (state / "inventory.db").exists():
         inventory = Inventory(f"sqlite:///{state / 'inventory.db'}")
