@@ -26,23 +26,24 @@ DEFAULT_CONFIG_PATH = Path("fleet.yaml")
 
 #: What Flux's GitRepository CRD accepts in ``spec.url`` (its OpenAPI schema's pattern).
 FLUX_GIT_URL_PATTERN = r"^(http|https|ssh)://.*$"
-_FLUX_GIT_URL = re.compile(FLUX_GIT_URL_PATTERN)
-_SCP_STYLE = re.compile(r"^(?P<user>[\w.-]+@)?(?P<host>[\w.-]+):(?P<path>(?!//).+)$")
+#: Applied with ``fullmatch`` (Kubernetes' ``$`` is the end of the text; Python's also matches before a final newline).
+_FLUX_GIT_URL = re.compile(FLUX_GIT_URL_PATTERN.removeprefix("^").removesuffix("$"))
+_SCP_STYLE = re.compile(r"(?P<user>[\w.-]+@)?(?P<host>[\w.-]+):(?P<path>(?!//).+)")
 
 
 def is_flux_git_url(value: str) -> bool:
     """Whether Flux's GitRepository CRD accepts ``value`` as ``spec.url`` (http, https or ssh URL)."""
-    return bool(_FLUX_GIT_URL.match(value))
+    return bool(_FLUX_GIT_URL.fullmatch(value))
 
 
 def is_scp_style(value: str) -> bool:
     """Whether ``value`` is an scp-style git address (``git@host:org/repo.git``), which Flux refuses."""
-    return "://" not in value and bool(_SCP_STYLE.match(value)) and not re.match(r"^[A-Za-z]:[\\/]", value)
+    return "://" not in value and bool(_SCP_STYLE.fullmatch(value)) and not re.match(r"^[A-Za-z]:[\\/]", value)
 
 
 def scp_to_ssh_url(value: str) -> str:
     """The ``ssh://`` form of an scp-style address: ``git@host:org/repo.git`` -> ``ssh://git@host/org/repo.git``."""
-    match = _SCP_STYLE.match(value)
+    match = _SCP_STYLE.fullmatch(value)
     if match is None:
         return value
     return f"ssh://{match['user'] or ''}{match['host']}/{match['path'].lstrip('/')}"
@@ -496,6 +497,8 @@ class DriversConfig(_Model):
     )
 
 
+#: pydantic checks ``pattern`` with Rust's regex engine, where ``$`` is the end of the text
+#: (``dev\n`` is refused): these ``$`` are exact, unlike Python's.
 EnvName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
 
 

@@ -86,8 +86,8 @@ SKIPPED_DIRECTORIES: Final = frozenset({".git"})
 # libyaml parses several times faster than the pure-Python parser; fall back when PyYAML lacks it.
 _YAML_LOADER: Final[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-_VERSION_RE: Final = re.compile(r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)(?:\.(0|[1-9]\d*))?$")
-_COMPONENT_RE: Final = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_VERSION_RE: Final = re.compile(r"v?(0|[1-9]\d*)\.(0|[1-9]\d*)(?:\.(0|[1-9]\d*))?")  # fullmatch
+_COMPONENT_RE: Final = re.compile(r"[a-z0-9][a-z0-9-]*")
 _TEMPLATE_MARK: Final = "{{"
 
 
@@ -127,7 +127,7 @@ def parse_version(text: str, *, what: str = "version") -> MinorVersion:
     Raises:
         InvalidVersionError: ``text`` is not such a version (one-line message).
     """
-    match = _VERSION_RE.match(text.strip()) if isinstance(text, str) else None
+    match = _VERSION_RE.fullmatch(text.strip()) if isinstance(text, str) else None
     if match is None:
         raise InvalidVersionError(f"invalid {what} {str(text)[:40]!r}: expected X.Y, vX.Y or X.Y.Z")
     return MinorVersion(int(match.group(1)), int(match.group(2)))
@@ -170,7 +170,7 @@ class ApiDeprecation(BaseModel):
     @field_validator("component")
     @classmethod
     def _component_name(cls, value: str) -> str:
-        if not _COMPONENT_RE.match(value):
+        if not _COMPONENT_RE.fullmatch(value):
             raise ValueError("must be a lowercase name such as kubernetes or flux")
         return value
 

@@ -10,9 +10,11 @@ from sandbox.errors import InvalidInputError, ProtectedEnvironmentError
 #: Sandbox names become cluster names, directory names, terraform workspaces and
 #: Kubernetes labels, so they follow the strictest of those: a DNS-1123 label,
 #: starting with a letter, short enough for cloud cluster-name limits.
-SANDBOX_NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+#: Every pattern here is applied with ``fullmatch``: ``$`` also matches before a
+#: trailing newline, so ``name\n`` would pass a ``^...$`` check made with ``match``.
+SANDBOX_NAME_RE = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 MAX_SANDBOX_NAME = 40
-SUMMARY_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+SUMMARY_RE = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 MAX_BRANCH = 100
 
 _DURATION_PART = re.compile(r"(\d+)([smhdw])")
@@ -30,7 +32,7 @@ def validate_sandbox_name(name: str, protected: set[str]) -> str:
         raise InvalidInputError("sandbox name is empty")
     if len(name) > MAX_SANDBOX_NAME:
         raise InvalidInputError(f"sandbox name {name!r} is {len(name)} characters long (at most {MAX_SANDBOX_NAME})")
-    if not SANDBOX_NAME_RE.match(name):
+    if not SANDBOX_NAME_RE.fullmatch(name):
         raise InvalidInputError(
             f"invalid sandbox name {name!r}: use lowercase letters, digits and '-', "
             "starting with a letter and not ending with '-'"
@@ -70,7 +72,7 @@ def validate_branch(branch: str, ticket_pattern: str) -> str:
         InvalidInputError: It does not.
     """
     match = re.fullmatch(rf"({ticket_pattern})-(.+)", branch or "")
-    if not match or not SUMMARY_RE.match(match.group(match.lastindex or 1)):
+    if not match or not SUMMARY_RE.fullmatch(match.group(match.lastindex or 1)):
         raise InvalidInputError(
             f"branch {branch!r} does not follow <ticket>-<summary> (ticket pattern {ticket_pattern!r}, "
             "summary in lowercase words joined by '-')"

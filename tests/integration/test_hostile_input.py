@@ -260,6 +260,25 @@ ROWS = [
         config={"fleet_repo": {"remote": "http://fleet-bot:remote-password-hostile-3d9e@git.example.test/fleet.git"}},
         env={"REMOTE_PASSWORD": "remote-password-hostile-3d9e"},
     ),
+    # -- item 6: names are exact (``$`` also matches before a trailing newline) -----------------------
+    Hostile(
+        "sandbox-name-with-a-trailing-newline",
+        ("create", "abc\n", "--ticket", "OPS-5", "--summary", "hostile input", "--config", "{config}"),
+        2,
+        "invalid sandbox name 'abc\\n': use lowercase letters, digits and '-'",
+    ),
+    Hostile(
+        "clone-name-with-a-trailing-newline",
+        ("clone", "--repo", "{checkout}", "--from", "development", "--name", "x\n", "--branch", "OPS-5-x"),
+        2,
+        "invalid sandbox name 'x\\n'",
+    ),
+    Hostile(
+        "clone-branch-with-a-trailing-newline",
+        ("clone", "--repo", "{checkout}", "--from", "development", "--name", SANDBOX, "--branch", "OPS-5-x\n"),
+        2,
+        "branch 'OPS-5-x\\n' does not follow <ticket>-<summary>",
+    ),
     # -- item 7: collisions caught before anything is created ---------------------------------------
     Hostile(
         "branch-already-on-the-remote",
