@@ -64,9 +64,9 @@ def demo(
     ] = DEFAULT_DEMO_DIR,
 ) -> None:
     """Run the whole lifecycle on embedded defaults (rerun: resume, or nothing left to do)."""
-    from sandbox.demo import demo_request, prepare_demo
+    from sandbox.demo import claim_demo_workdir, demo_request, prepare_demo
 
-    config_path = prepare_demo(workdir)
+    config_path = prepare_demo(claim_demo_workdir(workdir))  # a foreign directory is refused untouched
     config = _config(config_path)
     request = demo_request(config_path)
     echo(f"demo: fleet repo remote {config.remote_url}, config {config_path}")

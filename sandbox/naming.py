@@ -92,10 +92,17 @@ def parse_duration(text: str) -> timedelta:
     parts = _DURATION_PART.findall(value)
     if not value or "".join(n + u for n, u in parts) != value:
         raise InvalidInputError(f"invalid duration {text!r}: use forms like 30m, 72h, 3d or 1d12h")
-    seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
-    if seconds <= 0:
-        raise InvalidInputError(f"invalid duration {text!r}: must be longer than zero")
-    return timedelta(seconds=seconds)
+    try:
+        seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
+        if seconds <= 0:
+            raise InvalidInputError(f"invalid duration {text!r}: must be longer than zero")
+        return timedelta(seconds=seconds)
+    except (OverflowError, ValueError):
+        # More days than a timedelta holds, or more digits than int() reads (ValueError).
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise InvalidInputError(
+            f"invalid duration {shown!r}: too long (at most {timedelta.max.days} days)"
+        ) from None
 
 
 def format_duration(delta: timedelta) -> str:

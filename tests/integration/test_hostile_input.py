@@ -107,6 +107,7 @@ class Hostile:
         stdout: What standard output must contain too, if anything.
         branches: Branches the row's remote has besides ``main`` (made by ``repo_change``),
             before and after the command.
+        config_prefix: Bytes put before fleet.yaml's text (after ``config`` is merged).
     """
 
     id: str
@@ -118,6 +119,7 @@ class Hostile:
     env: dict[str, str] = field(default_factory=dict)
     stdout: str | None = None
     branches: frozenset[str] = frozenset()
+    config_prefix: bytes = b""
 
 
 def _commit_link(path: str, target: str) -> RepoChange:
@@ -279,6 +281,40 @@ ROWS = [
         2,
         "branch 'OPS-5-x\\n' does not follow <ticket>-<summary>",
     ),
+    # -- item 9: the contract's exit codes ------------------------------------------------------------
+    Hostile(
+        "huge-ttl",
+        (*CREATE, "--ttl", "99999999999999d"),
+        2,
+        "invalid duration '99999999999999d': too long (at most 999999999 days)",
+    ),
+    Hostile(
+        "extend-by-a-huge-ttl",
+        ("extend", SANDBOX, "--ttl", "99999999999999d", "--config", "{config}"),
+        2,
+        "invalid duration '99999999999999d': too long",
+    ),
+    Hostile("demo-workdir-is-a-file", ("demo", "--workdir", "{config}"), 2, "--workdir {config} is not a directory"),
+    Hostile(
+        "demo-workdir-cannot-be-made",
+        ("demo", "--workdir", "{config}/demo"),
+        2,
+        "--workdir {config}/demo cannot be written: Not a directory",
+    ),
+    Hostile(
+        "demo-workdir-is-not-a-demo",
+        ("demo", "--workdir", "{checkout}"),
+        2,
+        "--workdir {checkout} is not empty and not a demo directory (no .fleet-sandbox-demo): "
+        "give a new or empty directory",
+    ),
+    Hostile(
+        "fleet-yaml-not-utf-8",
+        ("list", "--config", "{config}"),
+        2,
+        "{config}: not UTF-8 text (byte 2)",
+        config_prefix=b"# \xff\xfe latin-1 comment\n",
+    ),
     # -- item 7: collisions caught before anything is created ---------------------------------------
     Hostile(
         "branch-already-on-the-remote",
@@ -374,6 +410,8 @@ def world(row: Hostile, base: Path, tmp_path: Path) -> World:
     made = World(config=config, host=host, checkout=checkout, remotes=remotes, state=load_config(config).state_dir)
     if row.config:
         edit_config(config, **made.fill(row.config))
+    if row.config_prefix:
+        config.write_bytes(row.config_prefix + config.read_bytes())
     return made
 
 

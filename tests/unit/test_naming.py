@@ -131,3 +131,11 @@ def test_no_regex_in_the_package_relies_on_dollar() -> None:
                     found.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
     assert found == []
 
+
+# -- the contract's exit codes (issue 17 item 9) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["99999999999999d", "9" * 30 + "w", "1" * 5000 + "s"])
+def test_a_huge_duration_is_invalid_input_not_an_overflow(text: str) -> None:
+    with pytest.raises(InvalidInputError, match="too long"):
+        parse_duration(text)
