@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sandbox import redaction
+from sandbox import bounded, redaction
 from sandbox.errors import ConfigError, InvalidInputError
 from sandbox.hardening import check_credentials_transport
 
@@ -561,6 +561,12 @@ class ValidationConfig(_Model):
         default_factory=list,
         description="Application stacks to deploy onto every platform sandbox and wait for (none by default)",
     )
+    max_file_bytes: int = Field(
+        default=bounded.DEFAULT_MAX_FILE_BYTES,
+        ge=1024,
+        description="Largest file (bytes) the validate stage reads from the fleet repository; larger files, "
+        "and names that are not regular files (FIFOs, devices), are skipped and listed with the reason",
+    )
 
     @field_validator("application_stacks")
     @classmethod
@@ -813,15 +819,21 @@ def load_config(path: str | Path = DEFAULT_CONFIG_PATH) -> FleetConfig:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # Bounded: --config /dev/zero, a FIFO or a huge file is refused, not read without end.
+        text = bounded.read_bounded(path, bounded.MAX_CONFIG_BYTES).decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such configuration file") from None
+    except bounded.FileRefusedError as exc:
+        raise ConfigError(f"{path}: {exc.reason.removesuffix('; not read')}; refused") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        # Duplicate keys are errors and alias expansion is capped (a "billion laughs" bomb).
+        data = bounded.load_yaml_document(text)
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

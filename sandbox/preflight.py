@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from sandbox import fleetrepo, paths, validation
+from sandbox import bounded, fleetrepo, paths, validation
 from sandbox.config import FleetConfig
 from sandbox.drivers.git import GitCli
 from sandbox.errors import ConflictError, InvalidInputError, PermanentError, SandboxError, ToolNotFoundError
@@ -91,7 +91,7 @@ def _tool(binary: str, setting: str) -> None:
         raise ToolNotFoundError(f"{binary} is not installed or not on PATH (setting {setting})")
 
 
-def _first_malformed_yaml(repo: Path, roots: list[str]) -> str | None:
+def _first_malformed_yaml(repo: Path, roots: list[str], max_bytes: int) -> str | None:
     """The first YAML file under ``roots`` that does not parse, described (``None`` when all do).
 
     Raises:
@@ -104,7 +104,9 @@ def _first_malformed_yaml(repo: Path, roots: list[str]) -> str | None:
             if path.suffix not in fleetrepo.YAML_SUFFIXES or not path.is_file():
                 continue
             try:
-                list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+                list(yaml.safe_load_all(bounded.read_bounded(path, max_bytes).decode("utf-8")))
+            except bounded.FileRefusedError:
+                continue  # not read here; the validate stage lists it as skipped, with the reason
             except UnicodeDecodeError:
                 return f"{path.relative_to(repo)}: not UTF-8 text"
             except yaml.YAMLError as exc:
@@ -217,11 +219,15 @@ def check_checkout(
     if module is None or not any(p.suffix == ".tf" for p in module.iterdir()):
         raise FleetRepoError(f"terraform module {env.terraform.module!r} not found in the fleet repository")
     check_overrides(env.terraform.module, module, dict(overrides or {}))
+    limit = config.validation.max_file_bytes
     plan = validation.plan_scan(
-        repo, cluster_path, repo_urls={validation.normalize_git_url(url) for url in config.fleet_urls}
+        repo,
+        cluster_path,
+        repo_urls={validation.normalize_git_url(url) for url in config.fleet_urls},
+        max_file_bytes=limit,
     )
     roots = plan.roots or [cluster_path]
-    problem = _first_malformed_yaml(repo, roots)
+    problem = _first_malformed_yaml(repo, roots, limit)
     if problem is not None:
         raise FleetRepoError(f"fleet repository: {problem}")
     return roots

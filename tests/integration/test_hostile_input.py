@@ -108,6 +108,11 @@ class Hostile:
         branches: Branches the row's remote has besides ``main`` (made by ``repo_change``),
             before and after the command.
         config_prefix: Bytes put before fleet.yaml's text (after ``config`` is merged).
+        prepare: Made on the machine before the command (``prepare(world)``): what git
+            cannot carry (FIFOs), or files outside every repository.
+
+    A row with ``code`` 0 is a command that must succeed: ``message`` is then what
+    its standard output must say, and nothing may be on stderr.
     """
 
     id: str
@@ -120,6 +125,7 @@ class Hostile:
     stdout: str | None = None
     branches: frozenset[str] = frozenset()
     config_prefix: bytes = b""
+    prepare: Callable[[World], None] | None = None
 
 
 def _commit_link(path: str, target: str) -> RepoChange:
@@ -166,6 +172,14 @@ def _another_sandboxs_branch(branch: str, sandbox: str) -> RepoChange:
         (checkout / "NOTES.md").write_text("another sandbox is being worked on\n")
 
     return change
+
+
+def _manifests(directory: Path) -> None:
+    """A directory to scan: a FIFO named like a manifest, a huge manifest, an ordinary one."""
+    directory.mkdir()
+    os.mkfifo(directory / "pipe.yaml")
+    (directory / "huge.yaml").write_text("apiVersion: v1\nkind: ConfigMap\n" + "# padding\n" * 1000)
+    (directory / "ok.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n")
 
 
 BRANCH = "OPS-5-hostile-input"  # the branch CREATE's ticket and summary make
@@ -315,6 +329,66 @@ ROWS = [
         "{config}: not UTF-8 text (byte 2)",
         config_prefix=b"# \xff\xfe latin-1 comment\n",
     ),
+    # -- item 5: reading is bounded ----------------------------------------------------------------
+    Hostile(
+        "scan-names-a-fifo-and-a-huge-file",
+        ("scan", "{host}/manifests", "--max-file-bytes", "2048"),
+        0,
+        "pipe.yaml: not a regular file (a FIFO); not read",
+        prepare=lambda world: _manifests(world.host / "manifests"),
+        stdout="huge.yaml: larger than 2048 bytes; not read",
+    ),
+    Hostile(
+        "scan-a-link-to-dev-zero",
+        ("scan", "{host}/zero.yaml"),
+        0,
+        "zero.yaml: not a regular file (a character device); not read",
+        prepare=lambda world: (world.host / "zero.yaml").symlink_to("/dev/zero"),
+    ),
+    Hostile(
+        "scan-a-directory-with-a-link-to-dev-zero",
+        ("scan", "{host}"),
+        1,
+        "zero.yaml is a symbolic link to /dev/zero, outside the scanned directory; refused",
+        prepare=lambda world: (world.host / "zero.yaml").symlink_to("/dev/zero"),
+    ),
+    Hostile(
+        "config-is-dev-zero",
+        ("list", "--config", "/dev/zero"),
+        2,
+        "/dev/zero: not a regular file (a character device); refused",
+    ),
+    Hostile(
+        "config-is-a-fifo",
+        ("list", "--config", "{host}/fleet.yaml"),
+        2,
+        "{host}/fleet.yaml: not a regular file (a FIFO); refused",
+        prepare=lambda world: os.mkfifo(world.host / "fleet.yaml"),
+    ),
+    Hostile(
+        "config-alias-bomb",
+        ("list", "--config", "{config}"),
+        2,
+        "not valid YAML: more than 100000 values once its aliases are expanded (an alias bomb?); refused",
+        config_prefix=(
+            'l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+            + "".join(f"l{i}: &l{i} [" + ",".join([f"*l{i - 1}"] * 10) + "]\n" for i in range(1, 10))
+        ).encode(),
+    ),
+    Hostile(
+        "config-duplicate-key",
+        ("list", "--config", "{config}"),
+        2,
+        "not valid YAML: duplicate key 'fleet_repo' (first at line 1)",
+        config_prefix=b"fleet_repo: {remote: /srv/elsewhere.git}\n",
+    ),
+    Hostile(
+        "config-too-large",
+        ("list", "--config", "{config}"),
+        2,
+        "{config}: larger than 1048576 bytes; refused",
+        config_prefix=b"#" + b" padding" * 140_000 + b"\n",
+    ),
     # -- item 7: collisions caught before anything is created ---------------------------------------
     Hostile(
         "branch-already-on-the-remote",
@@ -412,6 +486,8 @@ def world(row: Hostile, base: Path, tmp_path: Path) -> World:
         edit_config(config, **made.fill(row.config))
     if row.config_prefix:
         config.write_bytes(row.config_prefix + config.read_bytes())
+    if row.prepare is not None:
+        row.prepare(made)
     return made
 
 
@@ -433,9 +509,13 @@ def test_hostile_input(row: Hostile, world: World, prefect_server: str) -> None:
         result: CliResult = run_cli(*world.fill(row.command))
     # The exit code, and one line naming the problem.
     assert result.code == row.code, (result.stdout[-2000:], result.stderr[-3000:])
-    assert result.stderr.count("\n") == 1, result.stderr
-    assert result.cause.startswith("sandbox: error: "), result.cause
-    assert world.fill(row.message) in result.cause, result.cause
+    if row.code == 0:
+        assert result.stderr == "", result.stderr
+        assert world.fill(row.message) in result.stdout, result.stdout
+    else:
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert result.cause.startswith("sandbox: error: "), result.cause
+        assert world.fill(row.message) in result.cause, result.cause
     assert "Traceback" not in result.stdout + result.stderr
     if row.stdout is not None:
         assert world.fill(row.stdout) in result.stdout, result.stdout
