@@ -36,6 +36,7 @@ import pytest
 from sandbox.config import load_config
 from sandbox.demo import prepare_demo
 from sandbox.inventory import Inventory
+from tests.hostile_registry import Recorder, hostile_servers
 from tests.integration.reliability_support import edit_config, remote_branches
 from tests.integration.secret_scan import (
     file_texts,
@@ -76,15 +77,16 @@ class World:
     checkout: Path  # a clone of the row's fleet remote (for commands on a local checkout)
     remotes: list[Path]
     state: Path  # the configuration's state directory (read before the row's settings, which may be refused)
+    registry: str = ""  # host:port of the hostile registry (tests/hostile_registry.py)
 
     def fill(self, value: Any) -> Any:
-        """``value`` with ``{config}``, ``{host}`` and ``{checkout}`` replaced, at any depth."""
+        """``value`` with ``{config}``, ``{host}``, ``{checkout}`` and ``{registry}`` replaced, at any depth."""
         if isinstance(value, dict):
             return {k: self.fill(v) for k, v in value.items()}
         if isinstance(value, tuple | list):
             return type(value)(self.fill(v) for v in value)
         if isinstance(value, str):
-            return value.format(config=self.config, host=self.host, checkout=self.checkout)
+            return value.format(config=self.config, host=self.host, checkout=self.checkout, registry=self.registry)
         return value
 
 
@@ -329,6 +331,14 @@ ROWS = [
         "{config}: not UTF-8 text (byte 2)",
         config_prefix=b"# \xff\xfe latin-1 comment\n",
     ),
+    # -- item 4: registry credentials only where they belong ----------------------------------------
+    Hostile(
+        "registry-token-realm-on-another-port",
+        ("release", "plan", "--config", "{config}"),
+        1,
+        "registry {registry}: refusing to send the registry credentials to the token realm http://127.0.0.1:",
+        config={"drivers": {"registry": {"url": "oci://{registry}/fleet/platform", "insecure": True}}},
+    ),
     # -- item 5: reading is bounded ----------------------------------------------------------------
     Hostile(
         "scan-names-a-fifo-and-a-huge-file",
@@ -465,8 +475,16 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
         os.environ.update(saved)
 
 
+@pytest.fixture(scope="module")
+def hostile_registry() -> Iterator[tuple[Recorder, Recorder]]:
+    """A registry on loopback whose 401 names a token realm on another port (which records what reaches it)."""
+    with hostile_servers() as (registry, elsewhere):
+        registry.realm = f"http://127.0.0.1:{elsewhere.server_address[1]}/token"
+        yield registry, elsewhere
+
+
 @pytest.fixture
-def world(row: Hostile, base: Path, tmp_path: Path) -> World:
+def world(row: Hostile, base: Path, tmp_path: Path, hostile_registry: tuple[Recorder, Recorder]) -> World:
     host = tmp_path / "host-home" / ".ssh"
     host.mkdir(parents=True)
     (host / "id_ed25519").write_text(HOST_KEY)
@@ -481,7 +499,14 @@ def world(row: Hostile, base: Path, tmp_path: Path) -> World:
     edit_config(config, fleet_repo={"remote": str(remote)})
     checkout = tmp_path / "local-checkout"
     subprocess.run(["git", "clone", "--quiet", str(remote), str(checkout)], check=True, capture_output=True)
-    made = World(config=config, host=host, checkout=checkout, remotes=remotes, state=load_config(config).state_dir)
+    made = World(
+        config=config,
+        host=host,
+        checkout=checkout,
+        remotes=remotes,
+        state=load_config(config).state_dir,
+        registry=f"127.0.0.1:{hostile_registry[0].server_address[1]}",
+    )
     if row.config:
         edit_config(config, **made.fill(row.config))
     if row.config_prefix:
@@ -498,7 +523,9 @@ def row(request: pytest.FixtureRequest) -> Hostile:
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS], indirect=True)
-def test_hostile_input(row: Hostile, world: World, prefect_server: str) -> None:
+def test_hostile_input(
+    row: Hostile, world: World, prefect_server: str, hostile_registry: tuple[Recorder, Recorder]
+) -> None:
     before = {
         "remotes": [_refs(r) for r in world.remotes],
         "state": _state(world),
@@ -555,3 +582,4 @@ def test_hostile_input(row: Hostile, world: World, prefect_server: str) -> None:
         },
     )
     assert not found, found
+    assert hostile_registry[1].seen == []  # nothing ever reached the realm on another port
