@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -277,6 +279,28 @@ def _register_command_modules() -> None:
 _register_command_modules()
 
 
+#: The exit code of a command interrupted by Ctrl-C (SIGINT): 128 + 2, as shells report it.
+EXIT_INTERRUPTED = 130
+
+
+def _note_interrupts() -> threading.Event:
+    """Record that SIGINT arrived (still raising ``KeyboardInterrupt``, as Python's default handler does).
+
+    Only from the main thread, where signal handlers live; elsewhere (tests calling
+    :func:`run` from a thread) the event just stays clear.
+    """
+    seen = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        return seen
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        seen.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    return seen
+
+
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point: one-line errors, stable exit codes, no tracebacks, no secrets.
 
@@ -285,9 +309,13 @@ def run(argv: list[str] | None = None) -> None:
     """
     args = sys.argv[1:] if argv is None else argv
     harden_process()
+    interrupted = _note_interrupts()
     try:
         # Without standalone mode click returns a command's exit code instead of exiting.
         result = app(args=args, prog_name="sandbox", standalone_mode=False)
+        if interrupted.is_set() and result == EXIT_INTERRUPTED:
+            # typer turns a KeyboardInterrupt into a silent exit code 130: say why.
+            raise KeyboardInterrupt
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
@@ -306,7 +334,7 @@ def run(argv: list[str] | None = None) -> None:
         sys.exit(exit_code_for(exc))
     except KeyboardInterrupt:
         print(error_line("interrupted"), file=sys.stderr)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - never a traceback for users
         print(error_line(f"unexpected {type(exc).__name__}: {exc}"), file=sys.stderr)
         sys.exit(EXIT_FAILED)
