@@ -13,9 +13,11 @@ what must come of it:
   in stdout, stderr, the Prefect server's database, the inventory, the state
   files or the remotes' history.
 
-Later items of issue 17 add rows (a registry's token realm, bounded reads, exact
-names, collisions, interrupts, exit codes): a row needs only its input and its
-expectation. The CLI runs in this process (``run_cli`` of ``test_bad_input``).
+Items 4-9 of issue 17 added rows (a registry's token realm, bounded reads, exact
+names, collisions, exit codes; interrupts are in ``test_interrupts.py``, as they
+need a real signal): a row needs only its input and its expectation. A row with
+exit code 0 is a command that must succeed, saying ``message`` on stdout. The CLI
+runs in this process (``run_cli`` of ``test_bad_input``).
 """
 
 from __future__ import annotations
