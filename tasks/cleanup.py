@@ -28,6 +28,7 @@ from sandbox.cleanup import (
     propose_directory_removal,
     reconcile_record,
     still_due,
+    stop_orphan_processes,
 )
 from sandbox.config import FleetConfig, load_config
 from sandbox.errors import SandboxError
@@ -91,6 +92,8 @@ def _resolve(
             return delete_orphan_branch(config, drivers, action)
         if action.action is CleanupActionKind.propose_removal:
             return propose_directory_removal(config, drivers, action)
+        if action.action is CleanupActionKind.stop_processes:
+            return stop_orphan_processes(config, action)
         if action.action not in TEARDOWN_ACTIONS:
             raise ValueError(f"unknown cleanup action {action.action!r}")
         now = utcnow()
