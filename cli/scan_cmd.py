@@ -16,6 +16,7 @@ from pathlib import Path
 import typer
 
 from cli.common import EXIT_FAILED, echo, echo_json, fail
+from sandbox.bounded import DEFAULT_MAX_FILE_BYTES
 from sandbox.deprecations import Finding, ScanReport, scan_path
 from sandbox.errors import SandboxError
 
@@ -50,12 +51,24 @@ def scan(
     data: list[Path] = typer.Option(
         [], "--data", help="Extra deprecation data file in the bundled schema (repeatable)"
     ),
+    max_file_bytes: int = typer.Option(
+        DEFAULT_MAX_FILE_BYTES,
+        "--max-file-bytes",
+        min=1,
+        help="Largest file read; larger files and names that are not regular files (FIFOs, devices) are skipped",
+    ),
 ) -> None:
     """Find deprecated and removed Kubernetes and Flux API versions (exit 0 none, 2 deprecated, 3 removed)."""
     if output not in OUTPUT_FORMATS:
         fail(f"invalid --output {output!r}: expected one of {', '.join(OUTPUT_FORMATS)}", EXIT_FAILED)
     try:
-        report = scan_path(path, k8s_version=k8s_version, flux_version=flux_version, extra_data=data)
+        report = scan_path(
+            path,
+            k8s_version=k8s_version,
+            flux_version=flux_version,
+            extra_data=data,
+            max_file_bytes=max_file_bytes,
+        )
     except SandboxError as exc:
         fail(str(exc), EXIT_FAILED)
     except OSError as exc:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sandbox import redaction
+from sandbox import bounded, redaction
 from sandbox.errors import ConfigError, InvalidInputError
 from sandbox.hardening import check_credentials_transport
 
@@ -26,23 +26,24 @@ DEFAULT_CONFIG_PATH = Path("fleet.yaml")
 
 #: What Flux's GitRepository CRD accepts in ``spec.url`` (its OpenAPI schema's pattern).
 FLUX_GIT_URL_PATTERN = r"^(http|https|ssh)://.*$"
-_FLUX_GIT_URL = re.compile(FLUX_GIT_URL_PATTERN)
-_SCP_STYLE = re.compile(r"^(?P<user>[\w.-]+@)?(?P<host>[\w.-]+):(?P<path>(?!//).+)$")
+#: Applied with ``fullmatch`` (Kubernetes' ``$`` is the end of the text; Python's also matches before a final newline).
+_FLUX_GIT_URL = re.compile(FLUX_GIT_URL_PATTERN.removeprefix("^").removesuffix("$"))
+_SCP_STYLE = re.compile(r"(?P<user>[\w.-]+@)?(?P<host>[\w.-]+):(?P<path>(?!//).+)")
 
 
 def is_flux_git_url(value: str) -> bool:
     """Whether Flux's GitRepository CRD accepts ``value`` as ``spec.url`` (http, https or ssh URL)."""
-    return bool(_FLUX_GIT_URL.match(value))
+    return bool(_FLUX_GIT_URL.fullmatch(value))
 
 
 def is_scp_style(value: str) -> bool:
     """Whether ``value`` is an scp-style git address (``git@host:org/repo.git``), which Flux refuses."""
-    return "://" not in value and bool(_SCP_STYLE.match(value)) and not re.match(r"^[A-Za-z]:[\\/]", value)
+    return "://" not in value and bool(_SCP_STYLE.fullmatch(value)) and not re.match(r"^[A-Za-z]:[\\/]", value)
 
 
 def scp_to_ssh_url(value: str) -> str:
     """The ``ssh://`` form of an scp-style address: ``git@host:org/repo.git`` -> ``ssh://git@host/org/repo.git``."""
-    match = _SCP_STYLE.match(value)
+    match = _SCP_STYLE.fullmatch(value)
     if match is None:
         return value
     return f"ssh://{match['user'] or ''}{match['host']}/{match['path'].lstrip('/')}"
@@ -496,6 +497,8 @@ class DriversConfig(_Model):
     )
 
 
+#: pydantic checks ``pattern`` with Rust's regex engine, where ``$`` is the end of the text
+#: (``dev\n`` is refused): these ``$`` are exact, unlike Python's.
 EnvName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
 
 
@@ -557,6 +560,12 @@ class ValidationConfig(_Model):
     application_stacks: list[ApplicationStack] = Field(
         default_factory=list,
         description="Application stacks to deploy onto every platform sandbox and wait for (none by default)",
+    )
+    max_file_bytes: int = Field(
+        default=bounded.DEFAULT_MAX_FILE_BYTES,
+        ge=1024,
+        description="Largest file (bytes) the validate stage reads from the fleet repository; larger files, "
+        "and names that are not regular files (FIFOs, devices), are skipped and listed with the reason",
     )
 
     @field_validator("application_stacks")
@@ -810,13 +819,21 @@ def load_config(path: str | Path = DEFAULT_CONFIG_PATH) -> FleetConfig:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # Bounded: --config /dev/zero, a FIFO or a huge file is refused, not read without end.
+        text = bounded.read_bounded(path, bounded.MAX_CONFIG_BYTES).decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such configuration file") from None
+    except bounded.FileRefusedError as exc:
+        raise ConfigError(f"{path}: {exc.reason.removesuffix('; not read')}; refused") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        # Duplicate keys are errors and alias expansion is capped (a "billion laughs" bomb).
+        data = bounded.load_yaml_document(text)
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

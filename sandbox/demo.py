@@ -6,6 +6,7 @@ finished one untouched, so ``sandbox demo --workdir DIR`` can be rerun.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -66,6 +67,58 @@ def demo_config(workdir: Path) -> dict[str, object]:
             "load_generator": {"users": 4, "duration_seconds": 2},
         },
     }
+
+
+#: Written first into a directory the demo takes, so a rerun knows the directory is the demo's.
+DEMO_MARKER = ".fleet-sandbox-demo"
+#: The first line of the fleet.yaml the demo writes (demos made before the marker have it).
+DEMO_CONFIG_HEADER = "# fleet-sandbox demo configuration (written by `sandbox demo`)"
+
+
+def _is_demo_dir(workdir: Path) -> bool:
+    if (workdir / DEMO_MARKER).is_file():
+        return True
+    config = workdir / "fleet.yaml"
+    if not config.is_file() or config.is_symlink():
+        return False
+    with config.open("rb") as handle:
+        return handle.read(len(DEMO_CONFIG_HEADER)) == DEMO_CONFIG_HEADER.encode()
+
+
+def claim_demo_workdir(workdir: Path) -> Path:
+    """Check that ``workdir`` can be the demo's directory, and mark it, before anything else is written.
+
+    A new or empty directory, or one a demo made, is taken; anything else is
+    refused untouched: the demo (re)writes ``remote.git`` and ``fleet.yaml`` there.
+
+    Returns:
+        The directory, resolved.
+
+    Raises:
+        InvalidInputError: ``workdir`` is a file, a directory holding something
+            else, or cannot be created or written.
+    """
+    from sandbox.errors import InvalidInputError
+
+    workdir = workdir.expanduser().resolve()
+    if workdir.exists() and not workdir.is_dir():
+        raise InvalidInputError(f"--workdir {workdir} is not a directory")
+    if workdir.is_dir():
+        if _is_demo_dir(workdir):
+            if not os.access(workdir, os.W_OK):
+                raise InvalidInputError(f"--workdir {workdir} is not writable")
+            return workdir
+        if any(workdir.iterdir()):
+            raise InvalidInputError(
+                f"--workdir {workdir} is not empty and not a demo directory (no {DEMO_MARKER}): "
+                "give a new or empty directory"
+            )
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / DEMO_MARKER).write_text("made by `sandbox demo`\n", encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInputError(f"--workdir {workdir} cannot be written: {exc.strerror or exc}") from None
+    return workdir
 
 
 #: The ``local`` environment's Terraform stack in the example fleet (a real cluster on this machine).
@@ -183,6 +236,7 @@ def _write_repo_and_config(
     # The example names its fleet by URL; the demo's copy names the demo's remote instead.
     urls = urls if urls is not None else {EXAMPLE_URL: remote_uri(workdir)}
     workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / DEMO_MARKER).write_text("made by `sandbox demo`\n", encoding="utf-8")
     remote = workdir / "remote.git"
     seed = workdir / "seed-checkout"
     for leftover in (remote, seed):  # a setup interrupted half-way starts over
@@ -205,7 +259,7 @@ def _write_repo_and_config(
     shutil.rmtree(seed)
     tmp = config_path.with_suffix(".tmp")
     tmp.write_text(
-        "# fleet-sandbox demo configuration (written by `sandbox demo`)\n"
+        DEMO_CONFIG_HEADER + "\n"
         + yaml.safe_dump(config if config is not None else demo_config(workdir), sort_keys=False),
         encoding="utf-8",
     )

@@ -53,7 +53,7 @@ from typing import Any, Final, cast
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from sandbox import paths
+from sandbox import bounded, paths
 from sandbox.errors import InvalidInputError
 
 __all__ = [
@@ -86,8 +86,8 @@ SKIPPED_DIRECTORIES: Final = frozenset({".git"})
 # libyaml parses several times faster than the pure-Python parser; fall back when PyYAML lacks it.
 _YAML_LOADER: Final[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-_VERSION_RE: Final = re.compile(r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)(?:\.(0|[1-9]\d*))?$")
-_COMPONENT_RE: Final = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_VERSION_RE: Final = re.compile(r"v?(0|[1-9]\d*)\.(0|[1-9]\d*)(?:\.(0|[1-9]\d*))?")  # fullmatch
+_COMPONENT_RE: Final = re.compile(r"[a-z0-9][a-z0-9-]*")
 _TEMPLATE_MARK: Final = "{{"
 
 
@@ -127,7 +127,7 @@ def parse_version(text: str, *, what: str = "version") -> MinorVersion:
     Raises:
         InvalidVersionError: ``text`` is not such a version (one-line message).
     """
-    match = _VERSION_RE.match(text.strip()) if isinstance(text, str) else None
+    match = _VERSION_RE.fullmatch(text.strip()) if isinstance(text, str) else None
     if match is None:
         raise InvalidVersionError(f"invalid {what} {str(text)[:40]!r}: expected X.Y, vX.Y or X.Y.Z")
     return MinorVersion(int(match.group(1)), int(match.group(2)))
@@ -170,7 +170,7 @@ class ApiDeprecation(BaseModel):
     @field_validator("component")
     @classmethod
     def _component_name(cls, value: str) -> str:
-        if not _COMPONENT_RE.match(value):
+        if not _COMPONENT_RE.fullmatch(value):
             raise ValueError("must be a lowercase name such as kubernetes or flux")
         return value
 
@@ -251,9 +251,11 @@ class DeprecationData:
 
 def _read_data_file(path: Path) -> DeprecationData:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = bounded.read_bounded(path, bounded.DEFAULT_MAX_FILE_BYTES).decode("utf-8")
     except FileNotFoundError:
         raise DeprecationDataError(f"deprecation data file not found: {path}") from None
+    except bounded.FileRefusedError as exc:
+        raise DeprecationDataError(f"cannot read deprecation data file {path}: {exc.reason}") from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         raise DeprecationDataError(f"cannot read deprecation data file {path}: {reason}") from None
@@ -369,6 +371,7 @@ def scan_path(
     flux_version: str | None = None,
     extra_data: Sequence[Path] = (),
     within: Path | None = None,
+    max_file_bytes: int = bounded.DEFAULT_MAX_FILE_BYTES,
 ) -> ScanReport:
     """Scan a file or a directory tree for deprecated and removed API versions.
 
@@ -383,6 +386,8 @@ def scan_path(
         within: The directory every file read must stay in (a fleet checkout, or the
             scanned directory): a symbolic link leading out of it is refused, never
             followed. ``None``: ``path`` itself when it is a directory.
+        max_file_bytes: The largest file read; larger files, and names that are not
+            regular files (FIFOs, devices), are skipped with the reason.
 
     Returns:
         The findings (file order, then document order) and the skipped files.
@@ -401,7 +406,7 @@ def scan_path(
     root = Path(path)
     if not root.exists():
         raise ScanPathError(f"path not found: {root}")
-    scanner = _Scanner(data, targets)
+    scanner = _Scanner(data, targets, max_file_bytes)
     label = paths.REPOSITORY if within is not None else "the scanned directory"
     if within is not None:
         paths.inside(within, root, label=label)
@@ -463,9 +468,15 @@ class _Object:
 class _Scanner:
     """Accumulates findings and skipped files over many files."""
 
-    def __init__(self, data: DeprecationData, targets: Mapping[str, MinorVersion]) -> None:
+    def __init__(
+        self,
+        data: DeprecationData,
+        targets: Mapping[str, MinorVersion],
+        max_file_bytes: int = bounded.DEFAULT_MAX_FILE_BYTES,
+    ) -> None:
         self.data = data
         self.targets = targets
+        self.max_file_bytes = max_file_bytes
         self.findings: list[Finding] = []
         self.skipped: list[SkippedFile] = []
         self._chart_template_dirs: dict[str, bool] = {}
@@ -477,8 +488,12 @@ class _Scanner:
     def scan_file(self, file: str) -> None:
         """Scan one YAML/JSON file, recording its findings or why it was skipped."""
         try:
-            with open(file, "rb") as handle:
-                raw = handle.read()
+            # Regular files only, at most max_file_bytes: a link to /dev/zero or a FIFO named
+            # *.yaml is skipped with its reason, never read without end or waited on.
+            raw = bounded.read_bounded(file, self.max_file_bytes)
+        except bounded.FileRefusedError as exc:
+            self.skip(file, exc.reason)
+            return
         except OSError as exc:
             self.skip(file, f"unreadable: {exc.strerror or type(exc).__name__}")
             return

@@ -141,3 +141,10 @@ def test_the_simulated_cluster_keeps_a_local_fleet_path(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, demo_config(tmp_path)))
     assert config.flux_url == str(tmp_path / "remote.git")
     assert config.checked_flux_url(config.flux_url, "fleet_repo.flux_url") == config.flux_url
+
+
+def test_a_config_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_bytes(b"# \xff\n" + yaml.safe_dump(demo_config(tmp_path)).encode())
+    with pytest.raises(ConfigError, match=r"fleet.yaml: not UTF-8 text \(byte 2\)"):
+        load_config(path)
