@@ -7,6 +7,7 @@ against the file's own directory by :func:`load_config`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -28,6 +29,16 @@ DEFAULT_CONFIG_PATH = Path("fleet.yaml")
 FLUX_GIT_URL_PATTERN = r"^(http|https|ssh)://.*$"
 _FLUX_GIT_URL = re.compile(FLUX_GIT_URL_PATTERN)
 _SCP_STYLE = re.compile(r"^(?P<user>[\w.-]+@)?(?P<host>[\w.-]+):(?P<path>(?!//).+)$")
+
+
+def _without_userinfo(url: str) -> str:
+    """``url`` without a ``user:password@`` part (local paths and scp-style addresses unchanged)."""
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
 
 
 def is_flux_git_url(value: str) -> bool:
@@ -639,6 +650,21 @@ class FleetConfig(_Model):
     def remote_url(self) -> str:
         """The fleet remote, with local paths made absolute."""
         return self.git_url(self.fleet_repo.remote)
+
+    @property
+    def fleet_id(self) -> str:
+        """Which fleet this is, as 12 hex digits: its fleet repository remote and its inventory, hashed.
+
+        A sandbox is its name *within a fleet*: two fleets (or two workdirs with
+        their own state) on one machine may each have a sandbox ``sandbox-a``, and
+        share one Prefect server. The lock and the cache keys of a sandbox are
+        scoped by this id, so they do not block or reuse each other. Workers of one
+        team (same remote, same inventory database) get the same id. User names
+        and passwords in either URL are left out: they differ per worker and must
+        not decide (or leak through) the id.
+        """
+        identity = f"{_without_userinfo(self.remote_url)}\n{_without_userinfo(self.inventory_url)}"
+        return hashlib.sha256(identity.encode("utf-8")).hexdigest()[:12]
 
     def git_url(self, value: str) -> str:
         """A git URL from the file: URLs and scp-style addresses as given, local paths made absolute."""
