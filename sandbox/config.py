@@ -475,6 +475,14 @@ class RegistryConfig(_Model):
         description="auto (`flux push artifact` when the flux CLI is on PATH, else oras), oras (built in) or flux",
     )
     flux_binary: str = Field(default="flux", description="The flux CLI, for push_with auto or flux")
+    layout_dir: str | None = Field(
+        default=None,
+        description=(
+            "An OCI image layout directory standing in for the registry at `url` (relative to fleet.yaml): "
+            "releases are published into it, and simulated clusters' OCIRepositories with this url read it. "
+            "The demo's: no registry server needed"
+        ),
+    )
 
     @field_validator("url")
     @classmethod

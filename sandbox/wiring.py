@@ -193,8 +193,17 @@ def connect_cluster(config: FleetConfig, outputs: Mapping[str, TerraformOutput])
             readiness_delay_seconds=cluster_cfg.simulation.readiness_delay_seconds,
             crd_established_delay_seconds=cluster_cfg.simulation.crd_established_delay_seconds,
             oci_git_remote=config.remote_url,
+            oci_layouts=oci_layouts(config),
         )
     from sandbox.drivers.kubernetes_cluster import KubernetesClusterDriver
 
     # Built from the text in memory: the kubeconfig (a secret) never touches disk.
     return KubernetesClusterDriver.from_kubeconfig_text(kubeconfig_from_outputs(config, outputs))
+
+
+def oci_layouts(config: FleetConfig) -> dict[str, Path]:
+    """The OCI image layout standing in for the configured registry, by its URL (empty when none)."""
+    registry = config.drivers.registry
+    if registry is None or not registry.layout_dir:
+        return {}
+    return {registry.url: config.path(registry.layout_dir)}

@@ -743,10 +743,15 @@ def build_registry(
 ) -> OciRegistry:
     """The registry driver ``settings`` asks for.
 
-    ``push_with: auto`` pushes with ``flux push artifact`` when the flux CLI is on PATH
+    ``layout_dir`` set: an OCI image layout directory (:mod:`sandbox.drivers.oci_layout`).
+    Else ``push_with: auto`` pushes with ``flux push artifact`` when the flux CLI is on PATH
     and with oras otherwise; ``push_with: flux`` asks for flux but falls back to oras
     (and ``progress`` hears why) when the CLI is missing; ``oras`` always uses oras.
     """
+    if settings.layout_dir:
+        from sandbox.drivers.oci_layout import OciLayoutRegistry
+
+        return OciLayoutRegistry(settings.url, Path(settings.layout_dir))
     if settings.push_with != "oras":
         if shutil.which(settings.flux_binary):
             return FluxCliRegistry(settings, credentials)
