@@ -278,15 +278,21 @@ def cluster_kubeconfig(ctx: SandboxContext) -> str:
     return kubeconfig_from_outputs(ctx.config, cluster_module_outputs(ctx))
 
 
-def terraform_variables(ctx: SandboxContext) -> dict[str, Any]:
+def terraform_variables(ctx: SandboxContext, repo: Path | None = None) -> dict[str, Any]:
     """Variables for the sandbox's cluster module.
 
     The source environment's settings (so a performance sandbox cloned from
-    production gets production's scale), the sandbox's name, and the user's
-    overrides last.
+    production gets production's scale) -- fleet.yaml's, with what the fleet
+    repository checkout ``repo`` records for the environment on top (what ``sandbox
+    align`` merged, :func:`sandbox.align.recorded_variables`) -- the sandbox's name,
+    and the user's overrides last.
     """
+    from sandbox.align import recorded_variables
+
     env = ctx.config.environment(ctx.record.source_env)
     variables: dict[str, Any] = dict(env.terraform.variables)
+    if repo is not None:
+        variables.update(recorded_variables(repo, ctx.config, ctx.record.source_env))
     variables["cluster_name"] = ctx.record.name
     if ctx.config.drivers.cluster.type == "simulated":
         variables["simulation_dir"] = str(ctx.simulation_dir)
@@ -311,7 +317,7 @@ def provision(ctx: SandboxContext, *, on_plan: Callable[[PlanSummary], None] | N
     tf = ctx.drivers.terraform
     workdir = ctx.terraform_workdir
     tf.prepare(workdir, module_dir, workspace=ctx.record.name)
-    variables = terraform_variables(ctx)
+    variables = terraform_variables(ctx, repo)
     plan = tf.plan(workdir, variables)
     # Before anything is created: a module that cannot give the driver a cluster is refused now.
     check_cluster_module_outputs(ctx.config, plan.outputs)
