@@ -80,6 +80,12 @@ _RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
 _FIRST_RETRY_SECONDS = 0.05
 _MAX_RETRY_SECONDS = 2.0
 _RETRY_BUDGET_SECONDS = 60.0
+#: A request that timed out (the client's own timeout, a minute by default) has used up
+#: the budget by itself: a SQLite Prefect database stalls that long under load ("database
+#: is locked" while it stores twenty runs' events) and answers right after. Such a request
+#: is asked again this many times even past the budget, as Prefect's client retries a
+#: read timeout; a server that keeps not answering still fails the run loudly.
+_TIMEOUT_RETRIES_PAST_BUDGET = 2
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -101,12 +107,17 @@ def _patiently(call: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _
     """
     delay = _FIRST_RETRY_SECONDS
     deadline = time.monotonic() + _RETRY_BUDGET_SECONDS
+    timeouts_past_budget = _TIMEOUT_RETRIES_PAST_BUDGET
     while True:
         try:
             return call(*args, **kwargs)
         except (httpx.HTTPStatusError, httpx.TransportError) as exc:
-            if not _retryable(exc) or time.monotonic() + delay > deadline:
+            if not _retryable(exc):
                 raise
+            if time.monotonic() + delay > deadline:
+                if not isinstance(exc, httpx.TimeoutException) or timeouts_past_budget <= 0:
+                    raise
+                timeouts_past_budget -= 1
         time.sleep(delay)
         delay = min(delay * 2, _MAX_RETRY_SECONDS)
 

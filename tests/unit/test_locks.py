@@ -163,6 +163,38 @@ def test_lock_calls_do_not_retry_answers_that_will_not_change(error: Exception) 
     assert answer.calls == 1
 
 
+def test_a_request_that_timed_out_is_asked_again_past_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stalled SQLite server: the first request times out after the whole budget, the next is answered."""
+    from tasks import locking
+
+    clock = _FakeTime()
+    monkeypatch.setattr(locking, "time", clock)
+
+    class Stalled:
+        calls = 0
+
+        def __call__(self, name: str) -> str:
+            Stalled.calls += 1
+            if Stalled.calls == 1:
+                clock.now += locking._RETRY_BUDGET_SECONDS  # the client's own timeout, a minute
+                raise httpx.ReadTimeout("timed out")
+            return f"granted {name}"
+
+    assert locking._patiently(Stalled(), "sandbox:a") == "granted sandbox:a"
+
+    class Dead:
+        calls = 0
+
+        def __call__(self, name: str) -> str:
+            Dead.calls += 1
+            clock.now += locking._RETRY_BUDGET_SECONDS
+            raise httpx.ReadTimeout("timed out")
+
+    with pytest.raises(httpx.ReadTimeout):
+        locking._patiently(Dead(), "sandbox:a")
+    assert Dead.calls == 1 + locking._TIMEOUT_RETRIES_PAST_BUDGET  # then it fails loudly
+
+
 class _BusyOnce(http.server.BaseHTTPRequestHandler):
     """A Prefect API stand-in whose first DELETE meets a busy database (503), as SQLite's can."""
 
