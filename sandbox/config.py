@@ -391,8 +391,24 @@ class PerformanceScenario(_Model):
     users: int | None = Field(default=None, ge=1, description="Concurrent simulated users")
     spawn_rate: float | None = Field(default=None, gt=0, description="Users started per second")
     duration_seconds: float | None = Field(default=None, gt=0, description="How long the load runs")
-    target_url: str | None = Field(default=None, description="URL to load (default: the local stand-in target)")
-    path: str = Field(default="/", description="Path requested on the local stand-in target")
+    target_url: str | None = Field(
+        default=None,
+        description=(
+            "URL to load. Unset on a simulated cluster: the local stand-in target; on a real cluster: "
+            "target_service or target_ingress names what to load, else the stage is refused"
+        ),
+    )
+    target_service: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?(:[0-9]{1,5})?$",
+        description="Real cluster, no target_url: the sandbox's Service to load, namespace/name[:port]",
+    )
+    target_ingress: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="Real cluster, no target_url: the sandbox's Ingress to load (its load balancer), namespace/name",
+    )
+    path: str = Field(default="/", description="Path requested on the target")
     locustfile: str | None = Field(default=None, description="locust only: the scenario's locustfile (path)")
 
 
