@@ -105,9 +105,15 @@ class AlignResult(BaseModel):
     resources: list[str] = Field(default_factory=list, description="'<action>: <address>' per planned change")
     outputs: dict[str, Any] = Field(default_factory=dict, description="Non-sensitive outputs after the apply")
     record_in_config: dict[str, Any] = Field(
-        default_factory=dict, description="Values that differ from fleet.yaml's terraform.variables of the environment"
+        default_factory=dict,
+        description=(
+            "Values the environment does not record yet (fleet.yaml's terraform.variables with the fleet "
+            "repository's variables file on top): what the alignment's pull request sets"
+        ),
     )
-    config_updated: bool = Field(default=False, description="fleet.yaml now records record_in_config")
+    config_updated: bool = Field(
+        default=False, description="Always false now: the values are recorded in the fleet repository, by pull request"
+    )
     message: str = Field(default="", description="One line for people")
 
     def lines(self) -> list[str]:
@@ -357,7 +363,6 @@ def align_environment(
     sandbox: str | None = None,
     apply: bool = False,
     approve: bool = False,
-    config_path: Path | None = None,
     progress: Progress = quiet,
     on_plan: Callable[[PlanSummary], None] | None = None,
 ) -> AlignResult:
@@ -374,7 +379,6 @@ def align_environment(
         sandbox: The promoted sandbox to align with (default: the promotion that happened last).
         apply: Apply what the default branch records (the alignment's merged pull request).
         approve: With ``apply``, apply even a plan that destroys or replaces resources.
-        config_path: Unused; kept for callers (the values live in the fleet repository now).
         progress: Receives a line per step (the plan summary and each resource).
         on_plan: Shown the plan before anything is proposed or applied (an artifact in Prefect).
 
@@ -386,7 +390,6 @@ def align_environment(
         PermanentError: The environment has no terraform state (aligning never creates one).
         StateLockedError: Another run holds the environment's state lock (retryable).
     """
-    del config_path
     env = config.environment(environment)
     workspace = environment_workspace(config, environment)
     promotion = find_promotion(inventory, sandbox)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import get_run_logger, task
 
 from sandbox.align import AlignResult, align_environment
@@ -64,7 +62,6 @@ def align_task(
             sandbox=sandbox,
             apply=apply,
             approve=approve,
-            config_path=Path(config_path),
             progress=logger.info,
             on_plan=show,
         )
