@@ -217,45 +217,6 @@ def split_overrides(overrides: dict[str, Any], configured: dict[str, Any]) -> tu
     return carried, sorted(k for k in overrides if k in IDENTITY_VARIABLES)
 
 
-def record_environment_values(config_path: Path, environment: str, values: dict[str, Any]) -> None:
-    """Set ``values`` in fleet.yaml's ``environments.<env>.terraform.variables`` (comments and order kept).
-
-    The edited file is validated before it replaces the original.
-
-    Raises:
-        ConfigError: The edited file would not be a valid configuration.
-        OSError: The file cannot be written.
-    """
-    from io import StringIO
-
-    from ruamel.yaml import YAML
-    from ruamel.yaml.comments import CommentedMap
-
-    from sandbox.config import load_config
-    from sandbox.errors import ConfigError
-
-    yaml = YAML(typ="rt")
-    yaml.preserve_quotes = True
-    document = yaml.load(config_path.read_text(encoding="utf-8"))
-    try:
-        terraform = document["environments"][environment]["terraform"]
-    except (KeyError, TypeError):
-        raise ConfigError(f"{config_path}: no environments.{environment}.terraform to record values in") from None
-    if terraform.get("variables") is None:
-        terraform["variables"] = CommentedMap()
-    for key, value in values.items():
-        terraform["variables"][key] = value
-    out = StringIO()
-    yaml.dump(document, out)
-    tmp = config_path.with_name(f".{config_path.name}.align.tmp")
-    tmp.write_text(out.getvalue(), encoding="utf-8")
-    try:
-        load_config(tmp)
-        tmp.replace(config_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 # -- which promotion ---------------------------------------------------------------
 
 

@@ -16,14 +16,13 @@ from sandbox.align import (
     environment_variables,
     environment_workspace,
     find_promotion,
-    record_environment_values,
     refusal,
     split_overrides,
     typed_like,
 )
 from sandbox.config import load_config
 from sandbox.drivers.terraform import PlanSummary
-from sandbox.errors import ConfigError, InvalidInputError, PermanentError
+from sandbox.errors import InvalidInputError, PermanentError
 from sandbox.inventory import Inventory, utcnow
 from sandbox.models import SandboxKind, SandboxRecord, SandboxStatus, Stage
 
@@ -252,35 +251,6 @@ def test_plan_lines_and_markdown_list_each_resource_deletions_first() -> None:
     assert "No changes" in PlanSummary().markdown("t")
     long = PlanSummary(text="x" * 50).markdown("t", max_text_chars=10)
     assert "…\nxxxxxxxxxx\n" in long and "x" * 11 not in long
-
-
-def test_recording_values_keeps_comments_and_other_environments(config_path: Path) -> None:
-    record_environment_values(config_path, "development", {"kubernetes_version": "1.32", "region": "eu-1"})
-    text = config_path.read_text(encoding="utf-8")
-    assert text.startswith("# fleet.yaml of the unit tests\n")
-    assert "# what development runs" in text
-    config = load_config(config_path)
-    assert config.environments["development"].terraform.variables == {
-        "kubernetes_version": "1.32",
-        "node_count": 1,
-        "spot": False,
-        "region": "eu-1",
-    }
-    assert config.environments["staging"].terraform.variables == {"node_count": 3}
-    assert [p.name for p in config_path.parent.iterdir()] == ["fleet.yaml"]
-
-
-def test_recording_values_that_break_the_configuration_leaves_the_file_alone(config_path: Path) -> None:
-    before = config_path.read_text(encoding="utf-8")
-    with pytest.raises(ConfigError, match="no environments.qa.terraform"):
-        record_environment_values(config_path, "qa", {"node_count": 2})
-    assert config_path.read_text(encoding="utf-8") == before
-    broken = config_path.read_text(encoding="utf-8").replace("cluster_dir: clusters/staging", "cluster_dir: [1]")
-    config_path.write_text(broken, encoding="utf-8")
-    with pytest.raises(ConfigError):
-        record_environment_values(config_path, "development", {"node_count": 2})
-    assert config_path.read_text(encoding="utf-8") == broken != before
-    assert [p.name for p in config_path.parent.iterdir()] == ["fleet.yaml"]
 
 
 def test_result_lines_say_what_was_proposed_and_how_to_apply_it() -> None:
