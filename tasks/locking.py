@@ -75,16 +75,19 @@ _RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
 #: ``PREFECT_CLIENT_MAX_RETRIES=0``, before giving up); a lock taken at the start
 #: and released at the end of every run would add seconds to each. The lock's
 #: client sends each request once (:func:`_lock_client`) and its calls retry by
-#: themselves after short, doubling delays, within the same patience as Prefect's
-#: (about a minute) before failing loudly.
+#: themselves after short, doubling delays, within the patience of Prefect's own
+#: client (five retries waiting 2+4+8+16+32 s, besides the requests themselves)
+#: before failing loudly. A minute was not enough: a SQLite Prefect database that
+#: twenty runs start on at once stalls for its whole busy timeout (a minute,
+#: "database is locked") and answers 503 meanwhile; a lock call that began just
+#: before the stall must outlast it.
 _FIRST_RETRY_SECONDS = 0.05
 _MAX_RETRY_SECONDS = 2.0
-_RETRY_BUDGET_SECONDS = 60.0
-#: A request that timed out (the client's own timeout, a minute by default) has used up
-#: the budget by itself: a SQLite Prefect database stalls that long under load ("database
-#: is locked" while it stores twenty runs' events) and answers right after. Such a request
-#: is asked again this many times even past the budget, as Prefect's client retries a
-#: read timeout; a server that keeps not answering still fails the run loudly.
+_RETRY_BUDGET_SECONDS = 150.0
+#: A request that timed out (the client's own timeout, a minute by default) may have
+#: used up the budget by itself, on a server that answers right after its stall; such a
+#: request is asked again this many times even past the budget, as Prefect's client
+#: retries a read timeout. A server that keeps not answering still fails the run loudly.
 _TIMEOUT_RETRIES_PAST_BUDGET = 2
 
 _P = ParamSpec("_P")
