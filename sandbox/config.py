@@ -430,6 +430,13 @@ class PerformanceConfig(_Model):
     local_target_delay_ms: float = Field(
         default=20, ge=0, description="Service time of the local stand-in target (simulated clusters have no ingress)"
     )
+    stand_in_on_real_clusters: bool = Field(
+        default=False,
+        description=(
+            "On a real cluster with no target named, load the local stand-in anyway (the run says so) instead of "
+            "refusing the stage: only for a cluster with nothing to load (the local demo's)"
+        ),
+    )
     reports_dir: str = Field(default="perf-reports", description="Charts and load files, relative to the state dir")
 
     @model_validator(mode="after")

@@ -47,8 +47,10 @@ def preflight(config: FleetConfig, settings: ScenarioSettings) -> None:
             a real cluster with no target named (never the local stand-in there).
     """
     if settings.generator != "kubernetes-job":
-        if config.drivers.cluster.type != "simulated" and not (
-            settings.target_url or settings.target_service or settings.target_ingress
+        if (
+            config.drivers.cluster.type != "simulated"
+            and not config.performance.stand_in_on_real_clusters
+            and not (settings.target_url or settings.target_service or settings.target_ingress)
         ):
             raise ConfigError(NO_TARGET.format(settings.scenario))
         return
@@ -168,7 +170,13 @@ def run_performance_test(
     else:
         with local_target(delay_seconds=settings.local_target_delay_ms / 1000) as url:
             target = url.rstrip("/") + settings.path
-            ctx.progress(f"load target: local stand-in for the sandbox ingress at {target}")
+            if config.drivers.cluster.type != "simulated":
+                ctx.progress(
+                    "load target: the local stand-in, not the sandbox (performance.stand_in_on_real_clusters): "
+                    f"{target}"
+                )
+            else:
+                ctx.progress(f"load target: local stand-in for the sandbox ingress at {target}")
             metrics = load.run(
                 target,
                 users=settings.users,

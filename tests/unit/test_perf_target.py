@@ -57,6 +57,10 @@ def test_a_real_cluster_without_a_target_is_refused_on_one_line() -> None:
         load_target(config, settings, _cluster())
     simulated = _config("simulated")
     assert load_target(simulated, resolve_scenario(simulated, "smoke"), None) is None  # the stand-in, there only
+    opted_in = _config("kubernetes")
+    opted_in.performance.stand_in_on_real_clusters = True  # a cluster with nothing to load, said in the config
+    preflight(opted_in, resolve_scenario(opted_in, "smoke"))
+    assert load_target(opted_in, resolve_scenario(opted_in, "smoke"), None) is None
 
 
 def test_the_target_is_read_from_a_named_service_or_ingress() -> None:
