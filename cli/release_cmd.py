@@ -32,7 +32,6 @@ Every command that talks to the registry takes ``--registry oci://host[:port]/pa
 from __future__ import annotations
 
 import contextvars
-import sys
 import threading
 import time
 import uuid
@@ -63,7 +62,6 @@ from sandbox.config import FleetConfig, load_config
 from sandbox.drivers.git import GitCli
 from sandbox.drivers.registry import RegistryConfig, RegistryError, validate_tag
 from sandbox.errors import InvalidInputError
-from sandbox.redaction import redact
 from sandbox.release.context import ReleaseContext, build_release_context
 from sandbox.release.plan import ReleasePlan, release_plan
 from sandbox.release.settings import discover_registry, registry_override
@@ -408,16 +406,14 @@ def promote_production(
         approval_poll_seconds=2,
     )
     run_id = wait_for_paused_run(worker, marker)
-    # With --output json, stdout holds the JSON alone: what happens meanwhile goes to stderr.
-    say = echo if output != "json" else (lambda line: print(redact(line), file=sys.stderr, flush=True))
     if run_id is not None:
         if approve:
             from prefect.flow_runs import resume_flow_run
 
             resume_flow_run(run_id, run_input={"approve": True, "reason": reason})
-            say(f"approved flow run {run_id} from the command line")
+            echo(f"approved flow run {run_id} from the command line")
         else:
-            say(
+            echo(
                 f"waiting for approval of flow run {run_id}: "
                 "answer its form in the Prefect UI (or rerun with --approve)"
             )
