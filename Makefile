@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system-deps demo test test-unit test-explore test-team test-under-load lint bench serve clean toolchain
+.PHONY: setup system-deps demo demo-local test test-real test-unit test-explore test-team test-under-load lint bench serve clean toolchain peers
 
 # Idempotent: rebuilds the environment only when the lock or the project changes.
 setup: $(STAMP)
@@ -23,8 +23,25 @@ system-deps:
 demo: setup
 	$(BIN)/sandbox demo
 
-test: setup system-deps
+# The demo on real local clusters (Kubernetes and Flux built from Go modules, docs/local-cluster.md): the first run
+# builds the toolchain (about an hour on two cores), later runs take minutes.
+demo-local: setup toolchain
+	$(BIN)/sandbox demo --cluster local
+
+# Everything, the real tier included (tests/real: local clusters from the toolchain, which is built first when
+# missing: about half an hour on two idle cores the first time, nothing afterwards; docs/toolchain.md).
+test: setup system-deps toolchain
 	$(BIN)/pytest -q -n 4 --dist loadfile
+
+# The real tier alone: real local clusters (Kubernetes and Flux built by make toolchain; docs/local-cluster.md).
+test-real: setup toolchain
+	$(BIN)/pytest -q -m real tests/real
+
+# The Go peers the differential tests and `make bench` run beside the project (docs/peers.md): only semver-peer,
+# built in seconds and cached by scripts/toolchain.py (`make test` builds the whole toolchain, the peer included).
+# Without Go the build fails, the make goes on, and the differential test skips (fails under CI, tests/realparts.py).
+peers:
+	$(PYTHON) scripts/toolchain.py --only semver-peer || echo "make: semver-peer not built: its differential test will skip (fail under CI)"
 
 # The whole suite RUNS times in a row with every CPU kept busy (flaky tests show up here).
 test-under-load: setup system-deps
@@ -38,7 +55,7 @@ test-unit: setup
 	$(BIN)/pytest -q -m "not integration"
 
 # The property tests with the explore profile: random, ten times the examples (make test runs them derandomized).
-test-explore: setup
+test-explore: setup peers
 	$(BIN)/pytest -q -n 4 --dist loadfile -m hypothesis --hypothesis-profile=explore
 
 lint: setup
@@ -54,8 +71,8 @@ serve: setup
 toolchain:
 	$(PYTHON) scripts/toolchain.py
 
-bench: setup
+bench: setup peers
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf .demo .fleet-sandbox .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .demo .demo-local .fleet-sandbox .pytest_cache .mypy_cache .ruff_cache

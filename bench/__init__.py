@@ -2,7 +2,8 @@
 
 Every figure is a ratio or a rate measured within one run, repeated, and the
 median is kept, so it holds on a noisy shared machine. ``python -m bench``
-writes ``bench/results.json`` (flat ``metric: number``) and the table in
+writes ``bench/results.json`` (flat ``metric: number``, plus ``peers``: the outside
+programs a ratio was measured against, with their versions) and the table in
 ``bench/README.md``; ``bench/.work/`` is scratch space (git-ignored).
 
 Modules, one per metric group:
@@ -11,6 +12,7 @@ Modules, one per metric group:
   ``resume_after_last_stage_ratio`` (the demo lifecycle through Prefect);
 * :mod:`bench.readiness` -- ``readiness_detection_latency_ms``;
 * :mod:`bench.scan` -- ``scan_manifests_per_second``;
-* :mod:`bench.resolve` -- ``resolve_10k_tags_ms``;
+* :mod:`bench.resolve` -- ``resolve_10k_tags_ms`` and ``resolve_vs_masterminds_ratio``
+  (the project's resolver / ``semver-peer``, Flux's code path in Go; group ``resolve-peer``);
 * :mod:`bench.report` -- ``results.json`` and ``README.md``.
 """

@@ -23,7 +23,7 @@ from bench.common import Metric, log  # noqa: E402
 from bench.profiling import Profiler  # noqa: E402
 from bench.runner import describe, exit_status, fail_group, run_groups  # noqa: E402
 
-GROUPS = ("resolve", "scan", "readiness", "lifecycle", "cleanup")
+GROUPS = ("resolve", "resolve-peer", "scan", "readiness", "lifecycle", "cleanup")
 #: Groups that run flows against the Prefect server.
 SERVER_GROUPS = ("lifecycle", "cleanup")
 
@@ -31,6 +31,7 @@ SERVER_GROUPS = ("lifecycle", "cleanup")
 def _run_group(name: str, quick: bool, server: lifecycle.RunningServer | None = None) -> list[Metric]:
     runs: dict[str, Callable[[], list[Metric]]] = {
         "resolve": lambda: resolve.run(2 if quick else resolve.REPETITIONS),
+        "resolve-peer": lambda: resolve.run_peer(2 if quick else resolve.REPETITIONS),
         "scan": lambda: scan.run(2 if quick else scan.REPETITIONS),
         "readiness": lambda: readiness.run(2 if quick else readiness.REPETITIONS),
         "lifecycle": lambda: lifecycle.run(2 if quick else lifecycle.REPETITIONS),
@@ -46,7 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="two repetitions each (a smoke run, not for the record)")
     parser.add_argument("--no-profile", action="store_true", help="skip profiling the metric closest to its bar")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a bar is missed, too")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="with --only: merge this run's figures into results.json and README.md (other figures kept)",
+    )
     args = parser.parse_args(argv)
+    if args.merge and (not args.only or args.quick):
+        parser.error("--merge needs --only and a full (not --quick) run")
     groups = args.only or list(GROUPS)
     started, start = report.now(), time.monotonic()
     server_groups = [g for g in groups if g in SERVER_GROUPS]
@@ -86,7 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     else:
         profile_worst()
     metrics.sort(key=report.order)
-    if args.only or args.quick:
+    if args.merge:
+        report.write_results(metrics, errors=outcome.errors, path=report.RESULTS_FILE, merge=True)
+        report.merge_readme(metrics, started=started, groups=groups, path=report.README_FILE)
+        log(f"merged into {report.RESULTS_FILE} and {report.README_FILE}")
+    elif args.only or args.quick:
         log("a partial or quick run: results.json and README.md are left as they are")
         if profiled is not None and profile_text is not None:
             log(f"profile of {profiled.name}:\n{profile_text}")

@@ -10,17 +10,19 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from bench.profiling import Profiler
 from sandbox.config import FleetConfig, load_config
+from sandbox.context import SandboxContext
 from sandbox.demo import demo_request, prepare_demo
 from sandbox.inventory import Inventory
-from sandbox.lifecycle import STAGE_FUNCTIONS, SandboxContext, register, validate_request
 from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.models import Stage
+from sandbox.stages import STAGE_FUNCTIONS
+from sandbox.stages.register import register, validate_request
 from sandbox.wiring import build_drivers, open_inventory
 
 #: The ``bench/`` directory.
@@ -50,6 +52,8 @@ class Metric:
         profile: Runs one more iteration under a profiler (the README reports
             what dominated the metric closest to its bar).
         note: Shown under the README's table.
+        peers: The outside programs measured beside the project for this metric, name -> version
+            (``results.json`` and the README list them).
     """
 
     name: str
@@ -60,6 +64,7 @@ class Metric:
     samples: list[float]
     profile: ProfileRun | None = None
     note: str = ""
+    peers: dict[str, str] = field(default_factory=dict)
 
     @property
     def value(self) -> float:
@@ -164,7 +169,7 @@ def stage_kwargs(stage: Stage, request: LifecycleRequest) -> dict[str, Any]:
 
 
 class DirectLifecycle:
-    """A lifecycle (the demo's by default) through the stage functions of ``sandbox.lifecycle``, without Prefect.
+    """A lifecycle (the demo's by default) through the stage functions of ``sandbox.stages``, without Prefect.
 
     The drivers are the ones the tasks build (``build_drivers``), and each stage's
     completion is recorded in the inventory as ``tasks/common.run_stage`` does,
@@ -185,9 +190,8 @@ class DirectLifecycle:
         record = self.ctx.record
         for stage in stages:
             self.ctx.refresh()
-            self.inventory.stage_started(record.name, record.lifecycle_id, stage)
-            result = STAGE_FUNCTIONS[stage](self.ctx, **stage_kwargs(stage, self.request))
-            self.inventory.stage_completed(record.name, record.lifecycle_id, stage, result.model_dump(mode="json"))
+            with self.inventory.recording_stage(record.name, record.lifecycle_id, stage) as recording:
+                recording.complete(STAGE_FUNCTIONS[stage](self.ctx, **stage_kwargs(stage, self.request)))
         self.ctx.refresh()
 
     def close(self) -> None:

@@ -2,7 +2,7 @@
 
 * ``lifecycle_overhead_ratio`` -- the demo lifecycle as the ``sandbox-lifecycle``
   flow against a Prefect server that is already up, divided by the same stage
-  functions of ``sandbox.lifecycle`` called directly with the same drivers and
+  functions of ``sandbox.stages`` called directly with the same drivers and
   the same fleet.yaml (so the same simulated readiness delay and load duration).
 * ``resume_after_last_stage_ratio`` -- a flow run that failed at the last stage
   (promote), resumed, divided by a full flow run. The failure comes from the

@@ -36,7 +36,6 @@ from bench.profiling import Profiler
 from sandbox.drivers.simulated_cluster import SimulatedCluster
 from sandbox.drivers.simulation.apiserver import STATE_FILE, locked_state
 from sandbox.flux import FLUX_APPLIERS, wait_ready
-from sandbox.lifecycle import cluster_for
 from sandbox.models import Stage
 
 #: Repetitions (the figure is the median).
@@ -69,7 +68,7 @@ def measure_once(workdir: Path) -> float:
     lifecycle = DirectLifecycle(prepare_bench_demo(workdir))
     try:
         lifecycle.run([Stage.provision, Stage.clone, Stage.bootstrap])
-        cluster = cluster_for(lifecycle.ctx)
+        cluster = lifecycle.ctx.cluster()
         if not isinstance(cluster, SimulatedCluster):
             raise BenchError("the demo's cluster is not the simulated one")
         settings = lifecycle.config.drivers.cluster
@@ -89,7 +88,7 @@ def _profile(profiler: Profiler) -> None:
     lifecycle = DirectLifecycle(prepare_bench_demo(new_workdir(GROUP_DIR, "profile")))
     try:
         lifecycle.run([Stage.provision, Stage.clone, Stage.bootstrap])
-        cluster = cluster_for(lifecycle.ctx)
+        cluster = lifecycle.ctx.cluster()
         profiler.call(lambda: wait_ready(cluster, lifecycle.config.drivers.cluster.ready_timeout_seconds))
     finally:
         lifecycle.close()

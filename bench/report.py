@@ -77,6 +77,7 @@ METRIC_ORDER = (
     "cleanup_100_vs_10_ratio",
     "scan_manifests_per_second",
     "resolve_10k_tags_ms",
+    "resolve_vs_masterminds_ratio",
     "readiness_detection_latency_ms",
 )
 
@@ -91,11 +92,34 @@ def rounded(metric: Metric) -> float:
     return round(metric.value, 3 if metric.unit == "x" else 1)
 
 
-def write_results(metrics: list[Metric], errors: dict[str, str] | None = None, path: Path = RESULTS_FILE) -> None:
-    """``results.json``: a flat ``{metric: number}``; ``"errors": {group: message}`` for groups not measured."""
-    results: dict[str, Any] = {m.name: rounded(m) for m in metrics}
+def peers_of(metrics: list[Metric]) -> dict[str, str]:
+    """Every outside program measured beside the project: name -> version."""
+    return {name: version for m in metrics for name, version in m.peers.items()}
+
+
+def write_results(
+    metrics: list[Metric],
+    errors: dict[str, str] | None = None,
+    path: Path = RESULTS_FILE,
+    *,
+    merge: bool = False,
+) -> None:
+    """``results.json``: a flat ``{metric: number}``; ``"errors": {group: message}`` for groups not measured,
+    ``"peers": {program: version}`` for the outside programs a ratio was measured against.
+
+    With ``merge`` (a partial run, ``--only ... --merge``) the file's other figures are kept.
+    """
+    results: dict[str, Any] = {}
+    if merge and path.exists():
+        results = json.loads(path.read_text(encoding="utf-8"))
+    results.update({m.name: rounded(m) for m in metrics})
+    peers = {**results.get("peers", {}), **peers_of(metrics)}
+    results.pop("peers", None)
+    errors = {**(results.pop("errors", {}) if merge else {}), **(errors or {})}
     if errors:
-        results["errors"] = dict(errors)
+        results["errors"] = errors
+    if peers:
+        results["peers"] = peers
     path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
 
@@ -195,12 +219,8 @@ def write_readme(
     rows = [
         "| metric | value | bar | | samples (median kept) | measures |",
         "|---|---:|---:|---|---|---|",
+        *(_row(m) for m in metrics),
     ]
-    for m in metrics:
-        op = "≤" if m.better == "lower" else "≥"
-        samples = ", ".join(f"{s:,.3f}" if m.unit == "x" else f"{s:,.0f}" for s in m.samples)
-        status = "ok" if m.passed else f"**{miss(m)}**"
-        rows.append(f"| `{m.name}` | {_value(m)} {m.unit} | {op} {m.bar:,g} | {status} | {samples} | {m.description} |")
     text = [
         "# Benchmarks",
         "",
@@ -225,6 +245,7 @@ def write_readme(
         "",
         *(f"`{m.name}`: {m.note}" + "\n" for m in metrics if m.note),
     ]
+    text += _peers_section(metrics)
     if errors:
         text += ["## Not measured", "", *(f"- `{group}`: {message}" for group, message in errors.items()), ""]
     text += ["## What dominated", "", ANALYSIS.rstrip(), ""]
@@ -236,6 +257,74 @@ def write_readme(
             "",
         ]
     path.write_text("\n".join(text), encoding="utf-8")
+
+
+def _row(m: Metric) -> str:
+    op = "≤" if m.better == "lower" else "≥"
+    samples = ", ".join(f"{s:,.3f}" if m.unit == "x" else f"{s:,.0f}" for s in m.samples)
+    status = "ok" if m.passed else f"**{miss(m)}**"
+    return f"| `{m.name}` | {_value(m)} {m.unit} | {op} {m.bar:,g} | {status} | {samples} | {m.description} |"
+
+
+PEERS_HEADING = "## Side by side with the tools in use today"
+
+
+def _peers_section(metrics: list[Metric]) -> list[str]:
+    rows = [
+        f"| {name} | {version} | `{m.name}` | {_value(m)} {m.unit} |"
+        for m in metrics
+        for name, version in m.peers.items()
+    ]
+    if not rows:
+        return []
+    return [
+        PEERS_HEADING,
+        "",
+        "The same work done by the program platform engineers (and Flux) run today, measured in the same run on",
+        "the same inputs (docs/peers.md).",
+        "",
+        "| peer | version | metric | ratio (project / peer) |",
+        "|---|---|---|---:|",
+        *rows,
+        "",
+    ]
+
+
+def merge_readme(metrics: list[Metric], *, started: datetime, groups: list[str], path: Path = README_FILE) -> None:
+    """A partial run's figures into the README: its rows and notes replaced (or added), the rest kept as it is."""
+    lines = path.read_text(encoding="utf-8").split("\n")
+    for m in metrics:
+        row = _row(m)
+        at = next((i for i, line in enumerate(lines) if line.startswith(f"| `{m.name}` |")), None)
+        if at is not None:
+            lines[at] = row
+        else:  # a new metric: after the last row of the results table
+            last = max(i for i, line in enumerate(lines) if line.startswith("| `") and line.count("|") == 7)
+            lines.insert(last + 1, row)
+        lines = [line for line in lines if not line.startswith(f"`{m.name}`: ")]
+        if m.note:
+            end = next(i for i, line in enumerate(lines) if line.startswith("## ") and i > lines.index("## Results"))
+            lines[end:end] = [f"`{m.name}`: {m.note}", ""]
+    stamp = f"`{'`, `'.join(m.name for m in metrics)}`: measured {started.strftime('%Y-%m-%d %H:%M UTC')} in a "
+    stamp += f"partial run (`python -m bench --only {' --only '.join(groups)} --merge`, load average "
+    stamp += f"{machine()['load average']}), the other rows before."
+    lines = [line for line in lines if not (line.endswith("the other rows before.") and line.startswith(stamp[:40]))]
+    end = next(i for i, line in enumerate(lines) if line.startswith("## ") and i > lines.index("## Results"))
+    lines[end:end] = [stamp, ""]
+    if PEERS_HEADING in lines:  # rebuilt from this run's peers plus the rows already there for other metrics
+        start = lines.index(PEERS_HEADING)
+        stop = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        kept = [line for line in lines[start:stop] if line.startswith("| ") and line.count("`") == 2]
+        kept = [line for line in kept if not any(f"`{m.name}`" in line for m in metrics)]
+        section = _peers_section(metrics)
+        if section:
+            section[-1:-1] = kept
+        del lines[start:stop]
+        lines[start:start] = section
+    else:
+        at = next((i for i, line in enumerate(lines) if line.startswith("## What dominated")), len(lines))
+        lines[at:at] = _peers_section(metrics)
+    path.write_text("\n".join(lines), encoding="utf-8")
 
 
 def print_summary(metrics: list[Metric], errors: dict[str, str] | None = None) -> None:

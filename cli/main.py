@@ -43,6 +43,7 @@ app = typer.Typer(
 )
 
 DEFAULT_DEMO_DIR = Path(__file__).resolve().parents[1] / ".demo"
+DEFAULT_LOCAL_DEMO_DIR = Path(__file__).resolve().parents[1] / ".demo-local"
 
 
 def _config(path: Path) -> FleetConfig:
@@ -60,13 +61,26 @@ def _print_report(report: Any) -> None:
 @app.command()
 def demo(
     workdir: Annotated[
-        Path, typer.Option("--workdir", help="Where the demo's repo, remote and state live")
-    ] = DEFAULT_DEMO_DIR,
+        Path | None,
+        typer.Option("--workdir", help="Where the demo's repo, remote and state live (default .demo, .demo-local)"),
+    ] = None,
+    cluster: Annotated[
+        str,
+        typer.Option(
+            "--cluster",
+            help="simulated (fast, no Go needed) or local (real Kubernetes and Flux on this machine: make toolchain)",
+        ),
+    ] = "simulated",
 ) -> None:
     """Run the whole lifecycle on embedded defaults (rerun: resume, or nothing left to do)."""
+    if cluster not in ("simulated", "local"):
+        raise typer.BadParameter(f"--cluster must be simulated or local, not {cluster!r}")
+    if cluster == "local":
+        _demo_local(workdir or DEFAULT_LOCAL_DEMO_DIR)
+        return
     from sandbox.demo import demo_request, prepare_demo
 
-    config_path = prepare_demo(workdir)
+    config_path = prepare_demo(workdir or DEFAULT_DEMO_DIR)
     config = _config(config_path)
     request = demo_request(config_path)
     echo(f"demo: fleet repo remote {config.remote_url}, config {config_path}")
@@ -74,6 +88,34 @@ def demo(
     from flows.lifecycle import sandbox_lifecycle
 
     report = run_flow(sandbox_lifecycle, request=request, resume=True)
+    _print_report(report)
+
+
+def _demo_local(workdir: Path) -> None:
+    """The demo on real local clusters: the remote served over smart HTTP while the lifecycle runs."""
+    from urllib.parse import urlsplit
+
+    from sandbox import toolchain
+    from sandbox.demo import local_demo_request, prepare_local_demo
+    from sandbox.localcluster.endpoints import LOCAL_FLEET_PORT
+    from sandbox.localcluster.git_http import GitHttpServer
+    from sandbox.localcluster.ports import is_free, pick_ports
+
+    for binary in ("etcd", "kube-apiserver", "kwok", "source-controller", "kustomize-controller"):
+        toolchain.locate(binary)  # ToolNotFoundError naming it (make toolchain) before anything is written
+    config_file = workdir.resolve() / "fleet.yaml"
+    port = LOCAL_FLEET_PORT if is_free(LOCAL_FLEET_PORT) else pick_ports(1)[0]
+    if config_file.exists():  # a rerun serves the remote where the clusters already fetch it
+        port = urlsplit(_config(config_file).flux_url).port or port
+    config_path = prepare_local_demo(workdir, sys.executable, port)
+    config = _config(config_path)
+    request = local_demo_request(config_path)
+    from flows.lifecycle import sandbox_lifecycle
+
+    with GitHttpServer(config_path.parent, port=port):
+        echo(f"demo: fleet repo remote {config.remote_url}, served to Flux at {config.flux_url}, config {config_path}")
+        echo(f"demo: sandbox {request.name} from {request.source_env} on its own local cluster (infra/local-cluster)")
+        report = run_flow(sandbox_lifecycle, request=request, resume=True)
     _print_report(report)
 
 
@@ -220,8 +262,8 @@ def clone_command(
 ) -> None:
     """The clone step alone on a local checkout (no gotk-sync.yaml; GitRepository retargeted to --branch)."""
     from sandbox import fleetrepo
-    from sandbox.drivers.git import GitCli
-    from sandbox.lifecycle import clone_local_checkout
+    from sandbox.stages.clone import clone_local_checkout
+    from sandbox.wiring import build_git
 
     if not (repo / ".git").exists():
         fail(f"{repo} is not a git checkout", EXIT_USAGE)
@@ -238,7 +280,7 @@ def clone_command(
         default_branch, ticket_pattern = cfg.fleet_repo.default_branch, cfg.fleet_repo.ticket_pattern
         protected = cfg.protected_names()
     result = clone_local_checkout(
-        GitCli(),
+        build_git(),
         repo.resolve(),
         source_env=source_env,
         name=name,

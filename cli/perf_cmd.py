@@ -93,10 +93,10 @@ def build_request(
         InvalidInputError: Unknown environment or scenario, bad TTL or change file, or a
             load generator this configuration cannot run (ConfigError).
     """
-    from sandbox.lifecycle import validate_request
     from sandbox.lifecycle_request import LifecycleRequest
     from sandbox.models import SandboxKind
-    from sandbox.perf.run import preflight
+    from sandbox.stages.performance import preflight
+    from sandbox.stages.register import validate_request
 
     cfg.environment(source_env)
     preflight(cfg, resolve_scenario(cfg, scenario, load))

@@ -59,7 +59,6 @@ from cli.common import (
 )
 from cli.prefect_env import configure_prefect, quiet_expected_tracebacks
 from sandbox.config import FleetConfig, load_config
-from sandbox.drivers.git import GitCli
 from sandbox.drivers.registry import RegistryConfig, RegistryError, validate_tag
 from sandbox.errors import InvalidInputError
 from sandbox.release.context import ReleaseContext, build_release_context
@@ -68,6 +67,7 @@ from sandbox.release.settings import discover_registry, registry_override
 from sandbox.release.versions import validate_release_version
 from sandbox.versions import parse_constraint
 from sandbox.versions import resolve as resolve_range
+from sandbox.wiring import build_git
 
 release_app = typer.Typer(
     name="release",
@@ -112,8 +112,7 @@ def _target(config: Path, cfg: FleetConfig, override: RegistryConfig | None) -> 
 
 def direct_context(cfg: FleetConfig, override: RegistryConfig | None) -> ReleaseContext:
     """A release context for the commands that run no flow (plan, resolve): secrets from env or Secret block."""
-    git_cfg = cfg.drivers.git
-    git = GitCli(git_cfg.binary, git_cfg.timeout_seconds, cfg.fleet_repo.author_name, cfg.fleet_repo.author_email)
+    git = build_git(cfg)
     settings = override or discover_registry(cfg, git)
     password = None
     if settings.password_secret_block:

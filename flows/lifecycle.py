@@ -17,7 +17,7 @@ from prefect import flow, get_run_logger
 from prefect.states import State
 from pydantic import BaseModel, Field
 
-from sandbox.errors import SandboxError
+from sandbox.errors import error_message
 from sandbox.hardening import harden_process
 from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.models import STAGE_ORDER, Stage, StageResult
@@ -70,9 +70,7 @@ def outcome_of(state: State[Any], result: StageResult) -> str:
 
 
 def _cause(error: BaseException | None) -> str:
-    if isinstance(error, SandboxError):
-        return " ".join(str(error).split())
-    return f"{type(error).__name__}: {' '.join(str(error).split())}" if error is not None else "unknown error"
+    return " ".join(error_message(error).split()) if error is not None else "unknown error"
 
 
 #: What a lifecycle does when provision or bootstrap fails for good: undo the sandbox, or keep it marked failed.
@@ -128,10 +126,10 @@ def sandbox_lifecycle(request: LifecycleRequest, resume: bool = False) -> Lifecy
     """
     harden_process()  # private files and redacted logs, wherever this flow runs
     logger = get_run_logger()
-    check_request_task(request)  # before the lock: its name comes from the request
+    validated = check_request_task(request)  # before the lock: its name comes from the request
     with sandbox_lock(request.name, fleet_of(request.config_path), log=logger.info):
         preflight_task(request)
-        record = register_task(request, resume=resume)
+        record = register_task(validated, resume=resume)
         stages = list(STAGE_ORDER)
         if request.stop_after is not None:
             stages = stages[: stages.index(request.stop_after) + 1]

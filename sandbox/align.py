@@ -45,7 +45,7 @@ from pydantic import BaseModel, Field
 
 from sandbox import fleetrepo, paths
 from sandbox.config import FleetConfig
-from sandbox.drivers.git import GitCli
+from sandbox.drivers.git import GitDriver
 from sandbox.drivers.git_hosting import GitHosting, PullRequest
 from sandbox.drivers.terraform import PlanSummary, TerraformDriver, public_outputs
 from sandbox.errors import InvalidInputError, PermanentError
@@ -288,7 +288,7 @@ def check_merged(promotion: Promotion, hosting: GitHosting | None, environment: 
 # -- aligning -----------------------------------------------------------------------
 
 
-def checkout_default_branch(git: GitCli, config: FleetConfig, repo: Path) -> Path:
+def checkout_default_branch(git: GitDriver, config: FleetConfig, repo: Path) -> Path:
     """A checkout of the fleet repository's default branch as the remote has it."""
     default = config.fleet_repo.default_branch
     if not (repo / ".git").is_dir():
@@ -317,7 +317,7 @@ def align_environment(
     config: FleetConfig,
     inventory: Inventory,
     *,
-    git: GitCli,
+    git: GitDriver,
     terraform: TerraformDriver,
     environment: str,
     hosting: GitHosting | None = None,
@@ -461,7 +461,7 @@ def align_branch(environment: str, sandbox: str) -> str:
 
 def _propose(
     config: FleetConfig,
-    git: GitCli,
+    git: GitDriver,
     hosting: GitHosting | None,
     repo: Path,
     environment: str,

@@ -19,6 +19,12 @@ orphan-branch     a fleet-remote branch adding a sandbox directory that  ``delet
                   destroyed                                               the commit found)
 orphan-directory  a sandbox directory on the default branch without a    ``propose-removal``: a pull
                   live record                                             request deleting it
+orphan-processes  processes of a local cluster (found by their marker,    ``stop-processes``: stopped,
+                  sandbox.localcluster.processes) under                   and the cluster directory
+                  ``<state_dir>/sandboxes/<name>/`` with no live record   deleted (only if marked)
+                  and no terraform state to tear them down with, or
+                  whose cluster directory is gone (a flow SIGKILLed
+                  mid-provision or mid-teardown)
 ================= ======================================================= ==========================
 
 Never touched: sandboxes with ``keep``; records busy creating or tearing down
@@ -79,6 +85,7 @@ class CleanupKind(StrEnum):
     stale_record = "stale-record"
     orphan_branch = "orphan-branch"
     orphan_directory = "orphan-directory"
+    orphan_processes = "orphan-processes"
 
 
 class CleanupActionKind(StrEnum):
@@ -89,6 +96,7 @@ class CleanupActionKind(StrEnum):
     reconcile_record = "reconcile-record"
     delete_branch = "delete-branch"
     propose_removal = "propose-removal"
+    stop_processes = "stop-processes"
 
 
 #: Actions that destroy infrastructure through the teardown stage.
@@ -108,7 +116,9 @@ class CleanupAction(BaseModel):
     workdir: str | None = Field(default=None, description="adopt-and-teardown: the terraform working directory")
     sandbox_kind: SandboxKind | None = Field(default=None, description="adopt-and-teardown: the kind guessed")
     sha: str | None = Field(default=None, description="delete-branch: the tip found (deleted only if unchanged)")
-    directory: str | None = Field(default=None, description="propose-removal: the repository path")
+    directory: str | None = Field(
+        default=None, description="propose-removal: the repository path; stop-processes: the local cluster's directory"
+    )
 
 
 OutcomeStatus = Literal["planned", "done", "skipped", "failed"]
@@ -391,6 +401,63 @@ def _state_actions(
         )
 
 
+def _local_cluster_actions(
+    config: FleetConfig, by_name: dict[str, SandboxRecord], now: datetime, plan: CleanupPlan
+) -> None:
+    """Local clusters whose processes run on with nothing left to stop them (see the table above)."""
+    from sandbox.localcluster.processes import find_local_cluster_processes
+
+    root = (config.state_dir / "sandboxes").resolve()
+    adopted = {a.target for a in plan.actions if a.action in TEARDOWN_ACTIONS}
+    directories: dict[Path, int] = {}
+    for process in find_local_cluster_processes():
+        directory = Path(process.cluster_dir)
+        if root in directory.parents:
+            directories[directory] = directories.get(directory, 0) + 1
+    for directory, count in sorted(directories.items()):
+        name = directory.relative_to(root).parts[0]
+        record = by_name.get(name)
+        if directory.is_dir():
+            if name in adopted:
+                continue  # its terraform state is torn down, and the stack's destroy stops them
+            if record is not None and record.status is not SandboxStatus.destroyed:
+                continue  # a live sandbox's cluster (an expired one is torn down through its record)
+            why = "no record" if record is None else "its record says destroyed"
+        else:
+            why = "its cluster directory is gone"
+        plan.actions.append(
+            CleanupAction(
+                kind=CleanupKind.orphan_processes,
+                action=CleanupActionKind.stop_processes,
+                target=name,
+                reason=f"{count} process(es) of the local cluster in {directory} run on but {why}",
+                directory=str(directory),
+            )
+        )
+
+
+def stop_orphan_processes(config: FleetConfig, action: CleanupAction) -> tuple[OutcomeStatus, str]:
+    """Stop an orphaned local cluster's processes and delete its directory (only a marked one)."""
+    from sandbox.localcluster import control_plane
+    from sandbox.localcluster.errors import NotALocalClusterError
+    from sandbox.localcluster.processes import find_local_cluster_processes, terminate
+
+    if action.directory is None:
+        raise ValueError("stop-processes needs the cluster directory")
+    directory = Path(action.directory)
+    root = (config.state_dir / "sandboxes").resolve()
+    if root not in directory.parents:
+        raise InvalidInputError(f"{directory} is not a sandbox's local cluster under {root}; left alone")
+    if directory.is_dir():
+        try:
+            stopped = control_plane.down(directory)
+        except NotALocalClusterError as exc:  # its processes were stopped; the unmarked directory is kept
+            return "done", f"stopped its processes; {exc}"
+        return "done", f"stopped {len(stopped)} process(es); deleted {directory}"
+    stopped = terminate(find_local_cluster_processes(directory))
+    return "done", f"stopped {len(stopped)} process(es) (the directory was already gone)"
+
+
 @contextlib.contextmanager
 def cleanup_checkout(config: FleetConfig, drivers: Drivers) -> Iterator[Path]:
     """Cleanup's own checkout of the fleet repository, fetched, held under an exclusive lock."""
@@ -533,6 +600,9 @@ def plan_cleanup(
     before = len(plan.actions)
     _state_actions(config, drivers, by_name, moment, plan, set(branches))
     progress(f"terraform states: {len(plan.actions) - before} orphaned")
+    before = len(plan.actions)
+    _local_cluster_actions(config, by_name, moment, plan)
+    progress(f"local clusters: {len(plan.actions) - before} orphaned")
     if branches:
         before = len(plan.actions)
         try:

@@ -392,11 +392,7 @@ class PerformanceScenario(_Model):
     spawn_rate: float | None = Field(default=None, gt=0, description="Users started per second")
     duration_seconds: float | None = Field(default=None, gt=0, description="How long the load runs")
     target_url: str | None = Field(
-        default=None,
-        description=(
-            "URL to load. Unset on a simulated cluster: the local stand-in target; on a real cluster: "
-            "target_service or target_ingress names what to load, else the stage is refused"
-        ),
+        default=None, description="URL to load (unset: target_service/target_ingress; simulated: the stand-in)"
     )
     target_service: str | None = Field(
         default=None,
@@ -431,11 +427,7 @@ class PerformanceConfig(_Model):
         default=20, ge=0, description="Service time of the local stand-in target (simulated clusters have no ingress)"
     )
     stand_in_on_real_clusters: bool = Field(
-        default=False,
-        description=(
-            "On a real cluster with no target named, load the local stand-in anyway (the run says so) instead of "
-            "refusing the stage: only for a cluster with nothing to load (the local demo's)"
-        ),
+        default=False, description="Real cluster, no target named: load the local stand-in (said) instead of refusing"
     )
     reports_dir: str = Field(default="perf-reports", description="Charts and load files, relative to the state dir")
 
@@ -684,15 +676,11 @@ class FleetConfig(_Model):
 
     @property
     def fleet_id(self) -> str:
-        """Which fleet this is, as 12 hex digits: its fleet repository remote and its inventory, hashed.
+        """This fleet, as 12 hex digits: a hash of its remote and inventory (user names and passwords left out).
 
-        A sandbox is its name *within a fleet*: two fleets (or two workdirs with
-        their own state) on one machine may each have a sandbox ``sandbox-a``, and
-        share one Prefect server. The lock and the cache keys of a sandbox are
-        scoped by this id, so they do not block or reuse each other. Workers of one
-        team (same remote, same inventory database) get the same id. User names
-        and passwords in either URL are left out: they differ per worker and must
-        not decide (or leak through) the id.
+        A sandbox is its name within a fleet: its lock and cache keys are scoped by this id, so
+        two fleets (or workdirs) on one machine sharing a Prefect server do not block or reuse
+        each other's; workers of one team (same remote, same inventory) get the same id.
         """
         identity = f"{_without_userinfo(self.remote_url)}\n{_without_userinfo(self.inventory_url)}"
         return hashlib.sha256(identity.encode("utf-8")).hexdigest()[:12]

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import yaml
 
-from sandbox.drivers.git import GitCli
+from sandbox.drivers.git import GitDriver
 from sandbox.lifecycle_request import LifecycleRequest, SandboxChange, ScalarChange
 from sandbox.progress import Progress, quiet
+from sandbox.wiring import build_git
 
 EXAMPLE_REPO = Path(__file__).resolve().parents[1] / "examples" / "fleet-repo"
 EXAMPLE_URL = "ssh://git@github.com/example-org/fleet-infra"
@@ -75,8 +76,57 @@ def demo_config(workdir: Path) -> dict[str, object]:
     }
 
 
+#: The ``local`` environment's Terraform stack in the example fleet (a real cluster on this machine).
+LOCAL_MODULE = "infra/local-cluster"
+
+
+def local_demo_config(workdir: Path, flux_url: str, python: str) -> dict[str, object]:
+    """The fleet.yaml of the demo on a real local cluster (``sandbox demo --cluster local``, ``make demo-local``).
+
+    The environment ``local`` (a canary following ``main``), whose sandboxes each get their own local cluster from
+    the ``infra/local-cluster`` stack (docs/local-cluster.md); the clusters are real, so the cluster driver is
+    ``kubernetes`` and Flux fetches the fleet repository from ``flux_url`` (the demo's remote served over smart HTTP
+    on loopback). The example's other environments are configured as in :func:`demo_config` (the fleet policy
+    knows their directories for what they are), but nothing here provisions them.
+
+    Args:
+        workdir: The demo's directory.
+        flux_url: Where the local clusters' source-controller fetches the remote, ``http://127.0.0.1:<port>/...``.
+        python: The interpreter the stack's local-exec runs ``python -m sandbox.localcluster`` with (this venv's).
+    """
+    environments = dict(demo_config(workdir)["environments"])  # type: ignore[call-overload]
+    return {
+        "fleet_repo": {"remote": "remote.git", "default_branch": "main", "flux_url": flux_url},
+        "environments": {
+            **environments,
+            "local": {
+                "cluster_dir": "clusters/local",
+                "canary": True,
+                "tracking": {"type": "branch", "branch": "main"},
+                "terraform": {
+                    "module": LOCAL_MODULE,
+                    "variables": {
+                        "kubernetes_version": "1.36",
+                        "node_count": 1,
+                        "node_size": "kwok",
+                        "python": python,
+                    },
+                },
+            },
+        },
+        "sandbox": {"default_ttl": "72h", "state_dir": "state"},
+        "drivers": {
+            "cluster": {"type": "kubernetes", "ready_timeout_seconds": 300, "teardown_timeout_seconds": 120},
+            "load_generator": {"users": 4, "duration_seconds": 2},
+        },
+        # The local clusters' nodes are simulated (kwok): no workload answers HTTP, so the
+        # performance test loads the stand-in, by this explicit choice (a real cluster refuses otherwise).
+        "performance": {"stand_in_on_real_clusters": True},
+    }
+
+
 def prepare_demo(
-    workdir: Path, git: GitCli | None = None, example: Path = EXAMPLE_REPO, *, development: bool = True
+    workdir: Path, git: GitDriver | None = None, example: Path = EXAMPLE_REPO, *, development: bool = True
 ) -> Path:
     """Write the example fleet repo, its bare remote and fleet.yaml into ``workdir``.
 
@@ -90,7 +140,7 @@ def prepare_demo(
     Returns:
         The path of the demo's fleet.yaml.
     """
-    git = git or GitCli()
+    git = git or build_git()
     workdir = workdir.resolve()
     config_path = workdir / "fleet.yaml"
     if not config_path.exists():  # fleet.yaml is written last
@@ -160,8 +210,17 @@ def ensure_development(config_path: Path, progress: Progress | None = None) -> P
     return state
 
 
-def _write_repo_and_config(workdir: Path, git: GitCli, example: Path) -> None:
+def _write_repo_and_config(
+    workdir: Path,
+    git: GitDriver,
+    example: Path,
+    *,
+    config: dict[str, object] | None = None,
+    urls: dict[str, str] | None = None,
+) -> None:
     config_path = workdir / "fleet.yaml"
+    # The example names its fleet by URL; the demo's copy names the demo's remote instead.
+    urls = urls if urls is not None else {EXAMPLE_URL: remote_uri(workdir)}
     workdir.mkdir(parents=True, exist_ok=True)
     remote = workdir / "remote.git"
     seed = workdir / "seed-checkout"
@@ -172,8 +231,11 @@ def _write_repo_and_config(workdir: Path, git: GitCli, example: Path) -> None:
     shutil.copytree(example, seed)
     for path in seed.rglob("*.yaml"):
         text = path.read_text(encoding="utf-8")
-        if EXAMPLE_URL in text:
-            path.write_text(text.replace(EXAMPLE_URL, remote.as_uri()), encoding="utf-8")
+        replaced = text
+        for old, new in urls.items():
+            replaced = replaced.replace(old, new)
+        if replaced != text:
+            path.write_text(replaced, encoding="utf-8")
     git.init_repo(seed, str(remote))
     git.commit_all(seed, "fleet repository: clusters, platform stack, apps, cluster module")
     git.tag(seed, DEMO_RELEASE_TAG, f"platform {DEMO_RELEASE_TAG}")
@@ -183,10 +245,74 @@ def _write_repo_and_config(workdir: Path, git: GitCli, example: Path) -> None:
     tmp = config_path.with_suffix(".tmp")
     tmp.write_text(
         "# fleet-sandbox demo configuration (written by `sandbox demo`)\n"
-        + yaml.safe_dump(demo_config(workdir), sort_keys=False),
+        + yaml.safe_dump(config if config is not None else demo_config(workdir), sort_keys=False),
         encoding="utf-8",
     )
     tmp.rename(config_path)
+
+
+def remote_uri(workdir: Path) -> str:
+    """The ``file://`` URL of the demo's bare remote."""
+    return (workdir.resolve() / "remote.git").as_uri()
+
+
+def local_flux_url(port: int) -> str:
+    """Where the local demo's clusters fetch its remote: ``remote.git`` served over smart HTTP on ``port``."""
+    return f"http://127.0.0.1:{port}/remote.git"
+
+
+def prepare_local_demo(workdir: Path, python: str, port: int, git: GitDriver | None = None) -> Path:
+    """Write the local demo's fleet repo, bare remote and fleet.yaml into ``workdir`` (idempotent).
+
+    Like :func:`prepare_demo`, but for :func:`local_demo_config`: every URL of the example that names the fleet
+    (its GitHub URL, the ``local`` environment's loopback URL) becomes :func:`local_flux_url`, which the caller
+    serves with :class:`sandbox.localcluster.git_http.GitHttpServer` (root ``workdir``) while clusters run.
+    Nothing is provisioned here: each sandbox's cluster comes from its own ``infra/local-cluster`` stack.
+
+    Returns:
+        The path of the local demo's fleet.yaml.
+    """
+    from sandbox.localcluster.endpoints import LOCAL_FLEET_URL
+
+    workdir = workdir.resolve()
+    config_path = workdir / "fleet.yaml"
+    if not config_path.exists():  # fleet.yaml is written last
+        url = local_flux_url(port)
+        _write_repo_and_config(
+            workdir,
+            git or build_git(),
+            EXAMPLE_REPO,
+            config=local_demo_config(workdir, url, python),
+            urls={EXAMPLE_URL: url, LOCAL_FLEET_URL: url},
+        )
+    return config_path
+
+
+#: The local demo's sandbox (its own local cluster).
+LOCAL_DEMO_SANDBOX = "sandbox-local"
+
+
+def local_demo_request(config_path: Path) -> LifecycleRequest:
+    """The local demo's lifecycle: a platform sandbox from ``local`` that changes how often its configs sync."""
+    return LifecycleRequest(
+        config_path=str(config_path),
+        name=LOCAL_DEMO_SANDBOX,
+        source_env="local",
+        ticket="OPS-2",
+        summary="platform configs every 5m",
+        change=SandboxChange(
+            message="sync the platform configs every 5 minutes in the sandbox",
+            edits=[
+                ScalarChange(
+                    file="platform.yaml",
+                    kind="Kustomization",
+                    name="platform-configs",
+                    path=["spec", "interval"],
+                    value="5m0s",
+                )
+            ],
+        ),
+    )
 
 
 def demo_request(config_path: Path) -> LifecycleRequest:

@@ -58,6 +58,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sandbox import paths
+from sandbox.deprecation_report import FLUX, KUBERNETES, Finding, ScanReport, SkippedFile
 from sandbox.errors import InvalidInputError
 
 __all__ = [
@@ -78,8 +79,6 @@ __all__ = [
 
 DATA_FILE: Final = Path(__file__).resolve().parent / "data" / "api-deprecations.yaml"
 
-KUBERNETES: Final = "kubernetes"
-FLUX: Final = "flux"
 
 YAML_SUFFIXES: Final = frozenset({".yaml", ".yml"})
 JSON_SUFFIXES: Final = frozenset({".json"})
@@ -343,90 +342,6 @@ def load_data(extra_data: Sequence[Path] = ()) -> DeprecationData:
     return data
 
 
-class Finding(BaseModel):
-    """One object that uses a deprecated or removed API version at the target."""
-
-    model_config = ConfigDict(frozen=True)
-
-    file: str
-    document: int
-    kind: str
-    apiVersion: str  # noqa: N815 - the JSON contract's key
-    name: str | None
-    namespace: str | None
-    deprecated: bool
-    removed: bool
-    deprecated_in: str | None
-    removed_in: str | None
-    replacement: str | None
-
-
-class SkippedFile(BaseModel):
-    """A YAML/JSON file that could not be scanned, with a one-line reason."""
-
-    model_config = ConfigDict(frozen=True)
-
-    file: str
-    reason: str
-
-
-class ScanReport(BaseModel):
-    """The result of :func:`scan_path`.
-
-    ``targets`` (component -> ``X.Y``) records the versions the scan was evaluated at; it
-    is not part of :meth:`to_json`.
-    """
-
-    findings: list[Finding] = Field(default_factory=list)
-    skipped: list[SkippedFile] = Field(default_factory=list)
-    targets: dict[str, str] = Field(default_factory=dict, exclude=True)
-    beyond_data: dict[str, str] = Field(
-        default_factory=dict,
-        exclude=True,
-        description="Component -> the newest release the data cover, for each target newer than that",
-    )
-
-    @property
-    def warnings(self) -> list[str]:
-        """One line per target newer than the data cover (empty when the data cover every target)."""
-        return [
-            f"the deprecation data cover {_label(component)} up to {covered}; the target {self.targets[component]} "
-            f"is newer, so APIs deprecated or removed after {covered} are not reported"
-            for component, covered in sorted(self.beyond_data.items())
-        ]
-
-    @property
-    def removed(self) -> list[Finding]:
-        """Findings whose API version is no longer served at the target."""
-        return [finding for finding in self.findings if finding.removed]
-
-    @property
-    def deprecated_only(self) -> list[Finding]:
-        """Findings that are deprecated but still served at the target."""
-        return [finding for finding in self.findings if not finding.removed]
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON-ready mapping ``{"findings": [...], "skipped": [...]}`` (see docs/cli.md).
-
-        A target newer than the data adds ``"warnings"`` (the lines of :attr:`warnings`) and
-        the releases the data cover: ``"data_covers"`` for Kubernetes (``"1.36"``),
-        ``"<component>_data_covers"`` for another component (``"flux_data_covers"``).
-        """
-        document: dict[str, Any] = {
-            "findings": [finding.model_dump() for finding in self.findings],
-            "skipped": [skipped.model_dump() for skipped in self.skipped],
-        }
-        if self.beyond_data:
-            document["warnings"] = self.warnings
-            for component, covered in sorted(self.beyond_data.items()):
-                document["data_covers" if component == KUBERNETES else f"{component}_data_covers"] = covered
-        return document
-
-    def to_json_text(self, indent: int | None = 2) -> str:
-        """:meth:`to_json` serialised as a JSON document."""
-        return json.dumps(self.to_json(), indent=indent)
-
-
 def scan_path(
     path: Path,
     k8s_version: str | None = None,
@@ -504,10 +419,6 @@ def _targets(data: DeprecationData, given: Mapping[str, MinorVersion | None]) ->
         if version is not None:
             targets[component] = version
     return targets
-
-
-def _label(component: str) -> str:
-    return {KUBERNETES: "Kubernetes", FLUX: "Flux"}.get(component, component)
 
 
 def _walk(root: Path, scanner: _Scanner) -> Iterator[str]:

@@ -30,7 +30,7 @@ from typing import Any
 from sandbox import fleetrepo, paths
 from sandbox.config import FleetConfig
 from sandbox.drivers.cluster import ClusterDriver
-from sandbox.drivers.git import GitCli
+from sandbox.drivers.git import GitDriver
 from sandbox.drivers.terraform import TerraformDriver, TerraformOutput, public_outputs
 from sandbox.errors import PermanentError
 from sandbox.progress import Progress, quiet
@@ -79,7 +79,7 @@ def environment_variables(config: FleetConfig, env: str) -> dict[str, Any]:
     return variables
 
 
-def update_checkout(config: FleetConfig, env: str, git: GitCli) -> Path:
+def update_checkout(config: FleetConfig, env: str, git: GitDriver) -> Path:
     """The environment's checkout, cloned or fetched, at the tip of the default branch."""
     checkout = environment_checkout(config, env)
     if not (checkout / ".git").is_dir():
@@ -95,7 +95,7 @@ def update_checkout(config: FleetConfig, env: str, git: GitCli) -> Path:
 
 
 def _prepare(
-    config: FleetConfig, env: str, terraform: TerraformDriver, git: GitCli, *, create: bool
+    config: FleetConfig, env: str, terraform: TerraformDriver, git: GitDriver, *, create: bool
 ) -> tuple[Path, bool]:
     """Initialise the environment's working directory from the module on the default branch.
 
@@ -127,7 +127,7 @@ def _connect(config: FleetConfig, env: str, outputs: dict[str, TerraformOutput],
     return connect_cluster(config, outputs)
 
 
-def connect_environment(config: FleetConfig, env: str, terraform: TerraformDriver, git: GitCli) -> ClusterDriver:
+def connect_environment(config: FleetConfig, env: str, terraform: TerraformDriver, git: GitDriver) -> ClusterDriver:
     """A driver for a long-lived environment's cluster, from its terraform outputs.
 
     Raises:
@@ -143,7 +143,7 @@ def connect_environment(config: FleetConfig, env: str, terraform: TerraformDrive
 
 
 def provision_environment(
-    config: FleetConfig, env: str, terraform: TerraformDriver, git: GitCli, progress: Progress = quiet
+    config: FleetConfig, env: str, terraform: TerraformDriver, git: GitDriver, progress: Progress = quiet
 ) -> ClusterDriver:
     """Create a long-lived environment's cluster if its state has none (the demo's development).
 
@@ -168,7 +168,7 @@ def bootstrap_environment(
     config: FleetConfig,
     env: str,
     cluster: ClusterDriver,
-    git: GitCli,
+    git: GitDriver,
     *,
     git_token: str | None = None,
     ssh_identity: str | None = None,
@@ -182,7 +182,7 @@ def bootstrap_environment(
     Returns:
         How many component objects were applied.
     """
-    from sandbox.lifecycle import install_flux
+    from sandbox.stages.bootstrap import install_flux
 
     checkout = update_checkout(config, env, git)
     root = paths.inside(checkout, config.environment(env).cluster_dir)

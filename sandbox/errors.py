@@ -138,3 +138,12 @@ class ConflictError(PermanentError):
 
 class LockHeldError(PermanentError):
     """Another run holds this sandbox's lock (not retried: one run per sandbox, the second fails at once)."""
+
+
+def error_message(error: BaseException) -> str:
+    """The message a failure is recorded with (inventory, cleanup report, rollback cause).
+
+    A :class:`SandboxError` is already one line for a user; any other exception is
+    unexpected, so its type is named before its text.
+    """
+    return str(error) if isinstance(error, SandboxError) else f"{type(error).__name__}: {error}"

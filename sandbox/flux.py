@@ -20,6 +20,7 @@ from sandbox.drivers.cluster import (
     ClusterDriver,
     Manifest,
     ObjectRef,
+    parse_inventory_id,
 )
 from sandbox.errors import NotReadyError, SandboxError
 from sandbox.progress import Progress, quiet
@@ -98,6 +99,13 @@ def readiness(obj: Mapping[str, Any]) -> Readiness:
     return Readiness(ref, ready, reason, message)
 
 
+#: Seconds without any event after which the watcher lists its kinds again. A watch reports what exists when it
+#: (re)starts, never what was deleted before that, so an object gone between the first list and the watch's own
+#: list would otherwise stay in the snapshot until the timeout (seen on a real cluster: kustomize-controller
+#: prunes a deleted Kustomization's objects within milliseconds).
+RESYNC_SECONDS = 5.0
+
+
 class _Watcher:
     """Watches several kinds at once, keeping a live snapshot of their objects."""
 
@@ -123,11 +131,16 @@ class _Watcher:
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
             self.events.put(exc)
 
-    def wait(self, done: Callable[[dict[ObjectRef, Manifest]], bool]) -> tuple[bool, dict[ObjectRef, Manifest]]:
-        # Seed the snapshot with a list so "done" can hold before any event.
+    def _relist(self) -> None:
+        fresh: dict[ObjectRef, Manifest] = {}
         for api_version, kind in self.kinds:
             for obj in self.cluster.list(api_version, kind):
-                self.snapshot[ObjectRef.of(obj)] = obj
+                fresh[ObjectRef.of(obj)] = obj
+        self.snapshot = fresh
+
+    def wait(self, done: Callable[[dict[ObjectRef, Manifest]], bool]) -> tuple[bool, dict[ObjectRef, Manifest]]:
+        # Seed the snapshot with a list so "done" can hold before any event.
+        self._relist()
         if done(self.snapshot):
             return True, self.snapshot
         threads = [threading.Thread(target=self._pump, args=kind, daemon=True) for kind in self.kinds]
@@ -139,9 +152,14 @@ class _Watcher:
                 if remaining <= 0:
                     return False, self.snapshot
                 try:
-                    item = self.events.get(timeout=remaining)
+                    item = self.events.get(timeout=min(remaining, RESYNC_SECONDS))
                 except queue.Empty:
-                    return False, self.snapshot
+                    if time.monotonic() >= self.deadline:
+                        return False, self.snapshot
+                    self._relist()  # quiet: catch what no watch reported (see RESYNC_SECONDS)
+                    if done(self.snapshot):
+                        return True, self.snapshot
+                    continue
                 if isinstance(item, BaseException):
                     raise item
                 if item is None:
@@ -245,21 +263,6 @@ def wait_ready(
     if not ok:
         raise NotReadyError(not_ready_message(states, timeout))
     return states
-
-
-def parse_inventory_id(entry_id: str) -> tuple[str, str, str, str] | None:
-    """``(namespace, name, group, kind)`` of a cli-utils inventory id; ``None`` when malformed.
-
-    As cli-utils' ``ParseObjMetadata``: the namespace ends at the first ``_``,
-    kind and group are the last two fields, and what is between is the name,
-    in which ``__`` stands for ``:`` (``system:foo`` is stored as ``system__foo``).
-    """
-    namespace, separator, rest = entry_id.partition("_")
-    rest, _, kind = rest.rpartition("_")
-    name, _, group = rest.rpartition("_")
-    if not separator or not kind or not name:
-        return None
-    return namespace, name.replace("__", ":"), group, kind
 
 
 def inventory_refs(kustomization: Mapping[str, Any]) -> list[ObjectRef]:

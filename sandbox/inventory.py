@@ -37,13 +37,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from sandbox.database import database_errors, migrate_once, open_engine, redacted_url
-from sandbox.errors import ConflictError, PermanentError, RetryableError
+from sandbox.errors import ConflictError, PermanentError, RetryableError, error_message
 from sandbox.models import (
     STAGE_ORDER,
     SandboxKind,
     SandboxRecord,
     SandboxStatus,
     Stage,
+    StageResult,
     StageStatus,
     StageSummary,
 )
@@ -160,6 +161,23 @@ def _aware(moment: datetime) -> datetime:
 
 def _maybe_aware(moment: datetime | None) -> datetime | None:
     return _aware(moment) if moment is not None else None
+
+
+class StageRecording:
+    """The outcome of one stage run, handed to :meth:`Inventory.recording_stage` by the block it wraps."""
+
+    def __init__(self) -> None:
+        self.result: StageResult | None = None
+        self.failure: str | None = None
+
+    def complete(self, result: StageResult) -> StageResult:
+        """The stage completed with ``result`` (returned, for the caller's convenience)."""
+        self.result = result
+        return result
+
+    def fail(self, message: str) -> None:
+        """The stage failed without an exception (a validation report that did not pass)."""
+        self.failure = message
 
 
 class Inventory:
@@ -321,6 +339,43 @@ class Inventory:
             row.finished_at = utcnow()
             row.error = redact(error)
             self._touch(session, name, row.finished_at)
+
+    @contextmanager
+    def recording_stage(
+        self, name: str, lifecycle_id: str, stage: Stage, *, keep_other_failures: bool = False
+    ) -> Iterator[StageRecording]:
+        """Record one run of a stage: the bookkeeping every caller of a stage shares.
+
+        The stage is marked running on entry. When the block raises, the stage and the
+        sandbox record a failure with the error's message (:func:`sandbox.errors.error_message`)
+        and the error goes on; when the block calls :meth:`StageRecording.fail`, the same
+        without an error. When it calls :meth:`StageRecording.complete`, the stage's result
+        is stored and the sandbox's failure is cleared.
+
+        Args:
+            name: The sandbox.
+            lifecycle_id: Its lifecycle.
+            stage: The stage run.
+            keep_other_failures: Clear the sandbox's failure only when it is this stage's
+                (a revalidation must not hide a failed teardown).
+        """
+        self.stage_started(name, lifecycle_id, stage)
+        recording = StageRecording()
+        try:
+            yield recording
+        except Exception as exc:
+            self._stage_failure(name, lifecycle_id, stage, error_message(exc))
+            raise
+        if recording.failure is not None:
+            self._stage_failure(name, lifecycle_id, stage, recording.failure)
+        elif recording.result is not None:
+            self.stage_completed(name, lifecycle_id, stage, recording.result.model_dump(mode="json"))
+            if not keep_other_failures or self.get(name).failed_stage == stage.value:
+                self.update(name, failed_stage=None, last_error=None)
+
+    def _stage_failure(self, name: str, lifecycle_id: str, stage: Stage, message: str) -> None:
+        self.stage_failed(name, lifecycle_id, stage, message)
+        self.update(name, failed_stage=stage.value, last_error=message)
 
     def stage_result(self, name: str, lifecycle_id: str, stage: Stage) -> dict[str, Any] | None:
         """The stored result of a completed stage, or ``None`` if it has not completed."""

@@ -39,6 +39,11 @@ Which directories are long-lived environments: with a ``fleet.yaml``, its
 ``environments``; without one, the seed's three (development, staging, production)
 plus every directory bootstrapped on the default branch for itself (its
 ``gotk-sync.yaml`` points at its own path and tracks the default branch).
+
+Which are canaries: with a ``fleet.yaml``, those configured ``canary: true``; without
+one, those whose platform source carries the annotation ``fleet-sandbox.io/canary:
+"true"`` (the example fleet's ``local`` environment). Neither makes staging or
+production a canary: their rules go by name.
 """
 
 from __future__ import annotations
@@ -55,11 +60,11 @@ from pydantic import BaseModel, Field
 
 from sandbox import fleetrepo, paths
 from sandbox.config import FleetConfig, TrackingKind
-from sandbox.drivers.git import GitCli
+from sandbox.drivers.git import GitDriver
 from sandbox.errors import InvalidInputError, SandboxError
 from sandbox.paths import OutsideRepositoryError
-from sandbox.proc import run
 from sandbox.versions import parse_constraint, parse_tag
+from sandbox.wiring import build_git
 
 RULE_FIXED_TAG = "fixed-tag"
 RULE_SEMVER_RANGE = "semver-range"
@@ -86,6 +91,8 @@ RULES: dict[str, str] = {
 
 #: The seed's long-lived environments, assumed when there is no fleet.yaml.
 SEED_ENVIRONMENTS = ("development", "staging", "production")
+#: Annotation on an environment's platform source declaring it a canary, for a fleet repo without fleet.yaml.
+CANARY_ANNOTATION = "fleet-sandbox.io/canary"
 #: The conventional name of the platform stack's Flux source.
 PLATFORM_SOURCE = "platform"
 #: The bootstrap's Flux objects (``gotk-sync.yaml``).
@@ -228,10 +235,22 @@ def environments_from_tree(repo: Path, clusters: Iterable[str], default_branch: 
     for name in sorted(set(clusters)):
         cluster_dir = fleetrepo.cluster_dir(name)
         if name in SEED_ENVIRONMENTS or _bootstrapped_for_itself(repo, cluster_dir, default_branch):
+            canary = _declared_canary(repo, cluster_dir)
             found.append(
-                EnvironmentPolicy(name=name, cluster_dir=cluster_dir, tracks=tracks_for(name), branch=default_branch)
+                EnvironmentPolicy(
+                    name=name, cluster_dir=cluster_dir, tracks=tracks_for(name, canary=canary), branch=default_branch
+                )
             )
     return found
+
+
+def _declared_canary(repo: Path, cluster_dir: str) -> bool:
+    """Whether the directory's platform source is annotated as a canary's (see :data:`CANARY_ANNOTATION`)."""
+    sources = _platform_sources(_read_cluster(repo, cluster_dir))
+    return bool(sources) and all(
+        str(((d.get("metadata") or {}).get("annotations") or {}).get(CANARY_ANNOTATION, "")) == "true"
+        for _, d in sources
+    )
 
 
 def _bootstrapped_for_itself(repo: Path, cluster_dir: str, branch: str) -> bool:
@@ -582,15 +601,8 @@ def check_tree(
 # -- a repository on disk, with or without fleet.yaml -------------------------------------------
 
 
-def _clusters_on_branch(git: GitCli, repo: Path, ref: str) -> list[str]:
-    listing = run(
-        git.command(repo, "ls-tree", "-d", "--name-only", f"{ref}:{fleetrepo.CLUSTERS_DIR}"),
-        check=False,
-        timeout_is_retryable=True,  # a read
-    )
-    if listing.returncode != 0:
-        return []  # no clusters/ directory on that branch
-    return [line.strip() for line in listing.stdout.splitlines() if line.strip()]
+def _clusters_on_branch(git: GitDriver, repo: Path, ref: str) -> list[str]:
+    return git.list_tree(repo, ref, fleetrepo.CLUSTERS_DIR, directories=True)  # none without clusters/
 
 
 def check_repository(
@@ -598,7 +610,7 @@ def check_repository(
     config: FleetConfig | None = None,
     *,
     config_file: str = "fleet.yaml",
-    git: GitCli | None = None,
+    git: GitDriver | None = None,
 ) -> PolicyReport:
     """Check a fleet repository on disk (``sandbox check``).
 
@@ -625,7 +637,7 @@ def check_repository(
     default_branch = config.fleet_repo.default_branch if config else "main"
     on_default: list[str] | None = clusters
     if (repo / ".git").exists():
-        git = git or GitCli()
+        git = git or build_git()
         try:
             current = git.current_branch(repo)
             if current != default_branch:

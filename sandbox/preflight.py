@@ -26,13 +26,13 @@ import yaml
 
 from sandbox import fleetrepo, paths, validation
 from sandbox.config import FleetConfig
-from sandbox.drivers.git import GitCli
+from sandbox.drivers.git import GitDriver
 from sandbox.errors import InvalidInputError, PermanentError, SandboxError, ToolNotFoundError
-from sandbox.lifecycle import ValidatedRequest, validate_request
 from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.paths import OutsideRepositoryError
 from sandbox.progress import Progress, quiet
 from sandbox.redaction import redact_url
+from sandbox.stages.register import ValidatedRequest, validate_request
 
 #: Terraform variables fleet-sandbox sets itself: an override would break the sandbox.
 RESERVED_VARIABLES = frozenset({"cluster_name", "simulation_dir"})
@@ -66,7 +66,7 @@ OVERRIDE_CHECKS: dict[str, Callable[[str, str], None]] = {
 
 
 def check_request(config: FleetConfig, request: LifecycleRequest) -> ValidatedRequest:
-    """:func:`~sandbox.lifecycle.validate_request`, plus the values terraform would refuse only later.
+    """:func:`~sandbox.stages.register.validate_request`, plus the values terraform would refuse only later.
 
     Raises:
         InvalidInputError: Naming the first problem found.
@@ -159,7 +159,7 @@ def check_checkout(config: FleetConfig, repo: Path, source_env: str) -> list[str
     return roots
 
 
-def preflight(config: FleetConfig, request: LifecycleRequest, git: GitCli, progress: Progress | None = None) -> None:
+def preflight(config: FleetConfig, request: LifecycleRequest, git: GitDriver, progress: Progress | None = None) -> None:
     """Check the surroundings a new sandbox needs before anything is created.
 
     Raises:

@@ -31,9 +31,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from sandbox.context import SandboxContext
 from sandbox.errors import SandboxError
-from sandbox.lifecycle import SandboxContext, ensure_checkout, teardown
 from sandbox.models import SandboxStatus, Stage, StageStatus
+from sandbox.stages.teardown import teardown
 
 #: The stages whose lasting failure is rolled back: they create the sandbox.
 ROLLBACK_STAGES = frozenset({Stage.provision, Stage.bootstrap})
@@ -83,7 +84,7 @@ def _delete_branch(ctx: SandboxContext, branch: str) -> str | None:
     sha = git.remote_branches(ctx.config.remote_url).get(branch)
     if sha is None:
         return None
-    repo = ensure_checkout(ctx)
+    repo = ctx.ensure_checkout()
     git.delete_remote_branch_at(repo, branch, sha)
     return f"branch {branch} deleted from the fleet remote"
 

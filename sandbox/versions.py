@@ -6,8 +6,8 @@ versions, checks each against the range with Masterminds/semver v3
 module reproduces both halves in Python, with the ``semver`` package's
 :class:`semver.Version` as the public version type.
 
-Range grammar (Masterminds/semver v3.4, ``constraints.go``)
------------------------------------------------------------
+Range grammar (Masterminds/semver v3.5.0, ``constraints.go``)
+-------------------------------------------------------------
 * A range is ``||``-separated OR groups; each group is comparators joined by
   whitespace or commas (AND). ``a.b.c - x.y.z`` (spaces around the hyphen required)
   is rewritten first to ``>= a.b.c, <= x.y.z``.
@@ -28,9 +28,11 @@ Range grammar (Masterminds/semver v3.4, ``constraints.go``)
   (``>=1 1 - 2``) is invalid because the rewrite swallows that space; use a comma.
 * Limits from newer Masterminds releases guard the backtracking regular expressions:
   at most :data:`MAX_CONSTRAINT_LENGTH` characters and :data:`MAX_OR_GROUPS` groups.
-* The empty range ``""`` is treated as Masterminds' ``parseConstraint`` treats it: any
-  release version (``*``). ``NewConstraint("")`` would reject it and Flux ignores an
-  empty ``.spec.ref.semver``; callers that must mirror that should check for ``""``.
+* The empty range ``""`` (or blanks only) is invalid, as ``NewConstraint("")`` says
+  ("improper constraint"); Flux never resolves an empty ``.spec.ref.semver`` (it means
+  "no semver ref"). Use ``*`` for any release.
+* Versions longer than :data:`MAX_VERSION_LENGTH` characters are not versions (v3.5
+  ``MaxVersionLen``): such a tag is skipped, such a comparator makes the range invalid.
 
 Which tags are candidates (``parse_tag``)
 -----------------------------------------
@@ -53,10 +55,13 @@ as Masterminds' own test-suite expects.
 Choosing among matches (``resolve``)
 ------------------------------------
 The highest match by semver precedence wins; build metadata does not count. Equal
-precedence (``1.2.4`` and ``v1.2.4``, or ``1.2.4+a`` and ``1.2.4+b``) goes to the tag
-met first in the given order: Flux sorts with Go's ``sort.Sort``, which keeps that
-order for the short lists (up to 12 matches) it sees in practice and leaves it
-unspecified beyond.
+precedence (``1.2.4`` and ``v1.2.4``, or ``1.2.4+a`` and ``1.2.4+b``) is decided as
+Flux decides it: it sorts all matches with Go's ``sort.Sort`` (descending) and takes
+the first. Up to 12 matches that is an insertion sort, so the tie goes to the tag met
+first in the given order; with more matches Go's pattern-defeating quicksort may put
+another of the tied tags first, deterministically, and :mod:`sandbox.gosort` replays
+it (only when the top is tied and more than 12 tags match; otherwise no sort is run).
+``tests/integration/test_semver_peer.py`` checks all of this against the Go peer.
 
 Releasing (``next_version``)
 ----------------------------
@@ -69,16 +74,18 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final, Literal, NamedTuple
 
 import semver
 
 from sandbox.errors import InvalidInputError
+from sandbox.gosort import INSERTION_SORT_MAX, sort_like_go
 
 __all__ = [
     "MAX_CONSTRAINT_LENGTH",
     "MAX_OR_GROUPS",
+    "MAX_VERSION_LENGTH",
     "Bump",
     "Constraint",
     "InvalidConstraintError",
@@ -94,6 +101,9 @@ __all__ = [
 MAX_CONSTRAINT_LENGTH: Final = 512
 #: Most ``||`` alternatives accepted (Masterminds ``MaxConstraintGroups``).
 MAX_OR_GROUPS: Final = 32
+#: Longest version string ``NewVersion`` parses (Masterminds v3.5 ``MaxVersionLen``): a longer tag
+#: is skipped, and a comparator whose version is longer makes the range invalid.
+MAX_VERSION_LENGTH: Final = 256
 
 _UINT64_MAX: Final = 2**64 - 1
 _UINT64_DIGITS: Final = len(str(_UINT64_MAX))
@@ -134,11 +144,12 @@ _FIND_COMPARATOR_RE = re.compile(rf"({_OPERATORS}){_WS}*({_CONSTRAINT_VERSION})"
 _TERM = rf"(?:{_OPERATORS}){_WS}*+(?:{_CONSTRAINT_VERSION})"
 _SEPARATOR = rf"(?:{_WS}*+,{_WS}*+|{_WS}++)"
 _VALID_GROUP_RE = re.compile(rf"{_WS}*+{_TERM}(?>{_SEPARATOR}{_TERM})*+{_WS}*+")
-# Masterminds NewVersion (coercing mode, the v3.4 default).
+# Masterminds NewVersion (coercing mode, the v3.4+ default): its looseSemVerRegex, with the
+# dots and signs left out of the groups (the same language, fewer slices when parsing).
 _LOOSE_VERSION_RE = re.compile(
-    r"v?([0-9]+)(\.[0-9]+)?(\.[0-9]+)?"
-    r"(-([0-9A-Za-z\-]+(\.[0-9A-Za-z\-]+)*))?"
-    r"(\+([0-9A-Za-z\-]+(\.[0-9A-Za-z\-]+)*))?"
+    r"v?([0-9]+)(?:\.([0-9]+))?(?:\.([0-9]+))?"
+    r"(?:-([0-9A-Za-z\-]+(?:\.[0-9A-Za-z\-]+)*))?"
+    r"(?:\+([0-9A-Za-z\-]+(?:\.[0-9A-Za-z\-]+)*))?"
 )
 # Second group of the hyphen-range pattern: 1 + the nine groups of a constraint version.
 _RANGE_UPPER_GROUP: Final = 11
@@ -164,6 +175,8 @@ class _Version(NamedTuple):
 
 def _parse_uint64(digits: str) -> int | None:
     """Parse ASCII digits as Go's ``strconv.ParseUint(s, 10, 64)``: None on overflow."""
+    if len(digits) < _UINT64_DIGITS:  # the common case: 19 digits or fewer always fit
+        return int(digits)
     significant = digits.lstrip("0") or "0"
     if len(significant) > _UINT64_DIGITS:  # also keeps int() clear of its digit limit
         return None
@@ -200,19 +213,29 @@ def _has_leading_zero_number(prerelease: str) -> bool:
 
 def _parse_loose(text: str) -> _Version | None:
     """Parse like Masterminds ``NewVersion``: ``v`` prefix, partial and 0-padded numbers."""
+    if len(text) > MAX_VERSION_LENGTH:  # characters here, bytes in Go: only ASCII can match below anyway
+        return None
     match = _LOOSE_VERSION_RE.fullmatch(text)
     if match is None:
         return None
-    major = _parse_uint64(match[1])
-    minor = _parse_uint64(match[2][1:]) if match[2] else 0
-    patch = _parse_uint64(match[3][1:]) if match[3] else 0
-    if major is None or minor is None or patch is None:
-        return None
-    prerelease = match[5] or ""
+    major_digits, minor_digits, patch_digits, prerelease, build = match.groups("")
+    # The hot path of resolve() over a big registry, so the common case is inlined: numbers of
+    # up to 19 digits always fit in a uint64; longer ones go through _parse_uint64.
+    if len(major_digits) < _UINT64_DIGITS and len(minor_digits) < _UINT64_DIGITS and len(patch_digits) < _UINT64_DIGITS:
+        major = int(major_digits)
+        minor = int(minor_digits) if minor_digits else 0
+        patch = int(patch_digits) if patch_digits else 0
+    else:
+        parsed = _parse_uint64(major_digits), _parse_uint64(minor_digits or "0"), _parse_uint64(patch_digits or "0")
+        if None in parsed:
+            return None
+        major, minor, patch = parsed  # type: ignore[assignment]
+    if not prerelease:
+        return _Version(major, minor, patch, "", build, (major, minor, patch, 1, ()))
     # The pattern already checks the characters; numeric identifiers must not be 0-padded.
-    if prerelease and _has_leading_zero_number(prerelease):
+    if _has_leading_zero_number(prerelease):
         return None
-    return _make_version(major, minor, patch, prerelease, match[8] or "")
+    return _Version(major, minor, patch, prerelease, build, (major, minor, patch, 0, _prerelease_key(prerelease)))
 
 
 def _parse_candidate(tag: str) -> _Version | None:
@@ -371,9 +394,6 @@ _TESTS: Final[dict[str, Callable[[_Comparator, _Version, bool], bool]]] = {
     "^": _test_caret,
 }
 
-# The empty comparator Masterminds' parseConstraint builds for "": any release.
-_MATCH_ANY_RELEASE = _Comparator(_test_tilde_or_equal, _make_version(0, 0, 0, "", ""), True, False, False, "")
-
 
 # --- Parsing ranges --------------------------------------------------------------------
 def _shorten(text: str, limit: int = 80) -> str:
@@ -487,8 +507,6 @@ def parse_constraint(constraint: str) -> Constraint:
         InvalidConstraintError: The range is too long, has too many ``||`` groups, or
             a group is not a list of comparators with valid versions.
     """
-    if constraint == "":
-        return Constraint(constraint, (((_MATCH_ANY_RELEASE,), False),))
     if len(constraint) > MAX_CONSTRAINT_LENGTH:
         raise InvalidConstraintError(
             f"invalid semver range {_shorten(constraint)}: longer than {MAX_CONSTRAINT_LENGTH} characters"
@@ -542,22 +560,41 @@ def resolve(constraint: str | Constraint, tags: Iterable[str]) -> str | None:
 
     Returns:
         The highest candidate tag that satisfies the range, exactly as given (``v1.2.4``
-        stays ``v1.2.4``); among tags of equal precedence the first one. None when no
+        stays ``v1.2.4``). Among tags of equal precedence, the one Flux's unstable sort
+        puts first: the first one given when at most 12 tags match, otherwise the one
+        Go's ``sort.Sort`` leaves in front (see :mod:`sandbox.gosort`). None when no
         candidate matches.
 
     Raises:
         InvalidConstraintError: The range is invalid.
     """
     compiled = constraint if isinstance(constraint, Constraint) else parse_constraint(constraint)
+    tags = tags if isinstance(tags, list | tuple) else list(tags)
     best_tag: str | None = None
     best_key: PrecedenceKey | None = None
+    ties = 0
     for tag in tags:
         version = _parse_candidate(tag)
-        if version is None or (best_key is not None and version.key <= best_key):
+        if version is None or (best_key is not None and version.key < best_key):
             continue
-        if compiled._admits(version):
-            best_tag, best_key = tag, version.key
-    return best_tag
+        if version.key == best_key:
+            # Admission depends on the precedence key alone, so an equal key is admitted too.
+            ties += 1
+        elif compiled._admits(version):
+            best_tag, best_key, ties = tag, version.key, 1
+    if ties <= 1:
+        return best_tag
+    return _pick_among_ties(compiled, tags, best_tag)
+
+
+def _pick_among_ties(compiled: Constraint, tags: Sequence[str], first_best: str | None) -> str | None:
+    """Several matches share the highest precedence: which one Flux's ``sort.Sort`` puts first."""
+    matching = [(tag, version.key) for tag in tags if (version := _parse_candidate(tag)) and compiled._admits(version)]
+    if len(matching) <= INSERTION_SORT_MAX:
+        return first_best  # insertion sort: equal elements keep their order
+    # sort.Reverse(Collection): Less(i, j) is "j's version < i's version".
+    sort_like_go(matching, lambda first, second: second[1] < first[1])
+    return matching[0][0]
 
 
 Bump = Literal["patch", "minor", "major"]

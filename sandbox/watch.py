@@ -41,7 +41,7 @@ from sandbox.drivers.cluster import (
     Manifest,
     ObjectRef,
 )
-from sandbox.drivers.git import GitCli
+from sandbox.drivers.git import GitDriver
 from sandbox.drivers.git_hosting import PullRequest
 from sandbox.errors import InvalidInputError, NotReadyError, PermanentError
 from sandbox.flux import Readiness, readiness, watch_until
@@ -267,7 +267,7 @@ def wait_for_revision(
     return Landing(environment, revision, state.root_revision or "", state.objects)
 
 
-def git_contains(git: GitCli, checkout: Path, fetch: Callable[[], None]) -> Callable[[str, str], bool]:
+def git_contains(git: GitDriver, checkout: Path, fetch: Callable[[], None]) -> Callable[[str, str], bool]:
     """``contains(wanted, sha)`` answered by git in ``checkout``.
 
     A commit unknown there is fetched for (once per commit): the branch may have
@@ -294,7 +294,7 @@ def git_contains(git: GitCli, checkout: Path, fetch: Callable[[], None]) -> Call
     return contains
 
 
-def default_revision(config: FleetConfig, cluster: ClusterDriver, git: GitCli) -> str:
+def default_revision(config: FleetConfig, cluster: ClusterDriver, git: GitDriver) -> str:
     """The tip of the branch the cluster's root GitRepository tracks, on the fleet remote.
 
     Raises:
@@ -316,7 +316,7 @@ def watch_environment(
     config: FleetConfig,
     env: str,
     *,
-    git: GitCli,
+    git: GitDriver,
     terraform: Any,
     revision: str | None = None,
     timeout: float | None = None,
@@ -360,14 +360,14 @@ def watch_promotion(ctx: Any, *, timeout: float | None = None) -> LandingResult:
     """The promotion's last step: once its pull request merged, wait for development to apply it.
 
     Args:
-        ctx: The sandbox's :class:`~sandbox.lifecycle.SandboxContext`.
+        ctx: The sandbox's :class:`~sandbox.context.SandboxContext`.
         timeout: Seconds to wait (default ``drivers.cluster.ready_timeout_seconds``).
 
     Raises:
         NotReadyError: Merged, but development did not converge in time.
     """
-    from sandbox.lifecycle import PROMOTION_TARGET
     from sandbox.models import Stage
+    from sandbox.stages.promote import PROMOTION_TARGET
 
     record = ctx.record
     promoted = ctx.inventory.stage_result(record.name, record.lifecycle_id, Stage.promote)

@@ -1,8 +1,15 @@
-"""Builds drivers from configuration: the one place that chooses implementations."""
+"""Builds drivers from configuration: the one place that chooses implementations.
+
+Git (:func:`build_git`), terraform and git hosting (:func:`build_drivers`), the cluster
+(:func:`connect_cluster`), the OCI registry (:func:`build_registry`) and the load
+generators (:func:`build_load_generator`, :func:`build_job_load_generator`) are
+constructed here and nowhere else; the core is typed with the drivers' Protocols.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,12 +18,16 @@ from urllib.parse import unquote, urlsplit
 
 from sandbox.config import FleetConfig
 from sandbox.drivers.cluster import ClusterDriver
-from sandbox.drivers.git import GitCli
+from sandbox.drivers.git import GitCli, GitDriver
 from sandbox.drivers.git_hosting import GitHosting, GitHubHosting, LocalGitHosting, github_web_url
+from sandbox.drivers.load import HttpLoadGenerator, LoadGenerator
+from sandbox.drivers.registry import FluxCliRegistry, OciRegistry, OrasRegistry, RegistryConfig, RegistryCredentials
 from sandbox.drivers.terraform import PythonTerraformDriver, TerraformDriver, TerraformOutput, public_outputs
 from sandbox.errors import ConfigError
 from sandbox.hardening import check_credentials_transport
 from sandbox.inventory import Inventory
+from sandbox.perf.scenario import ScenarioSettings
+from sandbox.progress import Progress
 from sandbox.redaction import register_kubeconfig, register_secret
 
 
@@ -24,7 +35,7 @@ from sandbox.redaction import register_kubeconfig, register_secret
 class Drivers:
     """Every outside system a stage may touch."""
 
-    git: GitCli
+    git: GitDriver
     terraform: TerraformDriver
     hosting: GitHosting
     secrets: dict[str, str] = field(default_factory=dict)
@@ -44,21 +55,33 @@ def build_drivers(config: FleetConfig, *, github_token: str | None = None) -> Dr
             the environment; resolved by the caller so the core never imports Prefect).
     """
     tf = config.drivers.terraform
+    git = build_git(config)
+    return Drivers(
+        git=git,
+        terraform=PythonTerraformDriver(binary=tf.binary, timeout=tf.timeout_seconds, lock_timeout=tf.lock_timeout),
+        hosting=build_hosting(config, git, github_token=github_token),
+    )
+
+
+def build_git(config: FleetConfig | None = None) -> GitDriver:
+    """The git driver: the configured executable, timeout and commit author.
+
+    Args:
+        config: The fleet configuration; without one (``sandbox clone`` and ``sandbox check``
+            on a bare checkout, the demo's setup) ``git`` on the PATH with its defaults.
+    """
+    if config is None:
+        return GitCli()
     git = config.drivers.git
-    git_cli = GitCli(
+    return GitCli(
         git.binary,
         git.timeout_seconds,
         author_name=config.fleet_repo.author_name,
         author_email=config.fleet_repo.author_email,
     )
-    return Drivers(
-        git=git_cli,
-        terraform=PythonTerraformDriver(binary=tf.binary, timeout=tf.timeout_seconds, lock_timeout=tf.lock_timeout),
-        hosting=build_hosting(config, git_cli, github_token=github_token),
-    )
 
 
-def build_hosting(config: FleetConfig, git: GitCli, *, github_token: str | None = None) -> GitHosting:
+def build_hosting(config: FleetConfig, git: GitDriver, *, github_token: str | None = None) -> GitHosting:
     """The git-hosting driver the configuration asks for.
 
     ``github`` with a token (given, or in ``token_env``) opens pull requests
@@ -199,6 +222,86 @@ def connect_cluster(config: FleetConfig, outputs: Mapping[str, TerraformOutput])
 
     # Built from the text in memory: the kubeconfig (a secret) never touches disk.
     return KubernetesClusterDriver.from_kubeconfig_text(kubeconfig_from_outputs(config, outputs))
+
+
+def build_load_generator(config: FleetConfig, settings: ScenarioSettings, *, workdir: Path) -> LoadGenerator:
+    """The host-side load generator a scenario asks for (``http`` or ``locust``).
+
+    Raises:
+        ConfigError: ``kubernetes-job`` (it needs the sandbox cluster: :func:`build_job_load_generator`).
+    """
+    if settings.generator == "http":
+        return HttpLoadGenerator()
+    if settings.generator == "locust":
+        from sandbox.drivers.locust_load import LocustLoadGenerator
+
+        locust = config.drivers.load_generator.locust
+        return LocustLoadGenerator(
+            locust.command or None,
+            locustfile=Path(settings.locustfile) if settings.locustfile else None,
+            workdir=workdir,
+            startup_timeout_seconds=locust.startup_timeout_seconds,
+        )
+    raise ConfigError("the kubernetes-job load generator runs in the sandbox cluster; build it with the cluster")
+
+
+def build_job_load_generator(
+    config: FleetConfig, cluster: ClusterDriver, *, kubeconfig: str | None, progress: Progress | None = None
+) -> LoadGenerator:
+    """The Kubernetes Job load generator for a sandbox cluster.
+
+    Raises:
+        ConfigError: The cluster is simulated (it runs no pods) or no image is configured.
+        ConfigError: No kubeconfig for the cluster either.
+    """
+    if config.drivers.cluster.type == "simulated":
+        raise ConfigError(
+            "the kubernetes-job load generator needs a real cluster (the simulated cluster runs no pods); "
+            "use drivers.load_generator.type http or locust"
+        )
+    job = config.drivers.load_generator.job
+    if not job.image:
+        raise ConfigError("drivers.load_generator.job.image is required for the kubernetes-job load generator")
+    if not kubeconfig:
+        raise ConfigError("no kubeconfig for the sandbox cluster: cannot read the load job's log")
+    from sandbox.drivers.job_load import KubernetesJobLoadGenerator, KubernetesPodLogs
+
+    return KubernetesJobLoadGenerator(
+        cluster,
+        KubernetesPodLogs.from_kubeconfig_text(kubeconfig),
+        image=job.image,
+        namespace=job.namespace,
+        command=job.command,
+        args=job.args,
+        env=job.env,
+        deadline_margin_seconds=job.deadline_margin_seconds,
+        progress=progress,
+    )
+
+
+def build_registry(
+    settings: RegistryConfig,
+    credentials: RegistryCredentials | None = None,
+    *,
+    progress: Progress | None = None,
+) -> OciRegistry:
+    """The registry driver ``settings`` asks for.
+
+    ``layout_dir`` set: an OCI image layout directory (:mod:`sandbox.drivers.oci_layout`).
+    Else ``push_with: auto`` pushes with ``flux push artifact`` when the flux CLI is on PATH
+    and with oras otherwise; ``push_with: flux`` asks for flux but falls back to oras
+    (and ``progress`` hears why) when the CLI is missing; ``oras`` always uses oras.
+    """
+    if settings.layout_dir:
+        from sandbox.drivers.oci_layout import OciLayoutRegistry
+
+        return OciLayoutRegistry(settings.url, Path(settings.layout_dir))
+    if settings.push_with != "oras":
+        if shutil.which(settings.flux_binary):
+            return FluxCliRegistry(settings, credentials)
+        if settings.push_with == "flux" and progress is not None:
+            progress(f"{settings.flux_binary} is not on PATH: pushing with oras instead")
+    return OrasRegistry(settings, credentials)
 
 
 def oci_layouts(config: FleetConfig) -> dict[str, Path]:

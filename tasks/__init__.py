@@ -4,7 +4,8 @@
   performance_test_stage, teardown, promote), each a thin task around
   :func:`tasks.common.run_stage`: it loads the configuration, skips work the
   inventory records as done, runs the stage function from
-  :mod:`sandbox.lifecycle` and records the result (provision and validate also
+  :mod:`sandbox.stages` and records the result with the inventory's stage
+  bookkeeping (:meth:`sandbox.inventory.Inventory.recording_stage`; provision and validate also
   publish their plan or report as artifacts). Retries apply to retryable errors
   only; results are persisted under an explicit cache key per sandbox,
   lifecycle and stage.
@@ -17,5 +18,6 @@
   reports and charts, and the teardown it must run outside tasks once a flow
   run is being cancelled).
 * What they share: :mod:`tasks.common` (request model, cache keys, retry rule,
-  bookkeeping) and :mod:`tasks.artifacts` (artifact keys, plans as Markdown).
+  the stage's context with its secrets, running a stage) and :mod:`tasks.artifacts`
+  (artifact keys, plans as Markdown).
 """

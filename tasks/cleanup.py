@@ -28,9 +28,10 @@ from sandbox.cleanup import (
     propose_directory_removal,
     reconcile_record,
     still_due,
+    stop_orphan_processes,
 )
 from sandbox.config import FleetConfig, load_config
-from sandbox.errors import SandboxError
+from sandbox.errors import error_message
 from sandbox.inventory import utcnow
 from sandbox.wiring import Drivers, build_drivers, open_inventory
 from tasks.artifacts import create_table_artifact
@@ -91,6 +92,8 @@ def _resolve(
             return delete_orphan_branch(config, drivers, action)
         if action.action is CleanupActionKind.propose_removal:
             return propose_directory_removal(config, drivers, action)
+        if action.action is CleanupActionKind.stop_processes:
+            return stop_orphan_processes(config, action)
         if action.action not in TEARDOWN_ACTIONS:
             raise ValueError(f"unknown cleanup action {action.action!r}")
         now = utcnow()
@@ -134,8 +137,9 @@ def resolve_cleanup_action_task(config_path: str, run_id: str, action: CleanupAc
     try:
         status, detail = _resolve(config, cleanup_drivers(config), config_path, run_id, action)
     except Exception as exc:
-        message = str(exc) if isinstance(exc, SandboxError) else f"{type(exc).__name__}: {exc}"
-        failed = CleanupOutcome(action=action, status="failed", detail=message, started_at=started, finished_at=_now())
+        failed = CleanupOutcome(
+            action=action, status="failed", detail=error_message(exc), started_at=started, finished_at=_now()
+        )
         _record(config, run_id, failed)
         raise
     outcome = CleanupOutcome(action=action, status=status, detail=detail, started_at=started, finished_at=_now())

@@ -1,4 +1,4 @@
-"""What every stage task shares: the request model, cache keys, retry rule, bookkeeping."""
+"""What every stage task shares: the request model, cache keys, retry rule, the stage's context and its run."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from prefect.states import State
 from pydantic import BaseModel, Field
 
 from sandbox.config import FleetConfig, load_config
-from sandbox.errors import ConflictError, PermanentError, SandboxError
-from sandbox.lifecycle import SandboxContext, Secrets
+from sandbox.context import SandboxContext, Secrets
+from sandbox.errors import ConflictError, PermanentError, SandboxError, error_message
+from sandbox.inventory import Inventory
 from sandbox.lifecycle_request import SandboxChange
 from sandbox.models import Stage, StageResult
+from sandbox.progress import Progress
 from sandbox.redaction import redact, register_secret
 from sandbox.wiring import build_drivers, open_inventory
 
@@ -100,18 +102,27 @@ def fleet_ssh_identity(config: FleetConfig) -> str | None:
     return resolve_secret(config.drivers.git.ssh_key_secret_block, config.drivers.git.ssh_key_env)
 
 
-def stage_context(config: FleetConfig, name: str) -> SandboxContext:
-    """Everything a stage function needs, with secrets resolved here (the core never sees Prefect)."""
-    logger = get_run_logger()
+def stage_context(
+    config: FleetConfig, name: str, *, inventory: Inventory | None = None, progress: Progress | None = None
+) -> SandboxContext:
+    """Everything a stage function needs, with secrets resolved here (the core never sees Prefect).
+
+    Args:
+        config: The fleet configuration.
+        name: The sandbox.
+        inventory: The inventory to use, already open (else one is opened); closed with the
+            context's (``ctx.inventory.close()``).
+        progress: Where progress goes (default: the task run's logger).
+    """
     hosting = config.drivers.git_hosting
     github_token = resolve_secret(hosting.token_secret_block, hosting.token_env) if hosting.type == "github" else None
-    inventory = open_inventory(config)
+    inventory = inventory or open_inventory(config)
     return SandboxContext(
         config=config,
         inventory=inventory,
         drivers=build_drivers(config, github_token=github_token),
         record=inventory.get(name),
-        progress=logger.info,
+        progress=progress or get_run_logger().info,
         secrets=Secrets(
             git_token=resolve_secret(config.drivers.git.credentials_secret_block, config.drivers.git.credentials_env),
             application_stack_tokens=application_stack_tokens(config),
@@ -122,11 +133,11 @@ def stage_context(config: FleetConfig, name: str) -> SandboxContext:
 
 def run_stage(stage: Stage, request: StageRequest, **kwargs: Any) -> StageResult:
     """Run a stage unless the inventory has it completed; record the outcome either way."""
-    from sandbox.lifecycle import STAGE_FUNCTIONS
+    from sandbox.stages import STAGE_FUNCTIONS
 
     logger = get_run_logger()
     config = load_config(request.config_path)
-    inventory = open_inventory(config)
+    inventory = open_inventory(config)  # once for the stage: the check, the context, the bookkeeping
     try:
         record = inventory.get(request.name)
         if record.lifecycle_id != request.lifecycle_id:
@@ -140,28 +151,21 @@ def run_stage(stage: Stage, request: StageRequest, **kwargs: Any) -> StageResult
         if done is not None:
             logger.info(f"{stage.value}: already completed for {request.name}; not run again")
             return StageResult.model_validate({**done, "reused": True})
-    finally:
-        inventory.close()
-    ctx = stage_context(config, request.name)
-    try:
-        ctx.inventory.stage_started(request.name, request.lifecycle_id, stage)
+        ctx = stage_context(config, request.name, inventory=inventory, progress=logger.info)
         try:
-            result = STAGE_FUNCTIONS[stage](ctx, **kwargs)
+            with inventory.recording_stage(request.name, request.lifecycle_id, stage) as recording:
+                result = recording.complete(STAGE_FUNCTIONS[stage](ctx, **kwargs))
         except Exception as exc:
-            message = str(exc) if isinstance(exc, SandboxError) else f"{type(exc).__name__}: {exc}"
-            ctx.inventory.stage_failed(request.name, request.lifecycle_id, stage, message)
-            ctx.inventory.update(request.name, failed_stage=stage.value, last_error=message)
+            message = error_message(exc)
             if not isinstance(exc, SandboxError) and redact(message) != message:
                 # Prefect puts str(exc) into the run's state message and persists the exception
                 # itself: an exception of a library quoting a secret is replaced by a redacted one.
                 raise PermanentError(redact(message)) from None
             raise
-        ctx.inventory.stage_completed(request.name, request.lifecycle_id, stage, result.model_dump(mode="json"))
-        ctx.inventory.update(request.name, failed_stage=None, last_error=None)
         logger.info(f"{stage.value}: {result.summary}")
         return result
     finally:
-        ctx.inventory.close()
+        inventory.close()
 
 
 #: Options every stage task shares.

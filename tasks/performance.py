@@ -26,18 +26,18 @@ from prefect import get_run_logger, task
 from pydantic import BaseModel, Field
 
 from sandbox.config import load_config
-from sandbox.errors import SandboxError
-from sandbox.lifecycle import SandboxContext, Secrets, register, teardown, validate_request
 from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.models import SandboxKind, SandboxStatus, Stage, StageResult
 from sandbox.perf.chart import write_chart
 from sandbox.perf.compare import Comparison, PerformanceReport, markdown_summary, render_table, table_rows
-from sandbox.perf.run import preflight, reports_dir
 from sandbox.perf.scenario import PerformanceRequest, ScenarioSettings, resolve_scenario
 from sandbox.perf.store import PerfRunStatus, PerfStore
+from sandbox.stages.performance import preflight, reports_dir
+from sandbox.stages.register import register, validate_request
+from sandbox.stages.teardown import teardown
 from sandbox.wiring import build_drivers, open_inventory, sandbox_state_dir
 from tasks.artifacts import artifact_key, create_markdown_artifact, create_table_artifact
-from tasks.common import resolve_secret
+from tasks.common import stage_context
 
 #: Longest source-environment part of a performance sandbox's name.
 _SOURCE_IN_NAME = 20
@@ -266,28 +266,10 @@ def teardown_without_task(config_path: str, name: str, lifecycle_id: str, logger
         if inventory.stage_result(name, lifecycle_id, Stage.teardown) is not None:
             return None
         log.info(f"tearing down {name} outside a task (the flow run was interrupted)")
-        ctx = SandboxContext(
-            config=config,
-            inventory=inventory,
-            drivers=build_drivers(config),
-            record=record,
-            progress=log.info,
-            secrets=Secrets(
-                git_token=resolve_secret(
-                    config.drivers.git.credentials_secret_block, config.drivers.git.credentials_env
-                )
-            ),
-        )
-        inventory.stage_started(name, lifecycle_id, Stage.teardown)
-        try:
-            result = teardown(ctx)
-        except Exception as exc:
-            message = str(exc) if isinstance(exc, SandboxError) else f"{type(exc).__name__}: {exc}"
-            inventory.stage_failed(name, lifecycle_id, Stage.teardown, message)
-            inventory.update(name, failed_stage=Stage.teardown.value, last_error=message)
-            raise
-        inventory.stage_completed(name, lifecycle_id, Stage.teardown, result.model_dump(mode="json"))
-        inventory.update(name, failed_stage=None, last_error=None)
+        # The context every stage task gets (the same secrets), not a task of its own.
+        ctx = stage_context(config, name, inventory=inventory, progress=log.info)
+        with inventory.recording_stage(name, lifecycle_id, Stage.teardown) as recording:
+            result = recording.complete(teardown(ctx))
         log.info(f"teardown: {result.summary}")
         return result
     finally:

@@ -11,21 +11,22 @@ from prefect import get_run_logger, task
 from sandbox.config import load_config
 from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.preflight import check_request, preflight
+from sandbox.stages.register import ValidatedRequest
 from sandbox.wiring import build_drivers, open_inventory
 
 
 @task(name="check-request")
-def check_request_task(request: LifecycleRequest) -> str:
+def check_request_task(request: LifecycleRequest) -> ValidatedRequest:
     """Refuse invalid input (name, environment, TTL, ticket, overrides) before anything exists.
 
     Returns:
-        The branch the sandbox will use.
+        The request with what its check derived (branch, TTL): the flow registers it as it is.
 
     Raises:
         InvalidInputError: Naming the first problem found.
     """
     config = load_config(request.config_path)
-    return check_request(config, request).branch
+    return check_request(config, request)
 
 
 @task(name="preflight")

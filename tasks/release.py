@@ -16,7 +16,6 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel, Field
 
 from sandbox.config import load_config
-from sandbox.drivers.git import GitCli
 from sandbox.drivers.registry import RegistryConfig
 from sandbox.release.context import ReleaseContext, build_release_context
 from sandbox.release.plan import ReleasePlan, release_plan
@@ -25,6 +24,7 @@ from sandbox.release.proposals import ProposedChange, propose_range
 from sandbox.release.publish import PublishedRelease, TaggedRelease, publish_artifact, tag_release
 from sandbox.release.settings import discover_registry
 from sandbox.versions import Bump
+from sandbox.wiring import build_git
 from tasks.common import resolve_secret, retry_if_retryable
 
 #: Retry delays (seconds) for a registry or git host that did not answer.
@@ -54,10 +54,7 @@ def release_context(target: ReleaseTarget) -> ReleaseContext:
     config = load_config(target.config_path)
     hosting = config.drivers.git_hosting
     github_token = resolve_secret(hosting.token_secret_block, hosting.token_env) if hosting.type == "github" else None
-    git = config.drivers.git
-    settings = target.registry or discover_registry(
-        config, GitCli(git.binary, git.timeout_seconds, config.fleet_repo.author_name, config.fleet_repo.author_email)
-    )
+    settings = target.registry or discover_registry(config, build_git(config))
     password = resolve_secret(settings.password_secret_block, None) if settings.password_secret_block else None
     return build_release_context(
         config,

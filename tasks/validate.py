@@ -9,9 +9,8 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from sandbox.config import load_config
-from sandbox.errors import SandboxError
-from sandbox.lifecycle import validation_report
 from sandbox.models import Stage, StageResult
+from sandbox.stages.validate import validation_report
 from sandbox.validation import ValidationFailedError, ValidationReport, ensure_validatable, stage_result
 from tasks.artifacts import create_table_artifact
 from tasks.common import (
@@ -77,30 +76,20 @@ def revalidate_task(request: StageRequest) -> ValidationReport:
     """
     logger = get_run_logger()
     config = load_config(request.config_path)
-    ctx = stage_context(config, request.name)
+    ctx = stage_context(config, request.name, progress=logger.info)
+    inventory = ctx.inventory
     try:
         ensure_validatable(ctx.record)
-        ctx.inventory.stage_started(request.name, request.lifecycle_id, Stage.validate)
-        try:
+        with inventory.recording_stage(
+            request.name, request.lifecycle_id, Stage.validate, keep_other_failures=True
+        ) as recording:
             report = validation_report(ctx)
-        except Exception as exc:
-            message = str(exc) if isinstance(exc, SandboxError) else f"{type(exc).__name__}: {exc}"
-            ctx.inventory.stage_failed(request.name, request.lifecycle_id, Stage.validate, message)
-            ctx.inventory.update(request.name, failed_stage=Stage.validate.value, last_error=message)
-            raise
-        publish_report(report)
-        if report.passed:
-            result = stage_result(report)
-            ctx.inventory.stage_completed(
-                request.name, request.lifecycle_id, Stage.validate, result.model_dump(mode="json")
-            )
-            if ctx.record.failed_stage == Stage.validate.value:
-                ctx.inventory.update(request.name, failed_stage=None, last_error=None)
-        else:
-            message = report.failure_message()
-            ctx.inventory.stage_failed(request.name, request.lifecycle_id, Stage.validate, message)
-            ctx.inventory.update(request.name, failed_stage=Stage.validate.value, last_error=message)
+            publish_report(report)
+            if report.passed:
+                recording.complete(stage_result(report))
+            else:
+                recording.fail(report.failure_message())
         logger.info(report.summary())
         return report
     finally:
-        ctx.inventory.close()
+        inventory.close()

@@ -54,7 +54,12 @@ def register_profiles() -> None:
 
 
 def property_settings(
-    examples: int, *, suppress: Iterable[HealthCheck] = (), profile: settings | None = None, **overrides: Any
+    examples: int,
+    *,
+    explore_examples: int | None = None,
+    suppress: Iterable[HealthCheck] = (),
+    profile: settings | None = None,
+    **overrides: Any,
 ) -> settings:
     """Settings for one property test, relative to the loaded profile.
 
@@ -63,14 +68,20 @@ def property_settings(
 
     Args:
         examples: The examples the test runs under ``ci``; other profiles scale it.
+        explore_examples: The examples under ``explore`` when ten times ``examples`` is not
+            what the test needs (a differential test against a peer asks for far more).
         suppress: Health checks to suppress besides the profile's own.
         profile: The profile to build on; the loaded one by default.
         overrides: Any other settings the test needs (e.g. ``phases``).
     """
-    profile = profile or settings.get_profile(settings.get_current_profile_name())
+    name = settings.get_current_profile_name()
+    profile = profile or settings.get_profile(name)
+    count = examples * profile.max_examples // CI_EXAMPLES
+    if explore_examples is not None and profile is settings.get_profile(EXPLORE):
+        count = explore_examples
     return settings(
         parent=profile,
-        max_examples=max(1, examples * profile.max_examples // CI_EXAMPLES),
+        max_examples=max(1, count),
         suppress_health_check=[*profile.suppress_health_check, *suppress],
         **overrides,
     )

@@ -26,7 +26,22 @@ INSTALL_HINTS: dict[str, str] = {
     "docker-registry": "Debian's docker-registry (scripts/install-system-deps.sh installs it)",
     "chromium": "Debian's chromium (scripts/install-system-deps.sh installs it)",
     "git": "git",
+    "kubectl": "kubectl (the Kubernetes client; Debian's kubernetes-client)",
+    "semver-peer": "the Go peer of Flux's semver selection: run `make peers` (seconds; `make toolchain` builds it too)",
 }
+
+#: The toolchain binaries a local cluster runs (docs/local-cluster.md), all built by ``make toolchain``.
+LOCAL_CLUSTER_BINARIES = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "source-controller",
+    "kustomize-controller",
+    "helm-controller",
+    "notification-controller",
+)
 
 
 def under_ci() -> bool:
@@ -50,3 +65,21 @@ def require_tool(name: str, *alternatives: str) -> str:
             return found
     missing(name)
     raise AssertionError("unreachable: missing() fails or skips")  # pragma: no cover
+
+
+def require_toolchain(*names: str) -> dict[str, str]:
+    """The paths of toolchain binaries (default: every one a local cluster runs); fail under CI, skip elsewhere.
+
+    The binaries come from ``make toolchain`` (sandbox.toolchain), not from PATH; the message names the first
+    one missing and says how to build it.
+    """
+    from sandbox import toolchain
+    from sandbox.errors import ToolNotFoundError
+
+    found: dict[str, str] = {}
+    for name in names or LOCAL_CLUSTER_BINARIES:
+        try:
+            found[name] = str(toolchain.locate(name))
+        except ToolNotFoundError as exc:
+            missing(name, f"{INSTALL_HINTS[name]} ({exc})" if name in INSTALL_HINTS else f"{exc}")
+    return found

@@ -140,3 +140,20 @@ class DiscoveryCache(Protocol):
     def refresh_discovery(self) -> None:
         """Forget cached discovery; the next lookup asks the API server again."""
         ...
+
+
+def parse_inventory_id(entry_id: str) -> tuple[str, str, str, str] | None:
+    """``(namespace, name, group, kind)`` of a cli-utils inventory id; ``None`` when malformed.
+
+    As cli-utils' ``ParseObjMetadata``: the namespace ends at the first ``_``,
+    kind and group are the last two fields, and what is between is the name,
+    in which ``__`` stands for ``:`` (``system:foo`` is stored as ``system__foo``).
+    Here, beside :class:`ObjectRef`, because both sides read these ids: the product
+    (:func:`sandbox.flux.inventory_refs`) and the simulated kustomize-controller.
+    """
+    namespace, separator, rest = entry_id.partition("_")
+    rest, _, kind = rest.rpartition("_")
+    name, _, group = rest.rpartition("_")
+    if not separator or not kind or not name:
+        return None
+    return namespace, name.replace("__", ":"), group, kind

@@ -68,7 +68,10 @@ def _classify(done: CompletedCommand) -> SandboxError:
 
 @runtime_checkable
 class GitDriver(Protocol):
-    """The git operations this product needs."""
+    """The git operations the core calls (:class:`GitCli` runs them with ``git``).
+
+    The core is typed with this Protocol; :mod:`sandbox.wiring` picks the implementation.
+    """
 
     def clone(self, remote: str, dest: Path) -> None:
         """Clone ``remote`` into the new directory ``dest``."""
@@ -82,12 +85,32 @@ class GitDriver(Protocol):
         """Check out ``branch``; create it from ``start`` when given and the branch is new."""
         ...
 
+    def current_branch(self, repo: Path) -> str:
+        """The checked-out branch (empty when HEAD is detached)."""
+        ...
+
+    def delete_branch(self, repo: Path, branch: str) -> None:
+        """Delete a local branch (not the checked-out one)."""
+        ...
+
+    def reset_hard(self, repo: Path, rev: str) -> None:
+        """Move the current branch to ``rev``, discarding local changes."""
+        ...
+
     def commit_all(self, repo: Path, message: str, paths: Sequence[str] = ()) -> str | None:
         """Stage ``paths`` (all when empty) and commit; the new sha, or ``None`` if nothing changed."""
         ...
 
     def push(self, repo: Path, branch: str) -> None:
-        """Push ``branch`` to ``origin``."""
+        """Push ``branch`` to ``origin`` (never forced)."""
+        ...
+
+    def delete_remote_branch(self, repo: Path, branch: str) -> None:
+        """Delete ``branch`` on ``origin``."""
+        ...
+
+    def delete_remote_branch_at(self, repo: Path, branch: str, sha: str) -> None:
+        """Delete ``branch`` on ``origin`` only while it still points at ``sha``."""
         ...
 
     def rev_parse(self, repo: Path, rev: str) -> str | None:
@@ -98,8 +121,56 @@ class GitDriver(Protocol):
         """Branch name -> sha on a remote (``git ls-remote --heads``)."""
         ...
 
+    def remote_tags(self, remote: str) -> dict[str, str]:
+        """Tag name -> sha of the tagged commit on ``remote``."""
+        ...
+
     def changed_files(self, repo: Path, base: str, head: str, path: str) -> list[str]:
         """Files under ``path`` that differ between ``base`` and ``head``."""
+        ...
+
+    def diff_stat(self, repo: Path, base: str, head: str, path: str) -> list[DiffStat]:
+        """Per file under ``path``: lines added and removed between ``base`` and ``head``."""
+        ...
+
+    def diff(self, repo: Path, base: str, head: str, path: str) -> str:
+        """The unified diff of ``path`` between ``base`` and ``head``."""
+        ...
+
+    def is_ancestor(self, repo: Path, ancestor: str, descendant: str) -> bool:
+        """Whether commit ``ancestor`` is reachable from ``descendant`` (equal commits count)."""
+        ...
+
+    def merge_base(self, repo: Path, a: str, b: str) -> str:
+        """The best common ancestor of two commits."""
+        ...
+
+    def commit_time(self, repo: Path, commit: str) -> int:
+        """The committer time of ``commit``, in seconds since the epoch."""
+        ...
+
+    def init_bare(self, path: Path, default_branch: str = "main") -> None:
+        """Create a bare repository (the demo's and the tests' remote)."""
+        ...
+
+    def init_repo(self, path: Path, remote: str, default_branch: str = "main") -> None:
+        """Make ``path`` a repository with ``origin`` set to ``remote``."""
+        ...
+
+    def tag(self, repo: Path, name: str, message: str) -> None:
+        """Create an annotated tag at HEAD."""
+        ...
+
+    def push_tag(self, repo: Path, name: str) -> None:
+        """Push a tag to ``origin``."""
+        ...
+
+    def list_tree(self, repo: Path, rev: str, path: str, *, directories: bool = False) -> list[str]:
+        """Names of the entries directly under ``path`` at ``rev`` (only subdirectories when ``directories``)."""
+        ...
+
+    def show_file(self, repo: Path, rev: str, path: str) -> str | None:
+        """The content of ``path`` at ``rev``, or ``None`` when it does not exist there."""
         ...
 
 
@@ -282,6 +353,10 @@ class GitCli:
     def merge_base(self, repo: Path, a: str, b: str) -> str:
         """The best common ancestor of two commits."""
         return self._git(repo, "merge-base", a, b, timeout_is_retryable=True)
+
+    def commit_time(self, repo: Path, commit: str) -> int:
+        """The committer time of ``commit``, in seconds since the epoch."""
+        return int(self._git(repo, "show", "-s", "--format=%ct", commit, timeout_is_retryable=True))  # a read
 
     def log_subjects(self, repo: Path, rev_range: str) -> list[str]:
         """Commit subjects in ``rev_range``, newest first."""

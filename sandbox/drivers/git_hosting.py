@@ -26,7 +26,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import BaseModel, Field
 
-from sandbox.drivers.git import GitCli
+from sandbox.drivers.git import GitDriver
 from sandbox.errors import PermanentError, RetryableError
 from sandbox.redaction import redact, register_secret
 
@@ -104,7 +104,7 @@ class LocalGitHosting:
         *,
         manual: bool = False,
         remote: Path | None = None,
-        git: GitCli | None = None,
+        git: GitDriver | None = None,
     ) -> None:
         if manual and not web_url:
             raise ValueError("a manual pull request needs the repository's web URL")

@@ -40,7 +40,6 @@ import io
 import json
 import os
 import re
-import shutil
 import stat
 import tarfile
 import tempfile
@@ -735,31 +734,6 @@ class FluxCliRegistry(OrasRegistry):
         return PushedArtifact(url=f"{self.url}:{tag}", tag=tag, digest=digest)
 
 
-def build_registry(
-    settings: RegistryConfig,
-    credentials: RegistryCredentials | None = None,
-    *,
-    progress: Any = None,
-) -> OciRegistry:
-    """The registry driver ``settings`` asks for.
-
-    ``layout_dir`` set: an OCI image layout directory (:mod:`sandbox.drivers.oci_layout`).
-    Else ``push_with: auto`` pushes with ``flux push artifact`` when the flux CLI is on PATH
-    and with oras otherwise; ``push_with: flux`` asks for flux but falls back to oras
-    (and ``progress`` hears why) when the CLI is missing; ``oras`` always uses oras.
-    """
-    if settings.layout_dir:
-        from sandbox.drivers.oci_layout import OciLayoutRegistry
-
-        return OciLayoutRegistry(settings.url, Path(settings.layout_dir))
-    if settings.push_with != "oras":
-        if shutil.which(settings.flux_binary):
-            return FluxCliRegistry(settings, credentials)
-        if settings.push_with == "flux" and progress is not None:
-            progress(f"{settings.flux_binary} is not on PATH: pushing with oras instead")
-    return OrasRegistry(settings, credentials)
-
-
 __all__ = [
     "CREATED_ANNOTATION",
     "FLUX_CONFIG_MEDIA_TYPE",
@@ -782,7 +756,6 @@ __all__ = [
     "RegistryError",
     "RegistryUnavailableError",
     "build_flux_tarball",
-    "build_registry",
     "classify_flux_push",
     "content_layer",
     "flux_push_command",

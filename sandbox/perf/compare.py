@@ -1,6 +1,6 @@
 """A run's metrics against its scenario's baseline: the comparison, its gates, and the reports made of it.
 
-Prefect-free: the performance-test stage (:func:`sandbox.perf.run.run_performance_test`)
+Prefect-free: the performance-test stage (:func:`sandbox.stages.performance.performance_test`)
 compares what the load measured with the baseline from :mod:`sandbox.perf.store`;
 the task layer turns the comparison into Prefect artifacts and the CLI prints it.
 

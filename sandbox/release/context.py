@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandbox.config import FleetConfig
-from sandbox.drivers.git import GitCli
+from sandbox.drivers.git import GitDriver
 from sandbox.drivers.git_hosting import GitHosting
-from sandbox.drivers.registry import OciRegistry, RegistryConfig, build_registry
+from sandbox.drivers.registry import OciRegistry, RegistryConfig
 from sandbox.progress import Progress, quiet
 from sandbox.release.errors import ReleaseError
 from sandbox.release.settings import discover_registry, registry_credentials
-from sandbox.wiring import build_drivers
+from sandbox.wiring import build_drivers, build_registry
 
 
 @dataclass
@@ -32,7 +32,7 @@ class ReleaseContext:
     """
 
     config: FleetConfig
-    git: GitCli
+    git: GitDriver
     registry: OciRegistry
     hosting: GitHosting | None = None
     progress: Progress = quiet

@@ -8,9 +8,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from sandbox import paths
-from sandbox.drivers.git import GitCli
+from sandbox.drivers.git import GitDriver
 from sandbox.drivers.registry import FluxArtifact
-from sandbox.proc import run
 from sandbox.release.context import ReleaseContext
 from sandbox.release.decision import decide_release
 from sandbox.release.errors import ReleaseError, ReleaseExistsError
@@ -53,14 +52,13 @@ class PublishedRelease(BaseModel):
         return f"release {self.version} {how}: {self.artifact} ({self.digest}) from {self.revision}"
 
 
-def _commit_time(git: GitCli, repo: Path, commit: str) -> str:
+def _commit_time(git: GitDriver, repo: Path, commit: str) -> str:
     """The committer time of ``commit`` as RFC 3339 UTC (the artifact's ``created``).
 
     The commit's time rather than the push time keeps the artifact reproducible: the
     same tag always yields the same manifest digest.
     """
-    done = run(git.command(repo, "show", "-s", "--format=%ct", commit), timeout_is_retryable=True)  # a read
-    return datetime.fromtimestamp(int(done.stdout.strip()), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(git.commit_time(repo, commit), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def tag_release(

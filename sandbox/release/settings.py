@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from sandbox.config import FleetConfig, TrackingKind
-from sandbox.drivers.git import GitCli
+from sandbox.drivers.git import GitDriver
 from sandbox.drivers.registry import RegistryConfig, RegistryCredentials
 from sandbox.errors import ConfigError, InvalidInputError
 from sandbox.hardening import check_credentials_transport
@@ -83,7 +83,7 @@ def source_url(remote: str) -> str:
     return re.sub(r"(://)[^/@\s:]+:[^/@\s]+@", r"\1", remote)
 
 
-def discover_registry(config: FleetConfig, git: GitCli, *, workdir: Path | None = None) -> RegistryConfig:
+def discover_registry(config: FleetConfig, git: GitDriver, *, workdir: Path | None = None) -> RegistryConfig:
     """Registry settings from fleet.yaml, else from the URL the clusters' OCIRepository reads.
 
     Raises:

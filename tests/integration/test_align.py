@@ -23,9 +23,9 @@ from sandbox.align import environment_terraform_dir, environment_variables, envi
 from sandbox.config import FleetConfig, load_config
 from sandbox.drivers.git import GitCli
 from sandbox.drivers.terraform import PythonTerraformDriver, TerraformOutput
-from sandbox.lifecycle import register, validate_request
 from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.models import Stage
+from sandbox.stages.register import register, validate_request
 from sandbox.wiring import build_drivers, open_inventory
 from tests.integration.sandbox_cli import demo_setup, error_line, sandbox_cli
 

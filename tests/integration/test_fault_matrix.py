@@ -45,7 +45,10 @@ from tests.integration.reliability_support import (
 )
 from tests.integration.sandbox_cli import BIN, sandbox_cli
 
-pytestmark = pytest.mark.integration
+# Fifteen real runs in a chain, all in the module's fixture: about two minutes on two
+# idle cores, much longer on a loaded machine; the default 300 s is per test and
+# would cut the chain (and fail all 18 tests at once) when CPUs are shared.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 BRANCH = "OPS-1-bump-podinfo"
 _DONE = r"(executed|already completed|cached)"

@@ -19,7 +19,7 @@ import yaml
 from sandbox import fleetrepo
 from sandbox.drivers.cluster import GITREPOSITORY_API, KUSTOMIZATION_API, ObjectRef
 from sandbox.drivers.kubernetes_cluster import KubernetesApiError, KubernetesClusterDriver
-from sandbox.lifecycle import install_flux
+from sandbox.stages.bootstrap import install_flux
 from tests.fakes.kubeapi_server import KubeApiServer, running_kubeapi_server
 
 pytestmark = pytest.mark.integration

@@ -22,9 +22,9 @@ from prefect.client.schemas.objects import FlowRun
 from sandbox.config import FleetConfig, load_config
 from sandbox.demo import prepare_demo
 from sandbox.models import SandboxKind, SandboxStatus, Stage, StageStatus
-from sandbox.perf.run import reports_dir
 from sandbox.perf.scenario import PerformanceRequest, ScaleOverride
 from sandbox.perf.store import PerfRun, PerfRunStatus, PerfStore
+from sandbox.stages.performance import reports_dir
 from sandbox.wiring import open_inventory, sandbox_state_dir
 
 pytestmark = pytest.mark.integration

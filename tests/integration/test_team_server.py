@@ -133,6 +133,9 @@ def final_runs(client: SyncPrefectClient, run_ids: list[Any]) -> list[FlowRun] |
     return runs if len(runs) == len(run_ids) and all(r.state and r.state.is_final() for r in runs) else None
 
 
+# Six whole lifecycles on two workers: well inside the default 300 s on idle cores,
+# not on a machine whose CPUs are shared (the per-test timeout is a hang guard, not a speed check).
+@pytest.mark.timeout(900)
 def test_two_workers_run_six_lifecycles_at_once_on_a_postgresql_server(
     postgres_server: PostgresServer,  # noqa: F811
     tmp_path: Path,

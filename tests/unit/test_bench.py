@@ -135,3 +135,54 @@ def test_one_benchmark_raising_is_recorded_and_the_others_still_run(
     assert json.loads(results.read_text()) == {"resolve_ms": 10.0, "cleanup_ms": 10.0, "errors": outcome.errors}
     report.print_summary(outcome.metrics, outcome.errors)
     assert "scan: NOT MEASURED: BenchError: scan found 3 removed APIs (expected 4)" in capsys.readouterr().out
+
+
+# -- peers: the outside programs a ratio is measured against, and partial runs merged ---------------------
+
+
+def _peer_metric(value: float) -> Metric:
+    metric = _metric("resolve_vs_masterminds_ratio", value, 2.0)
+    metric.peers = {"semver-peer": "semver-peer v0.2.0 (github.com/Masterminds/semver/v3 v3.5.0, go1.26.8)"}
+    metric.note = "project 30 ms, semver-peer 20 ms"
+    return metric
+
+
+def test_results_name_the_peers_and_a_merge_keeps_the_other_figures(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    report.write_results([_metric("lifecycle_overhead_ratio", 1.1, 1.25)], errors={"scan": "boom"}, path=path)
+    report.write_results([_peer_metric(1.5)], path=path, merge=True)
+    assert json.loads(path.read_text()) == {
+        "lifecycle_overhead_ratio": 1.1,
+        "resolve_vs_masterminds_ratio": 1.5,
+        "errors": {"scan": "boom"},
+        "peers": {"semver-peer": "semver-peer v0.2.0 (github.com/Masterminds/semver/v3 v3.5.0, go1.26.8)"},
+    }
+    report.write_results([_metric("lifecycle_overhead_ratio", 1.2, 1.25)], path=path)  # a full run: only its own
+    assert json.loads(path.read_text()) == {"lifecycle_overhead_ratio": 1.2}
+
+
+def test_a_merged_partial_run_replaces_its_rows_and_keeps_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "README.md"
+    started = datetime(2026, 1, 2, 3, 4, tzinfo=UTC)
+    metrics = [_metric("lifecycle_overhead_ratio", 1.1, 1.25), _metric("resolve_10k_tags_ms", 30.0, 200.0, unit="ms")]
+    report.write_readme(metrics, started=started, seconds=60, profiled=None, profile=None, path=path)
+    for value in (1.5, 1.7):  # merged twice: one row, one note, one peer line
+        merged = [_metric("resolve_10k_tags_ms", 20.0, 200.0, unit="ms"), _peer_metric(value)]
+        report.merge_readme(merged, started=started, groups=["resolve", "resolve-peer"], path=path)
+    text = path.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert [row.split("|")[1].strip() for row in rows] == [
+        "`lifecycle_overhead_ratio`",
+        "`resolve_10k_tags_ms`",
+        "`resolve_vs_masterminds_ratio`",
+    ]
+    assert "| `resolve_10k_tags_ms` | 20.0 ms |" in text
+    assert "| `resolve_vs_masterminds_ratio` | 1.700 x | ≤ 2 | ok |" in text
+    assert text.count("`resolve_vs_masterminds_ratio`: project 30 ms") == 1
+    assert (
+        text.count("in a partial run (`python -m bench --only resolve --only resolve-peer --merge`, load average") == 1
+    )
+    assert text.count(report.PEERS_HEADING) == 1
+    assert "| semver-peer | semver-peer v0.2.0 (github.com/Masterminds/semver/v3 v3.5.0, go1.26.8) |" in text
+    assert text.count("| semver-peer |") == 1
+    assert text.index(report.PEERS_HEADING) < text.index("## What dominated")

@@ -16,7 +16,7 @@ from sandbox import fleetrepo
 from sandbox.drivers.cluster import ObjectRef
 from sandbox.drivers.simulated_cluster import SimulatedCluster
 from sandbox.errors import ClusterError, ConfigError, CrdNotEstablishedError, CrdRejectedError
-from sandbox.lifecycle import install_flux, wait_for_crds_established
+from sandbox.stages.bootstrap import install_flux, wait_for_crds_established
 
 EXAMPLE_FLUX_DIR = Path(__file__).resolve().parents[2] / "examples" / "fleet-repo" / "clusters" / "development"
 SECRET = ObjectRef("v1", "Secret", "flux-system", "flux-system")

@@ -8,6 +8,7 @@ terraform states need the terraform binary and are covered by
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -240,3 +241,42 @@ def test_the_text_report_lists_each_action_and_only_counts_protected_ones(env: E
     assert report_lines(CleanupReport.of(plan_cleanup(config, inventory, drivers, run_id="r8")))[0].startswith(
         "cleanup r8: 1 action(s)"
     )
+
+
+def test_a_killed_flows_local_cluster_processes_are_found_and_stopped(env: Env) -> None:
+    from sandbox.cleanup import stop_orphan_processes
+    from sandbox.localcluster import control_plane
+    from sandbox.localcluster.processes import ProcessSpec, find_local_cluster_processes, spawn, terminate
+
+    config, inventory, drivers = env
+    sandboxes = config.state_dir / "sandboxes"
+
+    def cluster(name: str) -> Path:
+        # Where the infra/local-cluster stack puts it: inside the sandbox's terraform working directory.
+        where = control_plane.prepare(sandboxes / name / "terraform" / ".local-cluster").root
+        spawn(where, ProcessSpec("kube-apiserver", ("/bin/sleep", "300")))
+        spawn(where, ProcessSpec("etcd", ("/bin/sleep", "300")))
+        return where
+
+    add_sandbox(config, inventory, "sb-live", expires_in=timedelta(days=2))
+    live = cluster("sb-live")
+    try:
+        killed = cluster("sb-killed")  # SIGKILLed mid-provision: no record, no terraform state
+        gone = cluster("sb-gone")  # SIGKILLed mid-teardown after its directory was deleted
+        shutil.rmtree(gone)
+        plan = plan_cleanup(config, inventory, drivers, run_id="r9")
+        assert targets(plan.actions) == [
+            ("orphan-processes", "stop-processes", "sb-gone"),
+            ("orphan-processes", "stop-processes", "sb-killed"),
+        ]
+        reasons = {a.target: a.reason for a in plan.actions}
+        assert "2 process(es)" in reasons["sb-killed"] and "no record" in reasons["sb-killed"]
+        assert "its cluster directory is gone" in reasons["sb-gone"]
+        for action in plan.actions:
+            assert stop_orphan_processes(config, action)[0] == "done"
+        assert find_local_cluster_processes(killed) == [] and not killed.exists()
+        assert find_local_cluster_processes(gone) == []
+        assert len(find_local_cluster_processes(live)) == 2  # a live sandbox's cluster is left alone
+        assert plan_cleanup(config, inventory, drivers).actions == []
+    finally:
+        terminate(find_local_cluster_processes(live), grace=1.0)

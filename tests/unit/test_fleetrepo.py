@@ -111,7 +111,7 @@ def test_promote_mirrors_sandbox_but_never_gotk_sync(repo: Path) -> None:
 
 
 def test_discover_environments(repo: Path, tmp_path: Path) -> None:
-    assert fleetrepo.discover_environments(repo) == ["development", "production", "staging"]
+    assert fleetrepo.discover_environments(repo) == ["development", "local", "production", "staging"]
     with pytest.raises(InvalidInputError, match="no clusters/ directory"):
         fleetrepo.discover_environments(tmp_path)
 

@@ -27,11 +27,14 @@ from hypothesis import strategies as st
 
 from sandbox import fleetrepo
 from sandbox.config import FleetConfig
+from sandbox.context import SandboxContext
 from sandbox.drivers.git import GitCli
 from sandbox.errors import InvalidInputError
-from sandbox.lifecycle import SandboxContext, clone, promote, register, validate_request
 from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.models import SandboxStatus, Stage
+from sandbox.stages.clone import clone
+from sandbox.stages.promote import promote
+from sandbox.stages.register import register, validate_request
 from sandbox.wiring import build_drivers, open_inventory
 from tests.hypothesis_profiles import property_settings
 

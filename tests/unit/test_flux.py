@@ -50,6 +50,40 @@ def test_the_watches_behind_a_finished_wait_are_stopped() -> None:
     assert cluster.ended.acquire(timeout=30)
 
 
+class DeletedBeforeTheWatch:
+    """A cluster whose object is deleted between the watcher's first list and its watch's own list.
+
+    The watch reports what exists when it starts (nothing) and then nothing more, so it never says ``DELETED``:
+    on a real cluster kustomize-controller deletes a Kustomization's objects that fast during teardown.
+    """
+
+    def __init__(self) -> None:
+        self.lists = 0
+
+    def list(self, api_version: str, kind: str, *args: Any, **kwargs: Any) -> list[Manifest]:
+        self.lists += 1
+        return [KUSTOMIZATION] if self.lists == 1 else []
+
+    def watch(
+        self, api_version: str, kind: str, *args: Any, stop: threading.Event | None = None, **kwargs: Any
+    ) -> Iterator[WatchEvent]:
+        assert stop is not None
+        stop.wait()
+        return
+        yield  # a generator that reports nothing
+
+
+def test_an_object_deleted_before_the_watch_started_is_seen_gone() -> None:
+    cluster = DeletedBeforeTheWatch()
+    done, snapshot = watch_until(
+        cluster,  # type: ignore[arg-type]
+        [(KUSTOMIZATION_API, "Kustomization")],
+        lambda seen: not seen,
+        timeout=600,
+    )
+    assert done and snapshot == {}
+
+
 # -- readiness semantics -------------------------------------------------------------------
 
 

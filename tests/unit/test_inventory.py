@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from sandbox import migrations
-from sandbox.errors import ConflictError
+from sandbox.errors import ConflictError, TeardownBlockedError
 from sandbox.inventory import (
     CleanupActionEntry,
     Inventory,
@@ -22,7 +22,7 @@ from sandbox.inventory import (
     redacted_url,
     utcnow,
 )
-from sandbox.models import STAGE_ORDER, SandboxKind, SandboxRecord, SandboxStatus, Stage, StageStatus
+from sandbox.models import STAGE_ORDER, SandboxKind, SandboxRecord, SandboxStatus, Stage, StageResult, StageStatus
 from tests.pg_server import inventory_url, postgres_server, postgres_url  # noqa: F401
 
 LEGACY_SCHEMA = Path(__file__).resolve().parents[1] / "fixtures" / "inventory" / "legacy-sqlite-schema.sql"
@@ -77,6 +77,55 @@ def test_stage_completion_counts_executions(inventory: Inventory) -> None:
     assert inventory.stage_result("sandbox-a", "abc123", Stage.provision) == {"summary": "ok"}
     summary = {s.name: s for s in inventory.get("sandbox-a").stages}
     assert (summary[Stage.provision].status, summary[Stage.provision].executions) == (StageStatus.completed, 1)
+
+
+def stage_status(inventory: Inventory, stage: Stage) -> StageStatus:
+    return {s.name: s for s in inventory.get("sandbox-a").stages}[stage].status
+
+
+def test_recording_a_stage_stores_its_result_and_clears_the_failure(inventory: Inventory) -> None:
+    inventory.create(record())
+    inventory.update("sandbox-a", failed_stage=Stage.provision.value, last_error="earlier")
+    with inventory.recording_stage("sandbox-a", "abc123", Stage.provision) as recording:
+        assert stage_status(inventory, Stage.provision) is StageStatus.running
+        recording.complete(StageResult(stage=Stage.provision, summary="up"))
+    assert (inventory.stage_result("sandbox-a", "abc123", Stage.provision) or {})["summary"] == "up"
+    done = inventory.get("sandbox-a")
+    assert (done.failed_stage, done.last_error) == (None, None)
+
+
+def test_recording_a_stage_that_raises_keeps_the_message_and_the_error(inventory: Inventory) -> None:
+    inventory.create(record())
+    with pytest.raises(TeardownBlockedError), inventory.recording_stage("sandbox-a", "abc123", Stage.teardown):
+        raise TeardownBlockedError("finalizers pending on a")
+    failed = inventory.get("sandbox-a")
+    assert (failed.failed_stage, failed.last_error) == ("teardown", "finalizers pending on a")
+    assert stage_status(inventory, Stage.teardown) is StageStatus.failed
+    # An unexpected error is named by its type.
+    with pytest.raises(KeyError), inventory.recording_stage("sandbox-a", "abc123", Stage.teardown):
+        raise KeyError("kubeconfig")
+    assert inventory.get("sandbox-a").last_error == "KeyError: 'kubeconfig'"
+
+
+def test_recording_a_failure_without_an_error(inventory: Inventory) -> None:
+    inventory.create(record())
+    with inventory.recording_stage("sandbox-a", "abc123", Stage.validate) as recording:
+        recording.fail("2 objects not Ready")
+    failed = inventory.get("sandbox-a")
+    assert (failed.failed_stage, failed.last_error) == ("validate", "2 objects not Ready")
+    assert inventory.stage_result("sandbox-a", "abc123", Stage.validate) is None
+
+
+def test_a_recording_that_keeps_other_failures_clears_only_its_own(inventory: Inventory) -> None:
+    inventory.create(record())
+    inventory.update("sandbox-a", failed_stage=Stage.teardown.value, last_error="blocked")
+    with inventory.recording_stage("sandbox-a", "abc123", Stage.validate, keep_other_failures=True) as recording:
+        recording.complete(StageResult(stage=Stage.validate, summary="passed"))
+    assert inventory.get("sandbox-a").failed_stage == "teardown"
+    inventory.update("sandbox-a", failed_stage=Stage.validate.value, last_error="not ready")
+    with inventory.recording_stage("sandbox-a", "abc123", Stage.validate, keep_other_failures=True) as recording:
+        recording.complete(StageResult(stage=Stage.validate, summary="passed"))
+    assert inventory.get("sandbox-a").failed_stage is None
 
 
 def test_update_delete_and_not_found(inventory: Inventory) -> None:

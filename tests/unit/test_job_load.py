@@ -17,7 +17,7 @@ from sandbox.drivers.job_load import (
 )
 from sandbox.drivers.load import LoadGenerator
 from sandbox.errors import CommandFailedError, ConfigError, InvalidInputError
-from sandbox.perf.run import build_job_load_generator
+from sandbox.wiring import build_job_load_generator
 
 RESULT = {
     "format": RESULT_FORMAT,

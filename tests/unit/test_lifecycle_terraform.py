@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from sandbox.config import FleetConfig, load_config
+from sandbox.context import SandboxContext
 from sandbox.inventory import Inventory, utcnow
-from sandbox.lifecycle import SandboxContext, terraform_variables
 from sandbox.models import SandboxKind, SandboxRecord, SandboxStatus
 from sandbox.wiring import build_drivers
 
@@ -69,7 +69,7 @@ def test_a_performance_sandbox_takes_the_source_environments_full_scale(
     config: FleetConfig, inventory: Inventory
 ) -> None:
     ctx = context(config, inventory, "production")
-    assert terraform_variables(ctx) == {
+    assert ctx.terraform_variables() == {
         "kubernetes_version": "1.31",
         "node_count": 9,
         "node_size": "xlarge",
@@ -83,7 +83,7 @@ def test_overrides_come_last_and_the_sandbox_never_takes_the_environments_name(
     config: FleetConfig, inventory: Inventory
 ) -> None:
     ctx = context(config, inventory, "development", overrides={"kubernetes_version": "1.32", "node_count": "2"})
-    variables = terraform_variables(ctx)
+    variables = ctx.terraform_variables()
     assert (variables["kubernetes_version"], variables["node_count"], variables["node_size"]) == ("1.32", "2", "small")
     assert variables["cluster_name"] == "sandbox-a"
     assert Path(variables["simulation_dir"]).is_relative_to(config.state_dir / "sandboxes" / "sandbox-a")
@@ -102,6 +102,6 @@ def test_a_sandbox_starts_from_what_the_fleet_repository_records_for_its_environ
     recorded.parent.mkdir(parents=True)
     recorded.write_text(json.dumps({"kubernetes_version": "1.32", "node_count": 2}), encoding="utf-8")
     ctx = context(config, inventory, "development", overrides={"node_count": "3"})
-    variables = terraform_variables(ctx, repo)
+    variables = ctx.terraform_variables(repo)
     assert (variables["kubernetes_version"], variables["node_count"], variables["node_size"]) == ("1.32", "3", "small")
-    assert terraform_variables(ctx)["kubernetes_version"] == "1.31"  # no checkout: fleet.yaml alone
+    assert ctx.terraform_variables()["kubernetes_version"] == "1.31"  # no checkout: fleet.yaml alone

@@ -19,9 +19,9 @@ from sandbox.drivers.registry import (
     ArtifactExistsError,
     FluxArtifact,
     RegistryError,
-    build_registry,
     tarball_files,
 )
+from sandbox.wiring import build_registry
 
 URL = "oci://registry.example.com/fleet/platform"
 

@@ -9,9 +9,9 @@ import pytest
 from sandbox.config import FleetConfig
 from sandbox.drivers.cluster import ClusterDriver, ObjectRef
 from sandbox.errors import ConfigError
-from sandbox.perf.run import preflight
 from sandbox.perf.scenario import resolve_scenario
 from sandbox.perf.target import load_target
+from sandbox.stages.performance import preflight
 
 
 def _config(cluster_type: str, **scenario: Any) -> FleetConfig:

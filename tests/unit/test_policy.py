@@ -71,8 +71,23 @@ def platform_file(repo: Path, env: str) -> Path:
 
 def test_the_example_fleet_repo_passes() -> None:
     report = check_repository(EXAMPLE_REPO)
-    assert report.environments == ["development", "production", "staging"]
+    # local: a real local cluster's environment (clusters/local, scripts/render_local_flux.py)
+    assert report.environments == ["development", "local", "production", "staging"]
     assert report.violations == []
+
+
+def test_without_fleet_yaml_a_canary_is_declared_on_its_platform_source(tmp_path: Path) -> None:
+    repo = tmp_path / "fleet"
+    shutil.copytree(EXAMPLE_REPO, repo)
+    local = platform_file(repo, "local")
+    text = local.read_text()
+    assert 'fleet-sandbox.io/canary: "true"' in text
+    local.write_text(text.replace('fleet-sandbox.io/canary: "true"', 'fleet-sandbox.io/canary: "no"'))
+    assert [v.rule for v in check_repository(repo).violations] == ["oci-artifact"]
+    local.write_text(text)
+    assert check_repository(repo).violations == []
+    # Declared or configured, a canary is never production or staging: their rules go by name.
+    assert tracks_for("production", canary=True) is Tracks.fixed_tag
 
 
 def test_a_clean_fleet_with_a_configured_canary_passes() -> None:
@@ -259,7 +274,7 @@ def invoke(app: typer.Typer, *args: str) -> tuple[int, str, str]:
 def test_check_exit_0_on_the_example_repo(cli: typer.Typer) -> None:
     code, out, err = invoke(cli, "check", "--repo", str(EXAMPLE_REPO))
     assert code == 0, err
-    assert "3 long-lived environment(s) (development, production, staging), 0 violation(s)" in out
+    assert "4 long-lived environment(s) (development, local, production, staging), 0 violation(s)" in out
 
 
 def test_check_uses_the_repositorys_own_fleet_yaml(cli: typer.Typer) -> None:

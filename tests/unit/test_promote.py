@@ -18,17 +18,13 @@ import pytest
 import yaml
 
 from sandbox.config import load_config
+from sandbox.context import SandboxContext
 from sandbox.demo import demo_request, prepare_demo
 from sandbox.errors import ConflictError
-from sandbox.lifecycle import (
-    PromotionRefusedError,
-    SandboxContext,
-    clone,
-    promote,
-    register,
-    validate_request,
-)
 from sandbox.models import SandboxStatus, Stage
+from sandbox.stages.clone import clone
+from sandbox.stages.promote import PromotionRefusedError, promote
+from sandbox.stages.register import register, validate_request
 from sandbox.wiring import build_drivers, open_inventory
 
 BRANCH = "OPS-1-bump-podinfo"

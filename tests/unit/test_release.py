@@ -30,7 +30,6 @@ from sandbox.drivers.registry import (
     RegistryConfig,
     RegistryCredentials,
     build_flux_tarball,
-    build_registry,
     flux_push_command,
     tarball_entries,
     tarball_files,
@@ -49,6 +48,7 @@ from sandbox.release.settings import (
 )
 from sandbox.release.versions import newest_release, previous_release, suggest_range
 from sandbox.versions import resolve, satisfies
+from sandbox.wiring import build_registry
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "release"
 STACK = FIXTURES / "stack"

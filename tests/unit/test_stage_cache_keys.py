@@ -36,5 +36,6 @@ def test_two_fleets_with_one_sandbox_name_do_not_share_cache_keys(tmp_path: Path
             ticket="OPS-1",
             summary="x",
         )
-        register_keys.add(_per_flow_run(context, {"request": lifecycle.model_dump()}))  # type: ignore[arg-type]
+        validated = {"request": lifecycle.model_dump()}
+        register_keys.add(_per_flow_run(context, {"validated": validated}))  # type: ignore[arg-type]
     assert len(stage_keys) == 2 and len(register_keys) == 2

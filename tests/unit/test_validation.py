@@ -27,8 +27,8 @@ from sandbox.drivers.git import GitCli
 from sandbox.drivers.simulated_cluster import SimulatedCluster
 from sandbox.errors import NotReadyError, PermanentError
 from sandbox.flux import readiness, wait_ready
-from sandbox.lifecycle import clone_into_checkout
 from sandbox.models import SandboxKind, SandboxRecord, SandboxStatus, Stage, StageStatus, StageSummary
+from sandbox.stages.clone import clone_into_checkout
 from sandbox.validation import (
     ValidationFailedError,
     ValidationInputs,

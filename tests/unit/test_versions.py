@@ -65,6 +65,12 @@ def test_masterminds_fixture_is_complete() -> None:
 
 @pytest.mark.parametrize(("constraint", "version", "expected"), MASTERMINDS_CASES)
 def test_masterminds_constraint_check(constraint: str, version: str, expected: bool) -> None:
+    if constraint == "":
+        # The table tests Masterminds' internal parseConstraint, which reads "" as "*"; NewConstraint,
+        # which Flux calls, rejects "" (checked against the Go peer in tests/integration/test_semver_peer.py).
+        with pytest.raises(InvalidConstraintError):
+            satisfies(constraint, version)
+        return
     assert satisfies(constraint, version) is expected
 
 
@@ -217,7 +223,6 @@ GRAMMAR_CASES: dict[str, list[tuple[str, str, bool]]] = {
         (">0", "0.0.1-alpha", False),
         ("!=4.1", "5.1.0-alpha.1", False),
         ("*", "1.0.0-rc.1", False),
-        ("", "1.0.0-rc.1", False),
     ],
     "precedence": [
         ("=1.2.3-rc.1", "1.2.3-rc.1", True),
@@ -231,9 +236,9 @@ GRAMMAR_CASES: dict[str, list[tuple[str, str, bool]]] = {
         ("=1.2.3+a", "1.2.3+b", True),
         ("1.2.3", "01.02.03", True),  # NewVersion coerces leading zeros
     ],
-    "empty range": [
-        ("", "0.0.0", True),
-        ("", "4.5.6", True),
+    "any release": [
+        ("*", "0.0.0", True),
+        ("*", "4.5.6", True),
     ],
 }
 
@@ -266,7 +271,9 @@ INVALID_CONSTRAINTS = [
     "1.x1",
     "V1.2.3",
     "v",
+    "",  # NewConstraint("") is "improper constraint" (Flux never resolves an empty semver ref)
     "   ",
+    ">=1.0.0-" + "a" * 251,  # a comparator version over Masterminds v3.5's 256 characters
     "1.2.3\n&&",
     "1.2.3 " * (MAX_CONSTRAINT_LENGTH // 6 + 1),
     " || ".join(["1"] * (MAX_OR_GROUPS + 1)),
@@ -410,6 +417,30 @@ def test_resolve_breaks_ties_by_order() -> None:
     assert resolve("1.2.x", ["v1.2.4", "1.2.4", "1.2.3"]) == "v1.2.4"
     assert resolve("1.2.x", ["1.2.3", "1.2.4", "v1.2.4"]) == "1.2.4"
     assert resolve("1.2.x", ["1.2.4+b", "1.2.4+a"]) == "1.2.4+b"
+    # Up to 12 matches Go's sort.Sort is an insertion sort: the first of the ties wins.
+    assert resolve("1.2.x", [f"1.2.4+{i}" for i in range(12)]) == "1.2.4+0"
+
+
+# Regressions found by the differential test against the Go peer (tests/integration/test_semver_peer.py):
+# with more than 12 matches Flux's pdqsort does not keep the first of tied tags; the answers are the peer's.
+_TIES_17 = ["v1.0.0+0", "0.1.4", "1.0.0+2", "0.7.6", "0.1.7", "1.0.0+5", "0.6.9", "0.0.7", "1.0.0+8", "0.9.1", "0.0.0"]
+_TIES_17 += ["1.0.0+11", "v1.0.0+12", "0.6.3", "0.0.8", "1.0.0+15", "v1.0.0+16"]
+_TIES_28 = ["v1.0.0+0", "1.0.0+1", "0.7.4", "0.6.8", "0.1.2", "0.4.1", "0.8.6", "v1.0.0+7", "0.3.4", "1.0.0+9", "0.7.8"]
+_TIES_28 += ["1.0.0+11", "0.7.3", "0.6.6", "0.5.8", "0.5.1", "v1.0.0+16", "v1.0.0+17", "0.8.6", "1.0.0+19", "0.7.0"]
+_TIES_28 += ["1.0.0+21", "0.9.9", "v1.0.0+23", "0.2.8", "1.0.0+25", "1.0.0+26", "1.0.0+27"]
+
+
+@pytest.mark.parametrize(("tags", "flux_picks"), [(_TIES_17, "v1.0.0+12"), (_TIES_28, "1.0.0+21")])
+def test_resolve_breaks_ties_beyond_twelve_matches_as_flux_does(tags: list[str], flux_picks: str) -> None:
+    assert resolve(">=0", tags) == flux_picks
+    assert resolve(">=0", iter(tags)) == flux_picks  # a generator is read once
+
+
+def test_resolve_skips_tags_longer_than_masterminds_allows() -> None:
+    longest = "2.0.0-" + "a" * (versions.MAX_VERSION_LENGTH - 6)
+    assert resolve("*-0", ["1.0.0", longest + "a"]) == "1.0.0"
+    assert resolve("*-0", ["1.0.0", longest]) == longest
+    assert parse_tag(longest + "a") is None
 
 
 def test_resolve_without_match() -> None:

@@ -16,7 +16,7 @@ from sandbox.drivers.git import GitCli
 from sandbox.drivers.simulated_cluster import SimulatedCluster
 from sandbox.errors import InvalidInputError, NotReadyError
 from sandbox.flux import readiness, watch_until
-from sandbox.lifecycle import install_flux
+from sandbox.stages.bootstrap import install_flux
 from sandbox.watch import (
     ROOT_KUSTOMIZATION,
     WATCHED_KINDS,

@@ -11,12 +11,12 @@ import pytest
 import yaml
 
 from sandbox.config import FleetConfig, load_config
+from sandbox.context import SandboxContext
 from sandbox.drivers.kubernetes_cluster import KubernetesClusterDriver
 from sandbox.drivers.simulated_cluster import SimulatedCluster
 from sandbox.drivers.terraform import TerraformOutput
 from sandbox.errors import ConfigError, PermanentError, SandboxError
 from sandbox.inventory import Inventory, utcnow
-from sandbox.lifecycle import SandboxContext, cluster_for, cluster_kubeconfig
 from sandbox.models import SandboxKind, SandboxRecord, SandboxStatus
 from sandbox.wiring import (
     build_drivers,
@@ -170,11 +170,11 @@ def test_a_sandbox_stage_connects_from_its_terraform_state_once(tmp_path: Path, 
     terraform = _OutputsOnly(_outputs(cluster_endpoint="https://127.0.0.1:6443", kubeconfig=kubeconfig))
     ctx = _context(config, inventory, terraform)
 
-    cluster = cluster_for(ctx)
+    cluster = ctx.cluster()
 
     assert isinstance(cluster, KubernetesClusterDriver)
-    assert cluster_for(ctx) is cluster
-    assert cluster_kubeconfig(ctx) == kubeconfig
+    assert ctx.cluster() is cluster
+    assert ctx.kubeconfig() == kubeconfig
     assert terraform.calls == [Path(ctx.record.terraform_workdir or "")]  # read once per stage
     assert kubeconfig not in repr(ctx) and SECRET_TOKEN not in repr(ctx)
 
@@ -183,7 +183,7 @@ def test_a_sandbox_without_a_provisioned_cluster_is_a_permanent_error(tmp_path: 
     ctx = _context(_config(tmp_path, "kubernetes"), inventory, _OutputsOnly({}))
 
     with pytest.raises(PermanentError, match="no cluster_endpoint output") as caught:
-        cluster_for(ctx)
+        ctx.cluster()
     assert isinstance(caught.value, SandboxError) and not caught.value.retryable
 
 
@@ -200,7 +200,7 @@ def test_a_simulated_sandbox_connects_from_its_recorded_public_outputs_without_t
         kubernetes_version="1.30",
     )
 
-    cluster = cluster_for(ctx)
+    cluster = ctx.cluster()
 
     assert isinstance(cluster, SimulatedCluster) and cluster.server_version() == "1.30"
     assert terraform.calls == []  # nothing secret to read: the record has what the simulation needs

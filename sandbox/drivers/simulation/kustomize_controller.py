@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sandbox.drivers.cluster import parse_inventory_id
 from sandbox.drivers.simulation.admission import crd_condition
 from sandbox.drivers.simulation.apimachinery import (
     Key,
@@ -123,9 +124,6 @@ def inventory_keys(obj: Mapping[str, Any]) -> list[tuple[Key, str]]:
     """``(key, version)`` of each entry of a Kustomization's ``status.inventory``."""
     found = []
     for entry in ((obj.get("status") or {}).get("inventory") or {}).get("entries") or []:
-        # Imported here: sandbox.flux is the product's side, and must decode the ids this controller writes.
-        from sandbox.flux import parse_inventory_id
-
         parsed = parse_inventory_id(str(entry.get("id", "")))
         if parsed is None:
             continue

@@ -1,7 +1,6 @@
 """The performance-test stage: run a scenario's load, compare it with the baseline.
 
-:func:`sandbox.lifecycle.performance_test` delegates here. The stage measures
-and judges; it does not store the run (the ``performance_sandbox`` flow records
+The stage measures and judges; it does not store the run (the ``performance_sandbox`` flow records
 it in :mod:`sandbox.perf.store` once the sandbox is torn down) and a failed gate
 does not fail the stage: the verdict is in the result, and the flow decides.
 
@@ -11,15 +10,16 @@ either, a local stand-in target on loopback (:func:`sandbox.drivers.load.local_t
 a simulated cluster has no network endpoint, so its "ingress" is a small HTTP
 server with the configured service time (``performance.local_target_delay_ms``).
 A real cluster without a target refuses the stage (one line saying what to set).
+The load generator is built in :mod:`sandbox.wiring`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from sandbox.config import FleetConfig
-from sandbox.drivers.load import HttpLoadGenerator, LoadGenerator, local_target
+from sandbox.context import SandboxContext
+from sandbox.drivers.load import LoadGenerator, local_target
 from sandbox.errors import ConfigError
 from sandbox.models import Stage, StageResult
 from sandbox.perf.compare import Comparison, compare, render_table
@@ -27,10 +27,7 @@ from sandbox.perf.scenario import LoadOverrides, ScenarioSettings, resolve_scena
 from sandbox.perf.store import PerfStore
 from sandbox.perf.target import NO_TARGET, load_target
 from sandbox.redaction import redact_url
-
-if TYPE_CHECKING:
-    from sandbox.drivers.cluster import ClusterDriver
-    from sandbox.lifecycle import SandboxContext
+from sandbox.wiring import build_job_load_generator, build_load_generator
 
 
 def reports_dir(config: FleetConfig, run_id: str) -> Path:
@@ -65,62 +62,7 @@ def preflight(config: FleetConfig, settings: ScenarioSettings) -> None:
         raise ConfigError("the kubernetes-job load generator needs a target_url reachable from inside the cluster")
 
 
-def build_load_generator(config: FleetConfig, settings: ScenarioSettings, *, workdir: Path) -> LoadGenerator:
-    """The host-side load generator a scenario asks for (``http`` or ``locust``).
-
-    Raises:
-        ConfigError: ``kubernetes-job`` (it needs the sandbox cluster: :func:`build_job_load_generator`).
-    """
-    if settings.generator == "http":
-        return HttpLoadGenerator()
-    if settings.generator == "locust":
-        from sandbox.drivers.locust_load import LocustLoadGenerator
-
-        locust = config.drivers.load_generator.locust
-        return LocustLoadGenerator(
-            locust.command or None,
-            locustfile=Path(settings.locustfile) if settings.locustfile else None,
-            workdir=workdir,
-            startup_timeout_seconds=locust.startup_timeout_seconds,
-        )
-    raise ConfigError("the kubernetes-job load generator runs in the sandbox cluster; build it with the cluster")
-
-
-def build_job_load_generator(
-    config: FleetConfig, cluster: ClusterDriver, *, kubeconfig: str | None, progress: Any = None
-) -> LoadGenerator:
-    """The Kubernetes Job load generator for a sandbox cluster.
-
-    Raises:
-        ConfigError: The cluster is simulated (it runs no pods) or no image is configured.
-        ConfigError: No kubeconfig for the cluster either.
-    """
-    if config.drivers.cluster.type == "simulated":
-        raise ConfigError(
-            "the kubernetes-job load generator needs a real cluster (the simulated cluster runs no pods); "
-            "use drivers.load_generator.type http or locust"
-        )
-    job = config.drivers.load_generator.job
-    if not job.image:
-        raise ConfigError("drivers.load_generator.job.image is required for the kubernetes-job load generator")
-    if not kubeconfig:
-        raise ConfigError("no kubeconfig for the sandbox cluster: cannot read the load job's log")
-    from sandbox.drivers.job_load import KubernetesJobLoadGenerator, KubernetesPodLogs
-
-    return KubernetesJobLoadGenerator(
-        cluster,
-        KubernetesPodLogs.from_kubeconfig_text(kubeconfig),
-        image=job.image,
-        namespace=job.namespace,
-        command=job.command,
-        args=job.args,
-        env=job.env,
-        deadline_margin_seconds=job.deadline_margin_seconds,
-        progress=progress,
-    )
-
-
-def run_performance_test(
+def performance_test(
     ctx: SandboxContext, *, scenario: str | None = None, overrides: LoadOverrides | None = None
 ) -> StageResult:
     """Run a scenario's load against the sandbox and compare it with the scenario's baseline.
@@ -135,8 +77,6 @@ def run_performance_test(
         ``metrics``, ``baseline`` (run id, metrics, settings, or ``None``),
         ``comparison``, ``passed`` and ``change_percent``.
     """
-    from sandbox.lifecycle import cluster_for, cluster_kubeconfig
-
     config = ctx.config
     settings = resolve_scenario(config, scenario, overrides)
     run_id = ctx.record.lifecycle_id
@@ -145,8 +85,8 @@ def run_performance_test(
     workdir = reports_dir(config, run_id) / "load"
     load: LoadGenerator
     if settings.generator == "kubernetes-job":
-        kubeconfig = cluster_kubeconfig(ctx) if config.drivers.cluster.type == "kubernetes" else None
-        load = build_job_load_generator(config, cluster_for(ctx), kubeconfig=kubeconfig, progress=ctx.progress)
+        kubeconfig = ctx.kubeconfig() if config.drivers.cluster.type == "kubernetes" else None
+        load = build_job_load_generator(config, ctx.cluster(), kubeconfig=kubeconfig, progress=ctx.progress)
     else:
         load = build_load_generator(config, settings, workdir=workdir)
     against = f"run {baseline.run_id}" if baseline else f"none accepted from {ctx.record.source_env} yet"
@@ -154,9 +94,7 @@ def run_performance_test(
         f"scenario {settings.scenario}: {settings.generator}, {settings.users} users, "
         f"{settings.duration_seconds:g}s; baseline: {against}"
     )
-    named = load_target(
-        config, settings, cluster_for(ctx) if settings.target_service or settings.target_ingress else None
-    )
+    named = load_target(config, settings, ctx.cluster() if settings.target_service or settings.target_ingress else None)
     if named is not None:
         target = named
         if not settings.target_url:
