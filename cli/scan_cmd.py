@@ -7,6 +7,11 @@ found, 3 removed APIs found (removed wins), 1 for every error (unreadable path, 
 version, invalid ``--output``, unusable ``--data`` file) with one line
 ``sandbox: error: ...`` on stderr. ``--output json`` prints exactly
 ``{"findings": [...], "skipped": [...]}`` (see docs/cli.md).
+
+A target newer than the deprecation data cover is scanned as pluto scans one: the
+findings decide the exit code. The output says where the data end (a ``warning:``
+line; in JSON ``"warnings"`` and ``"data_covers"``), since "nothing found" there
+means only that nothing the data know of was found.
 """
 
 from __future__ import annotations
@@ -109,6 +114,8 @@ def _print_text(report: ScanReport) -> None:
         echo(f"{len(report.skipped)} file(s) skipped:")
         for skipped in report.skipped:
             echo(f"  {skipped.file}: {skipped.reason}")
+    for warning in report.warnings:
+        echo(f"warning: {warning}")
 
 
 def _row(finding: Finding) -> tuple[str, ...]:

@@ -25,7 +25,7 @@ from sandbox.rollback import should_roll_back
 from tasks.bootstrap import bootstrap_task
 from tasks.clone import clone_task
 from tasks.common import StageRequest
-from tasks.locking import sandbox_lock
+from tasks.locking import fleet_of, sandbox_lock
 from tasks.performance_test_stage import performance_test_task
 from tasks.preflight import check_request_task, preflight_task
 from tasks.promote import promote_task
@@ -90,7 +90,7 @@ def run_stages(
     """
     logger = get_run_logger()
     outcomes = []
-    with sandbox_lock(request.name, log=logger.info) as lock:
+    with sandbox_lock(request.name, fleet_of(request.config_path), log=logger.info) as lock:
         for stage in stages:
             lock.check()
             state = STAGE_TASKS[stage](request, return_state=True)
@@ -127,7 +127,7 @@ def sandbox_lifecycle(request: LifecycleRequest, resume: bool = False) -> Lifecy
     harden_process()  # private files and redacted logs, wherever this flow runs
     logger = get_run_logger()
     validated = check_request_task(request)  # before the lock: its name comes from the request
-    with sandbox_lock(request.name, log=logger.info):
+    with sandbox_lock(request.name, fleet_of(request.config_path), log=logger.info):
         preflight_task(request)
         record = register_task(validated, resume=resume)
         stages = list(STAGE_ORDER)

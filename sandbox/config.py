@@ -7,6 +7,7 @@ against the file's own directory by :func:`load_config`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -29,6 +30,16 @@ FLUX_GIT_URL_PATTERN = r"^(http|https|ssh)://.*$"
 #: Applied with ``fullmatch`` (Kubernetes' ``$`` is the end of the text; Python's also matches before a final newline).
 _FLUX_GIT_URL = re.compile(FLUX_GIT_URL_PATTERN.removeprefix("^").removesuffix("$"))
 _SCP_STYLE = re.compile(r"(?P<user>[\w.-]+@)?(?P<host>[\w.-]+):(?P<path>(?!//).+)")
+
+
+def _without_userinfo(url: str) -> str:
+    """``url`` without a ``user:password@`` part (local paths and scp-style addresses unchanged)."""
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
 
 
 def is_flux_git_url(value: str) -> bool:
@@ -381,8 +392,20 @@ class PerformanceScenario(_Model):
     users: int | None = Field(default=None, ge=1, description="Concurrent simulated users")
     spawn_rate: float | None = Field(default=None, gt=0, description="Users started per second")
     duration_seconds: float | None = Field(default=None, gt=0, description="How long the load runs")
-    target_url: str | None = Field(default=None, description="URL to load (default: the local stand-in target)")
-    path: str = Field(default="/", description="Path requested on the local stand-in target")
+    target_url: str | None = Field(
+        default=None, description="URL to load (unset: target_service/target_ingress; simulated: the stand-in)"
+    )
+    target_service: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?(:[0-9]{1,5})?$",
+        description="Real cluster, no target_url: the sandbox's Service to load, namespace/name[:port]",
+    )
+    target_ingress: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="Real cluster, no target_url: the sandbox's Ingress to load (its load balancer), namespace/name",
+    )
+    path: str = Field(default="/", description="Path requested on the target")
     locustfile: str | None = Field(default=None, description="locust only: the scenario's locustfile (path)")
 
 
@@ -403,6 +426,9 @@ class PerformanceConfig(_Model):
     max_error_rate: float = Field(default=0.01, ge=0, le=1, description="Highest error rate (0..1) that passes")
     local_target_delay_ms: float = Field(
         default=20, ge=0, description="Service time of the local stand-in target (simulated clusters have no ingress)"
+    )
+    stand_in_on_real_clusters: bool = Field(
+        default=False, description="Real cluster, no target named: load the local stand-in (said) instead of refusing"
     )
     reports_dir: str = Field(default="perf-reports", description="Charts and load files, relative to the state dir")
 
@@ -465,6 +491,14 @@ class RegistryConfig(_Model):
         description="auto (`flux push artifact` when the flux CLI is on PATH, else oras), oras (built in) or flux",
     )
     flux_binary: str = Field(default="flux", description="The flux CLI, for push_with auto or flux")
+    layout_dir: str | None = Field(
+        default=None,
+        description=(
+            "An OCI image layout directory standing in for the registry at `url` (relative to fleet.yaml): "
+            "releases are published into it, and simulated clusters' OCIRepositories with this url read it. "
+            "The demo's: no registry server needed"
+        ),
+    )
 
     @field_validator("url")
     @classmethod
@@ -648,6 +682,17 @@ class FleetConfig(_Model):
     def remote_url(self) -> str:
         """The fleet remote, with local paths made absolute."""
         return self.git_url(self.fleet_repo.remote)
+
+    @property
+    def fleet_id(self) -> str:
+        """This fleet, as 12 hex digits: a hash of its remote and inventory (user names and passwords left out).
+
+        A sandbox is its name within a fleet: its lock and cache keys are scoped by this id, so
+        two fleets (or workdirs) on one machine sharing a Prefect server do not block or reuse
+        each other's; workers of one team (same remote, same inventory) get the same id.
+        """
+        identity = f"{_without_userinfo(self.remote_url)}\n{_without_userinfo(self.inventory_url)}"
+        return hashlib.sha256(identity.encode("utf-8")).hexdigest()[:12]
 
     def git_url(self, value: str) -> str:
         """A git URL from the file: URLs and scp-style addresses as given, local paths made absolute."""

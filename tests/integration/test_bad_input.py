@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import resource
 import shutil
 import signal
@@ -40,7 +41,7 @@ from sandbox.config import load_config
 from sandbox.demo import prepare_demo
 from sandbox.inventory import Inventory, utcnow
 from sandbox.lifecycle_request import LifecycleRequest
-from sandbox.locks import lock_name, note_name
+from sandbox.locks import LOCK_PREFIX, NOTE_PREFIX
 from sandbox.models import SandboxKind, SandboxRecord, SandboxStatus
 from tests.conftest import EXAMPLE_REPO
 from tests.integration.reliability_support import cli_env, edit_config, records, remote_branches
@@ -114,16 +115,23 @@ def failed_flow_run_message(flow_run_id: str) -> str:
 
 
 def lock_state(name: str) -> tuple[int, bool] | None:
-    """(active slots, holder note present) of a sandbox's lock, ``None`` if it was never created."""
+    """(active slots, holder note present) of sandbox ``name``'s locks in any fleet, ``None`` if none was created.
+
+    Any fleet: some cases here have a configuration that cannot be read, so no fleet id.
+    """
     from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
 
     with get_client(sync_client=True) as client:
-        try:
-            limit = client.read_global_concurrency_limit_by_name(lock_name(name))
-        except ObjectNotFound:
+        limits = [
+            limit
+            for limit in client.read_global_concurrency_limits(limit=200)
+            if limit.name.startswith(LOCK_PREFIX) and limit.name.endswith(f":{name}")
+        ]
+        if not limits:
             return None
-        return limit.active_slots, client.read_variable_by_name(note_name(name)) is not None
+        note = re.compile(rf"{NOTE_PREFIX}[0-9a-f]{{12}}-{re.escape(name)}")
+        notes = [v for v in client.read_variables(limit=200) if note.fullmatch(v.name)]
+        return sum(limit.active_slots for limit in limits), bool(notes)
 
 
 def assert_nothing_left(config_path: Path, name: str, remotes: list[Path], *, inventory: bool = True) -> None:

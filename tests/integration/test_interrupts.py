@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.config import load_config
 from sandbox.demo import prepare_demo
 from sandbox.locks import lock_name
 from tests.integration.reliability_support import cli_env, edit_config, records
@@ -54,11 +55,11 @@ def _flow_run_states(name: str) -> list[str]:
     return [run.state.type.value for run in runs if run.state is not None]
 
 
-def _active_slots(name: str) -> int:
+def _active_slots(name: str, fleet_id: str) -> int:
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
-        return int(client.read_global_concurrency_limit_by_name(lock_name(name)).active_slots)
+        return int(client.read_global_concurrency_limit_by_name(lock_name(name, fleet_id)).active_slots)
 
 
 def test_ctrl_c_during_provision_cancels_and_a_resume_finishes(tmp_path: Path, prefect_server: str) -> None:
@@ -97,7 +98,7 @@ def test_ctrl_c_during_provision_cancels_and_a_resume_finishes(tmp_path: Path, p
     got = marks.read_text().split()
     assert "TERM" in got and "INT" not in got, got  # terraform was stopped by SIGTERM, not hit by the Ctrl-C
     assert _flow_run_states(SANDBOX) == ["CANCELLED"]
-    assert _active_slots(SANDBOX) == 0  # the lock was released on the way out
+    assert _active_slots(SANDBOX, load_config(config).fleet_id) == 0  # the lock was released on the way out
     # A rerun resumes: provision runs again (real terraform now) and the lifecycle finishes.
     slow.unlink()
     resumed = subprocess.run(  # noqa: S603 - argv list
