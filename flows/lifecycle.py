@@ -26,7 +26,7 @@ from sandbox.run_summary import StageLine
 from tasks.bootstrap import bootstrap_task
 from tasks.clone import clone_task
 from tasks.common import StageRequest
-from tasks.locking import sandbox_lock
+from tasks.locking import fleet_of, sandbox_lock
 from tasks.performance_test_stage import performance_test_task
 from tasks.preflight import check_request_task, preflight_task
 from tasks.promote import promote_task
@@ -113,7 +113,7 @@ def run_stages(
     logger = get_run_logger()
     outcomes = [] if outcomes is None else outcomes
     previous: State[Any] | None = None
-    with sandbox_lock(request.name, log=logger.info) as lock:
+    with sandbox_lock(request.name, fleet_of(request.config_path), log=logger.info) as lock:
         for stage in stages:
             lock.check()
             # Each stage waits for the one before: the run's graph draws the seven as a chain.
@@ -185,7 +185,7 @@ def sandbox_lifecycle(request: LifecycleRequest, resume: bool = False) -> Lifecy
     record: SandboxRecord | None = None
     failure: BaseException | None = None
     try:
-        with sandbox_lock(request.name, log=logger.info):
+        with sandbox_lock(request.name, fleet_of(request.config_path), log=logger.info):
             preflight_task(request)
             record = register_task(validated, resume=resume)
             stage_request = StageRequest(

@@ -40,16 +40,19 @@ class StageRequest(BaseModel):
 
 
 def stage_cache_key(stage: Stage) -> Callable[[TaskRunContext, dict[str, Any]], str]:
-    """An explicit cache key ``<sandbox>/<lifecycle-id>/<stage>/v<N>``.
+    """An explicit cache key ``<fleet-id>/<sandbox>/<lifecycle-id>/<stage>/v<N>``.
 
     Not TASK_SOURCE: editing a task's code must not make a finished stage run again.
+    Scoped by the fleet (:attr:`~sandbox.config.FleetConfig.fleet_id`) as the lock is:
+    results are stored per machine, and two fleets on it may name a sandbox alike.
     """
 
     def key(_context: TaskRunContext, parameters: dict[str, Any]) -> str:
         request = parameters["request"]
         if isinstance(request, dict):
             request = StageRequest.model_validate(request)
-        return f"{request.name}/{request.lifecycle_id}/{stage.value}/v{CACHE_VERSION}"
+        fleet = load_config(request.config_path).fleet_id
+        return f"{fleet}/{request.name}/{request.lifecycle_id}/{stage.value}/v{CACHE_VERSION}"
 
     return key
 

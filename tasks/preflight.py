@@ -10,6 +10,7 @@ from prefect import get_run_logger, task
 
 from sandbox.config import load_config
 from sandbox.lifecycle_request import LifecycleRequest
+from sandbox.models import SandboxStatus
 from sandbox.preflight import check_request, preflight
 from sandbox.stages.register import ValidatedRequest
 from sandbox.wiring import build_drivers, open_inventory
@@ -42,6 +43,8 @@ def preflight_task(request: LifecycleRequest) -> bool:
         ToolNotFoundError: terraform or git is missing.
         PreflightError: The fleet remote cannot be read.
         FleetRepoError: The repository cannot make this sandbox.
+        InvalidInputError: An override the cluster module does not declare.
+        ConflictError: Its branch or directory is taken (another sandbox's, or on the remote).
     """
     logger = get_run_logger()
     config = load_config(request.config_path)
@@ -50,7 +53,10 @@ def preflight_task(request: LifecycleRequest) -> bool:
         if inventory.find(request.name) is not None:
             logger.info(f"preflight: {request.name} is already registered; not checked again")
             return False
+        in_use = {
+            r.branch: r.name for r in inventory.list() if r.branch and r.status is not SandboxStatus.destroyed
+        }
     finally:
         inventory.close()
-    preflight(config, request, build_drivers(config).git, progress=logger.info)
+    preflight(config, request, build_drivers(config).git, progress=logger.info, branches_in_use=in_use)
     return True

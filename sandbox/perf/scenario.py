@@ -51,6 +51,8 @@ class ScenarioSettings(BaseModel):
     spawn_rate: float | None = None
     duration_seconds: float
     target_url: str | None = Field(default=None, description="None: the local stand-in target")
+    target_service: str | None = Field(default=None, description="namespace/name[:port] of a Service to load")
+    target_ingress: str | None = Field(default=None, description="namespace/name of an Ingress to load")
     path: str = "/"
     locustfile: str | None = None
     local_target_delay_ms: float = 0.0
@@ -92,6 +94,8 @@ def resolve_scenario(config: FleetConfig, name: str | None, overrides: LoadOverr
         spawn_rate=overrides.spawn_rate or scenario.spawn_rate or load.spawn_rate,
         duration_seconds=overrides.duration_seconds or scenario.duration_seconds or load.duration_seconds,
         target_url=overrides.target_url or scenario.target_url or load.target_url,
+        target_service=scenario.target_service,
+        target_ingress=scenario.target_ingress,
         path=scenario.path,
         locustfile=locustfile,
         local_target_delay_ms=perf.local_target_delay_ms,
