@@ -54,7 +54,7 @@ def null_branches(schema: Any) -> list[str]:
 
 @pytest.mark.parametrize("name", ["a", "a1", "ops-42-x", "a--b", "-a", "a-", "1a", "A", "a_b", "a b", "", "é"])
 def test_the_forms_name_pattern_is_the_cores(name: str) -> None:
-    assert bool(re.search(NAME_PATTERN, name)) == bool(SANDBOX_NAME_RE.match(name))
+    assert bool(re.search(NAME_PATTERN, name)) == bool(SANDBOX_NAME_RE.fullmatch(name))
 
 
 def test_labels_are_human(tmp_path: Path) -> None:
