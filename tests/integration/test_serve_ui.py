@@ -326,8 +326,10 @@ def test_the_served_ui_runs_a_lifecycle_from_its_typed_form(served: tuple[str, P
         "platform",
         str(config_path),
     )
-    # Served runs keep their checkpoints where the CLI keeps them: <state_dir>/prefect-results.
-    stored = {p.parent.name for p in (config_path.parent / "state" / "prefect-results").glob("ui-sandbox/*/*/v1")}
+    # Served runs keep their checkpoints where the CLI keeps them: <state_dir>/prefect-results,
+    # keyed <fleet-id>/<sandbox>/<lifecycle-id>/<stage>/v1.
+    results = config_path.parent / "state" / "prefect-results"
+    stored = {p.parent.name for p in results.glob("*/ui-sandbox/*/*/v1")}
     assert stored == {stage.value for stage in STAGE_ORDER}
 
     # The run reads as a pipeline: preparation, then the seven stages by name, in order, each with its result.
