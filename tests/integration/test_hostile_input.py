@@ -238,9 +238,7 @@ ROWS = [
         "check-reports-the-link",
         ("check", "--repo", "{checkout}", "--config", "{config}"),
         1,
-        # Not a count: the example's clusters/local/ (the local-cluster demo's environment) is a
-        # violation of its own against the simulated demo's fleet.yaml.
-        "fleet policy violation(s) in {checkout}",
+        "1 fleet policy violation(s) in {checkout}",
         repo_change=_commit_link("clusters/development/deploy-key.yaml", "{host}/id_ed25519"),
         stdout="clusters/development/deploy-key.yaml: links-inside: symbolic link to {host}/id_ed25519",
     ),
