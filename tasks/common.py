@@ -168,6 +168,19 @@ def run_stage(stage: Stage, request: StageRequest, **kwargs: Any) -> StageResult
         inventory.close()
 
 
+def stage_state(result: StageResult) -> Any:
+    """A stage task's final state: Completed, holding ``result``, with its one-line summary as the message.
+
+    Prefect shows a task run's state message on the run page, so each stage's
+    result reads there and not only in the logs. Calling the task still returns
+    ``result`` (Prefect unwraps a returned state), and the state is checkpointed
+    as any return value.
+    """
+    from prefect.states import Completed
+
+    return Completed(data=result, message=redact(" ".join(result.summary.split())))
+
+
 #: Options every stage task shares.
 STAGE_TASK_OPTIONS: dict[str, Any] = {
     "retries": len(RETRY_DELAYS),

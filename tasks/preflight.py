@@ -16,7 +16,7 @@ from sandbox.stages.register import ValidatedRequest
 from sandbox.wiring import build_drivers, open_inventory
 
 
-@task(name="check-request")
+@task(name="check-request", task_run_name="prepare: check request")
 def check_request_task(request: LifecycleRequest) -> ValidatedRequest:
     """Refuse invalid input (name, environment, TTL, ticket, overrides) before anything exists.
 
@@ -30,7 +30,7 @@ def check_request_task(request: LifecycleRequest) -> ValidatedRequest:
     return check_request(config, request)
 
 
-@task(name="preflight")
+@task(name="preflight", task_run_name="prepare: preflight")
 def preflight_task(request: LifecycleRequest) -> bool:
     """Check tools, the fleet remote and the repository before a *new* sandbox is registered.
 

@@ -25,7 +25,7 @@ def _per_flow_run(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     return f"{load_config(config_path).fleet_id}/{name}/register/{context.task_run.flow_run_id}"
 
 
-@task(name="register", cache_key_fn=_per_flow_run, persist_result=True)
+@task(name="register", task_run_name="prepare: register", cache_key_fn=_per_flow_run, persist_result=True)
 def register_task(validated: ValidatedRequest, resume: bool = False) -> SandboxRecord:
     """Create (or, when resuming, find) the sandbox's record.
 
