@@ -34,8 +34,8 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-_SUMMARY_TAG = re.compile(r"^\s*<details>\s*<summary>(.*?)</summary>\s*$")
-_HTML_ONLY = re.compile(r"^\s*</?(details|summary)>\s*$")
+_SUMMARY_TAG = re.compile(r"\s*<details>\s*<summary>(.*?)</summary>\s*")
+_HTML_ONLY = re.compile(r"\s*</?(details|summary)>\s*")
 
 
 def _without_html(markdown: str) -> str:
@@ -45,10 +45,10 @@ def _without_html(markdown: str) -> str:
     """
     lines = []
     for line in markdown.splitlines():
-        fold = _SUMMARY_TAG.match(line)
+        fold = _SUMMARY_TAG.fullmatch(line)
         if fold:
             lines.append(f"**{fold.group(1).strip()}**")
-        elif not _HTML_ONLY.match(line):
+        elif not _HTML_ONLY.fullmatch(line):
             lines.append(line)
     return "\n".join(lines)
 

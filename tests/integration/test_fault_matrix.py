@@ -69,10 +69,10 @@ class Point:
     def pattern(self) -> re.Pattern[str]:
         if self.inside:
             # The first line the stage's task logs itself: the stage is under way.
-            return re.compile(rf"Task run '{re.escape(self.stage.value)}-[0-9a-f]+' - (?!Finished in state)")
+            return re.compile(rf"Task run '{re.escape(self.stage.value)}' - (?!Finished in state)")
         index = STAGE_ORDER.index(self.stage)
         if index == 0:
-            return re.compile(r"Task run 'register-[0-9a-f]+' - Finished in state Completed")
+            return re.compile(r"Task run 'prepare: register' - Finished in state Completed")
         previous = STAGE_ORDER[index - 1].value
         return re.compile(rf"Flow run '[^']+' - stage {re.escape(previous)}: {_DONE}")
 

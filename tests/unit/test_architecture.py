@@ -42,6 +42,8 @@ FOUNDATION = frozenset(
         "sandbox.redaction",
         "sandbox.versions",
         "sandbox.gosort",
+        "sandbox.bounded",
+        "sandbox.giturls",
     }
 )
 

@@ -95,8 +95,8 @@ def test_a_branch_with_a_trailing_newline_is_refused() -> None:
     ("check", "value"),
     [
         ("sandbox.watch:_REVISION", "abcdef1\n"),
-        ("sandbox.config:is_flux_git_url", "https://git.example.test/fleet.git\nx"),
-        ("sandbox.config:is_scp_style", "git@host:org/repo.git\n"),
+        ("sandbox.giturls:is_flux_git_url", "https://git.example.test/fleet.git\nx"),
+        ("sandbox.giturls:is_scp_style", "git@host:org/repo.git\n"),
         ("sandbox.deprecations:_COMPONENT_RE", "flux\n"),
         ("sandbox.drivers.terraform:_WORKSPACE_NAME", "sandbox-a\n"),
         ("sandbox.drivers.terraform:_VARIABLE_NAME", "node_count\n"),
