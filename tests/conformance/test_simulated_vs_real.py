@@ -25,7 +25,14 @@ from typing import Any
 import pytest
 import yaml
 
-from sandbox.drivers.cluster import FLUX_NAMESPACE, KUSTOMIZATION_API, ClusterDriver, Manifest, ObjectRef
+from sandbox.drivers.cluster import (
+    FLUX_NAMESPACE,
+    HELMRELEASE_API,
+    KUSTOMIZATION_API,
+    ClusterDriver,
+    Manifest,
+    ObjectRef,
+)
 from sandbox.drivers.kubernetes_cluster import KubernetesClusterDriver
 from sandbox.drivers.simulated_cluster import SimulatedCluster
 from sandbox.errors import TeardownBlockedError
@@ -65,6 +72,20 @@ UNAVAILABLE = {
     "      containers:\n        - name: app\n          image: registry.example.org/never:1.0.0\n",
 }
 
+#: A Helm chart in the fleet repository (a local cluster has no chart repository to fetch from): what the
+#: simulated chart catalog renders for any chart, a Deployment and a Service named after the release.
+CHART = {
+    "Chart.yaml": "apiVersion: v2\nname: web\nversion: 1.0.0\n",
+    "templates/deployment.yaml": "apiVersion: apps/v1\nkind: Deployment\n"
+    "metadata:\n  name: {{ .Release.Name }}\n  namespace: {{ .Release.Namespace }}\n"
+    "spec:\n  replicas: 1\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n"
+    "      labels: {app: web}\n    spec:\n      containers:\n        - name: web\n"
+    "          image: registry.example.org/web:1.0.0\n",
+    "templates/service.yaml": "apiVersion: v1\nkind: Service\n"
+    "metadata:\n  name: {{ .Release.Name }}\n  namespace: {{ .Release.Namespace }}\n"
+    "spec:\n  selector: {app: web}\n  ports:\n    - {name: http, port: 80}\n",
+}
+
 APPS: dict[str, dict[str, str]] = {
     "app": _namespace_with_settings("conf-app"),
     "configs": _namespace_with_settings("conf-configs"),
@@ -86,12 +107,15 @@ def _git(cwd: Path, *args: str) -> str:
 
 
 def _fleet(root: Path) -> Path:
-    """A bare repository ``<root>/served/fleet.git`` whose branch ``BRANCH`` holds ``apps/<name>`` for each app."""
+    """A bare repository ``<root>/served/fleet.git``; its branch ``BRANCH`` holds ``apps/<app>`` and ``charts/web``."""
     work = root / "fleet-work"
     for app, files in APPS.items():
         (work / "apps" / app).mkdir(parents=True)
         for name, text in files.items():
             (work / "apps" / app / name).write_text(text, encoding="utf-8")
+    for name, text in CHART.items():
+        (work / "charts" / "web" / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / "charts" / "web" / name).write_text(text, encoding="utf-8")
     _git(root, "init", "-q", "-b", BRANCH, str(work))
     _git(work, "add", "-A")
     _git(work, "commit", "-qm", "conformance apps")
@@ -136,6 +160,28 @@ class World:
             }
         )
         ref = ObjectRef(KUSTOMIZATION_API, "Kustomization", name, FLUX_NAMESPACE)
+        self.created.append(ref)
+        return ref
+
+    def helmrelease(self, name: str, target_namespace: str, *, tier: str | None = None) -> ObjectRef:
+        meta: dict[str, Any] = {"name": name, "namespace": FLUX_NAMESPACE}
+        if tier:
+            meta["annotations"] = {TIER_ANNOTATION: tier}
+        self.cluster.apply(
+            {
+                "apiVersion": HELMRELEASE_API,
+                "kind": "HelmRelease",
+                "metadata": meta,
+                "spec": {
+                    "interval": "10m",
+                    "targetNamespace": target_namespace,
+                    "chart": {
+                        "spec": {"chart": "./charts/web", "sourceRef": {"kind": "GitRepository", "name": "fleet"}}
+                    },
+                },
+            }
+        )
+        ref = ObjectRef(HELMRELEASE_API, "HelmRelease", name, FLUX_NAMESPACE)
         self.created.append(ref)
         return ref
 
@@ -280,17 +326,27 @@ def test_teardown_deletes_the_tiers_in_order_and_flux_prunes_each(scenario: Worl
     refs = {name: scenario.kustomization(name, f"./apps/{name}", tier=tier) for name, tier in tiers.items()}
     for ref in refs.values():
         scenario.wait_for(ref, "Ready", lambda s: s.ready)
+    # A HelmRelease of the applications tier, installed into the controllers tier's namespace.
+    refs["web"] = scenario.helmrelease("web", "conf-controllers", tier="applications")
+    scenario.wait_for(refs["web"], "Ready", lambda s: s.ready)
+    rendered = ObjectRef("apps/v1", "Deployment", "conf-controllers-web", "conf-controllers")
+    deployment = scenario.cluster.get(rendered)
+    assert deployment is not None, f"helm-controller rendered no {rendered}"
+    assert deployment["metadata"]["labels"]["helm.toolkit.fluxcd.io/name"] == "web"
     namespaces = [_ns(f"conf-{name}") for name in tiers]
     assert all(scenario.cluster.get(ns) is not None for ns in namespaces)
 
-    recording = Recording(scenario.cluster, namespaces)
+    recording = Recording(scenario.cluster, [rendered, *namespaces])
     report = teardown_cluster(recording, timeout_per_tier=WAIT)
 
     assert [tier for tier, _ in report.tiers] == ["applications", "custom-objects", "controllers"]
-    assert [ref.name for ref, _ in recording.deletes] == ["app", "configs", "controllers"]
-    # Each tier's namespace was pruned by kustomize-controller and terminated before the next tier went.
-    assert [[ns.name for ns in present] for _, present in recording.deletes] == [
-        ["conf-app", "conf-configs", "conf-controllers"],
+    assert [ref.name for ref, _ in recording.deletes] == ["web", "app", "configs", "controllers"]
+    # Each tier's objects were gone before the next tier went: the release uninstalled by helm-controller, each
+    # namespace pruned by kustomize-controller and terminated by the namespace controller. (Within a tier the
+    # objects are deleted together: what is left between two of them is the controllers' timing, not compared.)
+    first_of_each_tier = [recording.deletes[i] for i in (0, 2, 3)]
+    assert [[obj.name for obj in present] for _, present in first_of_each_tier] == [
+        ["conf-controllers-web", "conf-app", "conf-configs", "conf-controllers"],
         ["conf-configs", "conf-controllers"],
         ["conf-controllers"],
     ]
