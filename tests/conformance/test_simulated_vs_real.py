@@ -35,7 +35,7 @@ from sandbox.drivers.cluster import (
 )
 from sandbox.drivers.kubernetes_cluster import KubernetesClusterDriver
 from sandbox.drivers.simulated_cluster import SimulatedCluster
-from sandbox.errors import TeardownBlockedError
+from sandbox.errors import ClusterError, TeardownBlockedError
 from sandbox.flux import Readiness, readiness
 from sandbox.localcluster.processes import find_local_cluster_processes, terminate
 from sandbox.teardown import TIER_ANNOTATION, teardown_cluster, wait_gone
@@ -430,3 +430,47 @@ def test_a_namespace_terminates_once_its_content_is_gone(world: World) -> None:
     assert world.cluster.get(namespace) is not None
     world.cluster.merge_patch(held, {"metadata": {"finalizers": None}})
     world.gone({namespace, held}, "the namespace and its content")
+
+
+# -- API versions: what a Kubernetes 1.36 API server serves (discovery), and what it removed ---------------
+
+REMOVED_BY_1_36 = [
+    ("extensions/v1beta1", "Ingress"),  # removed in 1.22
+    ("networking.k8s.io/v1beta1", "Ingress"),  # removed in 1.22
+    ("batch/v1beta1", "CronJob"),  # removed in 1.25
+    ("policy/v1beta1", "PodDisruptionBudget"),  # removed in 1.25
+    ("autoscaling/v2beta2", "HorizontalPodAutoscaler"),  # removed in 1.26
+    ("flowcontrol.apiserver.k8s.io/v1beta3", "FlowSchema"),  # removed in 1.32
+    ("apps/v1beta2", "Deployment"),  # removed in 1.16
+]
+
+
+def test_removed_api_versions_are_refused_and_served_ones_accepted(world: World) -> None:
+    namespace = "conf-apis"
+    world.cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    refused: dict[tuple[str, str], str] = {}
+    for api_version, kind in REMOVED_BY_1_36:
+        try:
+            world.cluster.apply(
+                {"apiVersion": api_version, "kind": kind, "metadata": {"name": "old", "namespace": namespace}}
+            )
+        except ClusterError as exc:
+            refused[(api_version, kind)] = str(exc)
+    assert sorted(refused) == sorted(REMOVED_BY_1_36), f"served on the {world.driver} cluster: " + ", ".join(
+        f"{a} {k}" for a, k in REMOVED_BY_1_36 if (a, k) not in refused
+    )
+    for (api_version, kind), message in refused.items():
+        assert api_version in message and kind in message, f"the refusal names neither: {message}"
+    # Their replacements are served: the same object is accepted.
+    ingress = world.cluster.apply(
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {"name": "new", "namespace": namespace},
+            "spec": {"defaultBackend": {"service": {"name": "web", "port": {"number": 80}}}},
+        }
+    )
+    assert ingress["metadata"]["name"] == "new"
+    assert world.cluster.server_version() == "1.36"
+    world.cluster.delete(_ns(namespace))
+    world.gone({_ns(namespace)}, "the namespace")
