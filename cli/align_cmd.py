@@ -1,11 +1,14 @@
-"""``sandbox align ENV``: non-destructive infrastructure alignment after a promotion.
+"""``sandbox align ENV [--apply]``: infrastructure alignment after a promotion, plan-then-apply.
 
-Runs the ``sandbox-align`` flow in-process: the environment's cluster module is
-planned with the promoted sandbox's terraform overrides in the environment's own
-state, the plan is shown, and it is applied only when it destroys and replaces
-nothing. Otherwise the command exits 1 naming each resource that would be
-destroyed or replaced, unless ``--approve`` is given. Exit 2 for an unknown
-environment or a sandbox that was never promoted.
+Runs the ``sandbox-align`` flow in-process. Without ``--apply``: refused (exit 1,
+naming the pull request) until the promotion's pull request is merged; then the
+environment's cluster module is planned with the promoted sandbox's terraform
+overrides in the environment's own state, and the environment's IaC variables are
+committed in the fleet repository on a branch, with a pull request holding the plan.
+``--apply``, once that pull request is merged, plans the merged values and applies
+them only when the plan destroys and replaces nothing; otherwise the command exits
+1 naming each resource that would be destroyed or replaced, unless ``--approve``
+is given. Exit 2 for an unknown environment or a sandbox that was never promoted.
 """
 
 from __future__ import annotations
@@ -26,11 +29,12 @@ def align(
         str | None, typer.Option("--sandbox", help="Promoted sandbox whose overrides to use (default: the newest)")
     ] = None,
     approve: Annotated[
-        bool, typer.Option("--approve", help="Apply even a plan that destroys or replaces resources")
+        bool, typer.Option("--approve", help="With --apply: apply even a plan that destroys or replaces resources")
     ] = False,
+    apply: Annotated[bool, typer.Option("--apply", help="Apply the alignment once its pull request is merged")] = False,
     config: ConfigOption = Path("fleet.yaml"),
 ) -> None:
-    """Align an environment's infrastructure with the promoted sandbox (non-destructive unless --approve)."""
+    """Propose an environment's alignment with the promoted sandbox by pull request; --apply once merged."""
     from sandbox.align import find_promotion
     from sandbox.wiring import open_inventory
 
@@ -50,6 +54,7 @@ def align(
         environment=environment,
         sandbox=sandbox,
         approve=approve,
+        apply=apply,
         config_path=str(config.resolve()),
     )
     for line in result.lines():

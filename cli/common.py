@@ -105,14 +105,40 @@ def flow_result(flow_name: str, state: Any) -> Any:
 
 
 def call_flow(flow_fn: Any, /, **parameters: Any) -> Any:
-    """Run a flow in this process, as every command does, and return its final state."""
-    from cli.prefect_env import in_process_run, quiet_expected_tracebacks
+    """Run a flow in this process, as every command does, and return its final state.
+
+    Ctrl-C (SIGINT) cancels it: the command running stops (see
+    :func:`sandbox.proc.stop`), the sandbox lock is released on the way out, the
+    run is marked Cancelled, and the ``KeyboardInterrupt`` goes on (exit 130).
+    """
+    import uuid
+
+    from prefect import tags
+
+    from cli.prefect_env import (
+        INVOCATION_TAG_PREFIX,
+        cancel_interrupted_runs,
+        detach_temporary_server,
+        in_process_run,
+        quiet_expected_tracebacks,
+    )
     from sandbox.redaction import install_log_redaction
 
     quiet_expected_tracebacks()
     install_log_redaction()  # again: Prefect made its handlers when it was imported
-    with in_process_run():
-        return flow_fn(**parameters, return_state=True)
+    detach_temporary_server()
+    tag = f"{INVOCATION_TAG_PREFIX}{uuid.uuid4().hex[:12]}"
+    try:
+        with in_process_run(), tags(tag):
+            return flow_fn(**parameters, return_state=True)
+    except KeyboardInterrupt:
+        try:
+            cancel_interrupted_runs(tag)
+        except KeyboardInterrupt:
+            pass  # a second Ctrl-C: leave at once
+        except Exception:  # noqa: BLE001, S110 - the interrupt is the one line the user sees; the run stays Crashed
+            pass
+        raise
 
 
 def run_flow(flow_fn: Any, /, **parameters: Any) -> Any:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -75,12 +77,12 @@ def demo(
     """Run the whole lifecycle on embedded defaults (rerun: resume, or nothing left to do)."""
     if cluster not in ("simulated", "local"):
         raise typer.BadParameter(f"--cluster must be simulated or local, not {cluster!r}")
+    from sandbox.demo import claim_demo_workdir, demo_request, prepare_demo
+
     if cluster == "local":
         _demo_local(workdir or DEFAULT_LOCAL_DEMO_DIR)
         return
-    from sandbox.demo import demo_request, prepare_demo
-
-    config_path = prepare_demo(workdir or DEFAULT_DEMO_DIR)
+    config_path = prepare_demo(claim_demo_workdir(workdir or DEFAULT_DEMO_DIR))  # a foreign directory: refused
     config = _config(config_path)
     request = demo_request(config_path)
     echo(f"demo: fleet repo remote {config.remote_url}, config {config_path}")
@@ -96,13 +98,14 @@ def _demo_local(workdir: Path) -> None:
     from urllib.parse import urlsplit
 
     from sandbox import toolchain
-    from sandbox.demo import local_demo_request, prepare_local_demo
+    from sandbox.demo import claim_demo_workdir, local_demo_request, prepare_local_demo
     from sandbox.localcluster.endpoints import LOCAL_FLEET_PORT
     from sandbox.localcluster.git_http import GitHttpServer
     from sandbox.localcluster.ports import is_free, pick_ports
 
     for binary in ("etcd", "kube-apiserver", "kwok", "source-controller", "kustomize-controller"):
         toolchain.locate(binary)  # ToolNotFoundError naming it (make toolchain) before anything is written
+    workdir = claim_demo_workdir(workdir)  # a foreign directory is refused untouched
     config_file = workdir.resolve() / "fleet.yaml"
     port = LOCAL_FLEET_PORT if is_free(LOCAL_FLEET_PORT) else pick_ports(1)[0]
     if config_file.exists():  # a rerun serves the remote where the clusters already fetch it
@@ -319,6 +322,28 @@ def _register_command_modules() -> None:
 _register_command_modules()
 
 
+#: The exit code of a command interrupted by Ctrl-C (SIGINT): 128 + 2, as shells report it.
+EXIT_INTERRUPTED = 130
+
+
+def _note_interrupts() -> threading.Event:
+    """Record that SIGINT arrived (still raising ``KeyboardInterrupt``, as Python's default handler does).
+
+    Only from the main thread, where signal handlers live; elsewhere (tests calling
+    :func:`run` from a thread) the event just stays clear.
+    """
+    seen = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        return seen
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        seen.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    return seen
+
+
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point: one-line errors, stable exit codes, no tracebacks, no secrets.
 
@@ -327,9 +352,13 @@ def run(argv: list[str] | None = None) -> None:
     """
     args = sys.argv[1:] if argv is None else argv
     harden_process()
+    interrupted = _note_interrupts()
     try:
         # Without standalone mode click returns a command's exit code instead of exiting.
         result = app(args=args, prog_name="sandbox", standalone_mode=False)
+        if interrupted.is_set() and result == EXIT_INTERRUPTED:
+            # typer turns a KeyboardInterrupt into a silent exit code 130: say why.
+            raise KeyboardInterrupt
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
@@ -348,7 +377,7 @@ def run(argv: list[str] | None = None) -> None:
         sys.exit(exit_code_for(exc))
     except KeyboardInterrupt:
         print(error_line("interrupted"), file=sys.stderr)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - never a traceback for users
         print(error_line(f"unexpected {type(exc).__name__}: {exc}"), file=sys.stderr)
         sys.exit(EXIT_FAILED)

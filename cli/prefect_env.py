@@ -55,7 +55,8 @@ class _DropExpectedTracebacks(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], SandboxError):
+        # An interrupt (Ctrl-C) is expected too: the CLI says "interrupted" and exits 130.
+        if record.exc_info and isinstance(record.exc_info[1], SandboxError | KeyboardInterrupt):
             record.exc_info = None
             record.exc_text = None
         return True
@@ -100,3 +101,59 @@ def in_process_run() -> Iterator[None]:
 
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield
+
+
+def detach_temporary_server() -> None:
+    """Start Prefect's temporary server (no ``PREFECT_API_URL``) in its own session.
+
+    A Ctrl-C in the terminal goes to the whole foreground process group. The
+    temporary server was in it, so it stopped at once, and the interrupted run
+    could no longer be marked, nor its sandbox lock released: the CLI hung on
+    connection retries and failed with "unexpected ConnectError". In its own
+    session the server only stops when the CLI stops it (at exit, as before).
+    """
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    import functools
+    import subprocess
+    import types
+
+    from prefect.server.api import server as server_module
+
+    if getattr(server_module.subprocess, "fleet_sandbox_detached", False):
+        return
+    detached = types.SimpleNamespace(
+        **{name: getattr(subprocess, name) for name in dir(subprocess) if not name.startswith("__")}
+    )
+    detached.Popen = functools.partial(subprocess.Popen, start_new_session=True)
+    detached.fleet_sandbox_detached = True
+    # Only that module sees it: every other Popen in the process is unchanged.
+    server_module.subprocess = detached  # type: ignore[assignment]
+
+
+#: The tag every flow run one CLI invocation makes carries (see :func:`cancel_interrupted_runs`).
+INVOCATION_TAG_PREFIX = "cli-invocation:"
+
+
+def cancel_interrupted_runs(tag: str) -> list[str]:
+    """Mark the flow runs an interrupted CLI invocation made, and did not finish, Cancelled.
+
+    Prefect's engine reports an interrupted run Crashed; a Ctrl-C is a
+    cancellation, and ``sandbox resume`` continues it.
+
+    Returns:
+        The ids of the runs marked.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+    from prefect.states import Cancelled
+
+    marked = []
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])), limit=20)
+        for run in runs:
+            if run.state is not None and run.state.is_final() and not run.state.is_crashed():
+                continue
+            client.set_flow_run_state(run.id, Cancelled(message="interrupted (SIGINT)"), force=True)
+            marked.append(str(run.id))
+    return marked

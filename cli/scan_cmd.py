@@ -7,6 +7,11 @@ found, 3 removed APIs found (removed wins), 1 for every error (unreadable path, 
 version, invalid ``--output``, unusable ``--data`` file) with one line
 ``sandbox: error: ...`` on stderr. ``--output json`` prints exactly
 ``{"findings": [...], "skipped": [...]}`` (see docs/cli.md).
+
+A target newer than the deprecation data cover is scanned as pluto scans one: the
+findings decide the exit code. The output says where the data end (a ``warning:``
+line; in JSON ``"warnings"`` and ``"data_covers"``), since "nothing found" there
+means only that nothing the data know of was found.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 import typer
 
 from cli.common import EXIT_FAILED, echo, echo_json, fail
+from sandbox.bounded import DEFAULT_MAX_FILE_BYTES
 from sandbox.deprecations import Finding, ScanReport, scan_path
 from sandbox.errors import SandboxError
 
@@ -50,12 +56,24 @@ def scan(
     data: list[Path] = typer.Option(
         [], "--data", help="Extra deprecation data file in the bundled schema (repeatable)"
     ),
+    max_file_bytes: int = typer.Option(
+        DEFAULT_MAX_FILE_BYTES,
+        "--max-file-bytes",
+        min=1,
+        help="Largest file read; larger files and names that are not regular files (FIFOs, devices) are skipped",
+    ),
 ) -> None:
     """Find deprecated and removed Kubernetes and Flux API versions (exit 0 none, 2 deprecated, 3 removed)."""
     if output not in OUTPUT_FORMATS:
         fail(f"invalid --output {output!r}: expected one of {', '.join(OUTPUT_FORMATS)}", EXIT_FAILED)
     try:
-        report = scan_path(path, k8s_version=k8s_version, flux_version=flux_version, extra_data=data)
+        report = scan_path(
+            path,
+            k8s_version=k8s_version,
+            flux_version=flux_version,
+            extra_data=data,
+            max_file_bytes=max_file_bytes,
+        )
     except SandboxError as exc:
         fail(str(exc), EXIT_FAILED)
     except OSError as exc:
@@ -96,6 +114,8 @@ def _print_text(report: ScanReport) -> None:
         echo(f"{len(report.skipped)} file(s) skipped:")
         for skipped in report.skipped:
             echo(f"  {skipped.file}: {skipped.reason}")
+    for warning in report.warnings:
+        echo(f"warning: {warning}")
 
 
 def _row(finding: Finding) -> tuple[str, ...]:

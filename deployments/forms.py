@@ -43,6 +43,21 @@ ENVIRONMENT_FIELDS = frozenset({"source_env", "environment"})
 SCENARIO_FIELDS = frozenset({"scenario"})
 
 
+#: Schema property names whose values must match one of the fleet's patterns (``pattern``).
+TICKET_FIELDS = frozenset({"ticket"})
+
+#: Labels of flow parameters by name: Prefect titles a parameter by its Python name
+#: ("request", "dry_run"); a parameter whose model has a title takes that instead.
+PARAMETER_TITLES = {
+    "config_path": "Fleet configuration",
+    "dry_run": "Dry run (only report what would be done)",
+    "run_id": "Run id",
+    "resume": "Resume an existing sandbox",
+    "force": "Force (destroy even with pending finalizers)",
+    "approve": "Approve (apply even if terraform destroys or replaces something)",
+}
+
+
 def fleet_choices(config: FleetConfig) -> dict[str, list[str]]:
     """The choices of each field name for ``config``'s fleet."""
     environments = list(config.environments)
@@ -52,10 +67,40 @@ def fleet_choices(config: FleetConfig) -> dict[str, list[str]]:
     return choices
 
 
-def _restrict(prop: dict[str, Any], values: list[str]) -> bool:
-    """Give a string property (or the string branch of a nullable one) ``enum: values``."""
+def fleet_patterns(config: FleetConfig) -> dict[str, str]:
+    """The JSON-schema ``pattern`` of each field name for ``config``'s fleet (anchored: a full match)."""
+    ticket = f"^(?:{config.fleet_repo.ticket_pattern})$"
+    return {name: ticket for name in TICKET_FIELDS}
+
+
+def with_titles(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a parameter schema whose flow parameters have human labels.
+
+    A parameter whose type is a model with a title (``LifecycleRequest`` is
+    "Sandbox") takes that title; others take :data:`PARAMETER_TITLES` or their
+    name in words ("dry_run" -> "Dry run").
+    """
+    result = copy.deepcopy(schema)
+    definitions = result.get("definitions") or {}
+    for name, prop in (result.get("properties") or {}).items():
+        if not isinstance(prop, dict):
+            continue
+        refs = [prop] + [b for b in prop.get("allOf") or prop.get("anyOf") or [] if isinstance(b, dict)]
+        titles = [definitions.get(str(r["$ref"]).rsplit("/", 1)[-1], {}).get("title") for r in refs if "$ref" in r]
+        model_title = next((t for t in titles if t), None)
+        prop["title"] = model_title or PARAMETER_TITLES.get(name) or name.replace("_", " ").capitalize()
+    return result
+
+
+def _restrict(prop: dict[str, Any], values: list[str], optional: bool = False) -> bool:
+    """Give a string property (or the string branch of a nullable one) ``enum: values``.
+
+    An optional plain string field (no default, not required) keeps accepting null,
+    as Prefect's server lets such a field be: API clients send ``null`` for a field
+    they leave out (the form shows the choices alone).
+    """
     if prop.get("type") == "string":
-        prop["enum"] = list(values)
+        prop["enum"] = list(values) + ([None] if optional and "default" not in prop else [])
         return True
     branches = prop.get("anyOf")
     if isinstance(branches, list):
@@ -67,7 +112,10 @@ def _restrict(prop: dict[str, Any], values: list[str]) -> bool:
 
 
 def with_choices(
-    schema: dict[str, Any], choices: dict[str, list[str]], defaults: dict[str, str] | None = None
+    schema: dict[str, Any],
+    choices: dict[str, list[str]],
+    defaults: dict[str, str] | None = None,
+    patterns: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """A copy of a parameter schema with ``enum`` on every string field named in ``choices``.
 
@@ -80,6 +128,7 @@ def with_choices(
         choices: Field name -> allowed values.
         defaults: Field name -> the default the form shows (e.g. ``config_path`` of
             a served fleet); only string fields that have a default get a new one.
+        patterns: Field name -> the ``pattern`` its string value must match (``fleet_patterns``).
 
     Returns:
         The new schema and the dotted paths of the fields changed (e.g.
@@ -88,21 +137,25 @@ def with_choices(
     result = copy.deepcopy(schema)
     changed: list[str] = []
     defaults = defaults or {}
+    patterns = patterns or {}
 
-    def visit(properties: dict[str, Any], where: str) -> None:
+    def visit(properties: dict[str, Any], where: str, required: list[str]) -> None:
         for name, prop in properties.items():
             if not isinstance(prop, dict):
                 continue
-            restricted = name in choices and _restrict(prop, choices[name])
+            restricted = name in choices and _restrict(prop, choices[name], optional=name not in required)
             if name in defaults and prop.get("type") == "string" and "default" in prop:
                 prop["default"] = defaults[name]
+                restricted = True
+            if name in patterns and prop.get("type") == "string":
+                prop["pattern"] = patterns[name]
                 restricted = True
             if restricted:
                 changed.append(f"{where}{name}")
 
-    visit(result.get("properties") or {}, "")
+    visit(result.get("properties") or {}, "", result.get("required") or [])
     for model, definition in (result.get("definitions") or {}).items():
-        visit(definition.get("properties") or {}, f"definitions.{model}.")
+        visit(definition.get("properties") or {}, f"definitions.{model}.", definition.get("required") or [])
     return result, changed
 
 
@@ -110,7 +163,7 @@ def apply_to_server(config_path: Path, prefect_yaml: Path | None = None) -> list
     """Restrict the run forms of ``prefect.yaml``'s deployments on the server (``PREFECT_API_URL``).
 
     Returns:
-        ``flow/deployment: fields`` for each deployment changed.
+        ``flow/deployment: fields`` for each deployment changed (``labels`` when only its labels were).
 
     Raises:
         LookupError: A deployment of ``prefect.yaml`` is not on the server (run ``prefect deploy`` first).
@@ -122,7 +175,9 @@ def apply_to_server(config_path: Path, prefect_yaml: Path | None = None) -> list
 
     from deployments.spec import PREFECT_YAML, load_deployments
 
-    choices = fleet_choices(load_config(config_path))
+    config = load_config(config_path)
+    choices = fleet_choices(config)
+    patterns = fleet_patterns(config)
     report = []
     with get_client(sync_client=True) as client:
         for spec in load_deployments(prefect_yaml or PREFECT_YAML):
@@ -131,10 +186,12 @@ def apply_to_server(config_path: Path, prefect_yaml: Path | None = None) -> list
                 deployment = client.read_deployment_by_name(f"{flow_name}/{spec.name}")
             except ObjectNotFound:
                 raise LookupError(f"deployment {flow_name}/{spec.name} is not on the server: prefect deploy") from None
-            schema, changed = with_choices(deployment.parameter_openapi_schema or {}, choices)
-            if changed:
+            original = deployment.parameter_openapi_schema or {}
+            schema, changed = with_choices(with_titles(original), choices, patterns=patterns)
+            if changed or schema != original:
                 client.update_deployment(deployment.id, DeploymentUpdate(parameter_openapi_schema=schema))
-                report.append(f"{flow_name}/{spec.name}: {', '.join(changed)}")
+                # Sorted: a server on PostgreSQL keeps a schema's keys in its own order.
+                report.append(f"{flow_name}/{spec.name}: {', '.join(sorted(changed)) or 'labels'}")
     return report
 
 

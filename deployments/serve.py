@@ -121,8 +121,18 @@ def local_server(
             process.wait(timeout=10)
 
 
-def configure_client(api_url: str, home: Path, results_dir: Path) -> None:
-    """Point this process (and the runs it starts) at the server, before Prefect is imported."""
+def configure_client(api_url: str, home: Path, results_dir: Path, config_path: Path | None = None) -> None:
+    """Point this process (and the runs it starts) at the server, before Prefect is imported.
+
+    With ``config_path``, a run whose request names no fleet.yaml uses the served
+    fleet's (``sandbox.lifecycle_request.CONFIG_ENV``): Prefect merges a run's
+    parameters with the deployment's only at the top level, so a ``request``
+    given without ``config_path`` cannot take it from the deployment's.
+    """
+    from sandbox.lifecycle_request import CONFIG_ENV
+
+    if config_path is not None:
+        os.environ[CONFIG_ENV] = str(config_path)
     os.environ["PREFECT_API_URL"] = api_url
     os.environ["PREFECT_HOME"] = str(home)
     os.environ.setdefault("PREFECT_RESULTS_LOCAL_STORAGE_PATH", str(results_dir))
@@ -172,7 +182,10 @@ def served_parameters(parameters: dict[str, Any], schema: dict[str, Any], config
 
 
 def build_deployments(
-    specs: list[DeploymentSpec], choices: dict[str, list[str]] | None = None, config_path: Path | None = None
+    specs: list[DeploymentSpec],
+    choices: dict[str, list[str]] | None = None,
+    config_path: Path | None = None,
+    patterns: dict[str, str] | None = None,
 ) -> list[RunnerDeployment]:
     """One runner deployment per spec, loaded with Prefect's entrypoint loader.
 
@@ -180,12 +193,13 @@ def build_deployments(
         specs: The deployments of ``prefect.yaml``.
         choices: Field choices for the run forms (``deployments.forms.fleet_choices``), if any.
         config_path: The served fleet's fleet.yaml: the forms' default ``config_path``.
+        patterns: Field patterns for the run forms (``deployments.forms.fleet_patterns``), if any.
     """
     from prefect.deployments.runner import RunnerDeployment
     from prefect.flows import Flow, load_flow_from_entrypoint
     from prefect.utilities.callables import ParameterSchema
 
-    from deployments.forms import with_choices
+    from deployments.forms import with_choices, with_titles
 
     deployments = []
     for spec in specs:
@@ -200,12 +214,13 @@ def build_deployments(
             concurrency_limit=concurrency_of(spec),
             enforce_parameter_schema=spec.enforce_parameter_schema,
         )
-        if choices or config_path:
-            defaults = {"config_path": str(config_path)} if config_path else None
-            schema, _ = with_choices(deployment._parameter_openapi_schema.model_dump(), choices or {}, defaults)
-            deployment._parameter_openapi_schema = ParameterSchema.model_validate(schema)
-            if config_path:
-                deployment.parameters = served_parameters(deployment.parameters, schema, config_path)
+        defaults = {"config_path": str(config_path)} if config_path else None
+        schema, _ = with_choices(
+            with_titles(deployment._parameter_openapi_schema.model_dump()), choices or {}, defaults, patterns
+        )
+        deployment._parameter_openapi_schema = ParameterSchema.model_validate(schema)
+        if config_path:
+            deployment.parameters = served_parameters(deployment.parameters, schema, config_path)
         deployments.append(deployment)
     return deployments
 
@@ -286,17 +301,19 @@ def _serve(args: argparse.Namespace) -> int:
                 raise ServeError(f"no deployment named {', '.join(unknown)} in {prefect_yaml}")
             specs = [spec for spec in specs if spec.name in args.only]
         choices = None
+        patterns = None
         results_dir = home.parent / "prefect-results"
         if config_path is not None:
-            from deployments.forms import fleet_choices
+            from deployments.forms import fleet_choices, fleet_patterns
             from sandbox.config import load_config
 
             config = load_config(config_path)
             choices = fleet_choices(config)
+            patterns = fleet_patterns(config)
             results_dir = config.state_dir / "prefect-results"
         with local_server(args.host, args.port, home, args.database_url) as api_url:
-            configure_client(api_url, home, results_dir)
-            deployments = build_deployments(specs, choices, config_path)
+            configure_client(api_url, home, results_dir, config_path)
+            deployments = build_deployments(specs, choices, config_path, patterns)
             print(f"serving {len(deployments)} deployment(s) on {api_url.removesuffix('/api')}", flush=True)
             with contextlib.suppress(KeyboardInterrupt):
                 serve_until_stopped(deployments, args.limit)

@@ -15,17 +15,23 @@ def sandbox_align(
     sandbox: str | None = None,
     approve: bool = False,
     config_path: str = "fleet.yaml",
+    apply: bool = False,
 ) -> AlignResult:
-    """Plan the environment's cluster module with the promoted sandbox's overrides and apply it if non-destructive.
+    """Plan-then-apply, as Atlantis: propose the environment's IaC variables by pull request, apply once merged.
 
-    A plan that destroys or replaces anything fails the run, naming each resource,
-    unless ``approve`` is set (run again with it after reviewing the plan artifact).
+    Without ``apply``: refused until the promotion's pull request is merged; then the
+    environment's module is planned with the promoted sandbox's overrides and the
+    variables are committed in the fleet repository on a branch, with a pull request
+    holding the plan. With ``apply`` (after that pull request is merged): the merged
+    values are planned and applied; a plan that destroys or replaces anything fails
+    the run, naming each resource, unless ``approve`` is set.
 
     Args:
         environment: The long-lived environment to align.
-        sandbox: The promoted sandbox whose overrides to use (default: the newest promotion).
-        approve: Apply a plan that destroys or replaces resources.
+        sandbox: The promoted sandbox whose overrides to use (default: the latest promotion).
+        approve: With ``apply``, apply a plan that destroys or replaces resources.
         config_path: Path of fleet.yaml on the worker.
+        apply: Apply the merged alignment.
     """
     harden_process()  # private files and redacted logs, wherever this flow runs
-    return align_task(config_path, environment, sandbox=sandbox, approve=approve)
+    return align_task(config_path, environment, sandbox=sandbox, approve=approve, apply=apply)

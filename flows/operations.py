@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from prefect import flow
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from flows.lifecycle import LifecycleReport, StageOutcome, run_stages
+from flows.lifecycle import LifecycleReport, StageOutcome, run_stages, run_stages_with_summary
 from sandbox.hardening import harden_process
+from sandbox.lifecycle_request import config_path_field
 from sandbox.models import STAGE_ORDER, Stage
 from tasks.common import StageRequest
 from tasks.watch import watch_landing_task
@@ -15,9 +16,11 @@ from tasks.watch import watch_landing_task
 class SandboxRef(BaseModel):
     """An existing sandbox."""
 
-    config_path: str = Field(default="fleet.yaml", description="Path of fleet.yaml on the worker")
-    name: str = Field(description="Sandbox name")
-    lifecycle_id: str = Field(description="Lifecycle id from the inventory")
+    model_config = ConfigDict(title="Sandbox")
+
+    config_path: str = config_path_field()
+    name: str = Field(title="Sandbox name", description="Sandbox name, as `sandbox list` shows it")
+    lifecycle_id: str = Field(title="Lifecycle id", description="Lifecycle id from the inventory (`sandbox list`)")
 
 
 @flow(name="sandbox-teardown", flow_run_name="teardown-{sandbox.name}")
@@ -48,7 +51,7 @@ def sandbox_promote(sandbox: SandboxRef) -> list[StageOutcome]:
     """
     harden_process()  # private files and redacted logs, wherever this flow runs
     request = StageRequest(config_path=sandbox.config_path, name=sandbox.name, lifecycle_id=sandbox.lifecycle_id)
-    outcomes = run_stages(request, [Stage.promote])
+    outcomes = run_stages_with_summary(request, [Stage.promote])
     landing = watch_landing_task(request)
     outcomes.append(StageOutcome(stage=Stage.promote, outcome=landing.outcome, summary=landing.summary))
     return outcomes
@@ -56,12 +59,12 @@ def sandbox_promote(sandbox: SandboxRef) -> list[StageOutcome]:
 
 @flow(name="sandbox-resume", flow_run_name="resume-{sandbox.name}")
 def sandbox_resume(sandbox: SandboxRef) -> LifecycleReport:
-    """Continue a lifecycle: every stage not yet completed runs, in order.
+    """Continue a lifecycle: every stage not yet completed runs, in order; the run's summary is published.
 
     Args:
         sandbox: Which sandbox.
     """
     harden_process()  # private files and redacted logs, wherever this flow runs
     request = StageRequest(config_path=sandbox.config_path, name=sandbox.name, lifecycle_id=sandbox.lifecycle_id)
-    outcomes = run_stages(request, list(STAGE_ORDER))
+    outcomes = run_stages_with_summary(request, list(STAGE_ORDER))
     return LifecycleReport(name=sandbox.name, lifecycle_id=sandbox.lifecycle_id, stages=outcomes)

@@ -135,7 +135,7 @@ def performance_sandbox(request: PerformanceRequest = PerformanceRequest()) -> P
     result: StageResult | None = None
     try:
         run_stages(stage_request, SETUP_STAGES)
-        result = performance_test_task(stage_request, scenario=run.scenario, overrides=request.load)
+        result = performance_test_task(stage_request, scenario=run.scenario, overrides=request.load, publish=False)
     finally:
         _always_teardown(run, stage_request, sys.exc_info()[1])
     if result is None:  # unreachable: the try block either set it or raised

@@ -7,6 +7,7 @@ against the file's own directory by :func:`load_config`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sandbox import redaction
+from sandbox import bounded, redaction
 from sandbox.errors import ConfigError, InvalidInputError
 from sandbox.hardening import check_credentials_transport
 
@@ -26,23 +27,34 @@ DEFAULT_CONFIG_PATH = Path("fleet.yaml")
 
 #: What Flux's GitRepository CRD accepts in ``spec.url`` (its OpenAPI schema's pattern).
 FLUX_GIT_URL_PATTERN = r"^(http|https|ssh)://.*$"
-_FLUX_GIT_URL = re.compile(FLUX_GIT_URL_PATTERN)
-_SCP_STYLE = re.compile(r"^(?P<user>[\w.-]+@)?(?P<host>[\w.-]+):(?P<path>(?!//).+)$")
+#: Applied with ``fullmatch`` (Kubernetes' ``$`` is the end of the text; Python's also matches before a final newline).
+_FLUX_GIT_URL = re.compile(FLUX_GIT_URL_PATTERN.removeprefix("^").removesuffix("$"))
+_SCP_STYLE = re.compile(r"(?P<user>[\w.-]+@)?(?P<host>[\w.-]+):(?P<path>(?!//).+)")
+
+
+def _without_userinfo(url: str) -> str:
+    """``url`` without a ``user:password@`` part (local paths and scp-style addresses unchanged)."""
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]).geturl()
 
 
 def is_flux_git_url(value: str) -> bool:
     """Whether Flux's GitRepository CRD accepts ``value`` as ``spec.url`` (http, https or ssh URL)."""
-    return bool(_FLUX_GIT_URL.match(value))
+    return bool(_FLUX_GIT_URL.fullmatch(value))
 
 
 def is_scp_style(value: str) -> bool:
     """Whether ``value`` is an scp-style git address (``git@host:org/repo.git``), which Flux refuses."""
-    return "://" not in value and bool(_SCP_STYLE.match(value)) and not re.match(r"^[A-Za-z]:[\\/]", value)
+    return "://" not in value and bool(_SCP_STYLE.fullmatch(value)) and not re.match(r"^[A-Za-z]:[\\/]", value)
 
 
 def scp_to_ssh_url(value: str) -> str:
     """The ``ssh://`` form of an scp-style address: ``git@host:org/repo.git`` -> ``ssh://git@host/org/repo.git``."""
-    match = _SCP_STYLE.match(value)
+    match = _SCP_STYLE.fullmatch(value)
     if match is None:
         return value
     return f"ssh://{match['user'] or ''}{match['host']}/{match['path'].lstrip('/')}"
@@ -380,8 +392,20 @@ class PerformanceScenario(_Model):
     users: int | None = Field(default=None, ge=1, description="Concurrent simulated users")
     spawn_rate: float | None = Field(default=None, gt=0, description="Users started per second")
     duration_seconds: float | None = Field(default=None, gt=0, description="How long the load runs")
-    target_url: str | None = Field(default=None, description="URL to load (default: the local stand-in target)")
-    path: str = Field(default="/", description="Path requested on the local stand-in target")
+    target_url: str | None = Field(
+        default=None, description="URL to load (unset: target_service/target_ingress; simulated: the stand-in)"
+    )
+    target_service: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?(:[0-9]{1,5})?$",
+        description="Real cluster, no target_url: the sandbox's Service to load, namespace/name[:port]",
+    )
+    target_ingress: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="Real cluster, no target_url: the sandbox's Ingress to load (its load balancer), namespace/name",
+    )
+    path: str = Field(default="/", description="Path requested on the target")
     locustfile: str | None = Field(default=None, description="locust only: the scenario's locustfile (path)")
 
 
@@ -402,6 +426,9 @@ class PerformanceConfig(_Model):
     max_error_rate: float = Field(default=0.01, ge=0, le=1, description="Highest error rate (0..1) that passes")
     local_target_delay_ms: float = Field(
         default=20, ge=0, description="Service time of the local stand-in target (simulated clusters have no ingress)"
+    )
+    stand_in_on_real_clusters: bool = Field(
+        default=False, description="Real cluster, no target named: load the local stand-in (said) instead of refusing"
     )
     reports_dir: str = Field(default="perf-reports", description="Charts and load files, relative to the state dir")
 
@@ -464,6 +491,14 @@ class RegistryConfig(_Model):
         description="auto (`flux push artifact` when the flux CLI is on PATH, else oras), oras (built in) or flux",
     )
     flux_binary: str = Field(default="flux", description="The flux CLI, for push_with auto or flux")
+    layout_dir: str | None = Field(
+        default=None,
+        description=(
+            "An OCI image layout directory standing in for the registry at `url` (relative to fleet.yaml): "
+            "releases are published into it, and simulated clusters' OCIRepositories with this url read it. "
+            "The demo's: no registry server needed"
+        ),
+    )
 
     @field_validator("url")
     @classmethod
@@ -496,6 +531,8 @@ class DriversConfig(_Model):
     )
 
 
+#: pydantic checks ``pattern`` with Rust's regex engine, where ``$`` is the end of the text
+#: (``dev\n`` is refused): these ``$`` are exact, unlike Python's.
 EnvName = Annotated[str, Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
 
 
@@ -557,6 +594,12 @@ class ValidationConfig(_Model):
     application_stacks: list[ApplicationStack] = Field(
         default_factory=list,
         description="Application stacks to deploy onto every platform sandbox and wait for (none by default)",
+    )
+    max_file_bytes: int = Field(
+        default=bounded.DEFAULT_MAX_FILE_BYTES,
+        ge=1024,
+        description="Largest file (bytes) the validate stage reads from the fleet repository; larger files, "
+        "and names that are not regular files (FIFOs, devices), are skipped and listed with the reason",
     )
 
     @field_validator("application_stacks")
@@ -639,6 +682,17 @@ class FleetConfig(_Model):
     def remote_url(self) -> str:
         """The fleet remote, with local paths made absolute."""
         return self.git_url(self.fleet_repo.remote)
+
+    @property
+    def fleet_id(self) -> str:
+        """This fleet, as 12 hex digits: a hash of its remote and inventory (user names and passwords left out).
+
+        A sandbox is its name within a fleet: its lock and cache keys are scoped by this id, so
+        two fleets (or workdirs) on one machine sharing a Prefect server do not block or reuse
+        each other's; workers of one team (same remote, same inventory) get the same id.
+        """
+        identity = f"{_without_userinfo(self.remote_url)}\n{_without_userinfo(self.inventory_url)}"
+        return hashlib.sha256(identity.encode("utf-8")).hexdigest()[:12]
 
     def git_url(self, value: str) -> str:
         """A git URL from the file: URLs and scp-style addresses as given, local paths made absolute."""
@@ -810,13 +864,21 @@ def load_config(path: str | Path = DEFAULT_CONFIG_PATH) -> FleetConfig:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # Bounded: --config /dev/zero, a FIFO or a huge file is refused, not read without end.
+        text = bounded.read_bounded(path, bounded.MAX_CONFIG_BYTES).decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such configuration file") from None
+    except bounded.FileRefusedError as exc:
+        raise ConfigError(f"{path}: {exc.reason.removesuffix('; not read')}; refused") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        # Duplicate keys are errors and alias expansion is capped (a "billion laughs" bomb).
+        data = bounded.load_yaml_document(text)
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

@@ -121,15 +121,21 @@ class SandboxContext:
 
     # -- the cluster ------------------------------------------------------------
 
-    def terraform_variables(self) -> dict[str, Any]:
+    def terraform_variables(self, repo: Path | None = None) -> dict[str, Any]:
         """Variables for the sandbox's cluster module.
 
         The source environment's settings (so a performance sandbox cloned from
-        production gets production's scale), the sandbox's name, and the user's
-        overrides last.
+        production gets production's scale) -- fleet.yaml's, with what the fleet
+        repository checkout ``repo`` records for the environment on top (what ``sandbox
+        align`` merged, :func:`sandbox.align.recorded_variables`) -- the sandbox's name,
+        and the user's overrides last.
         """
+        from sandbox.align import recorded_variables
+
         env = self.config.environment(self.record.source_env)
         variables: dict[str, Any] = dict(env.terraform.variables)
+        if repo is not None:
+            variables.update(recorded_variables(repo, self.config, self.record.source_env))
         variables["cluster_name"] = self.record.name
         if self.config.drivers.cluster.type == "simulated":
             variables["simulation_dir"] = str(self.simulation_dir)

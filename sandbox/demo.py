@@ -6,6 +6,7 @@ finished one untouched, so ``sandbox demo --workdir DIR`` can be rerun.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -20,6 +21,13 @@ EXAMPLE_REPO = Path(__file__).resolve().parents[1] / "examples" / "fleet-repo"
 EXAMPLE_URL = "ssh://git@github.com/example-org/fleet-infra"
 DEMO_SANDBOX = "sandbox-demo"
 DEMO_RELEASE_TAG = "1.2.3"
+#: The registry the example fleet's OCIRepositories name; the demo keeps it as an OCI
+#: image layout directory (``<workdir>/registry``): no registry server, and simulated
+#: clusters read the artifacts pushed there (:mod:`sandbox.drivers.oci_layout`).
+DEMO_REGISTRY_URL = "oci://registry.example.com/fleet/platform"
+DEMO_REGISTRY_LAYOUT = "registry"
+#: Written once the demo's first release (its tag and OCI artifact) is published.
+RELEASE_PUBLISHED_MARKER = ".demo-release-published"
 
 
 def demo_config(workdir: Path) -> dict[str, object]:
@@ -64,8 +72,61 @@ def demo_config(workdir: Path) -> dict[str, object]:
                 "teardown_timeout_seconds": 60,
             },
             "load_generator": {"users": 4, "duration_seconds": 2},
+            "registry": {"url": DEMO_REGISTRY_URL, "layout_dir": DEMO_REGISTRY_LAYOUT},
         },
     }
+
+
+#: Written first into a directory the demo takes, so a rerun knows the directory is the demo's.
+DEMO_MARKER = ".fleet-sandbox-demo"
+#: The first line of the fleet.yaml the demo writes (demos made before the marker have it).
+DEMO_CONFIG_HEADER = "# fleet-sandbox demo configuration (written by `sandbox demo`)"
+
+
+def _is_demo_dir(workdir: Path) -> bool:
+    if (workdir / DEMO_MARKER).is_file():
+        return True
+    config = workdir / "fleet.yaml"
+    if not config.is_file() or config.is_symlink():
+        return False
+    with config.open("rb") as handle:
+        return handle.read(len(DEMO_CONFIG_HEADER)) == DEMO_CONFIG_HEADER.encode()
+
+
+def claim_demo_workdir(workdir: Path) -> Path:
+    """Check that ``workdir`` can be the demo's directory, and mark it, before anything else is written.
+
+    A new or empty directory, or one a demo made, is taken; anything else is
+    refused untouched: the demo (re)writes ``remote.git`` and ``fleet.yaml`` there.
+
+    Returns:
+        The directory, resolved.
+
+    Raises:
+        InvalidInputError: ``workdir`` is a file, a directory holding something
+            else, or cannot be created or written.
+    """
+    from sandbox.errors import InvalidInputError
+
+    workdir = workdir.expanduser().resolve()
+    if workdir.exists() and not workdir.is_dir():
+        raise InvalidInputError(f"--workdir {workdir} is not a directory")
+    if workdir.is_dir():
+        if _is_demo_dir(workdir):
+            if not os.access(workdir, os.W_OK):
+                raise InvalidInputError(f"--workdir {workdir} is not writable")
+            return workdir
+        if any(workdir.iterdir()):
+            raise InvalidInputError(
+                f"--workdir {workdir} is not empty and not a demo directory (no {DEMO_MARKER}): "
+                "give a new or empty directory"
+            )
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / DEMO_MARKER).write_text("made by `sandbox demo`\n", encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInputError(f"--workdir {workdir} cannot be written: {exc.strerror or exc}") from None
+    return workdir
 
 
 #: The ``local`` environment's Terraform stack in the example fleet (a real cluster on this machine).
@@ -111,6 +172,9 @@ def local_demo_config(workdir: Path, flux_url: str, python: str) -> dict[str, ob
             "cluster": {"type": "kubernetes", "ready_timeout_seconds": 300, "teardown_timeout_seconds": 120},
             "load_generator": {"users": 4, "duration_seconds": 2},
         },
+        # The local clusters' nodes are simulated (kwok): no workload answers HTTP, so the
+        # performance test loads the stand-in, by this explicit choice (a real cluster refuses otherwise).
+        "performance": {"stand_in_on_real_clusters": True},
     }
 
 
@@ -134,9 +198,37 @@ def prepare_demo(
     config_path = workdir / "fleet.yaml"
     if not config_path.exists():  # fleet.yaml is written last
         _write_repo_and_config(workdir, git, example)
+    ensure_release_published(config_path)
     if development:
         ensure_development(config_path)
     return config_path
+
+
+def ensure_release_published(config_path: Path) -> None:
+    """Publish the demo release ``1.2.3`` (its tag is pushed already) as the OCI artifact staging and production read.
+
+    Into the registry's OCI image layout, as ``sandbox release --existing-tag`` would:
+    the whole release path (``sandbox release plan``, a new release, staging's range
+    picking it up, production's plan and approval) then works on the demo. Idempotent.
+    A configuration without ``drivers.registry.layout_dir`` (one edited by hand) is left alone.
+    """
+    from sandbox.config import load_config
+    from sandbox.release.context import build_release_context
+    from sandbox.release.publish import TaggedRelease, publish_artifact
+
+    config = load_config(config_path)
+    if config.drivers.registry is None or not config.drivers.registry.layout_dir:
+        return
+    marker = config.state_dir / RELEASE_PUBLISHED_MARKER
+    if marker.is_file():
+        return
+    ctx = build_release_context(config)
+    commit = ctx.git.remote_tags(ctx.remote).get(DEMO_RELEASE_TAG)
+    if commit is None:
+        return  # the demo's tag was deleted by hand: nothing to publish
+    publish_artifact(ctx, TaggedRelease(version=DEMO_RELEASE_TAG, commit=commit, tag_created=False))
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f"{DEMO_RELEASE_TAG} published to {config.drivers.registry.url}\n", encoding="utf-8")
 
 
 #: Written once development's cluster is provisioned and bootstrapped.
@@ -183,6 +275,7 @@ def _write_repo_and_config(
     # The example names its fleet by URL; the demo's copy names the demo's remote instead.
     urls = urls if urls is not None else {EXAMPLE_URL: remote_uri(workdir)}
     workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / DEMO_MARKER).write_text("made by `sandbox demo`\n", encoding="utf-8")
     remote = workdir / "remote.git"
     seed = workdir / "seed-checkout"
     for leftover in (remote, seed):  # a setup interrupted half-way starts over
@@ -205,7 +298,7 @@ def _write_repo_and_config(
     shutil.rmtree(seed)
     tmp = config_path.with_suffix(".tmp")
     tmp.write_text(
-        "# fleet-sandbox demo configuration (written by `sandbox demo`)\n"
+        DEMO_CONFIG_HEADER + "\n"
         + yaml.safe_dump(config if config is not None else demo_config(workdir), sort_keys=False),
         encoding="utf-8",
     )

@@ -11,11 +11,15 @@ Target versions
 * ``k8s_version`` / ``flux_version`` accept ``X.Y``, ``vX.Y`` or ``X.Y.Z`` (the patch is
   ignored); anything else raises :class:`InvalidVersionError`.
 * Like pluto, a scan always has a target: when a version is not given, the target of
-  that component is the **newest release the data mentions** for it (its largest
-  ``deprecated_in``/``removed_in``), so everything deprecated or removed so far is
-  reported. With the bundled data that is Kubernetes 1.32 and Flux 2.9. Components other
-  than ``kubernetes`` and ``flux`` (user data files may add e.g. ``cert-manager``) are
-  always checked at their newest known release.
+  that component is the **newest release the data cover** for it (the data file's
+  ``covers``, else its largest ``deprecated_in``/``removed_in``), so everything deprecated
+  or removed so far is reported. With the bundled data that is Kubernetes 1.36 and Flux
+  2.9. Components other than ``kubernetes`` and ``flux`` (user data files may add e.g.
+  ``cert-manager``) are always checked at their newest known release.
+* A target newer than the data cover is scanned like any other (as pluto does: its
+  findings decide the exit code), but the report says the data end there
+  (:attr:`ScanReport.beyond_data`): "no findings" at such a target means only that
+  nothing the data know of is deprecated.
 * An object is *deprecated* at target ``T`` when ``deprecated_in <= T`` and *removed*
   when ``removed_in <= T``; a removed object is also deprecated. Only objects that are at
   least deprecated are findings.
@@ -53,7 +57,8 @@ from typing import Any, Final, cast
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from sandbox import paths
+from sandbox import bounded, paths
+from sandbox.deprecation_report import FLUX, KUBERNETES, Finding, ScanReport, SkippedFile
 from sandbox.errors import InvalidInputError
 
 __all__ = [
@@ -74,8 +79,6 @@ __all__ = [
 
 DATA_FILE: Final = Path(__file__).resolve().parent / "data" / "api-deprecations.yaml"
 
-KUBERNETES: Final = "kubernetes"
-FLUX: Final = "flux"
 
 YAML_SUFFIXES: Final = frozenset({".yaml", ".yml"})
 JSON_SUFFIXES: Final = frozenset({".json"})
@@ -86,8 +89,8 @@ SKIPPED_DIRECTORIES: Final = frozenset({".git"})
 # libyaml parses several times faster than the pure-Python parser; fall back when PyYAML lacks it.
 _YAML_LOADER: Final[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-_VERSION_RE: Final = re.compile(r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)(?:\.(0|[1-9]\d*))?$")
-_COMPONENT_RE: Final = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_VERSION_RE: Final = re.compile(r"v?(0|[1-9]\d*)\.(0|[1-9]\d*)(?:\.(0|[1-9]\d*))?")  # fullmatch
+_COMPONENT_RE: Final = re.compile(r"[a-z0-9][a-z0-9-]*")
 _TEMPLATE_MARK: Final = "{{"
 
 
@@ -127,7 +130,7 @@ def parse_version(text: str, *, what: str = "version") -> MinorVersion:
     Raises:
         InvalidVersionError: ``text`` is not such a version (one-line message).
     """
-    match = _VERSION_RE.match(text.strip()) if isinstance(text, str) else None
+    match = _VERSION_RE.fullmatch(text.strip()) if isinstance(text, str) else None
     if match is None:
         raise InvalidVersionError(f"invalid {what} {str(text)[:40]!r}: expected X.Y, vX.Y or X.Y.Z")
     return MinorVersion(int(match.group(1)), int(match.group(2)))
@@ -146,6 +149,7 @@ class ApiDeprecation(BaseModel):
     replacement_available_in: str | None = None
     component: str
     note: str | None = None
+    source: str | None = Field(default=None, description="Where the row's numbers come from (a URL)")
 
     @field_validator("apiVersion", "kind")
     @classmethod
@@ -170,7 +174,7 @@ class ApiDeprecation(BaseModel):
     @field_validator("component")
     @classmethod
     def _component_name(cls, value: str) -> str:
-        if not _COMPONENT_RE.match(value):
+        if not _COMPONENT_RE.fullmatch(value):
             raise ValueError("must be a lowercase name such as kubernetes or flux")
         return value
 
@@ -188,8 +192,26 @@ class ApiDeprecation(BaseModel):
 class _DataFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    covers: dict[str, str] = Field(
+        default_factory=dict, description="Component -> the newest release the data were checked against"
+    )
     sources: list[str] = Field(default_factory=list)
     entries: list[ApiDeprecation] = Field(default_factory=list)
+
+    @field_validator("covers", mode="before")
+    @classmethod
+    def _covered_versions(cls, value: object) -> object:
+        if not isinstance(value, dict):
+            return value
+        covered = {}
+        for component, version in value.items():
+            if not isinstance(version, str):
+                raise ValueError(f'{component}: must be a quoted string like "1.36", got {version!r}')
+            try:
+                covered[component] = str(parse_version(version))
+            except InvalidVersionError as exc:
+                raise ValueError(f"{component}: {exc}") from None
+        return covered
 
 
 @dataclass(frozen=True)
@@ -208,11 +230,17 @@ class DeprecationData:
     correct or extend the bundled data.
     """
 
-    def __init__(self, entries: Iterable[ApiDeprecation], sources: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        entries: Iterable[ApiDeprecation],
+        sources: Iterable[str] = (),
+        covers: Mapping[str, MinorVersion] | None = None,
+    ) -> None:
         self._rules: dict[tuple[str, str], _Rule] = {}
         for entry in entries:
             self._rules[(entry.apiVersion, entry.kind)] = _Rule(entry, entry.deprecated_version, entry.removed_version)
         self.sources: tuple[str, ...] = tuple(dict.fromkeys(sources))
+        self.covers: dict[str, MinorVersion] = dict(covers or {})
 
     @property
     def entries(self) -> list[ApiDeprecation]:
@@ -240,9 +268,19 @@ class DeprecationData:
         ]
         return max(versions) if versions else None
 
+    def covered_version(self, component: str) -> MinorVersion | None:
+        """The newest release of ``component`` the data were checked against.
+
+        The data file's ``covers`` when it names the component, else the newest release
+        its entries mention (None if it knows nothing of the component).
+        """
+        return self.covers.get(component) or self.newest_version(component)
+
     def merged_with(self, other: DeprecationData) -> DeprecationData:
         """A new data set: these entries overridden and extended by ``other``'s."""
-        return DeprecationData([*self.entries, *other.entries], [*self.sources, *other.sources])
+        return DeprecationData(
+            [*self.entries, *other.entries], [*self.sources, *other.sources], {**self.covers, **other.covers}
+        )
 
     def rule_for(self, api_version: str, kind: str) -> _Rule | None:
         """The entry with parsed versions (internal fast path of the scanner)."""
@@ -251,9 +289,11 @@ class DeprecationData:
 
 def _read_data_file(path: Path) -> DeprecationData:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = bounded.read_bounded(path, bounded.DEFAULT_MAX_FILE_BYTES).decode("utf-8")
     except FileNotFoundError:
         raise DeprecationDataError(f"deprecation data file not found: {path}") from None
+    except bounded.FileRefusedError as exc:
+        raise DeprecationDataError(f"cannot read deprecation data file {path}: {exc.reason}") from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         raise DeprecationDataError(f"cannot read deprecation data file {path}: {reason}") from None
@@ -281,7 +321,8 @@ def _read_data_file(path: Path) -> DeprecationData:
                 f"deprecation data file {path}: entries.{index}: "
                 f"removed_in {removed} is before deprecated_in {deprecated}"
             )
-    return DeprecationData(parsed.entries, parsed.sources)
+    covers = {component: parse_version(version) for component, version in parsed.covers.items()}
+    return DeprecationData(parsed.entries, parsed.sources, covers)
 
 
 @functools.lru_cache(maxsize=1)
@@ -303,72 +344,13 @@ def load_data(extra_data: Sequence[Path] = ()) -> DeprecationData:
     return data
 
 
-class Finding(BaseModel):
-    """One object that uses a deprecated or removed API version at the target."""
-
-    model_config = ConfigDict(frozen=True)
-
-    file: str
-    document: int
-    kind: str
-    apiVersion: str  # noqa: N815 - the JSON contract's key
-    name: str | None
-    namespace: str | None
-    deprecated: bool
-    removed: bool
-    deprecated_in: str | None
-    removed_in: str | None
-    replacement: str | None
-
-
-class SkippedFile(BaseModel):
-    """A YAML/JSON file that could not be scanned, with a one-line reason."""
-
-    model_config = ConfigDict(frozen=True)
-
-    file: str
-    reason: str
-
-
-class ScanReport(BaseModel):
-    """The result of :func:`scan_path`.
-
-    ``targets`` (component -> ``X.Y``) records the versions the scan was evaluated at; it
-    is not part of :meth:`to_json`.
-    """
-
-    findings: list[Finding] = Field(default_factory=list)
-    skipped: list[SkippedFile] = Field(default_factory=list)
-    targets: dict[str, str] = Field(default_factory=dict, exclude=True)
-
-    @property
-    def removed(self) -> list[Finding]:
-        """Findings whose API version is no longer served at the target."""
-        return [finding for finding in self.findings if finding.removed]
-
-    @property
-    def deprecated_only(self) -> list[Finding]:
-        """Findings that are deprecated but still served at the target."""
-        return [finding for finding in self.findings if not finding.removed]
-
-    def to_json(self) -> dict[str, list[dict[str, Any]]]:
-        """The JSON-ready mapping ``{"findings": [...], "skipped": [...]}`` (see docs/cli.md)."""
-        return {
-            "findings": [finding.model_dump() for finding in self.findings],
-            "skipped": [skipped.model_dump() for skipped in self.skipped],
-        }
-
-    def to_json_text(self, indent: int | None = 2) -> str:
-        """:meth:`to_json` serialised as a JSON document."""
-        return json.dumps(self.to_json(), indent=indent)
-
-
 def scan_path(
     path: Path,
     k8s_version: str | None = None,
     flux_version: str | None = None,
     extra_data: Sequence[Path] = (),
     within: Path | None = None,
+    max_file_bytes: int = bounded.DEFAULT_MAX_FILE_BYTES,
 ) -> ScanReport:
     """Scan a file or a directory tree for deprecated and removed API versions.
 
@@ -383,6 +365,8 @@ def scan_path(
         within: The directory every file read must stay in (a fleet checkout, or the
             scanned directory): a symbolic link leading out of it is refused, never
             followed. ``None``: ``path`` itself when it is a directory.
+        max_file_bytes: The largest file read; larger files, and names that are not
+            regular files (FIFOs, devices), are skipped with the reason.
 
     Returns:
         The findings (file order, then document order) and the skipped files.
@@ -401,7 +385,7 @@ def scan_path(
     root = Path(path)
     if not root.exists():
         raise ScanPathError(f"path not found: {root}")
-    scanner = _Scanner(data, targets)
+    scanner = _Scanner(data, targets, max_file_bytes)
     label = paths.REPOSITORY if within is not None else "the scanned directory"
     if within is not None:
         paths.inside(within, root, label=label)
@@ -419,18 +403,24 @@ def scan_path(
         if not os.access(root, os.R_OK):
             raise ScanPathError(f"cannot read file {root}: permission denied")
         scanner.scan_file(str(root))
+    beyond_data = {
+        component: str(covered)
+        for component, target in targets.items()
+        if (covered := data.covered_version(component)) is not None and target > covered
+    }
     return ScanReport(
         findings=scanner.findings,
         skipped=sorted(scanner.skipped, key=lambda skipped: skipped.file),
         targets={component: str(version) for component, version in sorted(targets.items())},
+        beyond_data=beyond_data,
     )
 
 
 def _targets(data: DeprecationData, given: Mapping[str, MinorVersion | None]) -> dict[str, MinorVersion]:
-    """The version each component is evaluated at: the given one, else the newest in the data."""
+    """The version each component is evaluated at: the given one, else the newest the data cover."""
     targets: dict[str, MinorVersion] = {}
     for component in {*data.components, *given}:
-        version = given.get(component) or data.newest_version(component)
+        version = given.get(component) or data.covered_version(component)
         if version is not None:
             targets[component] = version
     return targets
@@ -463,9 +453,15 @@ class _Object:
 class _Scanner:
     """Accumulates findings and skipped files over many files."""
 
-    def __init__(self, data: DeprecationData, targets: Mapping[str, MinorVersion]) -> None:
+    def __init__(
+        self,
+        data: DeprecationData,
+        targets: Mapping[str, MinorVersion],
+        max_file_bytes: int = bounded.DEFAULT_MAX_FILE_BYTES,
+    ) -> None:
         self.data = data
         self.targets = targets
+        self.max_file_bytes = max_file_bytes
         self.findings: list[Finding] = []
         self.skipped: list[SkippedFile] = []
         self._chart_template_dirs: dict[str, bool] = {}
@@ -477,8 +473,12 @@ class _Scanner:
     def scan_file(self, file: str) -> None:
         """Scan one YAML/JSON file, recording its findings or why it was skipped."""
         try:
-            with open(file, "rb") as handle:
-                raw = handle.read()
+            # Regular files only, at most max_file_bytes: a link to /dev/zero or a FIFO named
+            # *.yaml is skipped with its reason, never read without end or waited on.
+            raw = bounded.read_bounded(file, self.max_file_bytes)
+        except bounded.FileRefusedError as exc:
+            self.skip(file, exc.reason)
+            return
         except OSError as exc:
             self.skip(file, f"unreadable: {exc.strerror or type(exc).__name__}")
             return

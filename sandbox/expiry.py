@@ -43,13 +43,16 @@ def new_expiry(current: datetime, ttl: str, *, now: datetime, max_ttl: str) -> d
     """
     delta = parse_duration(ttl)
     limit = parse_duration(max_ttl)
-    expiry = max(now, current) + delta
-    if expiry - now > limit:
+    ahead = max(now, current) - now
+    # Compared before adding: a huge TTL would overflow the datetime, not just exceed the maximum.
+    if delta > limit:
+        raise InvalidInputError(f"extending by {ttl} is beyond the maximum TTL {max_ttl}")
+    if ahead + delta > limit:
         raise InvalidInputError(
-            f"extending by {ttl} would expire {format_duration(expiry - now)} from now, "
+            f"extending by {ttl} would expire {format_duration(ahead + delta)} from now, "
             f"beyond the maximum TTL {max_ttl}"
         )
-    return expiry
+    return max(now, current) + delta
 
 
 def extend(
@@ -78,6 +81,8 @@ def extend(
     """
     if ttl is None and keep is None:
         raise InvalidInputError("nothing to change: give --ttl and/or --keep/--no-keep")
+    if ttl is not None:
+        parse_duration(ttl)  # bad input is named before the sandbox is looked up
     moment = now or utcnow()
     record = inventory.get(name)
     if record.status is SandboxStatus.destroyed:

@@ -391,6 +391,20 @@ class Inventory:
                 return None
             return dict(row.result or {})
 
+    def stage_finished_at(self, name: str, lifecycle_id: str, stage: Stage) -> datetime | None:
+        """When a completed stage finished (UTC), or ``None`` if it has not completed."""
+        with self._session() as session:
+            row = session.scalar(
+                select(StageRow).where(
+                    StageRow.sandbox == name,
+                    StageRow.lifecycle_id == lifecycle_id,
+                    StageRow.stage == stage.value,
+                )
+            )
+            if row is None or row.status != StageStatus.completed.value or row.finished_at is None:
+                return None
+            return _aware(row.finished_at)
+
     @staticmethod
     def _touch(session: Session, name: str, moment: datetime) -> None:
         sandbox = session.get(SandboxRow, name)

@@ -1,7 +1,7 @@
 """One run per sandbox: who holds a sandbox's lock, and whether that holder is still alive.
 
-The lock itself is a Prefect global concurrency limit (``sandbox:<name>``, limit 1)
-taken with a lease by ``tasks.locking``; this module is the Prefect-free part: the
+The lock itself is a Prefect global concurrency limit (``sandbox:<fleet>:<name>``,
+limit 1) taken with a lease by ``tasks.locking``; this module is the Prefect-free part: the
 *holder note* the lock's holder leaves so that a refused run can say who holds it,
 and the checks that tell a live holder from one that died without releasing it
 (SIGKILL, a lost machine), so a rerun after a crash is not locked out until the
@@ -45,14 +45,24 @@ class LockLostError(LockError):
     """The lock's lease could not be renewed: another run may hold the sandbox now."""
 
 
-def lock_name(sandbox: str) -> str:
-    """The global concurrency limit of a sandbox (``sandbox:<name>``)."""
-    return f"{LOCK_PREFIX}{sandbox}"
+def lock_name(sandbox: str, fleet: str) -> str:
+    """The global concurrency limit of a sandbox (``sandbox:<fleet>:<name>``).
+
+    Args:
+        sandbox: The sandbox's (validated) name.
+        fleet: The fleet's id (:attr:`sandbox.config.FleetConfig.fleet_id`): a sandbox
+            is its name within one fleet, and fleets on one machine share the Prefect server.
+    """
+    return f"{LOCK_PREFIX}{fleet}:{sandbox}"
 
 
-def note_name(sandbox: str) -> str:
-    """The Prefect variable holding the lock holder's note (``sandbox-lock-<name>``)."""
-    return f"{NOTE_PREFIX}{sandbox}"
+def note_name(sandbox: str, fleet: str) -> str:
+    """The Prefect variable holding the lock holder's note (``sandbox-lock-<fleet>-<name>``).
+
+    Variable names allow lowercase letters, digits, ``-`` and ``_`` only, which the
+    fleet id (hex) and a validated sandbox name are.
+    """
+    return f"{NOTE_PREFIX}{fleet}-{sandbox}"
 
 
 class LockNote(BaseModel):

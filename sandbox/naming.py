@@ -10,9 +10,11 @@ from sandbox.errors import InvalidInputError, ProtectedEnvironmentError
 #: Sandbox names become cluster names, directory names, terraform workspaces and
 #: Kubernetes labels, so they follow the strictest of those: a DNS-1123 label,
 #: starting with a letter, short enough for cloud cluster-name limits.
-SANDBOX_NAME_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+#: Every pattern here is applied with ``fullmatch``: ``$`` also matches before a
+#: trailing newline, so ``name\n`` would pass a ``^...$`` check made with ``match``.
+SANDBOX_NAME_RE = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 MAX_SANDBOX_NAME = 40
-SUMMARY_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+SUMMARY_RE = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 MAX_BRANCH = 100
 
 _DURATION_PART = re.compile(r"(\d+)([smhdw])")
@@ -30,7 +32,7 @@ def validate_sandbox_name(name: str, protected: set[str]) -> str:
         raise InvalidInputError("sandbox name is empty")
     if len(name) > MAX_SANDBOX_NAME:
         raise InvalidInputError(f"sandbox name {name!r} is {len(name)} characters long (at most {MAX_SANDBOX_NAME})")
-    if not SANDBOX_NAME_RE.match(name):
+    if not SANDBOX_NAME_RE.fullmatch(name):
         raise InvalidInputError(
             f"invalid sandbox name {name!r}: use lowercase letters, digits and '-', "
             "starting with a letter and not ending with '-'"
@@ -70,7 +72,7 @@ def validate_branch(branch: str, ticket_pattern: str) -> str:
         InvalidInputError: It does not.
     """
     match = re.fullmatch(rf"({ticket_pattern})-(.+)", branch or "")
-    if not match or not SUMMARY_RE.match(match.group(match.lastindex or 1)):
+    if not match or not SUMMARY_RE.fullmatch(match.group(match.lastindex or 1)):
         raise InvalidInputError(
             f"branch {branch!r} does not follow <ticket>-<summary> (ticket pattern {ticket_pattern!r}, "
             "summary in lowercase words joined by '-')"
@@ -90,10 +92,17 @@ def parse_duration(text: str) -> timedelta:
     parts = _DURATION_PART.findall(value)
     if not value or "".join(n + u for n, u in parts) != value:
         raise InvalidInputError(f"invalid duration {text!r}: use forms like 30m, 72h, 3d or 1d12h")
-    seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
-    if seconds <= 0:
-        raise InvalidInputError(f"invalid duration {text!r}: must be longer than zero")
-    return timedelta(seconds=seconds)
+    try:
+        seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
+        if seconds <= 0:
+            raise InvalidInputError(f"invalid duration {text!r}: must be longer than zero")
+        return timedelta(seconds=seconds)
+    except (OverflowError, ValueError):
+        # More days than a timedelta holds, or more digits than int() reads (ValueError).
+        shown = text if len(text) <= 40 else text[:37] + "..."
+        raise InvalidInputError(
+            f"invalid duration {shown!r}: too long (at most {timedelta.max.days} days)"
+        ) from None
 
 
 def format_duration(delta: timedelta) -> str:

@@ -20,7 +20,9 @@ Rules (from the seed's change-promotion chapter):
   branch for long-lived environments): a sandbox's sync file copied back by a
   promotion would point development at the sandbox's directory and branch.
 * ``no-lingering-sandbox`` -- no sandbox directory lingers on the default branch:
-  every directory under ``clusters/`` there is a long-lived environment.
+  every directory under ``clusters/`` there is a long-lived environment, or one
+  bootstrapped for itself on the default branch (a long-lived cluster the
+  configuration does not manage; a sandbox's sync follows its own branch).
 * ``environment-directory`` -- every configured environment has its directory.
 * ``readable-yaml`` -- the environment's YAML files parse (otherwise nothing else can
   be checked in them).
@@ -586,7 +588,10 @@ def check_tree(
         known = {env.cluster_dir for env in environments}
         for name in sorted(set(default_branch_clusters)):
             cluster_dir = fleetrepo.cluster_dir(name)
-            if cluster_dir not in known:
+            # A directory bootstrapped for itself on the default branch is a long-lived cluster
+            # this fleet.yaml does not manage (the example fleet's local environment under the
+            # simulated demo's config), not a sandbox: a sandbox's sync follows its own branch.
+            if cluster_dir not in known and not _bootstrapped_for_itself(repo, cluster_dir, default_branch):
                 violations.append(
                     Violation(
                         file=f"{cluster_dir}/",

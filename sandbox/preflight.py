@@ -24,10 +24,10 @@ from pathlib import Path
 
 import yaml
 
-from sandbox import fleetrepo, paths, validation
+from sandbox import bounded, fleetrepo, paths, validation
 from sandbox.config import FleetConfig
 from sandbox.drivers.git import GitDriver
-from sandbox.errors import InvalidInputError, PermanentError, SandboxError, ToolNotFoundError
+from sandbox.errors import ConflictError, InvalidInputError, PermanentError, SandboxError, ToolNotFoundError
 from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.paths import OutsideRepositoryError
 from sandbox.progress import Progress, quiet
@@ -37,7 +37,10 @@ from sandbox.stages.register import ValidatedRequest, validate_request
 #: Terraform variables fleet-sandbox sets itself: an override would break the sandbox.
 RESERVED_VARIABLES = frozenset({"cluster_name", "simulation_dir"})
 
-_MAJOR_MINOR = re.compile(r"^[0-9]+\.[0-9]+$")
+_MAJOR_MINOR = re.compile(r"[0-9]+\.[0-9]+")
+
+#: A terraform ``variable "NAME" {`` declaration at the start of a line.
+_VARIABLE = re.compile(r'^[ \t]*variable[ \t]+"([^"\n]+)"', re.MULTILINE)
 
 
 class FleetRepoError(InvalidInputError):
@@ -49,7 +52,7 @@ class PreflightError(PermanentError):
 
 
 def _check_kubernetes_version(key: str, value: str) -> None:
-    if not _MAJOR_MINOR.match(value.strip()):
+    if not _MAJOR_MINOR.fullmatch(value.strip()):
         raise InvalidInputError(f"invalid Kubernetes version {value!r} in override {key}: use MAJOR.MINOR, e.g. 1.31")
 
 
@@ -88,7 +91,7 @@ def _tool(binary: str, setting: str) -> None:
         raise ToolNotFoundError(f"{binary} is not installed or not on PATH (setting {setting})")
 
 
-def _first_malformed_yaml(repo: Path, roots: list[str]) -> str | None:
+def _first_malformed_yaml(repo: Path, roots: list[str], max_bytes: int) -> str | None:
     """The first YAML file under ``roots`` that does not parse, described (``None`` when all do).
 
     Raises:
@@ -101,7 +104,9 @@ def _first_malformed_yaml(repo: Path, roots: list[str]) -> str | None:
             if path.suffix not in fleetrepo.YAML_SUFFIXES or not path.is_file():
                 continue
             try:
-                list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+                list(yaml.safe_load_all(bounded.read_bounded(path, max_bytes).decode("utf-8")))
+            except bounded.FileRefusedError:
+                continue  # not read here; the validate stage lists it as skipped, with the reason
             except UnicodeDecodeError:
                 return f"{path.relative_to(repo)}: not UTF-8 text"
             except yaml.YAMLError as exc:
@@ -112,7 +117,71 @@ def _first_malformed_yaml(repo: Path, roots: list[str]) -> str | None:
     return None
 
 
-def check_checkout(config: FleetConfig, repo: Path, source_env: str) -> list[str]:
+def module_variables(module: Path) -> set[str]:
+    """The variables a terraform module declares (``variable "NAME"`` in its ``.tf`` files)."""
+    found: set[str] = set()
+    for tf in sorted(module.glob("*.tf")):
+        if tf.is_file():
+            found.update(_VARIABLE.findall(tf.read_text(encoding="utf-8", errors="replace")))
+    return found
+
+
+def check_overrides(module_path: str, module: Path, overrides: dict[str, str]) -> None:
+    """Refuse an override the cluster module does not declare (a typo terraform would silently ignore).
+
+    Raises:
+        InvalidInputError: Naming the unknown key and the variables the module takes.
+    """
+    known = module_variables(module)
+    for key in overrides:
+        if key not in known:
+            settable = sorted(known - RESERVED_VARIABLES)
+            raise InvalidInputError(
+                f"unknown override {key!r}: the terraform module {module_path} takes "
+                f"{', '.join(settable) or 'no variables'}"
+            )
+
+
+def check_collisions(
+    config: FleetConfig,
+    repo: Path,
+    *,
+    name: str,
+    branch: str,
+    remote_branches: set[str],
+    branches_in_use: dict[str, str],
+) -> None:
+    """Refuse a new sandbox whose branch or directory someone else already has (before anything is created).
+
+    Args:
+        repo: A checkout of the default branch.
+        name: The new sandbox's name.
+        branch: The branch it would push.
+        remote_branches: The fleet remote's branches.
+        branches_in_use: Branch -> sandbox name, for the inventory's sandboxes not destroyed.
+
+    Raises:
+        ConflictError: The branch is another sandbox's or already on the remote, or
+            ``clusters/<name>/`` already exists on the default branch.
+    """
+    owner = branches_in_use.get(branch)
+    if owner is not None and owner != name:
+        raise ConflictError(f"branch {branch!r} belongs to sandbox {owner!r}; choose another --ticket or --summary")
+    if branch in remote_branches:
+        raise ConflictError(
+            f"branch {branch!r} already exists on the fleet remote; choose another --ticket or --summary"
+        )
+    target = fleetrepo.cluster_dir(name)
+    if paths.inside(repo, target).exists():
+        raise ConflictError(
+            f"{target}/ already exists on {config.fleet_repo.default_branch} of the fleet repository; "
+            "choose another sandbox name"
+        )
+
+
+def check_checkout(
+    config: FleetConfig, repo: Path, source_env: str, overrides: dict[str, str] | None = None
+) -> list[str]:
     """What a sandbox cloned from ``source_env`` needs in a checkout of the default branch.
 
     Returns:
@@ -149,17 +218,28 @@ def check_checkout(config: FleetConfig, repo: Path, source_env: str) -> list[str
         module = None
     if module is None or not any(p.suffix == ".tf" for p in module.iterdir()):
         raise FleetRepoError(f"terraform module {env.terraform.module!r} not found in the fleet repository")
+    check_overrides(env.terraform.module, module, dict(overrides or {}))
+    limit = config.validation.max_file_bytes
     plan = validation.plan_scan(
-        repo, cluster_path, repo_urls={validation.normalize_git_url(url) for url in config.fleet_urls}
+        repo,
+        cluster_path,
+        repo_urls={validation.normalize_git_url(url) for url in config.fleet_urls},
+        max_file_bytes=limit,
     )
     roots = plan.roots or [cluster_path]
-    problem = _first_malformed_yaml(repo, roots)
+    problem = _first_malformed_yaml(repo, roots, limit)
     if problem is not None:
         raise FleetRepoError(f"fleet repository: {problem}")
     return roots
 
 
-def preflight(config: FleetConfig, request: LifecycleRequest, git: GitDriver, progress: Progress | None = None) -> None:
+def preflight(
+    config: FleetConfig,
+    request: LifecycleRequest,
+    git: GitDriver,
+    progress: Progress | None = None,
+    branches_in_use: dict[str, str] | None = None,
+) -> None:
     """Check the surroundings a new sandbox needs before anything is created.
 
     Raises:
@@ -167,8 +247,13 @@ def preflight(config: FleetConfig, request: LifecycleRequest, git: GitDriver, pr
         PreflightError: The fleet remote cannot be read (unreachable, credentials rejected) (exit 1).
         FleetRepoError: The repository cannot make this sandbox: no default branch, no
             ``clusters/``, no environment directory or module, malformed YAML (exit 2).
+        InvalidInputError: An override the cluster module does not declare (exit 2).
+        ConflictError: The sandbox's branch is another sandbox's or already on the
+            remote, or its directory already exists (exit 1): refused before terraform
+            creates anything.
     """
     say = progress or quiet
+    branch = validate_request(config, request).branch
     _tool(config.drivers.terraform.binary, "drivers.terraform.binary")
     _tool(config.drivers.git.binary, "drivers.git.binary")
     remote = config.remote_url
@@ -187,5 +272,13 @@ def preflight(config: FleetConfig, request: LifecycleRequest, git: GitDriver, pr
             git.checkout(checkout, default, start=f"origin/{default}")
         except SandboxError as exc:
             raise PreflightError(f"the fleet remote {shown} cannot be cloned: {exc}") from None
-        roots = check_checkout(config, checkout, request.source_env)
+        roots = check_checkout(config, checkout, request.source_env, dict(request.overrides))
+        check_collisions(
+            config,
+            checkout,
+            name=request.name,
+            branch=branch,
+            remote_branches=set(branches),
+            branches_in_use=branches_in_use or {},
+        )
     say(f"preflight: terraform and git found; {shown} answers; {', '.join(roots)} usable on {default}")

@@ -13,7 +13,13 @@ masked where the text leaves the process -- the error made from it, a log line -
 and not in the data returned here: a caller parses ``terraform output -json``, and
 a masked value there would be a wrong value, not a safe one.
 
-A command that outlives its timeout is killed. Whether trying it again is safe
+A command runs in its own session (process group), so a Ctrl-C in the terminal
+reaches this process alone, which then stops the command itself: SIGTERM to its
+group, and SIGKILL after :data:`STOP_GRACE_SECONDS` if it is still there. The same
+happens when an interrupt (``KeyboardInterrupt``) or any other exception arrives
+while it runs -- the command never outlives the call -- and at its timeout.
+
+A command that outlives its timeout is stopped that way. Whether trying it again is safe
 depends on the command, so every caller says so (``timeout_is_retryable``): a
 read, or a command whose rerun finds its work done or does it, may be retried;
 one killed half-way through a change (``terraform apply``, a git command
@@ -23,7 +29,9 @@ held, and is not retried blindly.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +47,10 @@ from sandbox.redaction import redact as _redact
 
 #: How many characters of stderr an error message carries at most.
 STDERR_TAIL_CHARS = 600
+
+#: Seconds a command has between SIGTERM and SIGKILL when it is stopped (interrupt
+#: or timeout): terraform uses them to stop its providers and release the state lock.
+STOP_GRACE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -114,6 +126,30 @@ def _name(command: Command) -> str:
     return redact(" ".join(words), command.redact)
 
 
+def _signal_group(proc: subprocess.Popen[str], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
+        os.killpg(proc.pid, signum)  # the command's own session: its children too
+
+
+def stop(proc: subprocess.Popen[str], grace: float = STOP_GRACE_SECONDS) -> tuple[str, str]:
+    """Stop a command started by :func:`run`: SIGTERM to its process group, SIGKILL after ``grace``.
+
+    Returns:
+        What it printed (stdout, stderr) until it stopped.
+    """
+    _signal_group(proc, signal.SIGTERM)
+    try:
+        return proc.communicate(timeout=grace)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc, signal.SIGKILL)
+        return proc.communicate()
+    except BaseException:
+        # A second Ctrl-C while it stops: do not wait for the grace period.
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
+        raise
+
+
 def run(
     command: Command,
     *,
@@ -142,21 +178,24 @@ def run(
     """
     env = {**os.environ, **command.env}
     try:
-        proc = subprocess.run(  # noqa: S603 - argv list, never a shell
+        proc = subprocess.Popen(  # noqa: S603 - argv list, never a shell
             list(command.argv),
             cwd=command.cwd,
             env=env,
-            input=command.input,
-            capture_output=True,
+            stdin=subprocess.PIPE if command.input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=command.timeout,
-            check=False,
+            start_new_session=True,  # a terminal's Ctrl-C reaches us, and we stop the command (see stop)
         )
     except FileNotFoundError as exc:
         if not Path(command.cwd).is_dir():
             raise CommandFailedError(f"working directory {command.cwd} does not exist") from exc
         raise ToolNotFoundError(f"{command.argv[0]} is not installed or not on PATH") from exc
+    try:
+        stdout, stderr = proc.communicate(input=command.input, timeout=command.timeout)
     except subprocess.TimeoutExpired as exc:
+        stop(proc)
         what = f"{redact(command.argv[0], command.redact)} timed out after {command.timeout:g}s"
         if timeout_is_retryable:
             raise CommandTransientError(what) from exc
@@ -165,11 +204,14 @@ def run(
             f"{_name(command)} in {command.cwd} timed out after {command.timeout:g}s and was killed; "
             f"not retried, as it may have stopped half-way{note}"
         ) from exc
+    except BaseException:
+        stop(proc)  # interrupted (Ctrl-C, a cancelled run): the command does not outlive the call
+        raise
     done = CompletedCommand(
         command=command,
         returncode=proc.returncode,
-        stdout=_mask(proc.stdout, command.redact),
-        stderr=_mask(proc.stderr, command.redact),
+        stdout=_mask(stdout, command.redact),
+        stderr=_mask(stderr, command.redact),
     )
     if check and proc.returncode != 0:
         specific = classify(done) if classify else None

@@ -6,7 +6,12 @@
    collection / helm uninstall when a *suspended* object is deleted, which
    would strand whatever it applied.
 3. Delete the top-level Kustomizations and HelmReleases in tiers, by the
-   annotation ``fleet-sandbox.io/teardown-tier``:
+   annotation ``fleet-sandbox.io/teardown-tier`` where set, else by the
+   dependency graph (``spec.dependsOn``): an unannotated object that others
+   depend on (a controller's Kustomization) goes in the tier after the latest of
+   its dependents, so it is deleted after them, not first with the applications;
+   one nothing depends on is in the default tier. The teardown plan says which
+   rule placed each object (:func:`teardown_plan`):
 
    ============== =====================================================
    tier            meaning
@@ -109,16 +114,86 @@ def is_top_level(obj: Mapping[str, Any]) -> bool:
     return owner in (None, ROOT.name) and ObjectRef.of(obj) != ROOT
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Which tier a top-level object is deleted in, and the rule that put it there."""
+
+    ref: ObjectRef
+    tier: str
+    rule: str = "default"
+
+    def line(self) -> str:
+        """``<object> (<rule>)`` for the teardown plan."""
+        return f"{self.ref} ({self.rule})"
+
+
+def _annotated_tier(obj: Mapping[str, Any]) -> str | None:
+    value = ((obj.get("metadata") or {}).get("annotations") or {}).get(TIER_ANNOTATION)
+    return value if value in TEARDOWN_TIERS else None
+
+
+def _depends_on(obj: Mapping[str, Any]) -> list[ObjectRef]:
+    """The objects ``obj``'s ``spec.dependsOn`` names (same kind; the namespace defaults to ``obj``'s)."""
+    ref = ObjectRef.of(obj)
+    found = []
+    for entry in (obj.get("spec") or {}).get("dependsOn") or []:
+        if isinstance(entry, dict) and entry.get("name"):
+            found.append(
+                ObjectRef(ref.api_version, ref.kind, str(entry["name"]), entry.get("namespace") or ref.namespace)
+            )
+    return found
+
+
+def teardown_plan(objects: Iterable[Mapping[str, Any]]) -> list[Placement]:
+    """Where each top-level Kustomization/HelmRelease is deleted, and why.
+
+    * annotated ``fleet-sandbox.io/teardown-tier`` (a known tier): that tier -- the
+      annotation wins;
+    * otherwise, depended on (``spec.dependsOn``) by other top-level objects: the tier
+      after the latest of theirs (the last tier at most), so it outlives them;
+    * otherwise the default tier (applications).
+    """
+    top = {ObjectRef.of(obj): obj for obj in objects if is_top_level(obj)}
+    dependents: dict[ObjectRef, list[ObjectRef]] = {}
+    for ref, obj in top.items():
+        for needed in _depends_on(obj):
+            key = next(
+                (k for k in top if (k.kind, k.name, k.namespace) == (needed.kind, needed.name, needed.namespace)), None
+            )
+            if key is not None and key != ref:
+                dependents.setdefault(key, []).append(ref)
+    placed: dict[ObjectRef, Placement] = {}
+
+    def place(ref: ObjectRef, visiting: frozenset[ObjectRef]) -> Placement:
+        if ref in placed:
+            return placed[ref]
+        annotated = _annotated_tier(top[ref])
+        if annotated is not None:
+            placement = Placement(ref, annotated, "annotation")
+        else:
+            after = [place(d, visiting | {ref}) for d in sorted(dependents.get(ref, [])) if d not in visiting]
+            if after:
+                latest = max(TEARDOWN_TIERS.index(p.tier) for p in after)
+                tier = TEARDOWN_TIERS[min(latest + 1, len(TEARDOWN_TIERS) - 1)]
+                names = ", ".join(str(p.ref) for p in after)
+                placement = Placement(ref, tier, f"dependsOn: after {names}")
+            else:
+                placement = Placement(ref, DEFAULT_TIER, "default")
+        placed[ref] = placement
+        return placement
+
+    return [place(ref, frozenset()) for ref in sorted(top)]
+
+
 def teardown_order(objects: Iterable[Mapping[str, Any]]) -> list[tuple[str, list[ObjectRef]]]:
-    """Tiers of top-level Kustomizations/HelmReleases to delete, in deletion order.
+    """Tiers of top-level Kustomizations/HelmReleases to delete, in deletion order (see :func:`teardown_plan`).
 
     The root ``flux-system`` Kustomization is never part of it; objects nested in
     another Kustomization are deleted by their parent's garbage collection.
     """
     tiers: dict[str, list[ObjectRef]] = {tier: [] for tier in TEARDOWN_TIERS}
-    for obj in objects:
-        if is_top_level(obj):
-            tiers[tier_of(obj)].append(ObjectRef.of(obj))
+    for placement in teardown_plan(objects):
+        tiers[placement.tier].append(placement.ref)
     return [(tier, sorted(refs)) for tier, refs in tiers.items() if refs]
 
 
@@ -127,6 +202,8 @@ class TeardownReport:
     """What a teardown did, for the inventory and the CLI."""
 
     tiers: list[tuple[str, list[str]]] = field(default_factory=list)
+    #: The teardown plan: ``"<tier>: <object> (<rule>)"`` per object, the rule that placed it.
+    placements: list[str] = field(default_factory=list)
     unsuspended: list[str] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
     forced: bool = False
@@ -504,11 +581,17 @@ def teardown_cluster(
         if wait_or_block(waiting, "teardown blocked before tier controllers: cloud resources not released:"):
             progress("cloud resources: released")
 
-    for tier, refs in teardown_order(_flux_objects(cluster)):
+    plan = teardown_plan(_flux_objects(cluster))
+    rules = {p.ref: p.rule for p in plan}
+    report.placements.extend(f"{p.tier}: {p.line()}" for p in plan)
+    tiers: dict[str, list[ObjectRef]] = {tier: [] for tier in TEARDOWN_TIERS}
+    for placement in plan:
+        tiers[placement.tier].append(placement.ref)
+    for tier, refs in [(tier, sorted(refs)) for tier, refs in tiers.items() if refs]:
         if tier == "controllers":
             release_cloud_resources()
             cloud_released = True
-        progress(f"tier {tier}: deleting {', '.join(str(r) for r in refs)}")
+        progress(f"tier {tier}: deleting {', '.join(f'{r} ({rules[r]})' for r in refs)}")
 
         def deleting_orphans(lines: list[str], tier: str = tier) -> None:
             report.orphans.extend(lines)

@@ -37,7 +37,7 @@ from urllib.parse import unquote, urlparse
 import yaml
 from pydantic import BaseModel, Field
 
-from sandbox import appstacks, deprecations, fleetrepo, paths, policy
+from sandbox import appstacks, bounded, deprecations, fleetrepo, paths, policy
 from sandbox.config import FleetConfig
 from sandbox.drivers.cluster import GITREPOSITORY_API, ClusterDriver, Manifest, ObjectRef
 from sandbox.errors import PermanentError
@@ -286,11 +286,11 @@ class ScanPlan:
     not_scanned: list[NotScanned] = field(default_factory=list)
 
 
-def _load(path: Path) -> list[dict[str, Any]]:
+def _load(path: Path, max_bytes: int = bounded.DEFAULT_MAX_FILE_BYTES) -> list[dict[str, Any]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = bounded.read_bounded(path, max_bytes).decode("utf-8")
         return [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    except (OSError, bounded.FileRefusedError, UnicodeDecodeError, yaml.YAMLError):
         return []  # the scanner lists the file as skipped, with its reason
 
 
@@ -304,7 +304,9 @@ def _inside(path: str, roots: Iterable[str]) -> bool:
     return any(root == "" or path == root or path.startswith(root + "/") for root in roots)
 
 
-def plan_scan(repo: Path, start: str, *, repo_urls: Iterable[str]) -> ScanPlan:
+def plan_scan(
+    repo: Path, start: str, *, repo_urls: Iterable[str], max_file_bytes: int = bounded.DEFAULT_MAX_FILE_BYTES
+) -> ScanPlan:
     """The repository paths a sandbox's Flux objects build, starting from its cluster directory.
 
     Args:
@@ -319,11 +321,12 @@ def plan_scan(repo: Path, start: str, *, repo_urls: Iterable[str]) -> ScanPlan:
     Raises:
         OutsideRepositoryError: A path read, or a link below one, leads outside the
             repository (see :mod:`sandbox.paths`).
+        max_file_bytes: Larger files are not read (the scan names them as skipped).
     """
     repo = repo.resolve()
     urls = set(repo_urls)
     # The cluster's own bootstrap source pulls this repository by definition.
-    for doc in _load(paths.inside(repo, f"{_normal(start)}/{fleetrepo.SYNC_FILE}")):
+    for doc in _load(paths.inside(repo, f"{_normal(start)}/{fleetrepo.SYNC_FILE}"), max_file_bytes):
         if doc.get("kind") == "GitRepository" and str(doc.get("apiVersion", "")).startswith(_SOURCE_TOOLKIT):
             urls.add(normalize_git_url(str((doc.get("spec") or {}).get("url") or "")))
     roots: list[str] = []
@@ -347,7 +350,7 @@ def plan_scan(repo: Path, start: str, *, repo_urls: Iterable[str]) -> ScanPlan:
             if path in seen_files or path.suffix not in fleetrepo.YAML_SUFFIXES or not path.is_file():
                 continue
             seen_files.add(path)
-            for doc in _load(path):
+            for doc in _load(path, max_file_bytes):
                 api = str(doc.get("apiVersion", ""))
                 if api.startswith(_SOURCE_TOOLKIT):
                     sources[_key(doc)] = doc
@@ -457,6 +460,7 @@ def scan_repo_paths(
     k8s_version: str | None,
     flux_version: str | None,
     extra_data: Iterable[Path] = (),
+    max_file_bytes: int = bounded.DEFAULT_MAX_FILE_BYTES,
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]], dict[str, str]]:
     """Scan repository paths; findings and skipped files with repository-relative file names.
 
@@ -479,6 +483,7 @@ def scan_repo_paths(
             flux_version=flux_version,
             extra_data=extra,
             within=base,
+            max_file_bytes=max_file_bytes,
         )
         targets = {k: v for k, v in report.targets.items() if k in ("kubernetes", "flux")} or targets
         for finding in report.findings:
@@ -621,7 +626,8 @@ def validate_checkout(
         The report; ``report.passed`` tells the verdict.
     """
     report = ValidationReport(sandbox=inputs.sandbox, branch=inputs.branch, commit=inputs.commit)
-    plan = plan_scan(repo, inputs.sandbox_dir, repo_urls=inputs.repo_urls)
+    limit = config.validation.max_file_bytes
+    plan = plan_scan(repo, inputs.sandbox_dir, repo_urls=inputs.repo_urls, max_file_bytes=limit)
     roots = list(plan.roots)
     for path in inputs.application_stack_paths:
         if (repo / path).is_dir() and not _inside(path, roots):
@@ -633,6 +639,7 @@ def validate_checkout(
         k8s_version=inputs.k8s_version,
         flux_version=inputs.flux_version,
         extra_data=inputs.extra_data,
+        max_file_bytes=limit,
     )
     removed = [removed_line(f) for f in report.removed]
     report.failures.extend(removed)

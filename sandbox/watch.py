@@ -60,8 +60,8 @@ WATCHED_KINDS: tuple[tuple[str, str], ...] = (
     (OCIREPOSITORY_API, "OCIRepository"),
 )
 
-_SHA_AT_END = re.compile(r"([0-9a-f]{40})$")
-_REVISION = re.compile(r"^[0-9a-f]{7,40}$")
+_SHA_AT_END = re.compile(r"([0-9a-f]{40})\Z")
+_REVISION = re.compile(r"[0-9a-f]{7,40}")  # fullmatch
 
 
 def revision_sha(revision: str | None) -> str | None:
@@ -77,7 +77,7 @@ def check_revision(revision: str) -> str:
         InvalidInputError: Anything else.
     """
     value = revision.strip().lower()
-    if not _REVISION.match(value):
+    if not _REVISION.fullmatch(value):
         raise InvalidInputError(f"--revision {revision!r} is not a commit id (7 to 40 hexadecimal digits)")
     return value
 

@@ -216,6 +216,7 @@ def connect_cluster(config: FleetConfig, outputs: Mapping[str, TerraformOutput])
             readiness_delay_seconds=cluster_cfg.simulation.readiness_delay_seconds,
             crd_established_delay_seconds=cluster_cfg.simulation.crd_established_delay_seconds,
             oci_git_remote=config.remote_url,
+            oci_layouts=oci_layouts(config),
         )
     from sandbox.drivers.kubernetes_cluster import KubernetesClusterDriver
 
@@ -286,13 +287,26 @@ def build_registry(
 ) -> OciRegistry:
     """The registry driver ``settings`` asks for.
 
-    ``push_with: auto`` pushes with ``flux push artifact`` when the flux CLI is on PATH
+    ``layout_dir`` set: an OCI image layout directory (:mod:`sandbox.drivers.oci_layout`).
+    Else ``push_with: auto`` pushes with ``flux push artifact`` when the flux CLI is on PATH
     and with oras otherwise; ``push_with: flux`` asks for flux but falls back to oras
     (and ``progress`` hears why) when the CLI is missing; ``oras`` always uses oras.
     """
+    if settings.layout_dir:
+        from sandbox.drivers.oci_layout import OciLayoutRegistry
+
+        return OciLayoutRegistry(settings.url, Path(settings.layout_dir))
     if settings.push_with != "oras":
         if shutil.which(settings.flux_binary):
             return FluxCliRegistry(settings, credentials)
         if settings.push_with == "flux" and progress is not None:
             progress(f"{settings.flux_binary} is not on PATH: pushing with oras instead")
     return OrasRegistry(settings, credentials)
+
+
+def oci_layouts(config: FleetConfig) -> dict[str, Path]:
+    """The OCI image layout standing in for the configured registry, by its URL (empty when none)."""
+    registry = config.drivers.registry
+    if registry is None or not registry.layout_dir:
+        return {}
+    return {registry.url: config.path(registry.layout_dir)}

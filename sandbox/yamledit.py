@@ -21,8 +21,8 @@ from ruamel.yaml.error import YAMLError
 
 from sandbox.errors import InvalidInputError
 
-_PLAIN_SAFE = re.compile(r"^[A-Za-z_./][A-Za-z0-9_./-]*$")
-_NOT_STRINGS = re.compile(r"^(true|false|yes|no|on|off|null|~|[-+]?[0-9.]+(e[-+]?[0-9]+)?)$", re.IGNORECASE)
+_PLAIN_SAFE = re.compile(r"[A-Za-z_./][A-Za-z0-9_./-]*")  # fullmatch: no trailing newline
+_NOT_STRINGS = re.compile(r"(true|false|yes|no|on|off|null|~|[-+]?[0-9.]+(e[-+]?[0-9]+)?)", re.IGNORECASE)
 
 
 class YamlEditError(InvalidInputError):
@@ -95,7 +95,7 @@ def _scalar_extent(text: str, start: int) -> tuple[int, str]:
 def _render(value: str, quote: str) -> str:
     if quote == "'":
         return "'" + value.replace("'", "''") + "'"
-    if quote == '"' or not _PLAIN_SAFE.match(value) or _NOT_STRINGS.match(value):
+    if quote == '"' or not _PLAIN_SAFE.fullmatch(value) or _NOT_STRINGS.fullmatch(value):
         return json.dumps(value)
     return value
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import get_run_logger, task
 
 from sandbox.align import AlignResult, align_environment
@@ -11,7 +9,7 @@ from sandbox.config import load_config
 from sandbox.drivers.terraform import PlanSummary
 from sandbox.wiring import build_drivers, open_inventory
 from tasks.artifacts import artifact_key, publish_plan
-from tasks.common import RETRY_DELAYS, retry_if_retryable
+from tasks.common import RETRY_DELAYS, resolve_secret, retry_if_retryable
 
 
 @task(
@@ -21,24 +19,33 @@ from tasks.common import RETRY_DELAYS, retry_if_retryable
     retry_condition_fn=retry_if_retryable,
     persist_result=True,
 )
-def align_task(config_path: str, environment: str, sandbox: str | None = None, approve: bool = False) -> AlignResult:
-    """Plan the environment with the promoted sandbox's overrides; apply when non-destructive or approved.
+def align_task(
+    config_path: str,
+    environment: str,
+    sandbox: str | None = None,
+    approve: bool = False,
+    apply: bool = False,
+) -> AlignResult:
+    """Propose the environment's alignment by pull request, or (``apply``) apply what is merged.
 
     Never cached: every run plans against the environment's current state. A held
-    state lock is retried; a refused (destructive, unapproved) plan is not.
+    state lock is retried; a refused (destructive and unapproved, or not merged) run is not.
 
     Args:
         config_path: Path of fleet.yaml.
         environment: The long-lived environment to align.
-        sandbox: The promoted sandbox whose overrides to use (default: the newest promotion).
-        approve: Apply a plan that destroys or replaces resources.
+        sandbox: The promoted sandbox whose overrides to use (default: the latest promotion).
+        approve: With ``apply``, apply a plan that destroys or replaces resources.
+        apply: Apply the variables the default branch records (the merged alignment).
 
     Returns:
         What was planned and applied.
     """
     logger = get_run_logger()
     config = load_config(config_path)
-    drivers = build_drivers(config)
+    hosting = config.drivers.git_hosting
+    token = resolve_secret(hosting.token_secret_block, hosting.token_env) if hosting.type == "github" else None
+    drivers = build_drivers(config, github_token=token)
     inventory = open_inventory(config)
 
     def show(plan: PlanSummary) -> None:
@@ -51,9 +58,10 @@ def align_task(config_path: str, environment: str, sandbox: str | None = None, a
             git=drivers.git,
             terraform=drivers.terraform,
             environment=environment,
+            hosting=drivers.hosting,
             sandbox=sandbox,
+            apply=apply,
             approve=approve,
-            config_path=Path(config_path),
             progress=logger.info,
             on_plan=show,
         )

@@ -5,10 +5,10 @@ from __future__ import annotations
 from prefect import task
 
 from sandbox.models import Stage, StageResult
-from tasks.common import STAGE_TASK_OPTIONS, StageRequest, run_stage, stage_cache_key
+from tasks.common import STAGE_TASK_OPTIONS, StageRequest, run_stage, stage_cache_key, stage_state
 
 
-@task(name="clone", cache_key_fn=stage_cache_key(Stage.clone), **STAGE_TASK_OPTIONS)
+@task(name="clone", task_run_name="clone", cache_key_fn=stage_cache_key(Stage.clone), **STAGE_TASK_OPTIONS)
 def clone_task(request: StageRequest) -> StageResult:
     """Branch from main and copy the source environment's cluster directory (no gotk-sync.yaml).
 
@@ -18,4 +18,4 @@ def clone_task(request: StageRequest) -> StageResult:
     Returns:
         The stage's result (a persisted checkpoint).
     """
-    return run_stage(Stage.clone, request, change=request.change)
+    return stage_state(run_stage(Stage.clone, request, change=request.change))

@@ -40,16 +40,19 @@ class StageRequest(BaseModel):
 
 
 def stage_cache_key(stage: Stage) -> Callable[[TaskRunContext, dict[str, Any]], str]:
-    """An explicit cache key ``<sandbox>/<lifecycle-id>/<stage>/v<N>``.
+    """An explicit cache key ``<fleet-id>/<sandbox>/<lifecycle-id>/<stage>/v<N>``.
 
     Not TASK_SOURCE: editing a task's code must not make a finished stage run again.
+    Scoped by the fleet (:attr:`~sandbox.config.FleetConfig.fleet_id`) as the lock is:
+    results are stored per machine, and two fleets on it may name a sandbox alike.
     """
 
     def key(_context: TaskRunContext, parameters: dict[str, Any]) -> str:
         request = parameters["request"]
         if isinstance(request, dict):
             request = StageRequest.model_validate(request)
-        return f"{request.name}/{request.lifecycle_id}/{stage.value}/v{CACHE_VERSION}"
+        fleet = load_config(request.config_path).fleet_id
+        return f"{fleet}/{request.name}/{request.lifecycle_id}/{stage.value}/v{CACHE_VERSION}"
 
     return key
 
@@ -163,6 +166,19 @@ def run_stage(stage: Stage, request: StageRequest, **kwargs: Any) -> StageResult
         return result
     finally:
         inventory.close()
+
+
+def stage_state(result: StageResult) -> Any:
+    """A stage task's final state: Completed, holding ``result``, with its one-line summary as the message.
+
+    Prefect shows a task run's state message on the run page, so each stage's
+    result reads there and not only in the logs. Calling the task still returns
+    ``result`` (Prefect unwraps a returned state), and the state is checkpointed
+    as any return value.
+    """
+    from prefect.states import Completed
+
+    return Completed(data=result, message=redact(" ".join(result.summary.split())))
 
 
 #: Options every stage task shares.

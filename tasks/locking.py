@@ -1,10 +1,13 @@
 """The per-sandbox lock: a strict Prefect global concurrency limit, held for a whole flow run.
 
-``sandbox:<name>`` (limit 1) is created the first time a run locks the sandbox
+``sandbox:<fleet>:<name>`` (limit 1; ``<fleet>`` is the fleet's id,
+:attr:`sandbox.config.FleetConfig.fleet_id`, so that two fleets on one machine
+with a sandbox of the same name do not block each other) is created the first
+time a run locks the sandbox
 and taken with a lease that a background thread renews, so it works across
 processes, workers and machines that share one Prefect server. A run that finds
 the sandbox locked fails at once (:class:`~sandbox.errors.LockHeldError`) naming
-the holder from its note (a Prefect variable ``sandbox-lock-<name>``), unless the
+the holder from its note (a Prefect variable ``sandbox-lock-<fleet>-<name>``), unless the
 holder is known dead (see :mod:`sandbox.locks`): then its lease is released and
 the lock taken over, so a rerun after a crash never waits for the lease to expire.
 
@@ -36,6 +39,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.logging import get_logger
 from pydantic import ValidationError
 
+from sandbox.config import load_config
 from sandbox.locks import (
     LockError,
     LockLostError,
@@ -71,11 +75,20 @@ _RETRY_STATUSES = frozenset({408, 429, 502, 503, 504})
 #: ``PREFECT_CLIENT_MAX_RETRIES=0``, before giving up); a lock taken at the start
 #: and released at the end of every run would add seconds to each. The lock's
 #: client sends each request once (:func:`_lock_client`) and its calls retry by
-#: themselves after short, doubling delays, within the same patience as Prefect's
-#: (about a minute) before failing loudly.
+#: themselves after short, doubling delays, within the patience of Prefect's own
+#: client (five retries waiting 2+4+8+16+32 s, besides the requests themselves)
+#: before failing loudly. A minute was not enough: a SQLite Prefect database that
+#: twenty runs start on at once stalls for its whole busy timeout (a minute,
+#: "database is locked") and answers 503 meanwhile; a lock call that began just
+#: before the stall must outlast it.
 _FIRST_RETRY_SECONDS = 0.05
 _MAX_RETRY_SECONDS = 2.0
-_RETRY_BUDGET_SECONDS = 60.0
+_RETRY_BUDGET_SECONDS = 150.0
+#: A request that timed out (the client's own timeout, a minute by default) may have
+#: used up the budget by itself, on a server that answers right after its stall; such a
+#: request is asked again this many times even past the budget, as Prefect's client
+#: retries a read timeout. A server that keeps not answering still fails the run loudly.
+_TIMEOUT_RETRIES_PAST_BUDGET = 2
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -97,12 +110,17 @@ def _patiently(call: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _
     """
     delay = _FIRST_RETRY_SECONDS
     deadline = time.monotonic() + _RETRY_BUDGET_SECONDS
+    timeouts_past_budget = _TIMEOUT_RETRIES_PAST_BUDGET
     while True:
         try:
             return call(*args, **kwargs)
         except (httpx.HTTPStatusError, httpx.TransportError) as exc:
-            if not _retryable(exc) or time.monotonic() + delay > deadline:
+            if not _retryable(exc):
                 raise
+            if time.monotonic() + delay > deadline:
+                if not isinstance(exc, httpx.TimeoutException) or timeouts_past_budget <= 0:
+                    raise
+                timeouts_past_budget -= 1
         time.sleep(delay)
         delay = min(delay * 2, _MAX_RETRY_SECONDS)
 
@@ -147,8 +165,9 @@ def _lock_client() -> Iterator[SyncPrefectClient]:
 class SandboxLock:
     """A held sandbox lock: its note, and whether its lease was lost since."""
 
-    def __init__(self, sandbox: str, note: LockNote) -> None:
+    def __init__(self, sandbox: str, fleet: str, note: LockNote) -> None:
         self.sandbox = sandbox
+        self.fleet = fleet
         self.note = note
         self.lost = threading.Event()
         self.lost_reason = ""
@@ -165,7 +184,7 @@ class SandboxLock:
             )
 
 
-#: The locks held in the current context (a flow run's thread), by sandbox.
+#: The locks held in the current context (a flow run's thread), by lock name.
 _held: contextvars.ContextVar[dict[str, SandboxLock]] = contextvars.ContextVar("sandbox_locks_held")
 
 
@@ -188,9 +207,9 @@ def _api_error(sandbox: str, exc: Exception) -> LockError:
     return LockError(f"cannot lock sandbox {sandbox!r}: the Prefect API refused or did not answer ({detail})")
 
 
-def read_note(client: SyncPrefectClient, sandbox: str) -> LockNote | None:
+def read_note(client: SyncPrefectClient, sandbox: str, fleet: str) -> LockNote | None:
     """The holder note of a sandbox's lock, or ``None``."""
-    variable = _patiently(client.read_variable_by_name, note_name(sandbox))
+    variable = _patiently(client.read_variable_by_name, note_name(sandbox, fleet))
     if variable is None or not isinstance(variable.value, dict):
         return None
     try:
@@ -199,8 +218,8 @@ def read_note(client: SyncPrefectClient, sandbox: str) -> LockNote | None:
         return None
 
 
-def _write_note(client: SyncPrefectClient, note: LockNote) -> None:
-    name = note_name(note.sandbox)
+def _write_note(client: SyncPrefectClient, note: LockNote, fleet: str) -> None:
+    name = note_name(note.sandbox, fleet)
     value = note.model_dump(mode="json")
     try:
         _patiently(client.create_variable, VariableCreate(name=name, value=value))
@@ -208,22 +227,41 @@ def _write_note(client: SyncPrefectClient, note: LockNote) -> None:
         _patiently(client.update_variable, VariableUpdate(name=name, value=value))
 
 
-def _ensure_limit(client: SyncPrefectClient, sandbox: str) -> None:
-    name = lock_name(sandbox)
-    try:
-        _patiently(client.read_global_concurrency_limit_by_name, name)
-    except ObjectNotFound:
-        with suppress(ObjectAlreadyExists):  # created by a concurrent run a moment ago
+#: Creating a limit is done by one thread of a process at a time (see :func:`_ensure_limit`).
+_limit_creation = threading.Lock()
+
+
+def _ensure_limit(client: SyncPrefectClient, name: str) -> None:
+    """Make sure the limit ``name`` exists; an "already exists" from a concurrent creator is success.
+
+    Runs of one process (flow runs in threads: ``sandbox create`` does this, and so
+    does a worker) ask one after another: twenty threads that all found the limit
+    missing used to create it at once, and on a SQLite Prefect database the
+    failed ``INSERT`` s (UNIQUE violations) stalled the server for about a minute
+    ("database is locked"). After the first thread created it the others find it
+    on their read. Runs in other processes can still race: their "already exists"
+    (HTTP 409) is taken as the limit existing, and read back to be sure.
+    """
+    with _limit_creation:
+        try:
+            _patiently(client.read_global_concurrency_limit_by_name, name)
+            return
+        except ObjectNotFound:
+            pass
+        try:
             _patiently(client.create_global_concurrency_limit, GlobalConcurrencyLimitCreate(name=name, limit=1))
+        except ObjectAlreadyExists:  # created by a run in another process a moment ago
+            _patiently(client.read_global_concurrency_limit_by_name, name)
 
 
-def _try_acquire(client: SyncPrefectClient, sandbox: str, holder: dict[str, str | None]) -> UUID | None:
+def _try_acquire(client: SyncPrefectClient, sandbox: str, fleet: str, holder: dict[str, str | None]) -> UUID | None:
     """Take the lock's slot with a lease; ``None`` when another lease holds it."""
     flow_run_id = holder.get("flow_run_id")
+    name = lock_name(sandbox, fleet)
     try:
         response = _patiently(
             client.increment_concurrency_slots_with_lease,
-            names=[lock_name(sandbox)],
+            names=[name],
             slots=1,
             mode="concurrency",
             lease_duration=LEASE_SECONDS,
@@ -234,10 +272,10 @@ def _try_acquire(client: SyncPrefectClient, sandbox: str, holder: dict[str, str 
             return None
         raise
     granted = ConcurrencyLimitWithLeaseResponse.model_validate(response.json())
-    if lock_name(sandbox) not in {limit.name for limit in granted.limits}:
+    if name not in {limit.name for limit in granted.limits}:
         # Strict: a lease on a limit that does not exist locks nothing.
         _patiently(client.release_concurrency_slots_with_lease, granted.lease_id)
-        raise LockError(f"cannot lock sandbox {sandbox!r}: the concurrency limit {lock_name(sandbox)!r} is missing")
+        raise LockError(f"cannot lock sandbox {sandbox!r}: the concurrency limit {name!r} is missing")
     return granted.lease_id
 
 
@@ -258,19 +296,19 @@ def _stale_reason(client: SyncPrefectClient, note: LockNote, my_flow_run: str | 
 
 
 def _acquire(
-    client: SyncPrefectClient, sandbox: str, holder: dict[str, str | None], say: Callable[[str], Any]
+    client: SyncPrefectClient, sandbox: str, fleet: str, holder: dict[str, str | None], say: Callable[[str], Any]
 ) -> LockNote:
-    _ensure_limit(client, sandbox)
+    _ensure_limit(client, lock_name(sandbox, fleet))
     released: set[str] = set()
     deadline = time.monotonic() + NOTE_WAIT_SECONDS
     pause = NOTE_POLL_SECONDS
     while True:
-        lease_id = _try_acquire(client, sandbox, holder)
+        lease_id = _try_acquire(client, sandbox, fleet, holder)
         if lease_id is not None:
             mine = this_process(sandbox, str(lease_id), **holder)
-            _write_note(client, mine)
+            _write_note(client, mine, fleet)
             return mine
-        current = read_note(client, sandbox)
+        current = read_note(client, sandbox, fleet)
         if current is not None and current.lease_id not in released:
             reason = _stale_reason(client, current, holder.get("flow_run_id"))
             if reason is None:
@@ -314,22 +352,29 @@ def _release(lock: SandboxLock) -> None:
     try:
         with _lock_client() as client:
             # The note goes first: while the lease is ours nobody else writes one.
-            current = read_note(client, lock.sandbox)
+            current = read_note(client, lock.sandbox, lock.fleet)
             if current is not None and current.lease_id == lock.note.lease_id:
                 with suppress(ObjectNotFound):
-                    _patiently(client.delete_variable_by_name, note_name(lock.sandbox))
+                    _patiently(client.delete_variable_by_name, note_name(lock.sandbox, lock.fleet))
             _patiently(client.release_concurrency_slots_with_lease, UUID(lock.note.lease_id))
     except (httpx.HTTPError, OSError) as exc:
         # The lease expires by itself; the next run also takes over from a dead holder.
         _logger.warning(f"could not release the lock of sandbox {lock.sandbox!r}: {exc}")
 
 
+def fleet_of(config_path: str) -> str:
+    """The fleet id of the configuration at ``config_path`` (what scopes its sandboxes' locks)."""
+    return load_config(config_path).fleet_id
+
+
 @contextmanager
-def sandbox_lock(sandbox: str, log: Callable[[str], Any] | None = None) -> Iterator[SandboxLock]:
+def sandbox_lock(sandbox: str, fleet: str, log: Callable[[str], Any] | None = None) -> Iterator[SandboxLock]:
     """Hold sandbox ``sandbox``'s lock for the block; re-entrant within one flow run.
 
     Args:
         sandbox: A validated sandbox name.
+        fleet: The fleet's id (:attr:`sandbox.config.FleetConfig.fleet_id`): the same
+            name in another fleet is another sandbox, with its own lock.
         log: Where to say that the lock was taken or taken over (the flow run's logger).
 
     Yields:
@@ -340,18 +385,19 @@ def sandbox_lock(sandbox: str, log: Callable[[str], Any] | None = None) -> Itera
         LockError: The Prefect API could not be reached, or the limit is missing.
     """
     held = _held.get({})
-    if sandbox in held:
-        yield held[sandbox]
+    key = lock_name(sandbox, fleet)
+    if key in held:
+        yield held[key]
         return
     holder = _flow_run_identity()
     try:
         with _lock_client() as client:
-            note = _acquire(client, sandbox, holder, log or _logger.info)
+            note = _acquire(client, sandbox, fleet, holder, log or _logger.info)
     except (httpx.HTTPError, OSError, RuntimeError) as exc:
         raise _api_error(sandbox, exc) from None
-    lock = SandboxLock(sandbox, note)
+    lock = SandboxLock(sandbox, fleet, note)
     if log is not None:
-        log(f"locked sandbox {sandbox!r} ({lock_name(sandbox)}, lease {note.lease_id})")
+        log(f"locked sandbox {sandbox!r} ({key}, lease {note.lease_id})")
     stop = threading.Event()
     renewer = threading.Thread(
         target=contextvars.copy_context().run,
@@ -360,7 +406,7 @@ def sandbox_lock(sandbox: str, log: Callable[[str], Any] | None = None) -> Itera
         daemon=True,
     )
     renewer.start()
-    token = _held.set({**held, sandbox: lock})
+    token = _held.set({**held, key: lock})
     try:
         yield lock
     finally:

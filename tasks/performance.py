@@ -20,18 +20,20 @@ import logging
 import re
 import shutil
 import uuid
+from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
 from pydantic import BaseModel, Field
 
-from sandbox.config import load_config
+from sandbox.config import FleetConfig, load_config
 from sandbox.lifecycle_request import LifecycleRequest
 from sandbox.models import SandboxKind, SandboxStatus, Stage, StageResult
 from sandbox.perf.chart import write_chart
 from sandbox.perf.compare import Comparison, PerformanceReport, markdown_summary, render_table, table_rows
 from sandbox.perf.scenario import PerformanceRequest, ScenarioSettings, resolve_scenario
 from sandbox.perf.store import PerfRunStatus, PerfStore
+from sandbox.run_summary import image_markdown
 from sandbox.stages.performance import preflight, reports_dir
 from sandbox.stages.register import register, validate_request
 from sandbox.stages.teardown import teardown
@@ -59,7 +61,7 @@ def performance_sandbox_name(source_env: str) -> str:
     return f"perf-{source}-{uuid.uuid4().hex[:8]}"
 
 
-@task(name="register-performance-run", persist_result=True)
+@task(name="register-performance-run", task_run_name="prepare: register performance run", persist_result=True)
 def register_performance_task(request: PerformanceRequest, flow_run_id: str | None = None) -> PerformanceRun:
     """Validate the request; create the performance sandbox's record and the run's row.
 
@@ -111,7 +113,7 @@ def register_performance_task(request: PerformanceRequest, flow_run_id: str | No
     )
 
 
-@task(name="record-performance-run")
+@task(name="record-performance-run", task_run_name="report: record performance run")
 def record_performance_task(run: PerformanceRun, result: StageResult) -> PerformanceReport:
     """Store the run's measurement and verdict; publish the chart, a table artifact and a Markdown summary.
 
@@ -124,17 +126,7 @@ def record_performance_task(run: PerformanceRun, result: StageResult) -> Perform
     settings = ScenarioSettings.model_validate(details["settings"])
     comparison = Comparison.model_validate(details["comparison"])
     metrics: dict[str, Any] = dict(details["metrics"])
-    baseline = details.get("baseline") or None
-    chart = write_chart(
-        reports_dir(config, run.run_id) / "comparison.png",
-        metrics,
-        baseline["metrics"] if baseline else None,
-        title=(
-            f"{run.scenario} from {run.source_env}: run {run.run_id}"
-            + (f" vs baseline {comparison.baseline_run_id}" if comparison.baseline_run_id else " (no baseline)")
-        ),
-        failed_metrics=frozenset(r.metric for r in comparison.rows if r.verdict == "fail"),
-    )
+    chart = comparison_chart(config, run.run_id, run.source_env, details)
     with PerfStore(config.inventory_url) as store:
         store.finish_run(
             run.run_id,
@@ -145,29 +137,17 @@ def record_performance_task(run: PerformanceRun, result: StageResult) -> Perform
             baseline_run_id=comparison.baseline_run_id,
             chart_path=str(chart),
         )
-    max_error_rate = config.performance.max_error_rate
-    create_table_artifact(
-        table=table_rows(comparison, max_error_rate),
+    publish_comparison(
+        config,
         key=artifact_key("perf", run.scenario, run.source_env),
-        description=(
-            f"Performance run {run.run_id} ({run.scenario} from {run.source_env}) vs "
-            + (f"baseline {comparison.baseline_run_id}" if comparison.baseline_run_id else "no baseline")
-            + f": {'passed' if comparison.passed else 'FAILED'}"
-        ),
+        summary_key=artifact_key("perf-summary", run.scenario, run.source_env),
+        run_id=run.run_id,
+        sandbox=run.sandbox,
+        source_env=run.source_env,
+        details=details,
+        chart=chart,
     )
-    create_markdown_artifact(
-        markdown=markdown_summary(
-            run_id=run.run_id,
-            settings=settings,
-            source_env=run.source_env,
-            sandbox=run.sandbox,
-            comparison=comparison,
-            max_error_rate=max_error_rate,
-            chart_path=str(chart),
-        ),
-        key=artifact_key("perf-summary", run.scenario, run.source_env),
-        description=f"Performance run {run.run_id}: summary",
-    )
+    max_error_rate = config.performance.max_error_rate
     logger = get_run_logger()
     for line in render_table(comparison, max_error_rate).splitlines():
         logger.info(line)
@@ -185,6 +165,76 @@ def record_performance_task(run: PerformanceRun, result: StageResult) -> Perform
     )
 
 
+def comparison_chart(config: FleetConfig, run_id: str, source_env: str, details: dict[str, Any]) -> Path:
+    """Draw a performance-test result against its baseline: ``<reports>/<run id>/comparison.png``.
+
+    Args:
+        config: The fleet.
+        run_id: The run (the lifecycle id).
+        source_env: The environment the sandbox cloned (in the title).
+        details: The performance-test stage result's details.
+    """
+    comparison = Comparison.model_validate(details["comparison"])
+    baseline = details.get("baseline") or None
+    scenario = str(details.get("scenario") or "")
+    return write_chart(
+        reports_dir(config, run_id) / "comparison.png",
+        dict(details["metrics"]),
+        baseline["metrics"] if baseline else None,
+        title=(
+            f"{scenario} from {source_env}: run {run_id}"
+            + (f" vs baseline {comparison.baseline_run_id}" if comparison.baseline_run_id else " (no baseline)")
+        ),
+        failed_metrics=frozenset(r.metric for r in comparison.rows if r.verdict == "fail"),
+    )
+
+
+def publish_comparison(
+    config: FleetConfig,
+    *,
+    key: str,
+    summary_key: str,
+    run_id: str,
+    sandbox: str,
+    source_env: str,
+    details: dict[str, Any],
+    chart: Path,
+) -> None:
+    """Publish a performance result as a table artifact and a Markdown summary with the chart inline.
+
+    The keys stay the same run after run (per environment, or per sandbox), so
+    each run lands in its key's history next to the previous ones.
+    """
+    settings = ScenarioSettings.model_validate(details["settings"])
+    comparison = Comparison.model_validate(details["comparison"])
+    scenario = settings.scenario
+    max_error_rate = config.performance.max_error_rate
+    create_table_artifact(
+        table=table_rows(comparison, max_error_rate),
+        key=key,
+        description=(
+            f"Performance run {run_id} ({scenario} from {source_env}) vs "
+            + (f"baseline {comparison.baseline_run_id}" if comparison.baseline_run_id else "no baseline")
+            + f": {'passed' if comparison.passed else 'FAILED'}"
+        ),
+    )
+    markdown = markdown_summary(
+        run_id=run_id,
+        settings=settings,
+        source_env=source_env,
+        sandbox=sandbox,
+        comparison=comparison,
+        max_error_rate=max_error_rate,
+        chart_path=str(chart),
+    )
+    image = image_markdown(chart, f"{scenario} from {source_env} against its baseline")
+    create_markdown_artifact(
+        markdown=markdown + (f"\n{image}\n" if image else ""),
+        key=summary_key,
+        description=f"Performance run {run_id}: summary",
+    )
+
+
 def record_failure(run: PerformanceRun, status: PerfRunStatus, message: str) -> None:
     """Store why a run ended without a result (plain code: usable while the flow run is cancelling)."""
     config = load_config(run.config_path)
@@ -194,13 +244,13 @@ def record_failure(run: PerformanceRun, status: PerfRunStatus, message: str) -> 
             store.finish_run(run.run_id, status=status, error=message[:2000])
 
 
-@task(name="record-performance-failure")
+@task(name="record-performance-failure", task_run_name="report: record performance failure")
 def record_performance_failure_task(run: PerformanceRun, message: str) -> None:
     """Store why a run ended without a result (status ``error``)."""
     record_failure(run, PerfRunStatus.error, message)
 
 
-@task(name="cleanup-performance-sandbox")
+@task(name="cleanup-performance-sandbox", task_run_name="after teardown: remove branch and state")
 def cleanup_performance_task(run: PerformanceRun) -> list[str]:
     """Remove a torn-down performance sandbox's branch from the fleet remote and its state directory.
 

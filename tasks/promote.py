@@ -5,10 +5,10 @@ from __future__ import annotations
 from prefect import task
 
 from sandbox.models import Stage, StageResult
-from tasks.common import STAGE_TASK_OPTIONS, StageRequest, run_stage, stage_cache_key
+from tasks.common import STAGE_TASK_OPTIONS, StageRequest, run_stage, stage_cache_key, stage_state
 
 
-@task(name="promote", cache_key_fn=stage_cache_key(Stage.promote), **STAGE_TASK_OPTIONS)
+@task(name="promote", task_run_name="promote", cache_key_fn=stage_cache_key(Stage.promote), **STAGE_TASK_OPTIONS)
 def promote_task(request: StageRequest) -> StageResult:
     """Copy the sandbox back to development (no gotk-sync.yaml), push, open a pull request.
 
@@ -18,4 +18,4 @@ def promote_task(request: StageRequest) -> StageResult:
     Returns:
         The stage's result (a persisted checkpoint).
     """
-    return run_stage(Stage.promote, request)
+    return stage_state(run_stage(Stage.promote, request))

@@ -16,13 +16,16 @@ from sandbox.wiring import open_inventory
 def _per_flow_run(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     # A retried flow run (Prefect UI "Retry") gets the record it created the
     # first time instead of a "sandbox already exists" conflict.
+    # Scoped by the fleet as the stages' keys are (see tasks.common.stage_cache_key).
     validated = parameters["validated"]
     request = validated["request"] if isinstance(validated, dict) else validated.request
-    name = request["name"] if isinstance(request, dict) else request.name
-    return f"{name}/register/{context.task_run.flow_run_id}"
+    name, config_path = (
+        (request["name"], request["config_path"]) if isinstance(request, dict) else (request.name, request.config_path)
+    )
+    return f"{load_config(config_path).fleet_id}/{name}/register/{context.task_run.flow_run_id}"
 
 
-@task(name="register", cache_key_fn=_per_flow_run, persist_result=True)
+@task(name="register", task_run_name="prepare: register", cache_key_fn=_per_flow_run, persist_result=True)
 def register_task(validated: ValidatedRequest, resume: bool = False) -> SandboxRecord:
     """Create (or, when resuming, find) the sandbox's record.
 

@@ -10,7 +10,7 @@ from sandbox.rollback import RollbackReport, keep_failed, roll_back
 from tasks.common import StageRequest, stage_context
 
 
-@task(name="rollback")
+@task(name="rollback", task_run_name="after failure: rollback")
 def rollback_task(request: StageRequest, stage: Stage, cause: str) -> RollbackReport:
     """Tear down what the sandbox has, delete its branch and settle its record.
 
@@ -30,7 +30,7 @@ def rollback_task(request: StageRequest, stage: Stage, cause: str) -> RollbackRe
         ctx.inventory.close()
 
 
-@task(name="keep-failed")
+@task(name="keep-failed", task_run_name="after failure: keep failed sandbox")
 def keep_failed_task(request: StageRequest, stage: Stage, cause: str) -> str:
     """Mark the sandbox failed and keep what it has (the run asked for ``--keep-on-failure``).
 

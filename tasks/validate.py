@@ -12,7 +12,7 @@ from sandbox.config import load_config
 from sandbox.models import Stage, StageResult
 from sandbox.stages.validate import validation_report
 from sandbox.validation import ValidationFailedError, ValidationReport, ensure_validatable, stage_result
-from tasks.artifacts import create_table_artifact
+from tasks.artifacts import artifact_key, create_table_artifact
 from tasks.common import (
     RETRY_DELAYS,
     STAGE_TASK_OPTIONS,
@@ -21,19 +21,20 @@ from tasks.common import (
     run_stage,
     stage_cache_key,
     stage_context,
+    stage_state,
 )
 
 
 def publish_report(report: ValidationReport) -> None:
     """The report as a Prefect table artifact (one row per object or violation)."""
     create_table_artifact(
-        key=f"validation-{report.sandbox}",
+        key=artifact_key("validation", report.sandbox),
         table=report.rows(),
         description=f"**{report.summary()}**\n\nScanned: {', '.join(report.scanned) or 'nothing'}",
     )
 
 
-@task(name="validate", cache_key_fn=stage_cache_key(Stage.validate), **STAGE_TASK_OPTIONS)
+@task(name="validate", task_run_name="validate", cache_key_fn=stage_cache_key(Stage.validate), **STAGE_TASK_OPTIONS)
 def validate_task(request: StageRequest) -> StageResult:
     """Scan for removed APIs, check the fleet policy, then wait for every Kustomization and HelmRelease to be Ready.
 
@@ -51,7 +52,7 @@ def validate_task(request: StageRequest) -> StageResult:
     report = result.details.get("report")
     if report is not None and not result.reused:
         publish_report(ValidationReport.model_validate(report))
-    return result
+    return stage_state(result)
 
 
 @task(

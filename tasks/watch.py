@@ -12,6 +12,7 @@ from tasks.common import RETRY_DELAYS, StageRequest, retry_if_retryable, stage_c
 
 @task(
     name="watch-development",
+    task_run_name="promote: watch development land",
     retries=len(RETRY_DELAYS),
     retry_delay_seconds=[float(d) for d in RETRY_DELAYS],
     retry_condition_fn=retry_if_retryable,

@@ -412,6 +412,61 @@ class InMemoryRegistry:
         return self.blobs[content_layer(manifest).digest]
 
 
+# -- where credentials may go ------------------------------------------------------------
+
+
+def _netloc(scheme: str, host: str, port: int | None) -> tuple[str, int]:
+    return host.lower().strip("[]"), port or (443 if scheme == "https" else 80)
+
+
+def token_realm_problem(realm: str, settings: RegistryConfig) -> str | None:
+    """Why the registry's credentials must not go to ``realm`` (``None``: they may).
+
+    A registry answering 401 names a token realm; oras would send it the username
+    and password (basic auth) to get a token, wherever it is. They go only to the
+    registry's own host and port, over https -- or plain http when the registry
+    itself is configured ``insecure``, which is only allowed on this machine.
+    """
+    from urllib.parse import urlsplit
+
+    from sandbox.hardening import is_loopback
+
+    registry_scheme = "http" if settings.insecure else "https"
+    registry = urlsplit(f"{registry_scheme}://{settings.host}")
+    parts = urlsplit(realm if "://" in realm else f"{registry_scheme}://{realm}")
+    try:
+        where = _netloc(parts.scheme, parts.hostname or "", parts.port)
+    except ValueError:
+        return "not a URL"
+    if where != _netloc(registry.scheme, registry.hostname or "", registry.port):
+        return f"not the registry's own host {settings.host}"
+    if parts.scheme == "https":
+        return None
+    if parts.scheme == "http" and settings.insecure and is_loopback(parts.hostname):
+        return None
+    return "not https"
+
+
+def _guard_token_realm(auth: Any, settings: RegistryConfig) -> None:
+    """Make oras' token backend refuse a realm :func:`token_realm_problem` objects to, before it sends anything."""
+    request_token = getattr(auth, "request_token", None)
+    if request_token is None:
+        return  # basic auth: credentials only ever go to the registry itself
+
+    def guarded(header: Any) -> Any:
+        realm = str(getattr(header, "realm", "") or "")
+        problem = token_realm_problem(realm, settings)
+        if problem is not None:
+            shown = redact(realm.split("?", 1)[0])[:200]
+            raise RegistryAuthError(
+                f"registry {settings.host}: refusing to send the registry credentials to the token realm "
+                f"{shown}: {problem}"
+            )
+        return request_token(header)
+
+    auth.request_token = guarded
+
+
 # -- oras-py ---------------------------------------------------------------------------
 
 
@@ -482,6 +537,7 @@ class OrasRegistry:
         self._container.registry = settings.host
         self._container.namespace = namespace or None
         self._container.repository = name
+        _guard_token_realm(self._oras.auth, settings)  # before any credential is set or sent
         if credentials is not None:
             self._oras.auth.set_basic_auth(credentials.username, credentials.password)
         else:

@@ -97,6 +97,8 @@ class SimulatedCluster:
         oci_git_remote: The fleet repository (local path or ``file://`` URL)
             whose release tags the simulated OCI registry serves.
         oci_artifact_path: The fleet repository directory an OCI artifact holds.
+        oci_layouts: OCI repository URL -> OCI image layout directory serving it
+            (the pushed artifacts; see :class:`~sandbox.drivers.simulation.settings.SimulationSettings`).
         clock: Seconds since the epoch (tests inject one to step time).
         watch_poll_seconds: How often a watch looks again.
         git_binary: The git executable the simulated source-controller runs.
@@ -120,6 +122,7 @@ class SimulatedCluster:
         controller_catalog: builtins.list[SimulatedController] | None = None,
         oci_git_remote: str | None = None,
         oci_artifact_path: str = "platform",
+        oci_layouts: Mapping[str, Path] | None = None,
         clock: Callable[[], float] = time.time,
         watch_poll_seconds: float = DEFAULT_WATCH_POLL_SECONDS,
         git_binary: str = "git",
@@ -141,6 +144,7 @@ class SimulatedCluster:
             controller_catalog=tuple(DEFAULT_CONTROLLER_CATALOG if controller_catalog is None else controller_catalog),
             oci_git_remote=oci_git_remote,
             oci_artifact_path=oci_artifact_path.strip("/") or ".",
+            oci_layouts=dict(oci_layouts or {}),
             git=GitTools(binary=git_binary, timeout_seconds=git_timeout_seconds),
             volume_deletion_seconds=volume_deletion_seconds,
         )

@@ -57,9 +57,9 @@ INTERRUPTED_CHANGE_NOTE = (
 #: to the module copy (local-backend state lives here).
 _TERRAFORM_OWNED = frozenset({"terraform.tfstate", "terraform.tfstate.backup", "terraform.tfstate.d"})
 
-_VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")  # fullmatch, as every name check
 # Terraform only requires a URL path segment; sandbox names are far stricter anyway.
-_WORKSPACE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,89}$")
+_WORKSPACE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,89}")
 
 
 # -- plain data in and out ------------------------------------------------------
@@ -726,7 +726,7 @@ def private_state(workdir: Path) -> None:
 
 
 def _check_workspace_name(workspace: str) -> None:
-    if not _WORKSPACE_NAME.match(workspace):
+    if not _WORKSPACE_NAME.fullmatch(workspace):
         raise InvalidInputError(f"invalid terraform workspace name {workspace!r}")
 
 
@@ -809,7 +809,7 @@ def variables_json(variables: Mapping[str, Any]) -> tuple[str, tuple[str, ...]]:
     secrets: list[str] = []
     document: dict[str, Any] = {}
     for name, value in variables.items():
-        if not _VARIABLE_NAME.match(name):
+        if not _VARIABLE_NAME.fullmatch(name):
             raise InvalidInputError(f"invalid terraform variable name {name!r}")
         document[name] = _plain_value(value, secrets)
     register_secrets(secrets)

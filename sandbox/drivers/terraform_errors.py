@@ -52,7 +52,7 @@ class Diagnostic:
         return _LOCAL_EXEC_COMMAND.sub(r"the command failed (\1).", text)
 
 
-_DIAGNOSTIC_START = re.compile(r"^(Error|Warning): ?(.*)$")
+_DIAGNOSTIC_START = re.compile(r"(Error|Warning): ?(.*)")  # fullmatch, on one line
 
 
 # Source excerpts ("  2:   input = var.nope") and expression-value trees ("├────").
@@ -70,7 +70,7 @@ _CLI_CONFIG_HEADER = "There are some problems with the CLI configuration:"
 _LOCK_SUMMARY = "Error acquiring the state lock"
 
 
-_LOCK_FIELD = re.compile(r"^\s*(ID|Path|Operation|Who|Version|Created|Info):\s*(.*?)\s*$")
+_LOCK_FIELD = re.compile(r"\s*(ID|Path|Operation|Who|Version|Created|Info):\s*(.*?)\s*")
 
 
 _STATUS = r"(?:status\s*code|statuscode|error|http(?:/[\d.]+)?)[\s:=]*"
@@ -117,7 +117,7 @@ def parse_diagnostics(text: str) -> tuple[list[Diagnostic], list[str]]:
     loose: list[str] = []
     current: Diagnostic | None = None
     for line in _plain_lines(text):
-        start = _DIAGNOSTIC_START.match(line)
+        start = _DIAGNOSTIC_START.fullmatch(line)
         if start:
             current = Diagnostic(start.group(1).lower(), start.group(2).strip())
             diagnostics.append(current)
@@ -153,7 +153,7 @@ def _error_message(done: CompletedCommand) -> str:
 def _lock_info(diagnostic_text: str) -> dict[str, str]:
     info: dict[str, str] = {}
     for line in diagnostic_text.splitlines():
-        found = _LOCK_FIELD.match(line)
+        found = _LOCK_FIELD.fullmatch(line)
         if found and found.group(2):
             info.setdefault(found.group(1), found.group(2))
     return info

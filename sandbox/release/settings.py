@@ -21,8 +21,11 @@ from sandbox.release.platform_source import PlatformSource, read_platform_source
 
 
 def configured_registry(config: FleetConfig) -> RegistryConfig | None:
-    """The registry settings in fleet.yaml (``drivers.registry``), if any."""
-    return config.drivers.registry
+    """The registry settings in fleet.yaml (``drivers.registry``), if any, ``layout_dir`` made absolute."""
+    settings = config.drivers.registry
+    if settings is not None and settings.layout_dir:
+        return settings.model_copy(update={"layout_dir": str(config.path(settings.layout_dir))})
+    return settings
 
 
 def registry_from_sources(config: FleetConfig, sources: Mapping[str, PlatformSource | None]) -> RegistryConfig | None:
@@ -119,6 +122,7 @@ def registry_override(config: FleetConfig, url: str | None, insecure: bool | Non
     base = configured_registry(config)
     data: dict[str, Any] = base.model_dump() if base is not None else {}
     data["url"] = url
+    data["layout_dir"] = None  # --registry names a registry server: the configured layout stands in for another
     if insecure is not None:
         data["insecure"] = insecure
     try:

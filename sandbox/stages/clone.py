@@ -172,7 +172,8 @@ def clone_local_checkout(
 
     Raises:
         InvalidInputError: Unknown environment, invalid name or branch.
-        ConflictError: The target directory exists with other content.
+        ConflictError: The target directory exists with other content, or ``branch``
+            exists and holds another sandbox.
 
     Args:
         protected: Names that are never a sandbox (long-lived environments).
@@ -187,6 +188,8 @@ def clone_local_checkout(
     if git.rev_parse(repo, default_branch) is None:
         raise InvalidInputError(f"default branch {default_branch!r} not found in {repo}")
     target_rel = fleetrepo.cluster_dir(name)
+    if branch is not None:
+        _refuse_another_sandboxs_branch(git, repo, branch, default_branch, name)
     current = git.current_branch(repo)
     if branch is not None:
         work_branch = branch
@@ -227,6 +230,31 @@ def clone_local_checkout(
     )
     commit = git.commit_all(repo, f"clone clusters/{source_env} into {target_rel}", [target_rel])
     return LocalCloneResult(work_branch, commit, False, details)
+
+
+def _refuse_another_sandboxs_branch(git: GitDriver, repo: Path, branch: str, default_branch: str, name: str) -> None:
+    """Refuse ``branch`` when it exists and carries a sandbox directory other than ``clusters/<name>``.
+
+    A sandbox branch holds one sandbox: committing a second one onto it would
+    make its pull request promote both.
+
+    Raises:
+        ConflictError: Naming the other sandbox's directory.
+    """
+    default_dirs = set(git.list_tree(repo, default_branch, fleetrepo.CLUSTERS_DIR, directories=True))
+    for ref in (f"refs/heads/{branch}", f"refs/remotes/origin/{branch}"):
+        if git.rev_parse(repo, ref) is None:
+            continue
+        others = sorted(
+            d
+            for d in git.list_tree(repo, ref, fleetrepo.CLUSTERS_DIR, directories=True)
+            if d not in default_dirs and d != name
+        )
+        if others:
+            raise ConflictError(
+                f"branch {branch!r} is sandbox {others[0]!r}'s ({fleetrepo.cluster_dir(others[0])}/); "
+                "choose another --branch"
+            )
 
 
 def tempfile_dir() -> Any:

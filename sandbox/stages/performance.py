@@ -4,12 +4,13 @@ The stage measures and judges; it does not store the run (the ``performance_sand
 it in :mod:`sandbox.perf.store` once the sandbox is torn down) and a failed gate
 does not fail the stage: the verdict is in the result, and the flow decides.
 
-Where the load goes: the scenario's ``target_url`` when set (a real sandbox's
-ingress or service). Otherwise a local stand-in target on loopback
-(:func:`sandbox.drivers.load.local_target`): a simulated cluster has no network
-endpoint, so its "ingress" is a small HTTP server with the configured service
-time (``performance.local_target_delay_ms``). The load generator is built in
-:mod:`sandbox.wiring`.
+Where the load goes (:mod:`sandbox.perf.target`): the scenario's ``target_url``,
+or the sandbox's Service or Ingress it names. On a simulated cluster without
+either, a local stand-in target on loopback (:func:`sandbox.drivers.load.local_target`):
+a simulated cluster has no network endpoint, so its "ingress" is a small HTTP
+server with the configured service time (``performance.local_target_delay_ms``).
+A real cluster without a target refuses the stage (one line saying what to set).
+The load generator is built in :mod:`sandbox.wiring`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sandbox.models import Stage, StageResult
 from sandbox.perf.compare import Comparison, compare, render_table
 from sandbox.perf.scenario import LoadOverrides, ScenarioSettings, resolve_scenario
 from sandbox.perf.store import PerfStore
+from sandbox.perf.target import NO_TARGET, load_target
 from sandbox.redaction import redact_url
 from sandbox.wiring import build_job_load_generator, build_load_generator
 
@@ -38,9 +40,16 @@ def preflight(config: FleetConfig, settings: ScenarioSettings) -> None:
 
     Raises:
         ConfigError: The kubernetes-job generator on the simulated cluster (it runs no
-            pods), without an image, or without a target URL reachable in the cluster.
+            pods), without an image, or without a target URL reachable in the cluster;
+            a real cluster with no target named (never the local stand-in there).
     """
     if settings.generator != "kubernetes-job":
+        if (
+            config.drivers.cluster.type != "simulated"
+            and not config.performance.stand_in_on_real_clusters
+            and not (settings.target_url or settings.target_service or settings.target_ingress)
+        ):
+            raise ConfigError(NO_TARGET.format(settings.scenario))
         return
     if config.drivers.cluster.type == "simulated":
         raise ConfigError(
@@ -49,7 +58,7 @@ def preflight(config: FleetConfig, settings: ScenarioSettings) -> None:
         )
     if not config.drivers.load_generator.job.image:
         raise ConfigError("drivers.load_generator.job.image is required for the kubernetes-job load generator")
-    if not settings.target_url:
+    if not settings.target_url and not settings.target_service:
         raise ConfigError("the kubernetes-job load generator needs a target_url reachable from inside the cluster")
 
 
@@ -85,20 +94,27 @@ def performance_test(
         f"scenario {settings.scenario}: {settings.generator}, {settings.users} users, "
         f"{settings.duration_seconds:g}s; baseline: {against}"
     )
-    if settings.target_url:
-        target = settings.target_url
+    named = load_target(config, settings, ctx.cluster() if settings.target_service or settings.target_ingress else None)
+    if named is not None:
+        target = named
+        if not settings.target_url:
+            ctx.progress(f"load target: {redact_url(target)} (from the sandbox's cluster)")
         metrics = load.run(
             target,
             users=settings.users,
             duration_seconds=settings.duration_seconds,
             spawn_rate=settings.spawn_rate,
         )
-    elif settings.generator == "kubernetes-job":
-        raise ConfigError("the kubernetes-job load generator needs a target_url reachable from inside the cluster")
     else:
         with local_target(delay_seconds=settings.local_target_delay_ms / 1000) as url:
             target = url.rstrip("/") + settings.path
-            ctx.progress(f"load target: local stand-in for the sandbox ingress at {target}")
+            if config.drivers.cluster.type != "simulated":
+                ctx.progress(
+                    "load target: the local stand-in, not the sandbox (performance.stand_in_on_real_clusters): "
+                    f"{target}"
+                )
+            else:
+                ctx.progress(f"load target: local stand-in for the sandbox ingress at {target}")
             metrics = load.run(
                 target,
                 users=settings.users,

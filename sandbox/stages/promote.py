@@ -179,5 +179,5 @@ def _open_pull_request(ctx: SandboxContext, branch: str, base: str, body: str, d
     return StageResult(
         stage=Stage.promote,
         summary=summary,
-        details={**details, "pull_request": pr.model_dump()},
+        details={**details, "pull_request": pr.model_dump(), "body": body},  # shown in the run's summary
     )

@@ -25,7 +25,7 @@ def provision(ctx: SandboxContext, *, on_plan: Callable[[PlanSummary], None] | N
     tf = ctx.drivers.terraform
     workdir = ctx.terraform_workdir
     tf.prepare(workdir, module_dir, workspace=ctx.record.name)
-    variables = ctx.terraform_variables()
+    variables = ctx.terraform_variables(repo)
     plan = tf.plan(workdir, variables)
     # Before anything is created: a module that cannot give the driver a cluster is refused now.
     check_cluster_module_outputs(ctx.config, plan.outputs)

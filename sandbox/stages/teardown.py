@@ -78,6 +78,7 @@ def teardown(ctx: SandboxContext, *, force: bool = False) -> StageResult:
             ctx.inventory.update(record.name, status=SandboxStatus.teardown_blocked, last_error=message)
             raise TeardownBlockedError(message) from None
         details["tiers"] = report.tiers
+        details["placements"] = report.placements  # which rule put each object in its tier
         details["blocked"] = report.blocked
         # Deleted explicitly because Flux would have left them; volumes kept by their Retain policy.
         details["orphans"] = report.orphans

@@ -28,7 +28,10 @@ def scan_paths(ctx: SandboxContext, repo: Path) -> list[Path]:
     See :func:`sandbox.validation.plan_scan`; the paths do not overlap.
     """
     plan = validation.plan_scan(
-        repo, ctx.sandbox_path, repo_urls={validation.normalize_git_url(url) for url in ctx.config.fleet_urls}
+        repo,
+        ctx.sandbox_path,
+        repo_urls={validation.normalize_git_url(url) for url in ctx.config.fleet_urls},
+        max_file_bytes=ctx.config.validation.max_file_bytes,
     )
     return [repo / root for root in plan.roots]
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import resource
 import shutil
 import signal
@@ -40,7 +41,7 @@ from sandbox.config import load_config
 from sandbox.demo import prepare_demo
 from sandbox.inventory import Inventory, utcnow
 from sandbox.lifecycle_request import LifecycleRequest
-from sandbox.locks import lock_name, note_name
+from sandbox.locks import LOCK_PREFIX, NOTE_PREFIX
 from sandbox.models import SandboxKind, SandboxRecord, SandboxStatus
 from tests.conftest import EXAMPLE_REPO
 from tests.integration.reliability_support import cli_env, edit_config, records, remote_branches
@@ -114,16 +115,23 @@ def failed_flow_run_message(flow_run_id: str) -> str:
 
 
 def lock_state(name: str) -> tuple[int, bool] | None:
-    """(active slots, holder note present) of a sandbox's lock, ``None`` if it was never created."""
+    """(active slots, holder note present) of sandbox ``name``'s locks in any fleet, ``None`` if none was created.
+
+    Any fleet: some cases here have a configuration that cannot be read, so no fleet id.
+    """
     from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
 
     with get_client(sync_client=True) as client:
-        try:
-            limit = client.read_global_concurrency_limit_by_name(lock_name(name))
-        except ObjectNotFound:
+        limits = [
+            limit
+            for limit in client.read_global_concurrency_limits(limit=200)
+            if limit.name.startswith(LOCK_PREFIX) and limit.name.endswith(f":{name}")
+        ]
+        if not limits:
             return None
-        return limit.active_slots, client.read_variable_by_name(note_name(name)) is not None
+        note = re.compile(rf"{NOTE_PREFIX}[0-9a-f]{{12}}-{re.escape(name)}")
+        notes = [v for v in client.read_variables(limit=200) if note.fullmatch(v.name)]
+        return sum(limit.active_slots for limit in limits), bool(notes)
 
 
 def assert_nothing_left(config_path: Path, name: str, remotes: list[Path], *, inventory: bool = True) -> None:
@@ -416,6 +424,10 @@ def test_broken_surroundings_fail_the_flow_run_and_leave_nothing(
     assert lock_state("sandbox-x") in (None, (0, False))  # released, no holder note left
 
 
+#: The example fleet's local environment (a real local cluster; docs/local-cluster.md).
+LOCAL_DIR = "clusters/local"
+
+
 def test_full_disk_for_the_inventory(base: Path, tmp_path: Path, prefect_server: str) -> None:
     """The inventory cannot grow (a file-size limit stands in for a full disk): exit 1, nothing left.
 
@@ -424,9 +436,17 @@ def test_full_disk_for_the_inventory(base: Path, tmp_path: Path, prefect_server:
     """
     config_path = tmp_path / "fleet.yaml"
     shutil.copy(base, config_path)
-    edit_config(config_path, fleet_repo={"remote": str(base.parent / "remote.git")})
+    # The local environment's Flux install (a 250 KB gotk-components.yaml, as Flux commits it) would
+    # need a limit the inventory's journal fits under; this sandbox comes from development, so the
+    # test's remote leaves that directory out and every file the run writes stays small.
+    remote = derived_remote(base, tmp_path, lambda checkout: shutil.rmtree(checkout / LOCAL_DIR))
+    edit_config(config_path, fleet_repo={"remote": str(remote)})
     Inventory(load_config(config_path).inventory_url).close()  # the database exists, as on a used machine
-    largest = max(p.stat().st_size for p in EXAMPLE_REPO.rglob("*") if p.is_file())
+    largest = max(
+        p.stat().st_size
+        for p in EXAMPLE_REPO.rglob("*")
+        if p.is_file() and not p.is_relative_to(EXAMPLE_REPO / LOCAL_DIR)
+    )
     limit = max(largest, 4096) + 512
     assert limit < 8 * 1024, "the example repository outgrew this test's file-size limit"
 

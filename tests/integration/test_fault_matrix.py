@@ -203,5 +203,5 @@ def test_nothing_leaked(matrix: Matrix) -> None:
     from prefect.client.orchestration import get_client
 
     with get_client(sync_client=True) as client:
-        assert client.read_global_concurrency_limit_by_name(lock_name(DEMO_SANDBOX)).active_slots == 0
-        assert client.read_variable_by_name(note_name(DEMO_SANDBOX)) is None
+        assert client.read_global_concurrency_limit_by_name(lock_name(DEMO_SANDBOX, config.fleet_id)).active_slots == 0
+        assert client.read_variable_by_name(note_name(DEMO_SANDBOX, config.fleet_id)) is None

@@ -36,6 +36,7 @@ import psycopg
 import pytest
 from prefect.exceptions import PrefectHTTPStatusError
 
+from sandbox.config import load_config
 from sandbox.demo import prepare_demo
 from sandbox.errors import LockHeldError
 from sandbox.inventory import Inventory
@@ -166,8 +167,9 @@ def test_twenty_concurrent_lifecycle_runs_make_one_sandbox(fleet: Path, prefect_
             # The failed flow run says why, for the UI.
             run = client.read_flow_run(state.state_details.flow_run_id)
             assert run.state is not None and run.state.is_failed() and winner_id in (run.state.message or "")
-        assert client.read_global_concurrency_limit_by_name(lock_name("sandbox-race")).active_slots == 0
-        assert client.read_variable_by_name(note_name("sandbox-race")) is None
+        fleet_id = load_config(fleet).fleet_id
+        assert client.read_global_concurrency_limit_by_name(lock_name("sandbox-race", fleet_id)).active_slots == 0
+        assert client.read_variable_by_name(note_name("sandbox-race", fleet_id)) is None
     assert [r.name for r in records(fleet)] == ["sandbox-race"]
     assert remote_branches(fleet.parent / "remote.git") == {"main", "OPS-7-race"}
 
@@ -208,24 +210,24 @@ def test_concurrent_creates_one_sandbox_others_exit_1_naming_the_holder(fleet: P
 _HOLDER = """
 import sys
 from prefect import flow
-from tasks.locking import sandbox_lock
+from tasks.locking import fleet_of, sandbox_lock
 
 # log_prints=False: the CLI's in-process runs set PREFECT_LOGGING_LOG_PRINTS in the
 # test process's environment, which would turn this print into a log record.
 @flow(name="hold-sandbox-lock", log_prints=False)
-def hold(name: str) -> None:
-    with sandbox_lock(name):
+def hold(name: str, config_path: str) -> None:
+    with sandbox_lock(name, fleet_of(config_path)):
         sys.stdout.write("held" + chr(10))
         sys.stdout.flush()
         sys.stdin.readline()
 
-hold(sys.argv[1])
+hold(sys.argv[1], sys.argv[2])
 """
 
 
 def test_other_sandboxes_proceed_and_a_killed_holder_is_taken_over(fleet: Path, prefect_server: str) -> None:
     holder = subprocess.Popen(  # noqa: S603 - argv list
-        [sys.executable, "-c", _HOLDER, "sandbox-held"],
+        [sys.executable, "-c", _HOLDER, "sandbox-held", str(fleet)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -255,6 +257,39 @@ def test_other_sandboxes_proceed_and_a_killed_holder_is_taken_over(fleet: Path, 
     assert sorted(r.name for r in records(fleet)) == ["sandbox-free", "sandbox-held"]
 
 
+def test_two_fleets_with_a_sandbox_of_one_name_run_at_once(fleet: Path, tmp_path: Path, prefect_server: str) -> None:
+    """A sandbox is its name within a fleet: another fleet's sandbox of that name is not blocked by it."""
+    other = prepare_demo(tmp_path / "other" / "fleet", development=False)
+    edit_config(other, drivers={"cluster": {"simulation": {"readiness_delay_seconds": 0.05}}})
+    assert load_config(other).fleet_id != load_config(fleet).fleet_id
+    holder = subprocess.Popen(  # noqa: S603 - argv list
+        [sys.executable, "-c", _HOLDER, "sandbox-same", str(fleet)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=cli_env(prefect_server),
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        elsewhere = _create(other, "sandbox-same", prefect_server)
+        here = _create(fleet, "sandbox-same", prefect_server)
+        out, err = elsewhere.communicate(timeout=300)
+        assert elsewhere.returncode == 0, err[-2000:]
+        assert "validate" in out
+        _, here_err = here.communicate(timeout=300)
+        assert here.returncode == 1
+        assert "is locked by flow run" in error_line(here_err) and f"pid {holder.pid} " in here_err
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(timeout=120)
+    assert [r.name for r in records(other)] == ["sandbox-same"]
+    assert records(fleet) == []
+
+
 def test_unreachable_prefect_api_fails_loudly() -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -262,5 +297,5 @@ def test_unreachable_prefect_api_fails_loudly() -> None:
 
     unreachable = temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"})
     refused = pytest.raises(LockError, match="cannot lock sandbox 'sandbox-x': the Prefect API")
-    with unreachable, refused, sandbox_lock("sandbox-x"):
+    with unreachable, refused, sandbox_lock("sandbox-x", "0123abcd4567"):
         pytest.fail("ran without the lock")

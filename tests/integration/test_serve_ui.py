@@ -2,13 +2,21 @@
 
 ``python -m deployments.serve`` starts a real local Prefect server and serves
 every deployment of ``prefect.yaml`` for the demo fleet. Headless Chromium opens
-the lifecycle deployment's run form: it shows the typed parameters (the fleet's
-environments and the sandbox kinds as choices, each field's description, the
-served fleet's fleet.yaml as the default config path); screenshots are saved in
-``tests/output/serve-ui/`` (git-ignored). Then the form is filled and submitted
-as a person would, and the served deployment runs the lifecycle to Completed.
-The Prefect server's log must hold no traceback or service error (``tests/serving.py``),
-and a serve stopped while it is still starting stops the server it started.
+the lifecycle deployment's run form: it shows human labels, each field's
+description and example, the fleet's environments and the sandbox kinds as
+choices, optional text fields as plain text boxes and the served fleet's
+fleet.yaml as the default config path. A platform sandbox without a ticket, then
+a bad name, are refused before any run exists, the form saying why. Then the form
+is filled as a person would (with a change after cloning, so promote opens a pull
+request) and the served deployment runs the lifecycle to Completed: preparation,
+then the seven stages by name in order, each with its result as its state
+message; the run's summary artifact shows the pull request and the performance
+chart (the image loads); the fleet status deployment lists the environments and
+a live sandbox. Screenshots are saved in ``tests/output/serve-ui/`` (git-ignored;
+``UPDATE_DOC_SCREENSHOTS=1`` copies those docs/operations.md shows to
+``docs/images/``). The Prefect server's log must hold no traceback or service
+error (``tests/serving.py``), and a serve stopped while it is still starting
+stops the server it started.
 
 Without chromium the test is skipped on a developer's machine and fails in CI
 (``CI`` set): ``scripts/install-system-deps.sh`` installs it.
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +39,7 @@ import pytest
 from deployments.serve import server_answers
 from sandbox.demo import prepare_demo
 from sandbox.models import STAGE_ORDER, SandboxKind
-from tests.chromium import Browser, require_chromium
+from tests.chromium import Browser, BrowserError, require_chromium
 from tests.conftest import PROJECT_ROOT
 from tests.polling import poll
 from tests.serving import serve_deployments
@@ -111,7 +120,68 @@ CLICK_SUBMIT = """(() => {
 })()"""
 
 
-FORM_VALUES = [("Name", "ui-sandbox"), ("Ticket (Optional)", "OPS-42"), ("Summary (Optional)", "ui run")]
+FORM_VALUES = [("Sandbox name", "ui-sandbox"), ("Ticket (Optional)", "OPS-42"), ("Summary (Optional)", "ui run")]
+
+
+#: Clicks a button of a schema-form field, by the field's label and the button's text.
+CLICK_IN_FIELD = """((label, text) => {
+  const field = [...document.querySelectorAll('.schema-form-property')].find(
+    p => p.querySelector('.schema-form-property__label')?.textContent.trim() === label);
+  const button = field && [...field.querySelectorAll('button')].find(b => b.textContent.trim() === text);
+  if (!button) return 'missing';
+  button.click();
+  return 'clicked';
+})"""
+
+#: Types values into the text boxes of a list field (its items), in order; says how many boxes it has otherwise.
+FILL_ITEMS = """((label, values) => {
+  const field = [...document.querySelectorAll('.schema-form-property')].find(
+    p => p.querySelector('.schema-form-property__label')?.textContent.trim() === label);
+  const boxes = field ? [...field.querySelectorAll('.p-label__body textarea, .p-label__body input[type=text]')] : [];
+  if (boxes.length !== values.length) return boxes.length;
+  boxes.forEach((box, i) => {
+    Object.getOwnPropertyDescriptor(Object.getPrototypeOf(box), 'value').set.call(box, values[i]);
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+    box.dispatchEvent(new Event('change', {bubbles: true}));
+  });
+  return 'filled';
+})"""
+
+#: The change the form's run makes after cloning (the demo's: podinfo 6.7.2), so that promote opens a pull request.
+CHANGE_PATH = ["spec", "postBuild", "substitute", "podinfo_version"]
+CHANGE_FIELDS = [
+    ("Commit message", "bump podinfo to 6.7.2 from the UI"),
+    ("File", "apps.yaml"),
+    ("Object kind", "Kustomization"),
+    ("Object name", "apps"),
+    ("New value", "6.7.2"),
+]
+
+
+def fill_change(browser: Browser) -> None:
+    """Give the run a change after cloning, through the form's nested fields, as a person would."""
+
+    def click(label: str, text: str) -> None:
+        poll(
+            f"the {text!r} button of {label}",
+            lambda: browser.evaluate(f"{CLICK_IN_FIELD}({json.dumps(label)}, {json.dumps(text)})") == "clicked",
+            timeout=10,
+            interval=0.2,
+        )
+
+    click("Change after cloning (Optional)", "Change")
+    click("Edits (Optional)", "Add item")
+    poll("the edit's fields", lambda: "Object kind" in browser.text(), timeout=10, interval=0.2)
+    for count in range(1, len(CHANGE_PATH) + 1):  # one item at a time: a click while the list renders is lost
+        click("Path", "Add item")
+
+        def added(wanted: int = count) -> bool:
+            return bool(browser.evaluate(f"{FILL_ITEMS}('Path', [])") == wanted)
+
+        poll(f"path item {count}", added, timeout=10)
+    assert browser.evaluate(f"{FILL_ITEMS}('Path', {json.dumps(CHANGE_PATH)})") == "filled"
+    for label, value in CHANGE_FIELDS:
+        fill_field(browser, label, value)
 
 
 def fill_form(browser: Browser) -> None:
@@ -124,7 +194,10 @@ def fill_form(browser: Browser) -> None:
                 return bool(browser.evaluate(fill) == "filled")
 
             poll(f"the {label} text box", filled, timeout=10, interval=0.1)
-        assert browser.evaluate(f"{FIELD_VALUE}({json.dumps(label)})") == value
+        assert browser.evaluate(f"{FIELD_VALUE}({json.dumps(label)})") == value, (
+            label,
+            browser.evaluate(f"{FIELD_VALUE}({json.dumps(label)})"),
+        )
 
 
 def submit_form(
@@ -195,23 +268,45 @@ def test_the_served_ui_runs_a_lifecycle_from_its_typed_form(served: tuple[str, P
         browser.navigate(f"{ui_url}/deployments/deployment/{deployment['id']}/run")
         try:
             browser.wait_for_text(
-                "request",
+                "Sandbox",
                 "What sandbox to make, from which environment, with which change.",
-                "Config Path",
-                "Sandbox name: lowercase letters, digits and '-'",
-                "Source Env",
+                "Fleet configuration",
+                "Sandbox name",
+                "Lowercase letters, digits and '-', starting with a letter",
+                "Source environment",
                 "Long-lived environment to clone",
-                "Kind",
-                "Stop After",
+                "Sandbox kind",
+                "Time to live",
+                "Terraform variable overrides",
+                '{"kubernetes_version": "1.31"}',
+                "Stop after stage",
                 "Run stages up to and including this one",
                 timeout=60,
             )
         finally:
             browser.screenshot(OUTPUT / "lifecycle-run-form.png")
-        assert browser.evaluate(f"{FIELD_OPTIONS}('Source Env (Optional)')") == ENVIRONMENTS
-        assert browser.evaluate(f"{FIELD_OPTIONS}('Kind (Optional)')") == [kind.value for kind in SandboxKind]
-        assert browser.evaluate(f"{FIELD_VALUE}('Config Path (Optional)')") == str(config_path)
+        text = browser.text()
+        for machine_label in ("Ttl", "Config Path", "Stop After", "Source Env"):
+            assert machine_label not in text, machine_label
+        assert browser.evaluate(f"{FIELD_OPTIONS}('Source environment (Optional)')") == ENVIRONMENTS
+        assert browser.evaluate(f"{FIELD_OPTIONS}('Sandbox kind (Optional)')") == [kind.value for kind in SandboxKind]
+        assert browser.evaluate(f"{FIELD_VALUE}('Fleet configuration (Optional)')") == str(config_path)
+        # Optional text fields are plain text boxes, not "str / None" switches.
+        for label in ("Ticket (Optional)", "Summary (Optional)", "Time to live (Optional)", "Owner (Optional)"):
+            assert browser.evaluate(f"{FIELD_VALUE}({json.dumps(label)})") == "", label
 
+        # The request's rules are checked when the form is submitted, before any run exists: the
+        # server validates against the schema (the UI does not send ``pattern`` or ``if``/``then`` to its
+        # own field check) and the form says why in one line.
+        fill_field(browser, "Sandbox name", "Bad_Name")
+        refused(browser, "'ticket' is a required property")  # a platform sandbox needs a ticket
+        fill_field(browser, "Ticket (Optional)", "OPS-42")
+        fill_field(browser, "Summary (Optional)", "ui run")
+        refused(browser, "'Bad_Name' does not match")
+        browser.screenshot(OUTPUT / "lifecycle-run-form-invalid-name.png")
+        assert not runs_of(ui_url, deployment["id"])
+
+        fill_change(browser)
         fill_form(browser)
         browser.screenshot(OUTPUT / "lifecycle-run-form-filled.png")
         run_made = submit_form(browser, ui_url, deployment["id"], refill=lambda: fill_form(browser))
@@ -231,9 +326,206 @@ def test_the_served_ui_runs_a_lifecycle_from_its_typed_form(served: tuple[str, P
         "platform",
         str(config_path),
     )
-    # Served runs keep their checkpoints where the CLI keeps them: <state_dir>/prefect-results.
-    stored = {p.parent.name for p in (config_path.parent / "state" / "prefect-results").glob("ui-sandbox/*/*/v1")}
+    # Served runs keep their checkpoints where the CLI keeps them: <state_dir>/prefect-results,
+    # keyed <fleet-id>/<sandbox>/<lifecycle-id>/<stage>/v1.
+    results = config_path.parent / "state" / "prefect-results"
+    stored = {p.parent.name for p in results.glob("*/ui-sandbox/*/*/v1")}
     assert stored == {stage.value for stage in STAGE_ORDER}
+
+    # The run reads as a pipeline: preparation, then the seven stages by name, in order, each with its result.
+    tasks = task_runs_of(ui_url, run["id"])
+    names = [t["name"] for t in tasks]
+    assert names == [*PREPARATION, *(stage.value for stage in STAGE_ORDER)], names
+    for task_run in tasks[len(PREPARATION) :]:
+        assert task_run["state"]["type"] == "COMPLETED", task_run
+        assert task_run["state"]["message"], f"{task_run['name']} shows no result"
+    assert tasks[-1]["state"]["message"].startswith("pull request #"), tasks[-1]["state"]
+    summary = latest_artifact(ui_url, "lifecycle-ui-sandbox")
+    assert summary is not None and summary["flow_run_id"] == run["id"]
+    pull_request_url = tasks[-1]["state"]["message"].rsplit(": ", 1)[-1]
+    # The demo's git hosting is the local stand-in: its pull request's "URL" is a file, shown as such.
+    assert f"Pull request #1: `{pull_request_url}`" in summary["data"]
+    assert "data:image/png;base64," in summary["data"]
+
+    # A sandbox left running (stopped after provision) for the fleet status to list.
+    live = run_deployment_and_wait(ui_url, "on-demand", {"request": LIVE_REQUEST})
+    assert live["state"]["type"] == "COMPLETED", (live["state"], log_path.read_text(errors="replace")[-3000:])
+    fleet_run = run_deployment_and_wait(ui_url, "fleet-status")
+    assert fleet_run["state"]["type"] == "COMPLETED", (fleet_run["state"], log_path.read_text(errors="replace")[-3000:])
+    fleet = latest_artifact(ui_url, "fleet-status")
+    assert fleet is not None and fleet["flow_run_id"] == fleet_run["id"]
+
+    # Tall: the UI scrolls inside its own pane, so a screenshot shows what the window holds.
+    with Browser(chromium, height=3400) as browser:
+        browser.navigate(f"{ui_url}/runs/flow-run/{run['id']}")
+        open_tab(browser, "Task Runs")
+        try:
+            browser.wait_for_text(*PREPARATION, *(stage.value for stage in STAGE_ORDER), timeout=60)
+        finally:
+            browser.screenshot(OUTPUT / "lifecycle-run-task-runs.png")
+        open_tab(browser, "Artifacts")
+        try:
+            browser.wait_for_text("lifecycle-ui-sandbox", timeout=60)
+        finally:
+            browser.screenshot(OUTPUT / "lifecycle-run-artifacts.png")
+        browser.navigate(f"{ui_url}/artifacts/artifact/{summary['id']}")
+        try:
+            browser.wait_for_text(
+                "Sandbox ui-sandbox: completed",
+                f"Pull request #1: {pull_request_url}",
+                "Performance comparison",
+                'podinfo_version: "6.7.2"',
+                timeout=60,
+            )
+            poll("the performance chart to load", lambda: chart_loaded(browser), timeout=30, interval=0.25)
+        finally:
+            browser.screenshot(OUTPUT / "lifecycle-summary-artifact.png")
+
+        browser.navigate(f"{ui_url}/artifacts/artifact/{fleet['id']}")
+        try:
+            browser.wait_for_text(
+                "Fleet status",
+                "Long-lived environments",
+                *ENVIRONMENTS,
+                "branch main",
+                "ui-live",
+                "platform-team",
+                timeout=60,
+            )
+        finally:
+            browser.screenshot(OUTPUT / "fleet-status-artifact.png")
+    if os.environ.get("UPDATE_DOC_SCREENSHOTS"):
+        DOC_IMAGES.mkdir(parents=True, exist_ok=True)
+        for name in DOC_SCREENSHOTS:
+            shutil.copyfile(OUTPUT / name, DOC_IMAGES / name)
+
+
+#: The task runs before the stages, named as preparation.
+PREPARATION = ["prepare: check request", "prepare: preflight", "prepare: register"]
+#: Where ``UPDATE_DOC_SCREENSHOTS=1`` copies the screenshots docs/operations.md shows.
+DOC_IMAGES = PROJECT_ROOT / "docs" / "images"
+DOC_SCREENSHOTS = [
+    "lifecycle-run-form.png",
+    "lifecycle-run-form-invalid-name.png",
+    "lifecycle-run-task-runs.png",
+    "lifecycle-summary-artifact.png",
+    "fleet-status-artifact.png",
+]
+
+#: Whether the page's inline chart (a data: URI PNG) loaded with a size.
+CHART_LOADED = """(() => {
+  const image = [...document.querySelectorAll('img')].find(i => i.src.startsWith('data:image/png'));
+  return !!image && image.complete && image.naturalWidth > 0;
+})()"""
+
+
+def refused(browser: Browser, reason: str, attempts: int = 3) -> None:
+    """Click Submit until the form says ``reason`` (a click while it still takes in a value can go unseen)."""
+    for attempt in range(1, attempts + 1):
+        assert browser.evaluate(CLICK_SUBMIT) == "clicked"
+        try:
+            browser.wait_for_text(reason, timeout=20)
+            return
+        except BrowserError:
+            if attempt == attempts:
+                raise
+
+
+def fill_field(browser: Browser, label: str, value: str) -> None:
+    """Type ``value`` into a text field of the form (again, if the form re-rendered the field meanwhile)."""
+    fill = f"{FILL_FIELD}({json.dumps(label)}, {json.dumps(value)})"
+    check = f"{FIELD_VALUE}({json.dumps(label)})"
+
+    def filled() -> bool:
+        if browser.evaluate(check) == value:
+            return True
+        browser.evaluate(fill)
+        return False
+
+    poll(f"the {label} field to hold {value!r}", filled, timeout=10, interval=0.3)
+
+
+#: Clicks a tab of the page by its text.
+CLICK_TAB = """((name) => {
+  const tab = [...document.querySelectorAll('li.p-tab')].find(t => t.textContent.trim() === name);
+  if (!tab) return 'missing';
+  tab.click();
+  return 'clicked';
+})"""
+
+
+def open_tab(browser: Browser, name: str) -> None:
+    """Open a tab of the page (the flow run page's Task Runs, Artifacts, ...)."""
+
+    def clicked() -> bool:
+        return bool(browser.evaluate(f"{CLICK_TAB}({json.dumps(name)})") == "clicked")
+
+    poll(f"the {name} tab", clicked, timeout=60, interval=0.5)
+
+
+def chart_loaded(browser: Browser) -> bool:
+    """Whether the chart image is loaded."""
+    return bool(browser.evaluate(CHART_LOADED))
+
+
+def task_runs_of(ui_url: str, flow_run_id: str) -> list[dict[str, Any]]:
+    """A flow run's task runs, in the order they started."""
+    response = httpx.post(
+        f"{ui_url}/api/task_runs/filter",
+        json={"flow_runs": {"id": {"any_": [flow_run_id]}}, "sort": "EXPECTED_START_TIME_ASC"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    runs: list[dict[str, Any]] = response.json()
+    return sorted(runs, key=lambda r: r["start_time"] or r["expected_start_time"] or "")
+
+
+def latest_artifact(ui_url: str, key: str) -> dict[str, Any] | None:
+    """The newest artifact under ``key``."""
+    response = httpx.post(
+        f"{ui_url}/api/artifacts/latest/filter", json={"artifacts": {"key": {"any_": [key]}}}, timeout=10
+    )
+    response.raise_for_status()
+    found: list[dict[str, Any]] = response.json()
+    if not found:
+        return None
+    artifact = httpx.get(f"{ui_url}/api/artifacts/{found[0]['latest_id']}", timeout=10)
+    artifact.raise_for_status()
+    result: dict[str, Any] = artifact.json()
+    return result
+
+
+#: A lifecycle stopped after provision: a live sandbox with an owner.
+LIVE_REQUEST = {
+    "name": "ui-live",
+    "ticket": "OPS-43",
+    "summary": "left running",
+    "stop_after": "provision",
+    "owner": "platform-team",
+}
+
+
+def run_deployment_and_wait(ui_url: str, name: str, parameters: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Start a served deployment by name (with its stored parameters and ``parameters``); wait for the run's end."""
+    response = httpx.post(
+        f"{ui_url}/api/deployments/filter", json={"deployments": {"name": {"any_": [name]}}}, timeout=10
+    )
+    response.raise_for_status()
+    deployment = response.json()[0]
+    created = httpx.post(
+        f"{ui_url}/api/deployments/{deployment['id']}/create_flow_run",
+        json={"parameters": parameters or {}},
+        timeout=10,
+    )
+    created.raise_for_status()
+    flow_run_id = created.json()["id"]
+
+    def finished() -> dict[str, Any] | None:
+        current = httpx.get(f"{ui_url}/api/flow_runs/{flow_run_id}", timeout=10).json()
+        return current if current["state"]["type"] in {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"} else None
+
+    found: dict[str, Any] = poll(f"the {name} run to finish", finished, timeout=180, interval=1)
+    return found
 
 
 def test_serve_stopped_while_it_starts_stops_the_server_it_started(tmp_path: Path) -> None:

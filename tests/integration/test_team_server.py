@@ -188,7 +188,10 @@ def test_two_workers_run_six_lifecycles_at_once_on_a_postgresql_server(
                 with temporary_settings(updates={PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
                     check_deployments(client)
                     restricted = apply_to_server(config_path)
-                    assert "sandbox-lifecycle/on-demand: definitions.LifecycleRequest.source_env" in restricted
+                    assert (
+                        "sandbox-lifecycle/on-demand: definitions.LifecycleRequest.source_env, "
+                        "definitions.LifecycleRequest.ticket" in restricted
+                    ), restricted
                     lifecycle = client.read_deployment_by_name("sandbox-lifecycle/on-demand")
                     with pytest.raises(PrefectHTTPStatusError, match="qa"):
                         client.create_flow_run_from_deployment(
@@ -322,7 +325,8 @@ def check_stages(client: SyncPrefectClient, run_ids: list[Any]) -> None:
         for run_id in run_ids:
             flow_run = TaskRunFilterFlowRunId(any_=[run_id])
             tasks = client.read_task_runs(task_run_filter=TaskRunFilter(flow_run_id=flow_run))
-            completed = {t.name.rsplit("-", 1)[0] for t in tasks if t.state and t.state.is_completed()}
+            # Stage task runs are named by their stage alone (no random suffix).
+            completed = {t.name for t in tasks if t.state and t.state.is_completed()}
             if not wanted <= completed:
                 left[str(run_id)] = sorted(wanted - completed)
         return left

@@ -9,19 +9,20 @@ from typing import Any
 import pytest
 
 from sandbox.align import (
+    AlignNotMergedError,
     AlignResult,
+    check_merged,
     environment_terraform_dir,
     environment_variables,
     environment_workspace,
     find_promotion,
-    record_environment_values,
     refusal,
     split_overrides,
     typed_like,
 )
 from sandbox.config import load_config
 from sandbox.drivers.terraform import PlanSummary
-from sandbox.errors import ConfigError, InvalidInputError, PermanentError
+from sandbox.errors import InvalidInputError, PermanentError
 from sandbox.inventory import Inventory, utcnow
 from sandbox.models import SandboxKind, SandboxRecord, SandboxStatus, Stage
 
@@ -138,22 +139,69 @@ def test_identity_variables_are_never_carried(config_path: Path) -> None:
     assert skipped == ["cluster_name", "simulation_dir"]
 
 
-def test_the_newest_promotion_is_the_highest_pull_request(inventory: Inventory) -> None:
+def test_the_latest_promotion_is_the_one_that_happened_last(
+    inventory: Inventory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not the highest pull request: an IaC-only promotion (an override, no pull request) is still a promotion."""
+    import sandbox.inventory as inventory_module
+
+    start = utcnow()
+    clock = iter(start + timedelta(minutes=minute) for minute in range(100))
+    monkeypatch.setattr(inventory_module, "utcnow", lambda: next(clock))
     assert find_promotion(inventory) is None
-    _sandbox(inventory, "sandbox-old", {"kubernetes_version": "1.32"}, pull_request=7, created_minutes_ago=1)
+    _sandbox(inventory, "sandbox-early", {"region": "x"}, pull_request=3, created_minutes_ago=5)
+    _sandbox(inventory, "sandbox-old", {"node_count": "2"}, pull_request=7, created_minutes_ago=3)
     _sandbox(inventory, "sandbox-unpromoted", {"node_count": "9"}, pull_request=None)
     _sandbox(inventory, "sandbox-perf", {"node_count": "9"}, pull_request=None, kind=SandboxKind.performance)
-    _sandbox(inventory, "sandbox-early", {"region": "x"}, pull_request=3, created_minutes_ago=5)
+    # The control-plane upgrade: created before sandbox-old, promoted after it, no pull request.
+    _sandbox(
+        inventory,
+        "sandbox-upgrade",
+        {"kubernetes_version": "1.32"},
+        pull_request=None,
+        created_minutes_ago=4,
+        details={"pull_request": None, "commit": "abc"},
+    )
     promotion = find_promotion(inventory)
     assert promotion is not None
     assert (promotion.sandbox, promotion.overrides, promotion.pull_request) == (
-        "sandbox-old",
+        "sandbox-upgrade",
         {"kubernetes_version": "1.32"},
-        7,
+        None,
     )
-    assert promotion.pull_request_url == "https://git.example/pr/7"
+    assert promotion.merge_check() is None
+    named = find_promotion(inventory, "sandbox-old")
+    assert named is not None and named.pull_request_url == "https://git.example/pr/7"
     named = find_promotion(inventory, "sandbox-early")
     assert named is not None and named.overrides == {"region": "x"}
+
+
+class _Hosting:
+    """Tells whether a pull request is merged; opens nothing."""
+
+    def __init__(self, merged: str | None) -> None:
+        self.merged = merged
+        self.asked: list[int] = []
+
+    def merged_revision(self, pr: Any) -> str | None:
+        self.asked.append(pr.number)
+        return self.merged
+
+
+def test_a_promotion_is_aligned_with_only_once_its_pull_request_is_merged(inventory: Inventory) -> None:
+    pull_request = {"number": 7, "url": "https://git.example/pr/7", "head": "OPS-1-x", "base": "main", "title": "t"}
+    _sandbox(inventory, "sandbox-a", {"node_count": "2"}, pull_request=7, details={"pull_request": pull_request})
+    promotion = find_promotion(inventory)
+    assert promotion is not None
+    waiting = _Hosting(merged=None)
+    with pytest.raises(AlignNotMergedError) as refused:
+        check_merged(promotion, waiting, "development")  # type: ignore[arg-type]
+    assert str(refused.value) == (
+        "align development refused: sandbox-a's promotion, pull request #7 (https://git.example/pr/7), "
+        "is not merged yet; merge it, then align again"
+    )
+    assert waiting.asked == [7]
+    check_merged(promotion, _Hosting(merged="f" * 40), "development")  # type: ignore[arg-type]
 
 
 def test_a_skipped_promotion_does_not_count(inventory: Inventory) -> None:
@@ -205,53 +253,23 @@ def test_plan_lines_and_markdown_list_each_resource_deletions_first() -> None:
     assert "…\nxxxxxxxxxx\n" in long and "x" * 11 not in long
 
 
-def test_recording_values_keeps_comments_and_other_environments(config_path: Path) -> None:
-    record_environment_values(config_path, "development", {"kubernetes_version": "1.32", "region": "eu-1"})
-    text = config_path.read_text(encoding="utf-8")
-    assert text.startswith("# fleet.yaml of the unit tests\n")
-    assert "# what development runs" in text
-    config = load_config(config_path)
-    assert config.environments["development"].terraform.variables == {
-        "kubernetes_version": "1.32",
-        "node_count": 1,
-        "spot": False,
-        "region": "eu-1",
-    }
-    assert config.environments["staging"].terraform.variables == {"node_count": 3}
-    assert [p.name for p in config_path.parent.iterdir()] == ["fleet.yaml"]
-
-
-def test_recording_values_that_break_the_configuration_leaves_the_file_alone(config_path: Path) -> None:
-    before = config_path.read_text(encoding="utf-8")
-    with pytest.raises(ConfigError, match="no environments.qa.terraform"):
-        record_environment_values(config_path, "qa", {"node_count": 2})
-    assert config_path.read_text(encoding="utf-8") == before
-    broken = config_path.read_text(encoding="utf-8").replace("cluster_dir: clusters/staging", "cluster_dir: [1]")
-    config_path.write_text(broken, encoding="utf-8")
-    with pytest.raises(ConfigError):
-        record_environment_values(config_path, "development", {"node_count": 2})
-    assert config_path.read_text(encoding="utf-8") == broken != before
-    assert [p.name for p in config_path.parent.iterdir()] == ["fleet.yaml"]
-
-
-def test_result_lines_say_what_was_recorded() -> None:
+def test_result_lines_say_what_was_proposed_and_how_to_apply_it() -> None:
     result = AlignResult(
         environment="development",
         sandbox="sandbox-a",
-        status="applied",
+        status="proposed",
         plan="Plan: 0 to add, 1 to change, 0 to destroy.",
         resources=["update in place: terraform_data.cluster"],
         skipped=["cluster_name"],
         record_in_config={"kubernetes_version": "1.32"},
-        config_updated=True,
-        message="development aligned with sandbox-a (Plan: 0 to add, 1 to change, 0 to destroy.)",
+        pull_request_url="https://git.example/pr/8",
+        message="development's alignment with sandbox-a proposed",
     )
     assert result.lines() == [
-        "development aligned with sandbox-a (Plan: 0 to add, 1 to change, 0 to destroy.)",
+        "development's alignment with sandbox-a proposed",
         "  Plan: 0 to add, 1 to change, 0 to destroy.",
         "    update in place: terraform_data.cluster",
         "  not carried (they identify the sandbox's cluster): cluster_name",
-        "  recorded in fleet.yaml (environments.development.terraform.variables): kubernetes_version: '1.32'",
+        "  pull request: https://git.example/pr/8",
+        "  once it is merged: sandbox align development --apply",
     ]
-    result.config_updated = False
-    assert result.lines()[-1].startswith("  record in fleet.yaml (environments.development.terraform.variables) so")

@@ -32,6 +32,7 @@ FOUNDATION = frozenset(
         "sandbox",
         "sandbox.config",
         "sandbox.deprecations",
+        "sandbox.deprecation_report",
         "sandbox.errors",
         "sandbox.hardening",
         "sandbox.naming",

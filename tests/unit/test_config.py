@@ -12,6 +12,7 @@ from sandbox.errors import ConfigError, InvalidInputError
 
 def write(tmp_path: Path, data: object) -> Path:
     path = tmp_path / "fleet.yaml"
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
     return path
 
@@ -141,3 +142,25 @@ def test_the_simulated_cluster_keeps_a_local_fleet_path(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, demo_config(tmp_path)))
     assert config.flux_url == str(tmp_path / "remote.git")
     assert config.checked_flux_url(config.flux_url, "fleet_repo.flux_url") == config.flux_url
+
+
+def test_a_config_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_bytes(b"# \xff\n" + yaml.safe_dump(demo_config(tmp_path)).encode())
+    with pytest.raises(ConfigError, match=r"fleet.yaml: not UTF-8 text \(byte 2\)"):
+        load_config(path)
+
+
+def test_the_fleet_id_tells_fleets_apart_and_workers_of_one_fleet_agree(tmp_path: Path) -> None:
+    """Same remote and inventory: one fleet (a team's workers); credentials in the URLs do not count."""
+    one = load_config(write(tmp_path / "one", demo_config(tmp_path / "one")))
+    two = load_config(write(tmp_path / "two", demo_config(tmp_path / "two")))
+    assert len(one.fleet_id) == 12 and one.fleet_id != two.fleet_id
+
+    def team_worker(directory: Path, user: str) -> str:
+        data = demo_config(directory)
+        data["fleet_repo"]["remote"] = f"https://{user}:tok-{user}@git.example.com/org/fleet.git"  # type: ignore[index]
+        data["inventory"] = {"url": f"postgresql+psycopg://{user}:pw-{user}@db.example.com/inventory"}
+        return load_config(write(directory, data)).fleet_id
+
+    assert team_worker(tmp_path / "w1", "alice") == team_worker(tmp_path / "w2", "bob")

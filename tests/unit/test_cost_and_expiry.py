@@ -164,3 +164,9 @@ def test_cleanup_and_cost_settings_are_validated() -> None:
         fleet_config().model_validate({**fleet_config().model_dump(), "cleanup": {"grace": "later"}})
     with pytest.raises(ValueError, match="greater than or equal to 0"):
         fleet_config(hourly_rates={"small": -1})
+
+
+def test_extending_by_a_huge_ttl_is_refused_not_an_overflow() -> None:
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    with pytest.raises(InvalidInputError, match="beyond the maximum TTL 30d"):
+        new_expiry(now, "999999998d", now=now, max_ttl="30d")

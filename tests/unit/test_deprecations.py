@@ -136,22 +136,62 @@ def test_data_file_quotes_every_version() -> None:
             assert entry[field] is None or isinstance(entry[field], str), (entry["apiVersion"], entry["kind"], field)
 
 
+#: Deprecated stable APIs: never removed within a major version (the deprecation policy).
+STABLE_DEPRECATED = {("v1", "Endpoints")}
+
+
 def test_data_entries_are_consistent() -> None:
     for entry in load_data().entries:
+        key = (entry.apiVersion, entry.kind)
         assert entry.component in {"kubernetes", "flux"}
-        assert entry.removed_version is not None
+        assert (entry.removed_version is None) == (key in STABLE_DEPRECATED), key
         assert entry.deprecated_version is not None
-        assert entry.deprecated_version <= entry.removed_version
+        assert entry.removed_version is None or entry.deprecated_version <= entry.removed_version
         if entry.replacement is not None:
             assert entry.replacement_available_in is not None
             assert entry.replacement != entry.apiVersion
 
 
+def test_workloads_are_deprecated_when_apps_v1_arrived() -> None:
+    """extensions/v1beta1 Deployment was deprecated in 1.9, when apps/v1 arrived (not 1.8), as pluto has it."""
+    for entry in load_data().entries:
+        if entry.replacement == "apps/v1":
+            assert (entry.deprecated_in, entry.replacement_available_in) == ("1.9", "1.9"), (
+                entry.apiVersion,
+                entry.kind,
+            )
+    deployment = _entries_by_key()[("extensions/v1beta1", "Deployment")]
+    assert (deployment.deprecated_in, deployment.replacement, deployment.replacement_available_in) == (
+        "1.9",
+        "apps/v1",
+        "1.9",
+    )
+
+
+def test_every_row_names_its_source() -> None:
+    for entry in load_data().entries:
+        assert entry.source is not None and entry.source.startswith("https://"), (entry.apiVersion, entry.kind)
+        if entry.component == "kubernetes" and entry.removed_in not in (None, "1.16"):
+            guide = "https://kubernetes.io/docs/reference/using-api/deprecation-guide/#v1-"
+            assert entry.source == guide + entry.removed_in.split(".")[1]
+
+
+def test_the_data_cover_kubernetes_1_36_and_flux_2_9() -> None:
+    data = load_data()
+    assert (str(data.covered_version("kubernetes")), str(data.covered_version("flux"))) == ("1.36", "2.9")
+    endpoints = _entries_by_key()[("v1", "Endpoints")]
+    assert (endpoints.deprecated_in, endpoints.removed_in, endpoints.replacement) == (
+        "1.33",
+        None,
+        "discovery.k8s.io/v1",
+    )
+
+
 def test_kubernetes_removals_follow_the_official_guide() -> None:
     removals: dict[str, set[tuple[str, str]]] = {}
     for (api_version, kind), entry in _entries_by_key().items():
-        if entry.component == "kubernetes":
-            removals.setdefault(str(entry.removed_in), set()).add((api_version, kind))
+        if entry.component == "kubernetes" and entry.removed_in is not None:
+            removals.setdefault(entry.removed_in, set()).add((api_version, kind))
     assert sorted(removals, key=parse_version) == ["1.16", "1.22", "1.25", "1.26", "1.27", "1.29", "1.32"]
     assert {
         ("extensions/v1beta1", "Deployment"),
@@ -252,14 +292,30 @@ def test_flux_replacements_and_their_first_releases() -> None:
     assert (image.deprecated_in, image.removed_in, image.replacement_available_in) == ("2.7", "2.9", "2.7")
 
 
-def test_newest_release_in_the_data_is_the_default_target() -> None:
+def test_newest_release_the_data_cover_is_the_default_target() -> None:
     data = load_data()
-    assert str(data.newest_version("kubernetes")) == "1.32"
+    assert str(data.newest_version("kubernetes")) == "1.33"
     assert str(data.newest_version("flux")) == "2.9"
     default = scan_path(REPO)
-    assert default.targets == {"flux": "2.9", "kubernetes": "1.32"}
-    explicit = scan_path(REPO, k8s_version="1.32", flux_version="2.9")
+    assert default.targets == {"flux": "2.9", "kubernetes": "1.36"}
+    explicit = scan_path(REPO, k8s_version="1.36", flux_version="2.9")
     assert default.to_json() == explicit.to_json()
+    assert default.beyond_data == {} and "data_covers" not in default.to_json()
+
+
+def test_a_target_past_the_data_is_scanned_with_a_warning() -> None:
+    report = scan_path(REPO, k8s_version="1.37", flux_version="2.10")
+    assert report.beyond_data == {"flux": "2.9", "kubernetes": "1.36"}
+    document = report.to_json()
+    assert (document["data_covers"], document["flux_data_covers"]) == ("1.36", "2.9")
+    assert document["warnings"] == [
+        "the deprecation data cover Flux up to 2.9; the target 2.10 is newer, "
+        "so APIs deprecated or removed after 2.9 are not reported",
+        "the deprecation data cover Kubernetes up to 1.36; the target 1.37 is newer, "
+        "so APIs deprecated or removed after 1.36 are not reported",
+    ]
+    # Still scanned: what the data know is removed by then is reported.
+    assert report.findings == scan_path(REPO, k8s_version="1.36", flux_version="2.9").findings
 
 
 # --------------------------------------------------------------------------- scanning the fixture repo
@@ -732,3 +788,21 @@ def test_cli_errors_exit_one_with_one_line(cli_app: typer.Typer, tmp_path: Path,
     assert len(lines) == 1
     assert lines[0].startswith("sandbox: error: ")
     assert message in lines[0]
+
+
+def test_cli_says_where_the_data_end_and_exits_on_its_findings_as_pluto_does(cli_app: typer.Typer) -> None:
+    """``--k8s-version 1.37`` used to say "no findings" silently: the data stopped short of it."""
+    code, out, err = _run(cli_app, str(SCAN / "clean"), "--k8s-version", "1.37")
+    assert code == 0  # pluto: a valid target past its data is scanned; findings decide the exit code
+    assert out.splitlines()[-1] == (
+        "warning: the deprecation data cover Kubernetes up to 1.36; the target 1.37 is newer, "
+        "so APIs deprecated or removed after 1.36 are not reported"
+    )
+    assert err == ""
+    code, out, _ = _run(cli_app, str(SCAN / "clean"), "--k8s-version", "1.37", "--output", "json")
+    assert code == 0
+    assert json.loads(out)["data_covers"] == "1.36"
+    code, out, _ = _run(cli_app, str(REPO / "apps"), "--k8s-version", "v1.40.2", "--output", "json")
+    assert code == 3 and json.loads(out)["data_covers"] == "1.36"
+    code, out, _ = _run(cli_app, str(SCAN / "clean"), "--k8s-version", "1.36", "--output", "json")
+    assert code == 0 and json.loads(out) == {"findings": [], "skipped": []}

@@ -33,6 +33,26 @@ def test_copy_excludes_gotk_sync_and_keeps_bytes_and_modes(repo: Path) -> None:
     assert os.stat(repo / "clusters/sandbox-a/hooks.sh").st_mode & 0o777 == 0o755
 
 
+def test_every_gotk_sync_yaml_is_left_out_on_clone_and_copy_back_as_rsync_exclude_does(repo: Path) -> None:
+    """The seed's ``rsync --exclude 'gotk-sync.yaml'`` matches the name at any depth, not only flux-system/."""
+    nested = repo / "clusters/development/tenants/team-a/gotk-sync.yaml"
+    nested.parent.mkdir(parents=True)
+    nested.write_text("# team-a's own sync\n")
+    (repo / "clusters/development/tenants/team-a/kustomization.yaml").write_text("resources: []\n")
+    report = fleetrepo.copy_cluster_dir(repo / "clusters/development", repo / "clusters/sandbox-a", repo=repo)
+    assert sorted(report.excluded) == ["flux-system/gotk-sync.yaml", "tenants/team-a/gotk-sync.yaml"]
+    assert not (repo / "clusters/sandbox-a/tenants/team-a/gotk-sync.yaml").exists()
+    assert (repo / "clusters/sandbox-a/tenants/team-a/kustomization.yaml").exists()
+    assert fleetrepo.sandbox_copy_matches(repo / "clusters/development", repo / "clusters/sandbox-a", repo=repo)
+    # A sandbox that grew a gotk-sync.yaml somewhere: promotion copies it back to development neither.
+    (repo / "clusters/sandbox-a/tenants/team-b").mkdir()
+    (repo / "clusters/sandbox-a/tenants/team-b/gotk-sync.yaml").write_text("# the sandbox's\n")
+    report = fleetrepo.promote_cluster_dir(repo / "clusters/sandbox-a", repo / "clusters/development", repo=repo)
+    assert not (repo / "clusters/development/tenants/team-b").exists()
+    assert nested.read_text() == "# team-a's own sync\n"  # development's own: never touched
+    assert "tenants/team-b/gotk-sync.yaml" in report.excluded
+
+
 def test_copy_refuses_existing_target(repo: Path) -> None:
     fleetrepo.copy_cluster_dir(repo / "clusters/development", repo / "clusters/sandbox-a", repo=repo)
     with pytest.raises(ConflictError, match="already exists"):

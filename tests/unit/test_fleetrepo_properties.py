@@ -96,7 +96,13 @@ def write_tree(root: Path, tree: dict[str, tuple[str, Any, int]], sync: bytes | 
     taken: set[PurePosixPath] = set()
     for rel, (kind, data, mode) in sorted(tree.items()):
         path = PurePosixPath(rel)
-        if rel == SYNC or any(p in taken for p in path.parents) or any(path in t.parents for t in taken):
+        # Any gotk-sync.yaml is left out of clone and promotion (test_fleetrepo covers one below flux-system/):
+        # only ``sync`` puts one in the tree.
+        if (
+            fleetrepo.is_sync_file(path)
+            or any(p in taken for p in path.parents)
+            or any(path in t.parents for t in taken)
+        ):
             continue
         taken.add(path)
         target = root / rel

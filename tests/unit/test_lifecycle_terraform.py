@@ -87,3 +87,21 @@ def test_overrides_come_last_and_the_sandbox_never_takes_the_environments_name(
     assert (variables["kubernetes_version"], variables["node_count"], variables["node_size"]) == ("1.32", "2", "small")
     assert variables["cluster_name"] == "sandbox-a"
     assert Path(variables["simulation_dir"]).is_relative_to(config.state_dir / "sandboxes" / "sandbox-a")
+
+
+def test_a_sandbox_starts_from_what_the_fleet_repository_records_for_its_environment(
+    config: FleetConfig, inventory: Inventory, tmp_path: Path
+) -> None:
+    """What ``sandbox align`` merged (the environment's variables file) is what new sandboxes start from."""
+    import json
+
+    from sandbox.align import variables_file
+
+    repo = tmp_path / "repo"
+    recorded = repo / variables_file(config, "development")
+    recorded.parent.mkdir(parents=True)
+    recorded.write_text(json.dumps({"kubernetes_version": "1.32", "node_count": 2}), encoding="utf-8")
+    ctx = context(config, inventory, "development", overrides={"node_count": "3"})
+    variables = ctx.terraform_variables(repo)
+    assert (variables["kubernetes_version"], variables["node_count"], variables["node_size"]) == ("1.32", "3", "small")
+    assert ctx.terraform_variables()["kubernetes_version"] == "1.31"  # no checkout: fleet.yaml alone

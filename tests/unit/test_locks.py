@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
@@ -9,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import ClassVar
@@ -46,8 +48,16 @@ def child() -> Iterator[subprocess.Popen[bytes]]:
         proc.wait()
 
 
-def test_names() -> None:
-    assert (lock_name("sandbox-a"), note_name("sandbox-a")) == ("sandbox:sandbox-a", "sandbox-lock-sandbox-a")
+def test_names_are_scoped_by_the_fleet() -> None:
+    assert (lock_name("sandbox-a", "0123abcd4567"), note_name("sandbox-a", "0123abcd4567")) == (
+        "sandbox:0123abcd4567:sandbox-a",
+        "sandbox-lock-0123abcd4567-sandbox-a",
+    )
+    # Prefect's own validation of the names (limit: no '/', '%', '&', '<', '>'; variable: [a-z0-9_-]).
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, VariableCreate
+
+    GlobalConcurrencyLimitCreate(name=lock_name("sandbox-a", "0123abcd4567"), limit=1)
+    VariableCreate(name=note_name("sandbox-a", "0123abcd4567"), value={})
 
 
 def test_the_refusal_names_the_holder_on_one_line() -> None:
@@ -104,7 +114,7 @@ def test_a_lost_lease_stops_the_run_before_its_next_stage() -> None:
     from sandbox.locks import LockLostError
     from tasks.locking import SandboxLock
 
-    lock = SandboxLock("sandbox-a", this_process("sandbox-a", "lease-1"))
+    lock = SandboxLock("sandbox-a", "0123abcd4567", this_process("sandbox-a", "lease-1"))
     lock.check()  # held: nothing to say
     lock.lost_reason = "its lease expired or was released by another run"
     lock.lost.set()
@@ -151,6 +161,38 @@ def test_lock_calls_do_not_retry_answers_that_will_not_change(error: Exception) 
     with pytest.raises(type(error)):
         locking._patiently(answer, "sandbox:a")
     assert answer.calls == 1
+
+
+def test_a_request_that_timed_out_is_asked_again_past_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stalled SQLite server: the first request times out after the whole budget, the next is answered."""
+    from tasks import locking
+
+    clock = _FakeTime()
+    monkeypatch.setattr(locking, "time", clock)
+
+    class Stalled:
+        calls = 0
+
+        def __call__(self, name: str) -> str:
+            Stalled.calls += 1
+            if Stalled.calls == 1:
+                clock.now += locking._RETRY_BUDGET_SECONDS  # the client's own timeout, a minute
+                raise httpx.ReadTimeout("timed out")
+            return f"granted {name}"
+
+    assert locking._patiently(Stalled(), "sandbox:a") == "granted sandbox:a"
+
+    class Dead:
+        calls = 0
+
+        def __call__(self, name: str) -> str:
+            Dead.calls += 1
+            clock.now += locking._RETRY_BUDGET_SECONDS
+            raise httpx.ReadTimeout("timed out")
+
+    with pytest.raises(httpx.ReadTimeout):
+        locking._patiently(Dead(), "sandbox:a")
+    assert Dead.calls == 1 + locking._TIMEOUT_RETRIES_PAST_BUDGET  # then it fails loudly
 
 
 class _BusyOnce(http.server.BaseHTTPRequestHandler):
@@ -291,7 +333,7 @@ def test_a_refused_run_waits_for_a_slow_holder_to_write_its_note(monkeypatch: py
     monkeypatch.setattr(locking, "time", clock)
     server = _SlowNoteServer(clock, note_after=locking.LEASE_SECONDS / 2)
     with pytest.raises(LockHeldError, match=rf"\({WINNER}\)"):
-        locking._acquire(server, "sandbox-a", {"flow_run_id": None}, print)  # type: ignore[arg-type]
+        locking._acquire(server, "sandbox-a", "f", {"flow_run_id": None}, print)  # type: ignore[arg-type]
 
 
 def test_a_holder_that_never_writes_its_note_is_waited_for_at_most_its_lease(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -302,5 +344,83 @@ def test_a_holder_that_never_writes_its_note_is_waited_for_at_most_its_lease(mon
     monkeypatch.setattr(locking, "time", clock)
     start = clock.now
     with pytest.raises(LockHeldError):
-        locking._acquire(_SlowNoteServer(clock, note_after=1e9), "sandbox-a", {}, print)  # type: ignore[arg-type]
+        locking._acquire(_SlowNoteServer(clock, note_after=1e9), "sandbox-a", "f", {}, print)  # type: ignore[arg-type]
     assert locking.LEASE_SECONDS <= clock.now - start <= locking.NOTE_WAIT_SECONDS + locking.NOTE_POLL_MAX_SECONDS
+
+
+class _RacyLimits:
+    """A Prefect client whose limit is missing until created, counting callers inside it at once.
+
+    Without serialisation the runs' threads all find the limit missing together
+    and each creates it (what a SQLite Prefect server answered with a minute's
+    stall). Each call lingers a moment so that overlapping calls do overlap.
+    """
+
+    def __init__(self) -> None:
+        self.created: list[str] = []
+        self.inside = 0
+        self.most_inside = 0
+        self.guard = threading.Lock()
+
+    @contextlib.contextmanager
+    def _call(self) -> Iterator[None]:
+        with self.guard:
+            self.inside += 1
+            self.most_inside = max(self.most_inside, self.inside)
+        try:
+            time.sleep(0.05)
+            yield
+        finally:
+            with self.guard:
+                self.inside -= 1
+
+    def read_global_concurrency_limit_by_name(self, name: str) -> object:
+        from prefect.exceptions import ObjectNotFound
+
+        with self._call():
+            if name in self.created:
+                return object()
+        raise ObjectNotFound(http_exc=Exception("missing"))
+
+    def create_global_concurrency_limit(self, limit: object) -> None:
+        from prefect.exceptions import ObjectAlreadyExists
+
+        with self._call():
+            name = limit.name  # type: ignore[attr-defined]
+            self.created.append(name)
+            if self.created.count(name) > 1:
+                raise ObjectAlreadyExists(http_exc=Exception("UNIQUE constraint failed"))
+
+
+def test_concurrent_runs_of_one_process_create_the_limit_once() -> None:
+    from tasks import locking
+
+    client = _RacyLimits()
+    threads = [threading.Thread(target=locking._ensure_limit, args=(client, "sandbox:f:sandbox-a")) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert client.created == ["sandbox:f:sandbox-a"]
+    assert client.most_inside == 1
+
+
+def test_a_limit_another_process_just_created_is_success() -> None:
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    from tasks import locking
+
+    class Client:
+        reads = 0
+
+        def read_global_concurrency_limit_by_name(self, name: str) -> object:
+            Client.reads += 1
+            if Client.reads == 1:
+                raise ObjectNotFound(http_exc=Exception("missing"))
+            return object()
+
+        def create_global_concurrency_limit(self, limit: object) -> None:
+            raise ObjectAlreadyExists(http_exc=Exception("UNIQUE constraint failed"))
+
+    locking._ensure_limit(Client(), "sandbox:f:sandbox-a")  # type: ignore[arg-type]
+    assert Client.reads == 2  # read back after the "already exists"

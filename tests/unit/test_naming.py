@@ -75,3 +75,67 @@ def test_durations(text: str, expected: timedelta) -> None:
 def test_invalid_durations(text: str) -> None:
     with pytest.raises(InvalidInputError, match="invalid duration"):
         parse_duration(text)
+
+
+# -- exact names (issue 17 item 6): ``$`` also matches before a trailing newline -----------------
+
+
+@pytest.mark.parametrize("name", ["abc\n", "sandbox-a\n", "a\n"])
+def test_a_name_with_a_trailing_newline_is_refused(name: str) -> None:
+    with pytest.raises(InvalidInputError, match="invalid sandbox name"):
+        validate_sandbox_name(name, set())
+
+
+def test_a_branch_with_a_trailing_newline_is_refused() -> None:
+    with pytest.raises(InvalidInputError, match="does not follow <ticket>-<summary>"):
+        validate_branch("OPS-1-try-this\n", r"[A-Z][A-Z0-9]+-[0-9]+")
+
+
+@pytest.mark.parametrize(
+    ("check", "value"),
+    [
+        ("sandbox.watch:_REVISION", "abcdef1\n"),
+        ("sandbox.config:is_flux_git_url", "https://git.example.test/fleet.git\nx"),
+        ("sandbox.config:is_scp_style", "git@host:org/repo.git\n"),
+        ("sandbox.deprecations:_COMPONENT_RE", "flux\n"),
+        ("sandbox.drivers.terraform:_WORKSPACE_NAME", "sandbox-a\n"),
+        ("sandbox.drivers.terraform:_VARIABLE_NAME", "node_count\n"),
+    ],
+)
+def test_every_name_check_is_a_full_match(check: str, value: str) -> None:
+    import importlib
+    import re
+
+    module, attribute = check.split(":")
+    target = getattr(importlib.import_module(module), attribute)
+    if isinstance(target, re.Pattern):
+        assert target.fullmatch(value) is None
+        assert target.fullmatch(value.rstrip("\n")) is not None
+    else:
+        assert not target(value)
+        assert target(value.split("\n")[0])
+
+
+def test_no_regex_in_the_package_relies_on_dollar() -> None:
+    """A pattern literal ending in ``$`` must be a Kubernetes or pydantic pattern (exact there), not Python's."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    allowed = ("FLUX_GIT_URL_PATTERN", "GIT_REPOSITORY_URL_PATTERN", "Field(pattern=", "pattern=r", "must match")
+    found = []
+    for package in ("sandbox", "cli", "tasks", "flows", "deployments"):
+        for path in sorted((root / package).rglob("*.py")):
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if re.search(r"""\$\s*["']\s*[,)]""", line) and not any(word in line for word in allowed):
+                    found.append(f"{path.relative_to(root)}:{number}: {line.strip()}")
+    assert found == []
+
+
+# -- the contract's exit codes (issue 17 item 9) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["99999999999999d", "9" * 30 + "w", "1" * 5000 + "s"])
+def test_a_huge_duration_is_invalid_input_not_an_overflow(text: str) -> None:
+    with pytest.raises(InvalidInputError, match="too long"):
+        parse_duration(text)

@@ -8,14 +8,17 @@ from pathlib import Path
 
 import pytest
 import typer
+import yaml
 from typer.testing import CliRunner
 
 from cli.check_cmd import register
 from sandbox.config import FleetConfig, load_config
+from sandbox.demo import demo_config
 from sandbox.errors import InvalidInputError
 from sandbox.policy import (
     RULE_ENVIRONMENT_DIRECTORY,
     RULE_FIXED_TAG,
+    RULE_NO_LINGERING_SANDBOX,
     RULE_OCI_ARTIFACT,
     RULE_SEMVER_RANGE,
     RULE_TRACKS_MAIN,
@@ -313,3 +316,24 @@ def test_check_bad_input_exit_2(cli: typer.Typer, args: list[str], message: str)
     code, _, err = invoke(cli, "check", *args)
     assert code == 2
     assert err.count("\n") == 1 and message in err, err
+
+
+def test_a_cluster_bootstrapped_for_itself_on_main_is_not_a_lingering_sandbox(tmp_path: Path) -> None:
+    """The simulated demo's fleet.yaml leaves out the example's local environment: no violation for it."""
+    repo = git_repo(EXAMPLE_REPO, tmp_path / "fleet")
+    config_path = tmp_path / "fleet.yaml"
+    config_path.write_text(yaml.safe_dump(demo_config(tmp_path)))
+    config = load_config(config_path)
+    assert "local" not in config.environments
+    report = check_repository(repo, config=config)
+    assert not [v for v in report.violations if v.rule == RULE_NO_LINGERING_SANDBOX], report.violations
+    # A copy of it whose sync follows another branch is a sandbox's, and lingers.
+    shutil.copytree(repo / "clusters" / "local", repo / "clusters" / "sandbox-b")
+    sync = repo / "clusters" / "sandbox-b" / "flux-system" / "gotk-sync.yaml"
+    text = sync.read_text().replace("./clusters/local", "./clusters/sandbox-b")
+    sync.write_text(text.replace("branch: main", "branch: OPS-2-try"))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "lingering")
+    report = check_repository(repo, config=config)
+    lines = [v.line() for v in report.violations if v.rule == RULE_NO_LINGERING_SANDBOX]
+    assert lines and lines[0].startswith("clusters/sandbox-b/: no-lingering-sandbox"), lines

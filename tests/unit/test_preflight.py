@@ -9,9 +9,16 @@ import pytest
 
 from sandbox.config import load_config
 from sandbox.demo import demo_config
-from sandbox.errors import InvalidInputError, ToolNotFoundError
+from sandbox.errors import ConflictError, InvalidInputError, ToolNotFoundError
 from sandbox.lifecycle_request import LifecycleRequest
-from sandbox.preflight import FleetRepoError, check_checkout, check_request, preflight
+from sandbox.preflight import (
+    FleetRepoError,
+    check_checkout,
+    check_collisions,
+    check_request,
+    module_variables,
+    preflight,
+)
 from sandbox.redaction import redact_url
 from tests.conftest import EXAMPLE_REPO
 
@@ -107,3 +114,50 @@ def test_missing_tools_are_found_before_anything_else(tmp_path: Path) -> None:
 )
 def test_credentials_in_remote_urls_are_never_shown(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+# -- collisions, before terraform creates anything (issue 17 item 7) ------------------------------
+
+
+def test_an_unknown_override_is_refused_naming_the_modules_variables(config_path: Path, repo: Path) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        check_checkout(load_config(config_path), repo, "development", {"kubernetes_verison": "1.31"})
+    assert str(caught.value) == (
+        "unknown override 'kubernetes_verison': the terraform module infra/cluster takes "
+        "force_destroy, kubernetes_version, node_count, node_size, region"
+    )
+    check_checkout(load_config(config_path), repo, "development", {"kubernetes_version": "1.31"})
+
+
+def test_the_modules_variables_are_its_declarations(tmp_path: Path) -> None:
+    (tmp_path / "a.tf").write_text('variable "one" {}\n  variable  "two" {\n}\n# variable "three" {}\n')
+    (tmp_path / "notes.md").write_text('variable "four" {}\n')
+    assert module_variables(tmp_path) == {"one", "two"}
+
+
+@pytest.mark.parametrize(
+    ("remote", "in_use", "name", "message"),
+    [
+        ({"main", "OPS-1-x"}, {}, "sandbox-a", "branch 'OPS-1-x' already exists on the fleet remote"),
+        ({"main"}, {"OPS-1-x": "sandbox-b"}, "sandbox-a", "branch 'OPS-1-x' belongs to sandbox 'sandbox-b'"),
+        ({"main"}, {}, "development", "clusters/development/ already exists on main"),
+    ],
+)
+def test_a_taken_branch_or_directory_is_refused(
+    config_path: Path, repo: Path, remote: set[str], in_use: dict[str, str], name: str, message: str
+) -> None:
+    with pytest.raises(ConflictError, match=message):
+        check_collisions(
+            load_config(config_path), repo, name=name, branch="OPS-1-x", remote_branches=remote, branches_in_use=in_use
+        )
+
+
+def test_a_free_branch_and_directory_pass(config_path: Path, repo: Path) -> None:
+    check_collisions(
+        load_config(config_path),
+        repo,
+        name="sandbox-a",
+        branch="OPS-1-x",
+        remote_branches={"main", "OPS-2-y"},
+        branches_in_use={"OPS-1-x": "sandbox-a", "OPS-2-y": "sandbox-b"},
+    )

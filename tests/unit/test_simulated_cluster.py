@@ -30,6 +30,7 @@ from sandbox.teardown import TeardownReport, load_balancers_left, teardown_clust
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "simulation"
 EXAMPLE_REPO = Path(__file__).resolve().parents[2] / "examples" / "fleet-repo"
 EXAMPLE_URL = "ssh://git@github.com/example-org/fleet-infra"
+DEMO_REGISTRY_URL = "oci://registry.example.com/fleet/platform"  # what the example fleet's OCIRepositories name
 
 KS_API = "kustomize.toolkit.fluxcd.io/v1"
 HR_API = "helm.toolkit.fluxcd.io/v2"
@@ -1016,6 +1017,41 @@ def test_an_oci_range_without_a_match_fails(make_cluster: Callable[..., Simulate
     cluster.merge_patch(oci, {"spec": {"ref": {"semver": "1.3.x"}}})
     status, reason, message = ready(cluster.get(oci))
     assert (status, reason) == ("False", "OCIArtifactPullFailed") and "no match" in message
+
+
+def _publish(layout: Path, fleet: Fleet, tag: str) -> str:
+    """Push ``platform/`` of the checkout as the Flux artifact ``tag`` into an OCI layout; its digest."""
+    from sandbox.drivers.oci_layout import OciLayoutRegistry
+    from sandbox.drivers.registry import FluxArtifact
+
+    artifact = FluxArtifact(
+        directory=fleet.checkout / "platform",
+        source=fleet.remote.as_uri(),
+        revision=f"{tag}@sha1:{'0' * 40}",
+        created="2026-01-01T00:00:00Z",
+    )
+    return OciLayoutRegistry(DEMO_REGISTRY_URL, layout).push_artifact(tag, artifact).digest
+
+
+def test_oci_repositories_read_the_artifact_pushed_to_the_registry_not_git_tags(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet, clock: SteppedClock, tmp_path: Path
+) -> None:
+    layout = tmp_path / "registry"
+    pushed = _publish(layout, fleet, "1.2.3")
+    cluster = make_cluster(oci_layouts={DEMO_REGISTRY_URL: layout})
+    bootstrap(cluster, fleet, "staging")
+    oci = ObjectRef(SOURCE_API, "OCIRepository", "platform", "flux-system")
+    source = cluster.get(oci)
+    assert source is not None and source["status"]["artifact"]["revision"] == f"1.2.3@{pushed}"
+    assert all(ready(o)[0] == "True" for o in flux_objects(cluster))
+    fleet.release("1.2.4")  # a git tag alone publishes nothing
+    clock.advance(2)
+    source = cluster.get(oci)
+    assert source is not None and source["status"]["artifact"]["revision"] == f"1.2.3@{pushed}"
+    newer = _publish(layout, fleet, "1.2.4")
+    clock.advance(2)
+    source = cluster.get(oci)
+    assert source is not None and source["status"]["artifact"]["revision"] == f"1.2.4@{newer}"
 
 
 # -- watch --------------------------------------------------------------------------------------------

@@ -4,17 +4,60 @@ from typing import Any
 
 from sandbox.drivers.cluster import HELMRELEASE_API, KUSTOMIZATION_API, ObjectRef
 from sandbox.flux import inventory_refs, readiness
-from sandbox.teardown import TIER_ANNOTATION, teardown_order
+from sandbox.teardown import TIER_ANNOTATION, teardown_order, teardown_plan
 
 
-def flux(kind: str, name: str, tier: str | None = None, owner: str | None = "flux-system") -> dict[str, Any]:
+def flux(
+    kind: str,
+    name: str,
+    tier: str | None = None,
+    owner: str | None = "flux-system",
+    depends_on: tuple[str, ...] = (),
+) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": "flux-system"}
     if tier:
         meta["annotations"] = {TIER_ANNOTATION: tier}
     if owner:
         meta["labels"] = {"kustomize.toolkit.fluxcd.io/name": owner}
     api = KUSTOMIZATION_API if kind == "Kustomization" else HELMRELEASE_API
-    return {"apiVersion": api, "kind": kind, "metadata": meta, "spec": {}}
+    spec: dict[str, Any] = {"dependsOn": [{"name": d} for d in depends_on]} if depends_on else {}
+    return {"apiVersion": api, "kind": kind, "metadata": meta, "spec": spec}
+
+
+def test_unannotated_objects_others_depend_on_are_deleted_after_their_dependents() -> None:
+    """A controllers' Kustomization without the annotation used to go first, with the applications."""
+    objects = [
+        flux("Kustomization", "apps", depends_on=("infra-configs",)),
+        flux("Kustomization", "infra-configs", depends_on=("infra-controllers",)),
+        flux("Kustomization", "infra-controllers"),
+        flux("Kustomization", "monitoring", "applications", depends_on=("infra-controllers",)),
+        # The annotation wins even where the graph says otherwise.
+        flux("Kustomization", "pinned", "applications"),
+        flux("Kustomization", "uses-pinned", "custom-objects", depends_on=("pinned",)),
+        flux("HelmRelease", "cert-manager"),
+        flux("HelmRelease", "issuers", depends_on=("cert-manager",)),
+    ]
+    order = [(tier, [r.name for r in refs]) for tier, refs in teardown_order(objects)]
+    assert order == [
+        ("applications", ["issuers", "apps", "monitoring", "pinned"]),
+        ("custom-objects", ["cert-manager", "infra-configs", "uses-pinned"]),
+        ("controllers", ["infra-controllers"]),
+    ]
+    rules = {p.ref.name: (p.tier, p.rule) for p in teardown_plan(objects)}
+    assert rules["pinned"] == ("applications", "annotation")
+    assert rules["apps"] == ("applications", "default")
+    assert rules["infra-configs"] == (
+        "custom-objects",
+        "dependsOn: after Kustomization/flux-system/apps",
+    )
+    assert rules["infra-controllers"][0] == "controllers"
+    assert rules["infra-controllers"][1].startswith("dependsOn: after ")
+    assert "Kustomization/flux-system/infra-configs" in rules["infra-controllers"][1]
+
+
+def test_a_dependency_cycle_does_not_loop() -> None:
+    objects = [flux("Kustomization", "a", depends_on=("b",)), flux("Kustomization", "b", depends_on=("a",))]
+    assert {p.ref.name for p in teardown_plan(objects)} == {"a", "b"}
 
 
 def test_custom_objects_before_controllers_and_root_never_deleted() -> None:

@@ -104,7 +104,9 @@ def validate_schema(key: Key, body: Mapping[str, Any]) -> None:
     url = (body.get("spec") or {}).get("url") if isinstance(body.get("spec"), Mapping) else None
     if not isinstance(url, str):
         return
-    if re.match(GIT_REPOSITORY_URL_PATTERN, url) or url.startswith("file://") or url.startswith("/"):
+    # Kubernetes' ``$`` is the end of the text; Python's ``match`` would also accept a final newline.
+    exact = GIT_REPOSITORY_URL_PATTERN.removeprefix("^").removesuffix("$")
+    if re.fullmatch(exact, url) or url.startswith("file://") or url.startswith("/"):
         return
     raise SimulatedApiError(
         f'GitRepository.source.toolkit.fluxcd.io "{key[3]}" is invalid: spec.url: Invalid value: "{url}": '

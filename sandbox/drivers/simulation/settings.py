@@ -132,6 +132,10 @@ class SimulationSettings:
         controller_catalog: The custom-object controllers charts install.
         oci_git_remote: The fleet repository whose tags the simulated OCI registry serves.
         oci_artifact_path: The directory of the fleet repository an OCI artifact holds.
+        oci_layouts: OCI repository URL (``oci://host/path``) -> the OCI image layout
+            directory holding its artifacts (``drivers.registry.layout_dir``): an
+            OCIRepository of such a URL reads the pushed artifact from there. Other
+            URLs are served from ``oci_git_remote``'s tags.
         git: How git runs.
         volume_deletion_seconds: How long a CSI driver takes to delete the cloud
             volume of a released PersistentVolume (deletion is asynchronous: a
@@ -143,6 +147,7 @@ class SimulationSettings:
     controller_catalog: tuple[SimulatedController, ...] = DEFAULT_CONTROLLER_CATALOG
     oci_git_remote: str | None = None
     oci_artifact_path: str = "platform"
+    oci_layouts: Mapping[str, Path] = field(default_factory=dict)
     git: GitTools = field(default_factory=GitTools)
     volume_deletion_seconds: float = 0.0
 

@@ -2,8 +2,11 @@
 
 A GitRepository's ref is resolved on its remote (a local repository only:
 ``file://`` URLs and absolute paths) and the commit exported as its artifact;
-an OCIRepository's tag or semver range is resolved on the tags of the
-configured fleet remote, which the simulated registry serves; a
+an OCIRepository whose URL is the configured registry's, with an OCI image
+layout standing in for it (``drivers.registry.layout_dir``), reads the pushed
+artifact from that layout (tag or semver range resolved on its tags, the Flux
+content layer unpacked); any other OCIRepository's tag or range is resolved
+on the tags of the configured fleet remote (a stand-in for a registry); a
 HelmRepository only needs a URL. A source re-resolves its ref every
 ``SOURCE_POLL_SECONDS`` (new commits and tags are picked up).
 """
@@ -11,10 +14,14 @@ HelmRepository only needs a URL. A source re-resolves its ref every
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sandbox.drivers.oci_layout import OciLayoutRegistry, extract_content
+from sandbox.drivers.registry import RegistryError
 from sandbox.drivers.simulation.apimachinery import Key, timestamp
 from sandbox.drivers.simulation.apiserver import SimulatedApiServer
 from sandbox.drivers.simulation.reconciling import (
@@ -130,6 +137,10 @@ def _fetch_oci(server: SimulatedApiServer, settings: SimulationSettings, obj: Ma
     url = str(spec.get("url") or "")
     if not url.startswith("oci://"):
         raise ReconcileFailure("URLInvalid", f"URL must be in format 'oci://<domain>/<org>/<repo>': {url!r}")
+    layout = settings.oci_layouts.get(url.rstrip("/"))
+    if layout is not None:
+        _fetch_oci_layout(server, settings, obj, url, layout)
+        return
     if not settings.oci_git_remote:
         raise ReconcileFailure(
             "OCIArtifactPullFailed",
@@ -166,6 +177,50 @@ def _fetch_oci(server: SimulatedApiServer, settings: SimulationSettings, obj: Ma
         )
     digest = artifact_digest(sha, settings.oci_artifact_path)
     _store_artifact(server, obj, "ocirepository", f"{tag}@{digest}", content, digest)
+
+
+def _fetch_oci_layout(
+    server: SimulatedApiServer, settings: SimulationSettings, obj: Mapping[str, Any], url: str, layout: Path
+) -> None:
+    """Pull an OCIRepository's artifact from the OCI image layout standing in for its registry.
+
+    As source-controller does: the tag (or the newest tag the semver range admits) is
+    resolved on the registry's tags, the manifest read, and the Flux content layer
+    unpacked; the revision is ``<tag>@<manifest digest>``.
+    """
+    spec = obj.get("spec") or {}
+    ref = spec.get("ref") or {}
+    registry = OciLayoutRegistry(url, layout)
+    try:
+        if ref.get("digest"):
+            raise SourceError(f"digest {ref['digest']}: digest references are not supported by the simulated registry")
+        tags = registry.list_tags()
+        if ref.get("semver"):
+            resolved = _resolve_semver(str(ref["semver"]), tags)
+            if resolved is None:
+                raise SourceError(f"no match found for semver: {ref['semver']} (tags: {', '.join(tags) or 'none'})")
+            tag = resolved
+        else:
+            tag = str(ref.get("tag") or "latest")
+        manifest = registry.get_manifest(tag)
+        if manifest is None:
+            raise SourceError(f"{url}:{tag}: MANIFEST_UNKNOWN: manifest unknown")
+        destination = settings.artifacts_dir / f"oci-{manifest.digest.partition(':')[2][:40]}"
+        if not destination.is_dir():
+            content = registry.pull_content(tag)
+            staging = settings.artifacts_dir / f".{destination.name}-{os.getpid()}"
+            shutil.rmtree(staging, ignore_errors=True)
+            extract_content(content, staging)
+            try:
+                staging.rename(destination)
+            except OSError:
+                if not destination.is_dir():
+                    raise
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+    except (SourceError, RegistryError) as exc:
+        raise ReconcileFailure("OCIArtifactPullFailed", f"failed to pull artifact from '{url}': {exc}") from None
+    _store_artifact(server, obj, "ocirepository", f"{tag}@{manifest.digest}", destination, manifest.digest)
 
 
 def _store_artifact(
