@@ -33,9 +33,10 @@ demo-local: setup toolchain
 test: setup system-deps toolchain
 	$(BIN)/pytest -q -n 4 --dist loadfile
 
-# The real tier alone: real local clusters (Kubernetes and Flux built by make toolchain; docs/local-cluster.md).
+# The real tier alone: real local clusters (Kubernetes and Flux built by make toolchain; docs/local-cluster.md), and
+# the real side of the simulated-vs-real conformance scenarios (tests/conformance; docs/simulation.md).
 test-real: setup toolchain
-	$(BIN)/pytest -q -m real tests/real
+	$(BIN)/pytest -q -m real tests/real tests/conformance
 
 # The Go peers the differential tests and `make bench` run beside the project (docs/peers.md): only semver-peer,
 # built in seconds and cached by scripts/toolchain.py (`make test` builds the whole toolchain, the peer included).

@@ -8,6 +8,8 @@ versions removed from Kubernetes; the static scanner's full data
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
+from typing import Any
 
 from sandbox.drivers.simulation.apimachinery import (
     parse_minor_version,
@@ -172,3 +174,28 @@ def removed_api(api_version: str, kind: str, kubernetes_version: tuple[int, int]
         return None
     advice = f"; use {replacement}" if replacement else "; it has no replacement"
     return f'no matches for kind "{kind}" in version "{api_version}" (removed in Kubernetes {removed_in}{advice})'
+
+
+#: The labels of the simulated cluster's one node (a local cluster's kwok node carries these too). There is no
+#: scheduler, kubelet or pod in the simulation; a workload's pods are taken as scheduled and ready at once unless
+#: their ``nodeSelector`` asks for a label this node lacks.
+SIMULATED_NODE_LABELS: dict[str, str] = {
+    "kubernetes.io/os": "linux",
+    "kubernetes.io/arch": "amd64",
+    "kubernetes.io/hostname": "simulated-node-0",
+}
+
+#: Workload kinds whose health (kstatus, as Flux's health checks read it) depends on their pods being scheduled.
+WORKLOAD_KINDS = frozenset({("apps", "Deployment"), ("apps", "StatefulSet"), ("apps", "DaemonSet")})
+
+
+def pods_schedulable(workload: Mapping[str, Any]) -> bool:
+    """Whether the simulated node can run a workload's pods (its pod template's ``nodeSelector`` matches).
+
+    A Deployment whose pods cannot be scheduled never becomes available: Flux's health check reports it
+    ``InProgress`` until the Kustomization's timeout (proven on a real cluster by
+    tests/conformance/test_simulated_vs_real.py::test_readiness_names_a_deployment_that_never_becomes_available).
+    """
+    template = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
+    selector = template.get("nodeSelector") or {}
+    return all(SIMULATED_NODE_LABELS.get(str(key)) == str(value) for key, value in selector.items())

@@ -13,7 +13,8 @@ Controllers, one module each:
   running, like kube-controller-manager): namespace, CRD cleanup,
   pvc-protection, the PV binder and pv-protection.
 * **Flux** -- each only while its Deployment exists in ``flux-system``
-  (applied from ``gotk-components.yaml``): ``source-controller``
+  (applied from ``gotk-components.yaml``) with at least one replica (scaled
+  to zero, a controller stops, as on a real cluster): ``source-controller``
   (:mod:`~sandbox.drivers.simulation.source_controller`: GitRepository,
   OCIRepository, HelmRepository), ``kustomize-controller``
   (:mod:`~sandbox.drivers.simulation.kustomize_controller`: Kustomization; it
@@ -62,7 +63,11 @@ MAX_ROUNDS = 60
 
 def _flux_running(server: SimulatedApiServer, name: str) -> bool:
     deployment = server.get(("apps", "Deployment", FLUX_NAMESPACE, name))
-    return deployment is not None and not deleting(deployment)
+    if deployment is None or deleting(deployment):
+        return False
+    # The API server defaults spec.replicas to 1; a Deployment scaled to zero runs no controller.
+    replicas = (deployment.get("spec") or {}).get("replicas", 1)
+    return not isinstance(replicas, int) or replicas > 0
 
 
 def _round(server: SimulatedApiServer, settings: SimulationSettings) -> None:

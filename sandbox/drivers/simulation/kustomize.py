@@ -49,7 +49,19 @@ ScopeLookup = Callable[[str, str], bool]
 
 
 class BuildError(Exception):
-    """The build failed; ``str`` is the message the Kustomization reports (reason ``BuildFailed``)."""
+    """The build failed; ``str`` is the message the Kustomization reports (reason :attr:`reason`)."""
+
+    reason = "BuildFailed"
+
+
+class PathNotFoundError(BuildError):
+    """``spec.path`` is not in the source artifact.
+
+    kustomize-controller checks the path before it builds, and reports it as ``ArtifactFailed`` (seen on a real
+    cluster with Flux 2.9: tests/conformance/test_simulated_vs_real.py::test_readiness_names_a_missing_path).
+    """
+
+    reason = "ArtifactFailed"
 
 
 def _load_documents(path: Path, root: Path) -> list[Manifest]:
@@ -233,7 +245,7 @@ def build(
     if not _inside(directory, root):
         raise BuildError(f"kustomization path {relative!r} is outside the source artifact")
     if not directory.is_dir():
-        raise BuildError(f"kustomization path not found: stat {relative}: no such file or directory")
+        raise PathNotFoundError(f"kustomization path not found: stat {relative}: no such file or directory")
     top = _kustomization_file(directory)
     config = _kustomize_config(top, root) if top is not None else None
     objects = _build_kustomization(directory, root, config) if config is not None else _generate(directory, root)

@@ -28,7 +28,7 @@ from sandbox.drivers.simulation.apimachinery import (
     split_api_version,
 )
 from sandbox.drivers.simulation.apiserver import SimulatedApiServer
-from sandbox.drivers.simulation.builtin_kinds import CRD_GROUP, CRD_KIND
+from sandbox.drivers.simulation.builtin_kinds import CRD_GROUP, CRD_KIND, WORKLOAD_KINDS, pods_schedulable
 from sandbox.drivers.simulation.kustomize import BuildError, build, check_variable_names
 from sandbox.drivers.simulation.reconciling import (
     FLUX_FINALIZER,
@@ -231,7 +231,7 @@ def _apply_kustomization(
             substitute=_substitutions(server, obj),
         )
     except BuildError as exc:
-        raise ReconcileFailure("BuildFailed", str(exc)) from None
+        raise ReconcileFailure(exc.reason, str(exc)) from None
     common = spec.get("commonMetadata") or {}
     owner_labels = {KS_NAME_LABEL: meta["name"], KS_NAMESPACE_LABEL: meta["namespace"]}
     for manifest in objects:
@@ -307,6 +307,9 @@ def _unhealthy(server: SimulatedApiServer, obj: Mapping[str, Any]) -> list[str]:
             condition = ready_condition(target)
             state = "InProgress" if condition is None or condition.get("status") == "Unknown" else "Failed"
             waiting.append(f"{describe_key(key)} status: '{state}'")
+        elif (key[0], key[1]) in WORKLOAD_KINDS and not pods_schedulable(target):
+            # Its pods stay Pending: kstatus reports the workload InProgress (no replica available).
+            waiting.append(f"{describe_key(key)} status: 'InProgress'")
     return waiting
 
 
