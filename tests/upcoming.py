@@ -1,7 +1,7 @@
 """The upcoming runs Prefect's scheduler must make of ``prefect.yaml``'s cron schedules (issue 18).
 
 The nightly cleanup fires at 02:00 UTC every day, the performance sandbox at
-03:00 UTC on Mondays. The times are computed here by hand, not with the cron
+03:00 UTC on Mondays, the fleet status every hour. The times are computed here by hand, not with the cron
 library the server uses, and ``tests/integration/test_schedules.py`` checks that
 these are the expressions ``prefect.yaml`` has. :func:`scheduled_as_the_cron_says`
 reads a server through the Prefect client as the UI's Upcoming tab does.
@@ -37,6 +37,12 @@ def nightly_after(moment: datetime) -> datetime:
     return at if at > moment else at + timedelta(days=1)
 
 
+def hourly_after(moment: datetime) -> datetime:
+    """The first full hour after ``moment`` (``0 * * * *``)."""
+    at = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    return at if at > moment else at + timedelta(hours=1)
+
+
 def weekly_after(moment: datetime) -> datetime:
     """The first Monday 03:00 UTC after ``moment`` (``0 3 * * 1``)."""
     at = moment.astimezone(UTC).replace(hour=3, minute=0, second=0, microsecond=0)
@@ -48,6 +54,7 @@ def weekly_after(moment: datetime) -> datetime:
 SCHEDULED: dict[str, tuple[str, str, Callable[[datetime], datetime]]] = {
     "nightly-cleanup": ("cleanup-expired-sandboxes", "0 2 * * *", nightly_after),
     "performance": ("performance-sandbox", "0 3 * * 1", weekly_after),
+    "fleet-status": ("fleet-status", "0 * * * *", hourly_after),
 }
 
 
