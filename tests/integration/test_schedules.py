@@ -63,7 +63,8 @@ def test_the_expected_times_are_those_of_prefect_yaml() -> None:
     assert fire_times("performance", datetime(2026, 3, 2, 2, 59, tzinfo=UTC))[0] == datetime(2026, 3, 2, 3, tzinfo=UTC)
     assert fire_times("nightly-cleanup", datetime(2026, 3, 2, 2, tzinfo=UTC))[0] == datetime(2026, 3, 3, 2, tzinfo=UTC)
     assert fire_times("fleet-status", monday_noon) == [datetime(2026, 3, 2, h, tzinfo=UTC) for h in (13, 14, 15)]
-    assert fire_times("fleet-status", datetime(2026, 3, 2, 23, 30, tzinfo=UTC))[0] == datetime(2026, 3, 3, 0, tzinfo=UTC)
+    before_midnight = datetime(2026, 3, 2, 23, 30, tzinfo=UTC)
+    assert fire_times("fleet-status", before_midnight)[0] == datetime(2026, 3, 3, 0, tzinfo=UTC)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
