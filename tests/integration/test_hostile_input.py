@@ -190,6 +190,11 @@ BRANCH = "OPS-5-hostile-input"  # the branch CREATE's ticket and summary make
 
 CREATE = ("create", SANDBOX, "--ticket", "OPS-5", "--summary", "hostile input", "--config", "{config}")
 
+#: A registry reached over the network (plain HTTP) instead of the demo's OCI image layout
+#: (``layout_dir``), which would answer from disk and never meet the registry under test.
+_NETWORK_REGISTRY: dict[str, Any] = {"insecure": True, "layout_dir": None}
+
+
 ROWS = [
     # -- item 1: no host file leaves through a checkout -------------------------------------------
     Hostile(
@@ -270,7 +275,7 @@ ROWS = [
         ("release", "plan", "--config", "{config}"),
         2,
         "the registry oci://registry.example.test/fleet/platform is plain HTTP: refusing to send credentials",
-        config={"drivers": {"registry": {"url": "oci://registry.example.test/fleet/platform", "insecure": True}}},
+        config={"drivers": {"registry": {**_NETWORK_REGISTRY, "url": "oci://registry.example.test/fleet/platform"}}},
     ),
     Hostile(
         "remote-credentials-over-plain-http",
@@ -339,7 +344,7 @@ ROWS = [
         ("release", "plan", "--config", "{config}"),
         1,
         "registry {registry}: refusing to send the registry credentials to the token realm http://127.0.0.1:",
-        config={"drivers": {"registry": {"url": "oci://{registry}/fleet/platform", "insecure": True}}},
+        config={"drivers": {"registry": {**_NETWORK_REGISTRY, "url": "oci://{registry}/fleet/platform"}}},
     ),
     # -- item 5: reading is bounded ----------------------------------------------------------------
     Hostile(
