@@ -225,9 +225,10 @@ hold(sys.argv[1], sys.argv[2])
 """
 
 
-def test_other_sandboxes_proceed_and_a_killed_holder_is_taken_over(fleet: Path, prefect_server: str) -> None:
-    holder = subprocess.Popen(  # noqa: S603 - argv list
-        [sys.executable, "-c", _HOLDER, "sandbox-held", str(fleet)],
+def _hold_lock(name: str, fleet: Path, prefect_server: str) -> subprocess.Popen[str]:
+    """A process holding sandbox ``name``'s lock of ``fleet`` (it prints ``held`` once it does)."""
+    return subprocess.Popen(  # noqa: S603 - argv list
+        [sys.executable, "-c", _HOLDER, name, str(fleet)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -235,6 +236,10 @@ def test_other_sandboxes_proceed_and_a_killed_holder_is_taken_over(fleet: Path, 
         env=cli_env(prefect_server),
         cwd=Path(__file__).resolve().parents[2],
     )
+
+
+def test_other_sandboxes_proceed_and_a_killed_holder_is_taken_over(fleet: Path, prefect_server: str) -> None:
+    holder = _hold_lock("sandbox-held", fleet, prefect_server)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         blocked = _create(fleet, "sandbox-held", prefect_server)
@@ -262,15 +267,7 @@ def test_two_fleets_with_a_sandbox_of_one_name_run_at_once(fleet: Path, tmp_path
     other = prepare_demo(tmp_path / "other" / "fleet", development=False)
     edit_config(other, drivers={"cluster": {"simulation": {"readiness_delay_seconds": 0.05}}})
     assert load_config(other).fleet_id != load_config(fleet).fleet_id
-    holder = subprocess.Popen(  # noqa: S603 - argv list
-        [sys.executable, "-c", _HOLDER, "sandbox-same", str(fleet)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=cli_env(prefect_server),
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    holder = _hold_lock("sandbox-same", fleet, prefect_server)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         elsewhere = _create(other, "sandbox-same", prefect_server)
