@@ -33,6 +33,7 @@ from sandbox.cleanup import (
 from sandbox.config import FleetConfig, load_config
 from sandbox.errors import error_message
 from sandbox.inventory import utcnow
+from sandbox.models import StageResult
 from sandbox.wiring import Drivers, build_drivers, open_inventory
 from tasks.artifacts import create_table_artifact
 from tasks.common import StageRequest, resolve_secret, retry_if_retryable
@@ -107,7 +108,13 @@ def _resolve(
     finally:
         inventory.close()
     # The normal teardown stage: ordered cluster teardown, then terraform destroy.
-    result = teardown_task(StageRequest(config_path=config_path, name=record.name, lifecycle_id=record.lifecycle_id))
+    # Called inside this task, the stage task hands back its final state (Completed, holding the
+    # result, with the summary as its message; see tasks.common.stage_state), not the result:
+    # ``result()`` unwraps it, and raises what a failed teardown raised.
+    state = teardown_task(
+        StageRequest(config_path=config_path, name=record.name, lifecycle_id=record.lifecycle_id), return_state=True
+    )
+    result: StageResult = state.result()
     return "done", result.summary
 
 
