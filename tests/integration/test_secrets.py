@@ -350,6 +350,7 @@ def failures(prefect_server: str, tmp_path_factory: pytest.TempPathFactory) -> I
                     "url": f"oci://127.0.0.1:{registry.server_address[1]}/fleet/platform",
                     "insecure": True,
                     "auth": "basic",
+                    "layout_dir": None,  # the echoing registry, not the demo's OCI layout on disk
                 },
             },
             validation={

@@ -233,7 +233,8 @@ def test_two_workers_run_six_lifecycles_at_once_on_a_postgresql_server(
     assert sorted(pr["number"] for pr in pull_requests) == list(range(1, len(SANDBOXES) + 1))
     assert sorted(pr["head"] for pr in pull_requests) == sorted(f"OPS-{100 + n}-team-change-{n}" for n in range(1, 7))
     for name in SANDBOXES:  # every stage's checkpoint is on the shared volume, whichever worker wrote it
-        stored = {path.parent.name for path in shared_results.glob(f"{name}/*/*/v1")}
+        # Checkpoints are stored as <fleet id>/<sandbox>/<lifecycle id>/<stage>/v1.
+        stored = {path.parent.name for path in shared_results.glob(f"*/{name}/*/*/v1")}
         assert stored == {stage.value for stage in STAGE_ORDER}, (name, stored)
 
 
