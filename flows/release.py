@@ -11,12 +11,14 @@ release).
 
 from __future__ import annotations
 
-from typing import Literal
+import time
+from typing import Literal, cast
 
-from prefect import flow, get_run_logger
-from prefect.exceptions import FlowPauseTimeout
+from prefect import flow, get_client, get_run_logger
+from prefect.context import FlowRunContext
+from prefect.exceptions import FlowPauseTimeout, Pause
 from prefect.flow_runs import pause_flow_run
-from prefect.input import RunInput
+from prefect.input import RunInput, keyset_from_paused_state
 from pydantic import BaseModel, Field
 
 from sandbox.errors import InvalidInputError, PermanentError, SandboxError
@@ -173,9 +175,7 @@ def release_production(
     )
     logger.info(f"waiting for approval: {plan.title}")
     try:
-        decision = pause_flow_run(
-            wait_for_input=form, timeout=approval_timeout_seconds, poll_interval=approval_poll_seconds
-        )
+        decision = _await_approval(form, approval_timeout_seconds, approval_poll_seconds)
     except FlowPauseTimeout:
         raise ApprovalTimeoutError(
             f"no approval within {approval_timeout_seconds}s for {plan.title}; nothing proposed"
@@ -192,3 +192,33 @@ def release_production(
     change = propose_production_task(target, plan, decision.reason)
     logger.info(change.summary)
     return ProductionReleaseReport(outcome="proposed", plan=plan, reason=decision.reason, change=change)
+
+
+def _await_approval(form: type[ProductionApproval], timeout: int, poll_seconds: int) -> ProductionApproval:
+    """Pause for the approval form, and keep waiting when the pause's own answer was lost.
+
+    Prefect's client resends a request whose response it lost (a timeout against a busy
+    server); the server then refuses the resent transition as a duplicate, and
+    ``pause_flow_run`` raises ``Pause`` although the run *is* paused for this form. Left
+    alone the run would end there, paused with nobody waiting, its approval unanswerable.
+    Carry on as ``pause_flow_run`` would have: publish the form, poll until resumed.
+    """
+    try:
+        return pause_flow_run(wait_for_input=form, timeout=timeout, poll_interval=poll_seconds)
+    except Pause as signal:
+        context = FlowRunContext.get()
+        run = context.flow_run if context is not None else None
+        if signal.state is None or not signal.state.is_paused() or run is None:
+            raise
+        keyset = keyset_from_paused_state(signal.state)
+        form.save(keyset)
+        deadline = time.monotonic() + timeout
+        with get_client(sync_client=True) as client:
+            while True:
+                state = client.read_flow_run(run.id).state
+                if state is not None and state.is_running():
+                    # load() dispatches on the caller; from this synchronous flow it is synchronous
+                    return cast(ProductionApproval, form.load(keyset))
+                if time.monotonic() >= deadline:
+                    raise FlowPauseTimeout("Flow run was paused and never resumed.") from None
+                time.sleep(poll_seconds)

@@ -353,6 +353,38 @@ def test_approved_production_bump_opens_a_one_line_pull_request(demo: Demo, pref
     assert git(demo.remote, "diff", "--stat", "main", "release/production-1.2.4").count("|") == 1
 
 
+def test_an_approval_survives_a_pause_whose_answer_was_lost(
+    demo: Demo, prefect_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy server answers the pause too late; the client resends it and the server
+    refuses the duplicate. The run is paused all the same: it must keep waiting for the
+    approval rather than end paused with nobody there (seen once under CI load)."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.flow_runs import resume_flow_run
+
+    send: Any = SyncPrefectClient.request  # Any: its typed path literals are beside the point here
+    resent: list[str] = []
+
+    def lose_the_pause_answer(self: Any, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        state = (kwargs.get("json") or {}).get("state") or {}
+        if path.endswith("/set_state") and state.get("type") == "PAUSED" and not resent:
+            send(self, method, path, *args, **kwargs)  # accepted, but its answer never arrives
+            resent.append(path)
+        return send(self, method, path, *args, **kwargs)
+
+    monkeypatch.setattr(SyncPrefectClient, "request", lose_the_pause_answer)
+    _two_releases(demo)
+    worker, box, run_id = _start_production_flow(demo, version="1.2.4")
+    assert resent, "the pause was not resent; the test exercised nothing"
+    resume_flow_run(run_id, run_input={"approve": True, "reason": "resent pause"})
+    worker.join(60)
+    report = box["state"].result()
+    assert report.outcome == "proposed"
+    [recorded] = pull_requests(demo)
+    assert recorded["head"] == "release/production-1.2.4"
+    assert "resent pause" in recorded["body"]
+
+
 def test_rejected_production_bump_opens_nothing(demo: Demo, prefect_server: str) -> None:
     from prefect.flow_runs import resume_flow_run
 
