@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from uuid import UUID
 
 from sandbox.errors import SandboxError
 
@@ -131,27 +132,25 @@ def detach_temporary_server() -> None:
     server_module.subprocess = detached  # type: ignore[assignment]
 
 
-#: The tag every flow run one CLI invocation makes carries (see :func:`cancel_interrupted_runs`).
-INVOCATION_TAG_PREFIX = "cli-invocation:"
-
-
-def cancel_interrupted_runs(tag: str) -> list[str]:
-    """Mark the flow runs an interrupted CLI invocation made, and did not finish, Cancelled.
+def cancel_interrupted_runs(run_ids: Sequence[UUID]) -> list[str]:
+    """Mark the flow runs an interrupted CLI invocation started, and did not finish, Cancelled.
 
     Prefect's engine reports an interrupted run Crashed; a Ctrl-C is a
     cancellation, and ``sandbox resume`` continues it.
+
+    Args:
+        run_ids: The flow runs the invocation started (see :func:`cli.common.call_flow`).
 
     Returns:
         The ids of the runs marked.
     """
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
     from prefect.states import Cancelled
 
     marked = []
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[tag])), limit=20)
-        for run in runs:
+        for run_id in run_ids:
+            run = client.read_flow_run(run_id)
             if run.state is not None and run.state.is_final() and not run.state.is_crashed():
                 continue
             client.set_flow_run_state(run.id, Cancelled(message="interrupted (SIGINT)"), force=True)

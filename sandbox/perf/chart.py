@@ -7,6 +7,8 @@ the percentage change. Without a baseline only the run's bars are drawn.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,7 +36,12 @@ def write_chart(
     title: str,
     failed_metrics: frozenset[str] = frozenset(),
 ) -> Path:
-    """Draw the run (and its baseline) to ``path`` as a PNG.
+    """Draw the run (and its baseline) to ``path`` as a PNG, unless it is drawn there already.
+
+    The same figures draw the same chart: a chart whose inputs match those recorded
+    beside it (``<path>.inputs``) is not drawn again (a lifecycle's summary shows the
+    chart its performance stage drew, and every resume publishes the summary anew;
+    drawing takes half a second).
 
     Args:
         path: Where the PNG goes (its directory is created).
@@ -46,6 +53,28 @@ def write_chart(
     Returns:
         ``path``.
     """
+    inputs = json.dumps(
+        [dict(current), dict(baseline) if baseline is not None else None, title, sorted(failed_metrics)],
+        sort_keys=True,
+        default=str,
+    )
+    fingerprint = hashlib.sha256(inputs.encode("utf-8")).hexdigest()
+    recorded = path.with_name(f"{path.name}.inputs")
+    if path.is_file() and recorded.is_file() and recorded.read_text(encoding="utf-8").strip() == fingerprint:
+        return path
+    _draw(path, current, baseline, title=title, failed_metrics=failed_metrics)
+    recorded.write_text(fingerprint + "\n", encoding="utf-8")
+    return path
+
+
+def _draw(
+    path: Path,
+    current: Mapping[str, Any],
+    baseline: Mapping[str, Any] | None,
+    *,
+    title: str,
+    failed_metrics: frozenset[str],
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg", force=True)  # no display: render to files only
@@ -109,4 +138,3 @@ def write_chart(
         tmp.replace(path)
     finally:
         plt.close(figure)
-    return path

@@ -145,6 +145,29 @@ def test_chart_is_a_png(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_the_same_figures_are_not_drawn_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sandbox.perf import chart
+
+    drawn: list[str] = []
+    draw = chart._draw
+
+    def counting(path: Path, *args: Any, **kwargs: Any) -> None:
+        drawn.append(kwargs["title"])
+        draw(path, *args, **kwargs)
+
+    monkeypatch.setattr(chart, "_draw", counting)
+    target = tmp_path / "comparison.png"
+    for _ in range(2):  # the stage draws it, then the lifecycle summary (and each resume) asks again
+        write_chart(target, metrics(90, 20, 36, 40), metrics(100, 20, 30, 40), title="run r1")
+    assert drawn == ["run r1"]
+    write_chart(target, metrics(95, 20, 36, 40), metrics(100, 20, 30, 40), title="run r1")  # other figures
+    write_chart(target, metrics(95, 20, 36, 40), metrics(100, 20, 30, 40), title="run r1 again")  # another title
+    assert drawn == ["run r1", "run r1", "run r1 again"]
+    target.unlink()  # gone: drawn anew whatever its record says
+    write_chart(target, metrics(95, 20, 36, 40), metrics(100, 20, 30, 40), title="run r1 again")
+    assert len(drawn) == 4 and target.read_bytes()[:4] == b"\x89PNG"
+
+
 def config(**performance: Any) -> FleetConfig:
     return FleetConfig.model_validate(
         {
