@@ -396,8 +396,12 @@ def scan_path(
             raise ScanPathError(f"cannot read directory {root}: {exc.strerror or type(exc).__name__}") from None
         boundary = within if within is not None else root
         for file_path in _walk(root, scanner):
-            # A file that is a link is read only when it stays inside the boundary.
-            paths.inside(boundary, Path(file_path), label=label)
+            # A file that is a link is read only when it stays inside the boundary. Only links need
+            # the check: the walk never descends into a linked directory and the root was checked
+            # above, so a plain file here is inside (and the full check, three realpaths a file,
+            # was four fifths of a 10,000-file scan).
+            if os.path.islink(file_path):
+                paths.inside(boundary, Path(file_path), label=label)
             scanner.scan_file(file_path)
     elif root.suffix.lower() in YAML_SUFFIXES | JSON_SUFFIXES:
         if not os.access(root, os.R_OK):
