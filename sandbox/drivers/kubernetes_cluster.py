@@ -40,10 +40,14 @@ Writes to such a kind raise :class:`KubernetesApiError`.
 
 Errors
 ------
-No answer (connection refused, timeouts, dropped connections) and answers
-429/5xx raise :class:`KubernetesUnavailableError` (a
-:class:`~sandbox.errors.ClusterUnreachableError`, retryable). Other refusals
-(401, 403, 404 on a write, 409, 422, TLS failures) raise
+No answer (connection refused or reset, timeouts, dropped connections, a
+watch stream cut off, a TLS handshake the server hung up on: an API server
+killed or restarting) and answers 408/429/5xx raise
+:class:`KubernetesUnavailableError` (a
+:class:`~sandbox.errors.ClusterUnreachableError`, retryable); its message names
+the cluster's API endpoint and, for a 429/503 that says so, the server's
+``Retry-After``. Other refusals (401, 403, 404 on a write, 409, 422, TLS
+failures such as an unknown certificate authority) raise
 :class:`KubernetesApiError` (a :class:`~sandbox.errors.ClusterError`,
 permanent). Messages are one line, ``<verb> <Kind/namespace/name>: <status>
 <reason>: <message from the Status body>``. The kubeconfig is never logged, and
@@ -120,15 +124,17 @@ class KubernetesApiError(ClusterError):
 
 
 class KubernetesUnavailableError(ClusterUnreachableError):
-    """The API server did not answer, or answered 429/5xx; a later try may work.
+    """The API server did not answer, or answered 408/429/5xx; a later try may work.
 
     Attributes:
         status: The HTTP status, or ``None`` when there was no answer.
+        retry_after: Seconds the server asked to wait (its ``Retry-After``), or ``None``.
     """
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.retry_after = retry_after
 
 
 def _as_dict(_client: Any, data: Any) -> Any:
@@ -702,23 +708,60 @@ class KubernetesClusterDriver:
         status = int(exc.status or 0)
         reason, message = _status_details(exc)
         if status == 0:
+            # The client turns an SSLError it sees directly into status 0, its text in the reason.
+            if _tls_connection_lost(str(exc.reason or "")):
+                return self._unreachable(verb, target, _TLS_HANG_UP)
             line = self._redact(_one_line(f"{verb} {target}: TLS error talking to {self._endpoint()}: {reason}"))
             return KubernetesApiError(line, status=0, reason=None)
-        text = f"{verb} {target}: {status} {reason}" + (f": {message}" if message else "")
-        line = self._redact(_one_line(text))
         if status in (408, 429) or status >= 500:
-            return KubernetesUnavailableError(line, status=status)
+            # Busy, restarting or gone behind a proxy: say which cluster, and how long it asked to be left alone.
+            retry_after = _retry_after(exc)
+            wait = f" (retry after {retry_after}s)" if retry_after is not None else ""
+            text = f"{verb} {target}: {status} {reason} from cluster API {self._endpoint()}{wait}"
+            line = self._redact(_one_line(text + (f": {message}" if message else "")))
+            return KubernetesUnavailableError(line, status=status, retry_after=retry_after)
+        line = self._redact(_one_line(f"{verb} {target}: {status} {reason}" + (f": {message}" if message else "")))
         return KubernetesApiError(line, status=status, reason=reason or None)
 
     def _transport_error(
         self, verb: str, target: str, exc: BaseException
     ) -> KubernetesApiError | KubernetesUnavailableError:
         cause = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason else exc
-        if isinstance(cause, urllib3.exceptions.SSLError):
+        if isinstance(cause, urllib3.exceptions.SSLError) and not _tls_connection_lost(str(cause)):
             line = f"{verb} {target}: TLS error talking to {self._endpoint()}: {cause}"
             return KubernetesApiError(self._redact(_one_line(line)), status=0)
-        line = f"{verb} {target}: cluster API {self._endpoint()} unreachable: {_transport_detail(cause)}"
+        return self._unreachable(verb, target, _transport_detail(cause))
+
+    def _unreachable(self, verb: str, target: str, detail: str) -> KubernetesUnavailableError:
+        line = f"{verb} {target}: cluster API {self._endpoint()} unreachable: {detail}"
         return KubernetesUnavailableError(self._redact(_one_line(line)))
+
+
+#: What an SSL error says when the server hung up during the handshake (killed, restarting, its listener
+#: closing) rather than refusing us: OpenSSL's and Python's wordings of an unexpected EOF or a reset.
+_TLS_HANG_UP_MARKERS = (
+    "UNEXPECTED_EOF_WHILE_READING",
+    "EOF occurred in violation of protocol",
+    "Connection reset by peer",
+    "ECONNRESET",
+)
+_TLS_HANG_UP = "connection closed during the TLS handshake"
+
+
+def _tls_connection_lost(text: str) -> bool:
+    """Whether an SSL error's text is the connection going away, not a TLS refusal (certificate, protocol)."""
+    return any(marker in text for marker in _TLS_HANG_UP_MARKERS)
+
+
+def _retry_after(exc: ApiException) -> int | None:
+    """The answer's ``Retry-After`` in whole seconds (delta-seconds form only), or ``None``."""
+    headers = getattr(exc, "headers", None)
+    value = headers.get("Retry-After") if headers is not None else None
+    try:
+        seconds = int(str(value).strip()) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and seconds >= 0 else None
 
 
 def _transport_detail(cause: BaseException) -> str:
@@ -733,6 +776,8 @@ def _transport_detail(cause: BaseException) -> str:
         return "timed out connecting"
     if isinstance(cause, errors.ReadTimeoutError | TimeoutError):
         return "timed out waiting for the answer"
+    if isinstance(cause, errors.SSLError):
+        return _TLS_HANG_UP
     if isinstance(cause, errors.ProtocolError):
         return "connection closed before the answer was complete"
     if isinstance(cause, OSError) and cause.strerror:
