@@ -21,7 +21,10 @@ could otherwise be answered by another cluster's process on a port ours failed t
 ``up`` is idempotent: a component whose recorded process still runs with the same command line is kept (and
 waited for), anything else is (re)started, so a rerun after a crash, a timeout or a killed flow picks up where
 the cluster is. If ``up`` fails, it stops every process of the cluster (the directory, logs included, stays for
-``down``), so a failed start leaves nothing running. ``down`` stops every process carrying the cluster's marker,
+``down``), so a failed start leaves nothing running. Once the cluster is up, the host kubelet does what ``up``
+does for any control-plane process that dies (:func:`restart_stopped`, as a kubelet restarts its static pods): a
+killed kube-apiserver is started again on its port, and the cluster's clients (a stage retrying, the controllers)
+carry on with the same kubeconfig. ``down`` stops every process carrying the cluster's marker,
 whatever started it, and deletes the directory, but only a directory holding the marker file.
 
 Layout of the directory (0700)::
@@ -179,12 +182,19 @@ def prepare(cluster_dir: Path | str) -> Layout:
 
 
 @contextlib.contextmanager
-def _locked(where: Layout) -> Iterator[None]:
-    """Serialise ``up``/``down`` of one cluster (two terraform runs of the same sandbox, a rerun)."""
+def _locked(where: Layout, *, wait: bool = True) -> Iterator[bool]:
+    """Serialise ``up``/``down`` of one cluster (two terraform runs of the same sandbox, a rerun).
+
+    Yields whether the lock is held: always with ``wait``; without it, ``False`` when someone else holds it.
+    """
     handle = os.open(where.lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
     finally:
         os.close(handle)
 
@@ -584,16 +594,7 @@ def _up(
         ports = ", ".join(f"{role} 127.0.0.1:{port}" for role, port in records[component.name].ports.items())
         progress(f"{component.name} ready after {timings[component.name]:.1f}s" + (f" ({ports})" if ports else ""))
         if component.name == "kube-apiserver":
-            server = f"https://127.0.0.1:{api_port()}"
-            pki = where.pki
-            text = admin_kubeconfig(
-                server,
-                cluster_name=settings.name,
-                ca_file=pki.ca_cert,
-                cert_file=pki.admin_cert,
-                key_file=pki.admin_key,
-            )
-            write_atomically(where.kubeconfig, text)
+            _write_kubeconfig(where, settings.name, api_port())
     info = {
         "name": settings.name,
         "endpoint": f"https://127.0.0.1:{api_port()}",
@@ -606,6 +607,67 @@ def _up(
     }
     write_atomically(where.info, json.dumps(info, indent=2, sort_keys=True) + "\n", 0o644)
     return info
+
+
+def restart_stopped(cluster_dir: Path | str, *, timeout: float = 300.0) -> list[str]:
+    """Start again each control-plane process of a cluster that is up but whose process is gone; their names.
+
+    The host kubelet calls this every few seconds, as a kubelet restarts a static pod that exited: a killed
+    kube-apiserver (or etcd, controller-manager, scheduler, kwok) comes back on the ports it had, so the
+    kubeconfig handed out stays right and clients resume. The components that still run are not touched. Nothing
+    is done for a cluster that never finished ``up`` (no ``cluster.json``) or while ``up``/``down`` holds the
+    cluster's lock: they are in charge then.
+
+    Raises:
+        ComponentFailedError / ComponentTimeoutError / PortsExhaustedError: A component did not start again (the
+            caller tries later).
+    """
+    where = layout(cluster_dir)
+    try:
+        info = json.loads(where.info.read_text())
+    except (OSError, ValueError):
+        return []
+    settings = ClusterSettings(name=str(info.get("name") or "local"), nodes=max(1, len(info.get("nodes") or [])))
+
+    def api_port() -> int:
+        record = where.record("kube-apiserver")
+        if record is None:
+            raise LocalClusterError("kube-apiserver is not running")
+        return record.ports["secure"]
+
+    wanted = [c for c in components(where, settings, api_port) if c.name != HOST_KUBELET]
+    if all(where.record(c.name) is not None for c in wanted):
+        return []
+    restarted: list[str] = []
+    with _locked(where, wait=False) as held:
+        if not held:
+            return []
+        deadline = time.monotonic() + timeout
+        running = [where.record(c.name) for c in wanted]
+        reserved = {port for record in running if record is not None for port in record.ports.values()}
+        for component in wanted:
+            if where.record(component.name) is None:
+                _start(where, component, settings, deadline, reserved=reserved)
+                restarted.append(component.name)
+        if "kube-apiserver" in restarted and f"https://127.0.0.1:{api_port()}" != info.get("endpoint"):
+            # Its port was taken meanwhile: the cluster's own files follow (a kubeconfig handed out does not).
+            _write_kubeconfig(where, settings.name, api_port())
+            info["endpoint"] = f"https://127.0.0.1:{api_port()}"
+            info.setdefault("ports", {})["kube-apiserver"] = {"secure": api_port()}
+            write_atomically(where.info, json.dumps(info, indent=2, sort_keys=True) + "\n", 0o644)
+    return restarted
+
+
+def _write_kubeconfig(where: Layout, name: str, port: int) -> None:
+    pki = where.pki
+    text = admin_kubeconfig(
+        f"https://127.0.0.1:{port}",
+        cluster_name=name,
+        ca_file=pki.ca_cert,
+        cert_file=pki.admin_cert,
+        key_file=pki.admin_key,
+    )
+    write_atomically(where.kubeconfig, text)
 
 
 def down(cluster_dir: Path | str, *, grace: float = 10.0) -> list[LocalProcess]:

@@ -27,6 +27,11 @@ How a controller runs (the pod's view, mapped to the host):
   ``--enable-leader-election=false`` (one process each; a killed one's successor must not wait for a lease);
   ``--log-encoding=console`` (the logs are read by people).
 
+It is also the cluster's node agent for the control plane: every :data:`CONTROL_PLANE_CHECK_SECONDS` it starts
+again any control-plane process that died (:func:`sandbox.localcluster.control_plane.restart_stopped`; a killed
+kube-apiserver comes back on its port, as a kubelet restarts a static pod), backing off like a crashing
+controller when that fails.
+
 What it does not model: readiness probes (kwok marks the pod ready before the process is), resource limits,
 the container's environment variables, volumes other than the storage directory.
 """
@@ -48,7 +53,7 @@ from typing import Any, Protocol
 from sandbox import toolchain
 from sandbox.errors import SandboxError
 from sandbox.localcluster import ports as portpicker
-from sandbox.localcluster.control_plane import Layout, admin_api, layout
+from sandbox.localcluster.control_plane import Layout, admin_api, layout, restart_stopped
 from sandbox.localcluster.errors import LocalClusterError
 from sandbox.localcluster.kubeapi import token_file_kubeconfig
 from sandbox.localcluster.processes import (
@@ -95,6 +100,8 @@ TOKEN_SECONDS = 24 * 3600
 BACKOFF_MAX_SECONDS = 60.0
 #: A process that ran this long before exiting starts its next back-off from the beginning.
 BACKOFF_RESET_SECONDS = 120.0
+#: How often the kubelet looks for a dead control-plane process (reading pid files and ``/proc``: cheap).
+CONTROL_PLANE_CHECK_SECONDS = 1.0
 
 
 # -- decisions (pure) -------------------------------------------------------------------------------------------
@@ -539,6 +546,44 @@ class HostKubelet:
         }
 
 
+@dataclass
+class ControlPlaneWatch:
+    """Restarts the cluster's control-plane processes that died (see the module docstring).
+
+    Args:
+        where: The cluster's layout.
+        note: Where a restart (or a failed one) is told.
+        restart: Restarts what is missing, returns the names (tests pass a fake).
+        clock: Monotonic time.
+    """
+
+    where: Layout
+    note: Callable[[str], None]
+    restart: Callable[[Path], list[str]] = restart_stopped
+    clock: Callable[[], float] = time.monotonic
+    backoff: Backoff = field(default_factory=Backoff)
+    checked: float = float("-inf")
+
+    def check(self) -> list[str]:
+        """Restart what died, unless looked at too recently or backing off; the names restarted."""
+        now = self.clock()
+        if now - self.checked < CONTROL_PLANE_CHECK_SECONDS or now < self.backoff.not_before:
+            return []
+        self.checked = now
+        try:
+            restarted = self.restart(self.where.root)
+        except SandboxError as exc:
+            self.backoff.failed(now, 0.0)
+            wait = self.backoff.not_before - now
+            self.note(f"the control plane could not be restarted; trying again in {wait:.0f}s ({exc})")
+            return []
+        self.backoff = Backoff()
+        if restarted:
+            whose = "its process" if len(restarted) == 1 else "their processes"
+            self.note(f"restarted {', '.join(restarted)}: {whose} had exited")
+        return restarted
+
+
 def _stop_leftovers(where: Layout) -> None:
     """Stop controller processes a previous kubelet of this cluster left (it was killed): start from scratch."""
     leftovers = [p for p in find_local_cluster_processes(where.root) if p.component in CONTROLLERS]
@@ -585,6 +630,7 @@ def supervise(cluster_dir: Path | str, *, poll_seconds: float = 1.0) -> int:
             for name, ports in saved.items()
             if name in CONTROLLERS and all(portpicker.is_free(int(p)) for p in ports.values())
         }
+    control_plane = ControlPlaneWatch(where, kubelet._note)
     watch = DeploymentWatch(api, NAMESPACE, changed)
     threading.Thread(target=watch.run, args=(stopping,), name="deployment-watch", daemon=True).start()
     state_file = where.flux / "host-kubelet.json"
@@ -595,6 +641,7 @@ def supervise(cluster_dir: Path | str, *, poll_seconds: float = 1.0) -> int:
             changed.clear()
             if stopping.is_set():
                 break
+            control_plane.check()
             snapshot = watch.snapshot()
             if snapshot is None:
                 continue

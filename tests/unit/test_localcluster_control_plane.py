@@ -7,6 +7,9 @@ The real binaries are exercised by tests/real.
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import socket
 import sys
 import time
@@ -28,6 +31,7 @@ from sandbox.localcluster.errors import (
     PortsExhaustedError,
 )
 from sandbox.localcluster.ports import pick_ports
+from tests.polling import poll
 
 
 def _server(ports: Mapping[str, int]) -> list[str]:
@@ -190,3 +194,41 @@ def test_fake_nodes_look_like_kwoks() -> None:
     assert node["metadata"]["name"] == "kwok-node-2"
     assert node["metadata"]["annotations"]["kwok.x-k8s.io/node"] == "fake"
     assert "taints" not in node.get("spec", {})
+
+
+def _up_with_stand_ins(where: C.Layout, monkeypatch: pytest.MonkeyPatch) -> dict[str, P.ProcessRecord]:
+    """Two stand-in components started, and the cluster.json ``up`` writes once everything is ready."""
+    stand_ins = [SERVER, C.Component("other", ("http",), _server, _ready)]
+    monkeypatch.setattr(C, "components", lambda *a, **k: stand_ins)
+    records = {c.name: C._start(where, c, _settings(), time.monotonic() + 60, reserved=set()) for c in stand_ins}
+    where.info.write_text(json.dumps({"name": "local", "nodes": ["kwok-node-0"], "endpoint": "https://x"}))
+    return records
+
+
+def test_a_dead_component_of_an_up_cluster_is_restarted_on_its_port(
+    where: C.Layout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = _up_with_stand_ins(where, monkeypatch)
+    assert C.restart_stopped(where.root) == []  # all running: nothing touched
+    os.kill(records["web"].pid, signal.SIGKILL)  # killed, as a kube-apiserver by an OOM killer or a test
+    poll("the killed stand-in gone", lambda: where.record("web") is None or None, 30, interval=0.05)
+    restarted = C.restart_stopped(where.root, timeout=60)
+    assert restarted == ["web"]
+    again = where.record("web")
+    assert again is not None and again.pid != records["web"].pid
+    assert again.ports == records["web"].ports  # the kubeconfig handed out stays right
+    assert _answers(again.ports)
+    assert where.record("other") == records["other"]  # the one still running was left alone
+
+
+def test_restart_leaves_a_cluster_alone_while_up_or_down_holds_it_or_before_it_was_up(
+    where: C.Layout, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = _up_with_stand_ins(where, monkeypatch)
+    os.kill(records["web"].pid, signal.SIGKILL)
+    poll("the killed stand-in gone", lambda: where.record("web") is None or None, 30, interval=0.05)
+    with C._locked(where):  # `up` or `down` at work
+        assert C.restart_stopped(where.root) == []
+    where.info.unlink()  # never finished `up`: `up` is in charge
+    assert C.restart_stopped(where.root) == []
+    assert where.record("web") is None

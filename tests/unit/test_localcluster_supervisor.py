@@ -13,7 +13,7 @@ import yaml
 
 from sandbox.localcluster import supervisor as S
 from sandbox.localcluster.control_plane import prepare
-from sandbox.localcluster.errors import LocalApiUnreachableError
+from sandbox.localcluster.errors import ComponentTimeoutError, LocalApiUnreachableError
 from sandbox.localcluster.flux_install import CONTROLLERS, render_documents
 from sandbox.localcluster.processes import ProcessSpec
 
@@ -298,3 +298,39 @@ def test_the_deployment_watch_keeps_a_snapshot() -> None:
     stopping.set()
     thread.join(timeout=5)
     assert watch.snapshot() == snapshot  # an unreachable API server keeps the last snapshot
+
+
+def test_the_kubelet_restarts_a_dead_control_plane_and_backs_off_when_it_cannot(tmp_path: Path) -> None:
+    now = [100.0]
+    notes: list[str] = []
+    outcomes: list[list[str] | Exception] = [
+        [],
+        ["kube-apiserver"],
+        ComponentTimeoutError("kube-apiserver was not ready in time"),
+        ComponentTimeoutError("kube-apiserver was not ready in time"),
+        ["kube-apiserver"],
+    ]
+    calls: list[float] = []
+
+    def restart(cluster_dir: Path) -> list[str]:
+        calls.append(now[0])
+        outcome = outcomes.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    watch = S.ControlPlaneWatch(prepare(tmp_path / "c"), notes.append, restart=restart, clock=lambda: now[0])
+    assert watch.check() == []  # everything runs
+    assert watch.check() == [] and len(calls) == 1  # looked at a moment ago: not again yet
+    now[0] += S.CONTROL_PLANE_CHECK_SECONDS
+    assert watch.check() == ["kube-apiserver"]
+    assert notes[-1] == "restarted kube-apiserver: its process had exited"
+    now[0] += S.CONTROL_PLANE_CHECK_SECONDS
+    assert watch.check() == []  # failed: told, and the next try waits
+    assert "could not be restarted; trying again in 1s (kube-apiserver was not ready in time)" in notes[-1]
+    now[0] += 1.0
+    assert watch.check() == [] and "trying again in 2s" in notes[-1]
+    now[0] += 1.0
+    assert watch.check() == [] and len(calls) == 4  # still backing off
+    now[0] += 1.0
+    assert watch.check() == ["kube-apiserver"] and watch.backoff.failures == 0
