@@ -75,5 +75,7 @@ toolchain:
 bench: setup peers
 	$(BIN)/python -m bench
 
+# A local demo's clusters are stopped before their directory goes (their processes would outlive it, unfindable).
 clean:
+	test ! -d .demo-local || ! test -x $(BIN)/python || $(BIN)/python -m sandbox.localcluster stop-below --dir .demo-local
 	rm -rf .demo .demo-local .fleet-sandbox .pytest_cache .mypy_cache .ruff_cache

@@ -67,6 +67,22 @@ ended only at its next event, so on the simulated cluster it went on polling (a 
 load-tick-save every 75 ms) for up to 30 s after `wait_ready` or a teardown wait returned,
 taking CPU from the stages after it. Cluster drivers' watches now take a `stop` event: the
 simulated watch ends within one poll, the Kubernetes driver's at its stream's next event.
+
+Re-measured 2026-12-07 after the structure, security and UI work (issues 17-19), which had moved
+three figures: **`lifecycle_overhead_ratio` 1.12 -> 1.63**, resume 0.08 -> 0.17, scan 13.4k -> 2.5k
+manifests/s. What the profiles showed, and what was changed:
+- the CLI tagged each flow run it started (to find it after a Ctrl-C); task runs inherit their
+  flow's tags, and Prefect then takes a **tag concurrency slot** on the server around every task
+  run (`acquire_concurrency_slots_with_lease`, two requests, ~0.25 s a task on SQLite: 2.5 s a
+  lifecycle). **Changed:** `cli/common.call_flow` remembers the run through an `on_running` hook;
+- the performance chart (matplotlib, ~0.25 s) was drawn by the stage and again by the lifecycle
+  summary and every resume. **Changed:** `write_chart` keeps a fingerprint of its inputs beside
+  the PNG and does not draw the same figures twice;
+- the path guard (`paths.inside`, three `realpath`s) ran on every file of a scan. **Changed:** only
+  a file that is a link is checked (the walk never enters a linked directory);
+- what remains of the overhead (1.21 to 1.27 over runs, the bar 1.25): the UI's own work, which the
+  direct run does not do (the `perf` table, the `perf-summary` and `lifecycle` Markdown artifacts
+  with the chart, the stage state messages), preflight (~0.15 s) and the lock.
 """
 
 

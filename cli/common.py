@@ -96,9 +96,12 @@ def fail_from_flow(state: Any, error: object = None) -> NoReturn:
     fail(str(state.message or f"the flow run ended {state.name}"), EXIT_FAILED)
 
 
-def flow_result(flow_name: str, state: Any) -> Any:
-    """Print the flow run's line; its result when it completed, else fail with its cause."""
-    echo(flow_run_line(flow_name, state))
+def flow_result(flow_name: str, state: Any, *, json_output: bool = False) -> Any:
+    """Print the flow run's line; its result when it completed, else fail with its cause.
+
+    With ``json_output`` the line goes to stderr: JSON goes to stdout alone (docs/cli.md).
+    """
+    echo_status(flow_run_line(flow_name, state), json_output=json_output)
     if state.is_completed():
         return state.result()
     fail_from_flow(state)
@@ -145,14 +148,25 @@ def call_flow(flow_fn: Any, /, **parameters: Any) -> Any:
         raise
 
 
-def run_flow(flow_fn: Any, /, **parameters: Any) -> Any:
-    """Run a flow in-process and return its result; exit 1 (or 2) with the one-line cause when it fails."""
-    return flow_result(flow_fn.name, call_flow(flow_fn, **parameters))
+def run_flow(flow_fn: Any, /, json_output: bool = False, **parameters: Any) -> Any:
+    """Run a flow in-process and return its result; exit 1 (or 2) with the one-line cause when it fails.
+
+    Args:
+        flow_fn: The flow.
+        json_output: The command prints JSON: the flow run's line goes to stderr.
+        **parameters: The flow's parameters.
+    """
+    return flow_result(flow_fn.name, call_flow(flow_fn, **parameters), json_output=json_output)
 
 
 def echo(message: str = "") -> None:
     """Print a line of normal output (stdout), redacted."""
     print(redact(message), flush=True)
+
+
+def echo_status(message: str, *, json_output: bool) -> None:
+    """Print a status line: on stdout, or on stderr when the command prints JSON (stdout holds the JSON alone)."""
+    print(redact(message), file=sys.stderr if json_output else sys.stdout, flush=True)
 
 
 def echo_json(data: Any) -> None:

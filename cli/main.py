@@ -64,7 +64,11 @@ def _print_report(report: Any) -> None:
 def demo(
     workdir: Annotated[
         Path | None,
-        typer.Option("--workdir", help="Where the demo's repo, remote and state live (default .demo, .demo-local)"),
+        typer.Option(
+            "--workdir",
+            envvar="FLEET_SANDBOX_DEMO_DIR",
+            help="Where the demo's repo, remote and state live (default .demo, .demo-local)",
+        ),
     ] = None,
     cluster: Annotated[
         str,

@@ -51,6 +51,7 @@ from cli.common import (
     check_output,
     echo,
     echo_json,
+    echo_status,
     fail,
     flow_result,
     flow_run_line,
@@ -162,6 +163,7 @@ def release(
 
     report = run_flow(
         release_publish,
+        json_output=output == "json",
         target=target,
         bump=bump.value if bump is not None else None,
         version=version,
@@ -410,11 +412,12 @@ def promote_production(
             from prefect.flow_runs import resume_flow_run
 
             resume_flow_run(run_id, run_input={"approve": True, "reason": reason})
-            echo(f"approved flow run {run_id} from the command line")
+            echo_status(f"approved flow run {run_id} from the command line", json_output=output == "json")
         else:
-            echo(
+            echo_status(
                 f"waiting for approval of flow run {run_id}: "
-                "answer its form in the Prefect UI (or rerun with --approve)"
+                "answer its form in the Prefect UI (or rerun with --approve)",
+                json_output=output == "json",
             )
     started = time.monotonic()
     while worker.is_alive():
@@ -426,9 +429,9 @@ def promote_production(
     state = box["state"]
     if state.is_failed() and "never resumed" in (state.message or ""):
         # Prefect's server fails an expired pause itself; the flow's own error does not reach the state.
-        echo(flow_run_line(release_production.name, state))
+        echo_status(flow_run_line(release_production.name, state), json_output=output == "json")
         fail(f"no approval within {timeout}s; nothing proposed", EXIT_FAILED)
-    report = flow_result(release_production.name, state)
+    report = flow_result(release_production.name, state, json_output=output == "json")
     if output == "json":
         echo_json(report.model_dump(mode="json"))
     else:

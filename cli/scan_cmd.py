@@ -107,6 +107,8 @@ def _print_text(report: ScanReport) -> None:
         removed, deprecated = len(report.removed), len(report.deprecated_only)
         echo()
         echo(f"{len(report.findings)} finding(s) at {targets}: {removed} removed, {deprecated} deprecated")
+    elif report.scanned == 0:
+        echo(f"Nothing scanned at {targets}: no YAML or JSON file was read.")
     else:
         echo(f"No deprecated or removed APIs found at {targets}.")
     if report.skipped:

@@ -54,6 +54,11 @@ class FileRefusedError(PermanentError):
         return (type(self), redact_value((self.path, self.reason)))
 
 
+def _too_large(path: Path | str, limit: int) -> FileRefusedError:
+    # Made only when raised: a scan reads thousands of files, and an error is not free to build.
+    return FileRefusedError(path, f"larger than {limit} bytes; not read")
+
+
 def _kind(mode: int) -> str:
     if stat.S_ISDIR(mode):
         return "a directory"
@@ -86,9 +91,8 @@ def read_bounded(path: Path | str, limit: int) -> bytes:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise FileRefusedError(path, f"not a regular file ({_kind(info.st_mode)}); not read")
-        too_large = FileRefusedError(path, f"larger than {limit} bytes; not read")
         if info.st_size > limit:
-            raise too_large
+            raise _too_large(path, limit)
         chunks: list[bytes] = []
         total = 0
         while True:  # the file may grow while it is read: never read more than limit + 1
@@ -98,7 +102,7 @@ def read_bounded(path: Path | str, limit: int) -> bytes:
             chunks.append(chunk)
             total += len(chunk)
             if total > limit:
-                raise too_large
+                raise _too_large(path, limit)
         return b"".join(chunks)
     finally:
         os.close(fd)

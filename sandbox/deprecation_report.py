@@ -56,6 +56,7 @@ class ScanReport(BaseModel):
     findings: list[Finding] = Field(default_factory=list)
     skipped: list[SkippedFile] = Field(default_factory=list)
     targets: dict[str, str] = Field(default_factory=dict, exclude=True)
+    scanned: int = Field(default=0, exclude=True, description="Files read and parsed (skipped ones not counted)")
     beyond_data: dict[str, str] = Field(
         default_factory=dict,
         exclude=True,

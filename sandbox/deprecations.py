@@ -26,8 +26,8 @@ Target versions
 
 What is read, skipped or ignored
 --------------------------------
-* Files other than ``.yaml``/``.yml``/``.json`` (``.md``, ``.tf``, ``.tpl``...) are not
-  scanned and not reported. ``.git`` directories are not walked.
+* Files other than ``.yaml``/``.yml``/``.json`` found in a directory are not scanned and not
+  reported (one named as the path is reported skipped). ``.git`` directories are not walked.
 * Files that cannot be scanned are listed in ``ScanReport.skipped`` with a one-line
   reason, never dropped silently: Go/Helm templates (``{{ }}`` that break the YAML, sit in
   a Helm chart's ``templates/`` directory or template ``apiVersion``/``kind``), invalid
@@ -46,13 +46,12 @@ scan needs, so a tree of ten thousand manifests scans in one to two seconds.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -60,6 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sandbox import bounded, paths
 from sandbox.deprecation_report import FLUX, KUBERNETES, Finding, ScanReport, SkippedFile
 from sandbox.errors import InvalidInputError
+from sandbox.manifest_objects import ManifestObject, json_objects, yaml_objects, yaml_problem
 
 __all__ = [
     "DATA_FILE",
@@ -300,7 +300,7 @@ def _read_data_file(path: Path) -> DeprecationData:
     try:
         raw = yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader (CSafeLoader/SafeLoader)
     except yaml.YAMLError as exc:
-        raise DeprecationDataError(f"deprecation data file {path} is not valid YAML: {_yaml_problem(exc)}") from None
+        raise DeprecationDataError(f"deprecation data file {path} is not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(raw, dict):
         raise DeprecationDataError(f"deprecation data file {path} must be a mapping with 'sources' and 'entries'")
     try:
@@ -396,16 +396,15 @@ def scan_path(
             raise ScanPathError(f"cannot read directory {root}: {exc.strerror or type(exc).__name__}") from None
         boundary = within if within is not None else root
         for file_path in _walk(root, scanner):
-            # A file that is a link is read only when it stays inside the boundary. Only links need
-            # the check: the walk never descends into a linked directory and the root was checked
-            # above, so a plain file here is inside (and the full check, three realpaths a file,
-            # was four fifths of a 10,000-file scan).
+            # A link is read only when it stays inside; a plain file is (the walk never enters linked dirs).
             if os.path.islink(file_path):
                 paths.inside(boundary, Path(file_path), label=label)
             scanner.scan_file(file_path)
-    elif root.suffix.lower() in YAML_SUFFIXES | JSON_SUFFIXES:
-        if not os.access(root, os.R_OK):
-            raise ScanPathError(f"cannot read file {root}: permission denied")
+    elif root.suffix.lower() not in YAML_SUFFIXES | JSON_SUFFIXES:
+        scanner.skip(str(root), "not a .yaml, .yml or .json file; not read")  # not silence: "nothing found"
+    elif not os.access(root, os.R_OK):
+        raise ScanPathError(f"cannot read file {root}: permission denied")
+    else:
         scanner.scan_file(str(root))
     beyond_data = {
         component: str(covered)
@@ -416,6 +415,7 @@ def scan_path(
         findings=scanner.findings,
         skipped=sorted(scanner.skipped, key=lambda skipped: skipped.file),
         targets={component: str(version) for component, version in sorted(targets.items())},
+        scanned=scanner.scanned,
         beyond_data=beyond_data,
     )
 
@@ -444,16 +444,6 @@ def _walk(root: Path, scanner: _Scanner) -> Iterator[str]:
                 yield os.path.join(dirpath, name)
 
 
-@dataclass(frozen=True)
-class _Object:
-    """The few fields of a manifest object the scanner needs."""
-
-    api_version: str
-    kind: str
-    name: str | None
-    namespace: str | None
-
-
 class _Scanner:
     """Accumulates findings and skipped files over many files."""
 
@@ -469,6 +459,7 @@ class _Scanner:
         self.findings: list[Finding] = []
         self.skipped: list[SkippedFile] = []
         self._chart_template_dirs: dict[str, bool] = {}
+        self.scanned = 0
 
     def skip(self, file: str, reason: str) -> None:
         """Record a file that could not be scanned, with a one-line reason."""
@@ -497,7 +488,7 @@ class _Scanner:
             return
         is_json = os.path.splitext(file)[1].lower() in JSON_SUFFIXES
         try:
-            objects, odd_type_fields = _json_objects(text) if is_json else _yaml_objects(text)
+            objects, odd_type_fields = json_objects(text) if is_json else yaml_objects(text)
         except ValueError as exc:
             if has_template:
                 self.skip(file, "not plain YAML: contains Go/Helm template actions ({{ }}); render it to scan it")
@@ -507,12 +498,13 @@ class _Scanner:
         if has_template and (odd_type_fields or any(_TEMPLATE_MARK in o.api_version + o.kind for _, o in objects)):
             self.skip(file, "apiVersion or kind is a Go/Helm template action ({{ }}); render it to scan it")
             return
+        self.scanned += 1
         if os.path.basename(file).lower() in KUSTOMIZE_BUILD_FILES:
             return  # a kustomize build file says how to build objects; it is not one
         for index, obj in objects:
             self._check(file, index, obj)
 
-    def _check(self, file: str, index: int, obj: _Object) -> None:
+    def _check(self, file: str, index: int, obj: ManifestObject) -> None:
         if obj.api_version.split("/", 1)[0] == KUSTOMIZE_CONFIG_GROUP:
             return
         rule = self.data.rule_for(obj.api_version, obj.kind)
@@ -558,343 +550,3 @@ class _Scanner:
                 current = parent
             self._chart_template_dirs[directory] = cached
         return cached
-
-
-# --- YAML: read four fields, not whole documents ------------------------------------------
-#
-# The scanner needs apiVersion, kind, metadata.name/namespace (and List items) per object,
-# while constructing whole documents into Python objects is what makes YAML loading slow
-# (measured: constructing ~2.5x the time of parsing, composing nodes ~1.8x, mostly in the
-# pure-Python resolver). So the fast path walks libyaml's event stream, reads those fields
-# and skips everything else while checking anchors and aliases as the composer would. A
-# document whose fields depend on an alias, a merge key (<<) or an explicit tag is composed
-# instead and the fields are read from the nodes; only a mapping with a merge key is
-# constructed, to honour the merge. Both paths are checked against each other in the tests.
-
-_STR_TAG: Final = "tag:yaml.org,2002:str"
-_MERGE_TAG: Final = "tag:yaml.org,2002:merge"
-
-
-class _TolerantConstructor(yaml.constructor.SafeConstructor):
-    """A safe constructor that builds unknown tags (``!Ref``, ``!vault``) as plain values."""
-
-
-def _construct_untagged(loader: yaml.constructor.SafeConstructor, suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.MappingNode):
-        return loader.construct_mapping(node, deep=True)
-    if isinstance(node, yaml.SequenceNode):
-        return loader.construct_sequence(node, deep=True)
-    return loader.construct_scalar(node)  # type: ignore[arg-type]
-
-
-_TolerantConstructor.add_multi_constructor("", _construct_untagged)
-
-
-def _yaml_objects(text: str) -> tuple[list[tuple[int, _Object]], bool]:
-    """(document index, object) for every object of a YAML stream; empty documents count.
-
-    The second value is True when some mapping has an ``apiVersion`` or ``kind`` that is
-    not a string (a sign of an unrendered template such as ``apiVersion: {{ .Values.x }}``).
-
-    Raises:
-        ValueError: The text is not valid YAML (one-line message with the line number).
-    """
-    try:
-        try:
-            return _EventReader(text).read_stream()
-        except _NeedsComposition:
-            return _composed_objects(text)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"invalid YAML: {_yaml_problem(exc)}") from None
-    except RecursionError:
-        raise ValueError("invalid YAML: nested too deeply") from None
-
-
-class _NeedsComposition(Exception):
-    """The fast reader met an alias, merge key or explicit tag on a field it reads."""
-
-
-# Resolves plain scalars exactly as the loader's composer would (int, bool, null, str...).
-_RESOLVER: Final = yaml.resolver.Resolver()
-
-
-class _EventReader:
-    """Reads apiVersion, kind, metadata.name/namespace and List items from the event stream.
-
-    Everything else is skipped event by event without building nodes. The reader checks
-    what the composer would (undefined or duplicate anchors) so that a file it accepts is
-    one the composer accepts; anything whose value depends on an alias, a merge key or an
-    explicit tag raises :class:`_NeedsComposition` and the document is composed instead.
-    """
-
-    def __init__(self, text: str) -> None:
-        self._next = iter(yaml.parse(text, Loader=_YAML_LOADER)).__next__  # noqa: S506 - events only
-        self._anchors: set[str] = set()
-        self.odd_type_fields = False
-
-    def read_stream(self) -> tuple[list[tuple[int, _Object]], bool]:
-        objects: list[tuple[int, _Object]] = []
-        index = -1
-        while True:
-            event = self._next()
-            if isinstance(event, yaml.StreamEndEvent):
-                return objects, self.odd_type_fields
-            if isinstance(event, yaml.DocumentStartEvent):
-                index += 1
-                self._anchors = set()
-                objects.extend((index, obj) for obj in self._objects(self._next()))
-
-    def _objects(self, event: yaml.Event) -> list[_Object]:
-        if isinstance(event, yaml.AliasEvent):
-            raise _NeedsComposition
-        if not isinstance(event, yaml.MappingStartEvent):
-            self._skip(event)
-            return []
-        self._anchor(event)
-        api_version = kind = None
-        metadata: dict[str, str] = {}
-        items: list[_Object] | None = None
-        while True:
-            key = self._next()
-            if isinstance(key, yaml.MappingEndEvent):
-                break
-            name = self._key(key)
-            value = self._next()
-            if name == "apiVersion":
-                api_version = self._string(value, typed_field=True)
-            elif name == "kind":
-                kind = self._string(value, typed_field=True)
-            elif name == "metadata":
-                metadata = self._metadata(value)
-            elif name == "items":
-                items = self._items(value)
-            else:
-                self._skip(value)
-        if api_version is None or kind is None:
-            return []
-        if kind.endswith("List") and items is not None:
-            return items
-        return [_Object(api_version.strip(), kind.strip(), metadata.get("name"), metadata.get("namespace"))]
-
-    def _metadata(self, event: yaml.Event) -> dict[str, str]:
-        if isinstance(event, yaml.AliasEvent):
-            raise _NeedsComposition
-        if not isinstance(event, yaml.MappingStartEvent):
-            self._skip(event)
-            return {}
-        self._anchor(event)
-        fields: dict[str, str] = {}
-        while True:
-            key = self._next()
-            if isinstance(key, yaml.MappingEndEvent):
-                return fields
-            name = self._key(key)
-            value = self._next()
-            if name in ("name", "namespace"):
-                text = self._string(value)
-                if text is None:
-                    fields.pop(name, None)
-                else:
-                    fields[name] = text
-            else:
-                self._skip(value)
-
-    def _items(self, event: yaml.Event) -> list[_Object] | None:
-        if isinstance(event, yaml.AliasEvent):
-            raise _NeedsComposition
-        if not isinstance(event, yaml.SequenceStartEvent):
-            self._skip(event)
-            return None
-        self._anchor(event)
-        objects: list[_Object] = []
-        while True:
-            item = self._next()
-            if isinstance(item, yaml.SequenceEndEvent):
-                return objects
-            objects.extend(self._objects(item))
-
-    def _key(self, event: yaml.Event) -> str | None:
-        """The key's text when it is a string scalar; None for other keys (skipped)."""
-        if isinstance(event, yaml.AliasEvent):
-            raise _NeedsComposition
-        if not isinstance(event, yaml.ScalarEvent):
-            self._skip(event)
-            return None
-        self._anchor(event)
-        tag = self._tag(event)
-        if tag == _MERGE_TAG:
-            raise _NeedsComposition
-        return event.value if tag == _STR_TAG else None
-
-    def _string(self, event: yaml.Event, *, typed_field: bool = False) -> str | None:
-        """The value when it is a string scalar, else None (the value is skipped)."""
-        if isinstance(event, yaml.AliasEvent):
-            raise _NeedsComposition
-        if isinstance(event, yaml.ScalarEvent):
-            self._anchor(event)
-            if event.tag not in (None, "!"):
-                raise _NeedsComposition
-            if self._tag(event) == _STR_TAG:
-                return str(event.value)
-        else:
-            self._skip(event)
-        if typed_field:
-            self.odd_type_fields = True
-        return None
-
-    @staticmethod
-    def _tag(event: yaml.ScalarEvent) -> str:
-        if event.tag not in (None, "!"):
-            return str(event.tag)
-        return str(_RESOLVER.resolve(yaml.ScalarNode, event.value, event.implicit))
-
-    def _anchor(self, event: yaml.NodeEvent) -> None:
-        anchor = event.anchor
-        if anchor is not None:
-            if anchor in self._anchors:
-                raise yaml.composer.ComposerError(
-                    None, None, f"found duplicate anchor {anchor!r}", cast(Any, event.start_mark)
-                )
-            self._anchors.add(anchor)
-
-    def _skip(self, event: yaml.Event) -> None:
-        """Consume one whole node, checking its anchors and aliases as the composer would."""
-        depth = 0
-        while True:
-            if isinstance(event, yaml.AliasEvent):
-                if event.anchor not in self._anchors:
-                    raise yaml.composer.ComposerError(None, None, "found undefined alias", cast(Any, event.start_mark))
-            elif isinstance(event, yaml.NodeEvent):
-                self._anchor(event)
-                if isinstance(event, yaml.CollectionStartEvent):
-                    depth += 1
-            elif isinstance(event, yaml.CollectionEndEvent):
-                depth -= 1
-            if depth == 0:
-                return
-            event = self._next()
-
-
-def _composed_objects(text: str) -> tuple[list[tuple[int, _Object]], bool]:
-    """The slower path: compose every document and read the fields from the nodes."""
-    nodes = list(yaml.compose_all(text, Loader=_YAML_LOADER))  # noqa: S506 - compose only, no construction
-    objects: list[tuple[int, _Object]] = []
-    odd = False
-    for index, node in enumerate(nodes):
-        objects.extend((index, obj) for obj in _node_objects(node))
-        odd = odd or _has_odd_type_fields(node)
-    return objects, odd
-
-
-def _has_odd_type_fields(node: yaml.Node | None) -> bool:
-    if not isinstance(node, yaml.MappingNode):
-        return False
-    for key, value in node.value:
-        name = key.value if isinstance(key, yaml.ScalarNode) else None
-        if name in ("apiVersion", "kind") and not (isinstance(value, yaml.ScalarNode) and value.tag == _STR_TAG):
-            return True
-        if name == "items" and isinstance(value, yaml.SequenceNode) and any(map(_has_odd_type_fields, value.value)):
-            return True
-    return False
-
-
-def _node_objects(node: yaml.Node | None) -> Iterator[_Object]:
-    if not isinstance(node, yaml.MappingNode):
-        return
-    if any(key.tag == _MERGE_TAG for key, _ in node.value):
-        yield from _objects(_TolerantConstructor().construct_document(node))
-        return
-    fields = _scalar_fields(node, ("apiVersion", "kind"))
-    api_version, kind = fields.get("apiVersion"), fields.get("kind")
-    if api_version is None or kind is None:
-        return
-    items = _child(node, "items")
-    if kind.endswith("List") and isinstance(items, yaml.SequenceNode):
-        for item in items.value:
-            yield from _node_objects(item)
-        return
-    metadata = _child(node, "metadata")
-    meta: dict[str, str] = {}
-    if isinstance(metadata, yaml.MappingNode):
-        if any(key.tag == _MERGE_TAG for key, _ in metadata.value):
-            constructed = _TolerantConstructor().construct_document(metadata)
-            meta = {key: value for key, value in constructed.items() if isinstance(value, str)}
-        else:
-            meta = _scalar_fields(metadata, ("name", "namespace"))
-    yield _Object(api_version.strip(), kind.strip(), meta.get("name"), meta.get("namespace"))
-
-
-def _scalar_fields(node: yaml.MappingNode, names: tuple[str, ...]) -> dict[str, str]:
-    """String values of the named keys of a mapping node (last occurrence wins, as in construction)."""
-    found: dict[str, str] = {}
-    for key, value in node.value:
-        if isinstance(key, yaml.ScalarNode) and key.value in names:
-            if isinstance(value, yaml.ScalarNode) and value.tag == _STR_TAG:
-                found[key.value] = value.value
-            else:
-                found.pop(key.value, None)
-    return found
-
-
-def _child(node: yaml.MappingNode, name: str) -> yaml.Node | None:
-    child = None
-    for key, value in node.value:
-        if isinstance(key, yaml.ScalarNode) and key.value == name:
-            child = value
-    return child
-
-
-# --- JSON ----------------------------------------------------------------------------------
-
-
-def _json_objects(text: str) -> tuple[list[tuple[int, _Object]], bool]:
-    """(document index, object) for a JSON file; a top-level array is one document per element."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"invalid JSON: {exc.msg} (line {exc.lineno})") from None
-    except RecursionError:
-        raise ValueError("invalid JSON: nested too deeply") from None
-    documents = value if isinstance(value, list) else [value]
-    objects = [(index, obj) for index, document in enumerate(documents) for obj in _objects(document)]
-    return objects, any(map(_dict_has_odd_type_fields, documents))
-
-
-def _dict_has_odd_type_fields(document: Any) -> bool:
-    if not isinstance(document, dict):
-        return False
-    if any(key in document and not isinstance(document[key], str) for key in ("apiVersion", "kind")):
-        return True
-    items = document.get("items")
-    return isinstance(items, list) and any(map(_dict_has_odd_type_fields, items))
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    if isinstance(exc, yaml.MarkedYAMLError):
-        problem = exc.problem or exc.context or "syntax error"
-        mark = exc.problem_mark or exc.context_mark
-        return f"{problem} (line {mark.line + 1})" if mark is not None else problem
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _objects(document: Any) -> Iterator[_Object]:
-    """The objects of a constructed document; List kinds yield their items instead."""
-    if not isinstance(document, dict):
-        return
-    api_version, kind = document.get("apiVersion"), document.get("kind")
-    if not isinstance(api_version, str) or not isinstance(kind, str):
-        return
-    items = document.get("items")
-    if kind.endswith("List") and isinstance(items, list):
-        for item in items:
-            yield from _objects(item)
-        return
-    metadata = document.get("metadata")
-    name = namespace = None
-    if isinstance(metadata, dict):
-        name, namespace = _text(metadata.get("name")), _text(metadata.get("namespace"))
-    yield _Object(api_version.strip(), kind.strip(), name, namespace)
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None

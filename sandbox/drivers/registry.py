@@ -1,28 +1,12 @@
-"""The OCI registry driver: Flux artifacts of the platform stack.
+"""The OCI registry driver: Flux artifacts of the platform stack (and Helm charts).
 
-A Flux OCI artifact, as ``flux push artifact`` makes it, is an OCI image manifest
-(``application/vnd.oci.image.manifest.v1+json``) with
-
-* a config blob of media type ``application/vnd.cncf.flux.config.v1+json``
-  (go-containerregistry's config of an empty image with one layer; Flux never reads it),
-* exactly one layer ``application/vnd.cncf.flux.content.v1.tar+gzip``: a gzipped tar of
-  the *contents* of the pushed directory, and
-* manifest annotations ``org.opencontainers.image.source`` (the repository URL),
-  ``org.opencontainers.image.revision`` (``<tag>@sha1:<commit>``) and
-  ``org.opencontainers.image.created`` (RFC 3339, UTC).
-
-The tarball follows Flux's ``build``: a depth-first walk with each directory's
-entries sorted by name, starting with the root entry ``.``; names relative to the
-directory; only directories and regular files (symlinks and devices are skipped);
-uid/gid 0, no user or group names, zero modification times. Two deliberate extras make
-it reproducible across machines: file modes are normalised (0755 for directories and
-executables, 0644 otherwise, so the checkout's umask does not leak in) and the gzip
-header carries no name and no time. The same directory therefore always gives the
-same layer digest.
+The artifacts themselves (their media types, tarballs and manifests, built here byte for
+byte) are :mod:`sandbox.drivers.oci_artifact`'s, re-exported here for the driver's users.
 
 * :class:`OrasRegistry` speaks the OCI distribution API through oras-py (its session,
   token/basic authentication and docker config credentials, blob uploads), with its
   own manifest upload so the bytes, and so the digest, are exactly the ones built here.
+  A Helm chart goes up through the same code (:meth:`OrasRegistry.push_helm_chart`).
 * :class:`FluxCliRegistry` pushes with ``flux push artifact`` instead (when the flux
   CLI is on PATH, unless ``push_with: oras``) and reads with oras.
 * :class:`InMemoryRegistry` is the fake for tests without a registry.
@@ -34,47 +18,44 @@ the same new tag at the same instant can still race; releases run one at a time.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
 import json
-import os
 import re
-import stat
-import tarfile
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
 from sandbox.config import RegistryConfig
+from sandbox.drivers.oci_artifact import (
+    CREATED_ANNOTATION,
+    DESCRIPTION_ANNOTATION,
+    FLUX_CONFIG_MEDIA_TYPE,
+    FLUX_CONTENT_MEDIA_TYPE,
+    HELM_CHART_CONTENT_MEDIA_TYPE,
+    HELM_CONFIG_MEDIA_TYPE,
+    OCI_MANIFEST_MEDIA_TYPE,
+    REVISION_ANNOTATION,
+    SOURCE_ANNOTATION,
+    TITLE_ANNOTATION,
+    VERSION_ANNOTATION,
+    FluxArtifact,
+    HelmChartArtifact,
+    build_flux_tarball,
+    build_helm_chart_package,
+    read_chart_metadata,
+    tarball_entries,
+    tarball_files,
+)
+from sandbox.drivers.oci_artifact import sha256_digest as _sha256
 from sandbox.errors import ConflictError, PermanentError, RetryableError, SandboxError
 from sandbox.proc import Command, CompletedCommand, run, tail
 from sandbox.redaction import redact, register_basic_auth
 
-#: Media types of a Flux OCI artifact (fluxcd/pkg/oci constants).
-OCI_MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
-FLUX_CONFIG_MEDIA_TYPE = "application/vnd.cncf.flux.config.v1+json"
-FLUX_CONTENT_MEDIA_TYPE = "application/vnd.cncf.flux.content.v1.tar+gzip"
-
-#: OpenContainers annotations Flux writes on the manifest.
-SOURCE_ANNOTATION = "org.opencontainers.image.source"
-REVISION_ANNOTATION = "org.opencontainers.image.revision"
-CREATED_ANNOTATION = "org.opencontainers.image.created"
-
-_DIR_MODE = 0o755
-_FILE_MODE = 0o644
-_EXEC_MODE = 0o755
-# go-containerregistry writes the zero time.Time for an empty image's config and history.
-_GO_ZERO_TIME = "0001-01-01T00:00:00Z"
 # Distribution spec: tags.
 _TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
-
-
 # -- errors ---------------------------------------------------------------------------
 
 
@@ -116,149 +97,6 @@ def validate_tag(tag: str) -> str:
     if not _TAG_RE.fullmatch(tag):
         raise RegistryError(f"{tag!r} is not a valid OCI tag")
     return tag
-
-
-# -- the artifact ---------------------------------------------------------------------
-
-
-def _sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _entries(root: Path) -> Iterator[tuple[str, Path, bool]]:
-    """(archive name, path, is_dir) in Go ``filepath.Walk`` order: depth first, names sorted."""
-    yield ".", root, True
-
-    def walk(directory: Path, prefix: str) -> Iterator[tuple[str, Path, bool]]:
-        for name in sorted(os.listdir(directory)):
-            path = directory / name
-            mode = os.lstat(path).st_mode
-            archive_name = f"{prefix}{name}"
-            if stat.S_ISDIR(mode):
-                yield archive_name, path, True
-                yield from walk(path, f"{archive_name}/")
-            elif stat.S_ISREG(mode):
-                yield archive_name, path, False
-            # Anything else (symlinks, sockets, devices) is skipped, as Flux does.
-
-    yield from walk(root, "")
-
-
-def build_flux_tarball(directory: Path) -> bytes:
-    """Archive a directory's contents as the layer of a Flux artifact.
-
-    Args:
-        directory: The directory whose contents become the artifact's root.
-
-    Returns:
-        The gzipped tar: reproducible for the same file names, contents and executable bits.
-
-    Raises:
-        PermanentError: ``directory`` is not a directory.
-    """
-    if not directory.is_dir():
-        raise PermanentError(f"{directory} is not a directory: nothing to package")
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, path, is_dir in _entries(directory):
-            info = tarfile.TarInfo(name)
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            info.mtime = 0
-            if is_dir:
-                info.type = tarfile.DIRTYPE
-                info.mode = _DIR_MODE
-                tar.addfile(info)
-                continue
-            executable = os.stat(path).st_mode & 0o111
-            info.mode = _EXEC_MODE if executable else _FILE_MODE
-            content = path.read_bytes()
-            info.size = len(content)
-            tar.addfile(info, io.BytesIO(content))
-    compressed = io.BytesIO()
-    # No file name and mtime 0 in the gzip header; level 6 is Go's default compression.
-    with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=0, compresslevel=6) as gz:
-        gz.write(raw.getvalue())
-    return compressed.getvalue()
-
-
-def tarball_entries(content: bytes) -> list[tarfile.TarInfo]:
-    """The entries of a Flux artifact layer, in archive order (for checks and tests)."""
-    with tarfile.open(fileobj=io.BytesIO(content), mode="r:gz") as tar:
-        return tar.getmembers()
-
-
-def tarball_files(content: bytes) -> dict[str, bytes]:
-    """Regular files of a Flux artifact layer: archive name -> content."""
-    files: dict[str, bytes] = {}
-    with tarfile.open(fileobj=io.BytesIO(content), mode="r:gz") as tar:
-        for member in tar.getmembers():
-            if member.isfile():
-                extracted = tar.extractfile(member)
-                files[member.name] = extracted.read() if extracted is not None else b""
-    return files
-
-
-@dataclass
-class FluxArtifact:
-    """A directory packaged as a Flux OCI artifact (built lazily, once).
-
-    Attributes:
-        directory: The directory whose contents are packaged.
-        source: ``org.opencontainers.image.source``: the source repository URL.
-        revision: ``org.opencontainers.image.revision``: ``<tag>@sha1:<commit>``.
-        created: ``org.opencontainers.image.created``: RFC 3339 UTC timestamp.
-    """
-
-    directory: Path
-    source: str
-    revision: str
-    created: str
-
-    @cached_property
-    def layer(self) -> bytes:
-        """The content layer (gzipped tar)."""
-        return build_flux_tarball(self.directory)
-
-    @cached_property
-    def config(self) -> bytes:
-        """The config blob, as go-containerregistry writes it for Flux's empty image plus one layer."""
-        diff_id = _sha256(gzip.decompress(self.layer))
-        config = {
-            "architecture": "",
-            "created": _GO_ZERO_TIME,
-            "history": [{"created": _GO_ZERO_TIME}],
-            "os": "",
-            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-            "config": {},
-        }
-        return json.dumps(config, separators=(",", ":")).encode()
-
-    @property
-    def annotations(self) -> dict[str, str]:
-        """The manifest annotations."""
-        return {
-            CREATED_ANNOTATION: self.created,
-            SOURCE_ANNOTATION: self.source,
-            REVISION_ANNOTATION: self.revision,
-        }
-
-    @cached_property
-    def manifest(self) -> bytes:
-        """The OCI image manifest, serialised once so its digest is fixed."""
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST_MEDIA_TYPE,
-            "config": {"mediaType": FLUX_CONFIG_MEDIA_TYPE, "size": len(self.config), "digest": _sha256(self.config)},
-            "layers": [{"mediaType": FLUX_CONTENT_MEDIA_TYPE, "size": len(self.layer), "digest": _sha256(self.layer)}],
-            "annotations": self.annotations,
-        }
-        return json.dumps(manifest, separators=(",", ":")).encode()
-
-    @property
-    def digest(self) -> str:
-        """The manifest digest (``sha256:...``)."""
-        return _sha256(self.manifest)
 
 
 class LayerDescriptor(BaseModel):
@@ -642,12 +480,35 @@ class OrasRegistry:
 
     def push_artifact(self, tag: str, artifact: FluxArtifact) -> PushedArtifact:
         """Upload the config and layer blobs, then the manifest under the new ``tag``."""
+        return self._push(tag, artifact)
+
+    def push_helm_chart(self, chart: HelmChartArtifact) -> PushedArtifact:
+        """Upload a Helm chart as ``helm push`` does: under the tag of its version, in the repository of its name.
+
+        The repository's last path segment must be the chart's name (helm's strict mode):
+        an OCI ``HelmRepository`` at ``oci://host/<parent>`` then serves it as chart ``<name>``.
+
+        Raises:
+            PermanentError: The chart directory is not a valid chart.
+            RegistryError: The repository is not named after the chart, or the registry refused the push.
+            ArtifactExistsError: That version is already in the registry (never overwritten).
+            RegistryUnavailableError: The registry did not answer.
+        """
+        if self.settings.repository.rpartition("/")[2] != chart.name:
+            raise RegistryError(
+                f"{self.url}: a chart named {chart.name!r} is pushed to a repository named after it "
+                f"(oci://{self.settings.host}/.../{chart.name})"
+            )
+        return self._push(chart.tag, chart)
+
+    def _push(self, tag: str, artifact: FluxArtifact | HelmChartArtifact) -> PushedArtifact:
+        """Upload an artifact's config and layer blobs, then its manifest under the new ``tag``."""
         if self.tag_exists(tag):
             raise _exists_error(self.url, tag)
-        with tempfile.TemporaryDirectory(prefix="flux-artifact-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="oci-artifact-") as tmp:
             for name, blob, media_type in (
-                ("config.json", artifact.config, FLUX_CONFIG_MEDIA_TYPE),
-                ("content.tar.gz", artifact.layer, FLUX_CONTENT_MEDIA_TYPE),
+                ("config.json", artifact.config, artifact.config_media_type),
+                ("content.tar.gz", artifact.layer, artifact.layer_media_type),
             ):
                 path = Path(tmp) / name
                 path.write_bytes(blob)
@@ -792,15 +653,21 @@ class FluxCliRegistry(OrasRegistry):
 
 __all__ = [
     "CREATED_ANNOTATION",
+    "DESCRIPTION_ANNOTATION",
     "FLUX_CONFIG_MEDIA_TYPE",
     "FLUX_CONTENT_MEDIA_TYPE",
+    "HELM_CHART_CONTENT_MEDIA_TYPE",
+    "HELM_CONFIG_MEDIA_TYPE",
     "OCI_MANIFEST_MEDIA_TYPE",
     "REVISION_ANNOTATION",
     "SOURCE_ANNOTATION",
+    "TITLE_ANNOTATION",
+    "VERSION_ANNOTATION",
     "ArtifactExistsError",
     "ArtifactManifest",
     "FluxArtifact",
     "FluxCliRegistry",
+    "HelmChartArtifact",
     "InMemoryRegistry",
     "LayerDescriptor",
     "OciRegistry",
@@ -812,9 +679,11 @@ __all__ = [
     "RegistryError",
     "RegistryUnavailableError",
     "build_flux_tarball",
+    "build_helm_chart_package",
     "classify_flux_push",
     "content_layer",
     "flux_push_command",
+    "read_chart_metadata",
     "registry_status_error",
     "tarball_entries",
     "tarball_files",

@@ -8,6 +8,7 @@
     python -m sandbox.localcluster status    --dir D      # JSON
     python -m sandbox.localcluster stop      --dir D      # stop the processes, keep D
     python -m sandbox.localcluster find      [--dir D]    # JSON: marked processes (all clusters)
+    python -m sandbox.localcluster stop-below --dir D     # stop every cluster's processes under D (make clean)
     python -m sandbox.localcluster supervise --dir D      # the Flux host kubelet (started by `up`)
     python -m sandbox.localcluster git-serve --root R [--port P] [--allow-push]   # git over HTTP until SIGTERM
 
@@ -30,7 +31,7 @@ from sandbox.localcluster import control_plane, processes
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m sandbox.localcluster", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for name in ("prepare", "down", "status", "stop", "supervise"):
+    for name in ("prepare", "down", "status", "stop", "stop-below", "supervise"):
         commands.add_parser(name).add_argument("--dir", required=True, help="the cluster directory")
     up = commands.add_parser("up")
     up.add_argument("--dir", required=True, help="the cluster directory")
@@ -85,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "stop":
             stopped = processes.stop(control_plane.layout(args.dir).root, order=control_plane.STOP_ORDER)
             print(f"stopped {len(stopped)} processes")
+        elif args.command == "stop-below":
+            left = processes.below(args.dir, processes.find_local_cluster_processes())
+            processes.terminate(left, grace=10.0)
+            print(f"stopped {len(left)} processes of local clusters under {args.dir}")
         elif args.command == "status":
             print(json.dumps(control_plane.status(args.dir), indent=2, sort_keys=True))
         elif args.command == "find":

@@ -208,6 +208,16 @@ def find_local_cluster_processes(cluster_dir: Path | str | None = None, *, proc:
     return sorted(found, key=lambda p: (p.cluster_dir, p.start_ticks, p.pid))
 
 
+def below(root: Path | str, found: Iterable[LocalProcess]) -> list[LocalProcess]:
+    """The processes of ``found`` whose cluster directory is ``root`` or inside it (absolute paths compared).
+
+    A demo or a test keeps its sandboxes' clusters deep below its own directory: this is
+    how everything it started is found before that directory is deleted.
+    """
+    top = Path(root).absolute()
+    return [p for p in found if Path(p.cluster_dir) == top or top in Path(p.cluster_dir).parents]
+
+
 def is_running(record: ProcessRecord, cluster_dir: Path, proc: Path = _PROC) -> bool:
     """Whether the process of ``record`` is still the one that was started (same start time, same marker)."""
     if start_ticks(record.pid, proc) != record.start_ticks:

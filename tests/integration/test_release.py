@@ -448,7 +448,8 @@ def test_acceptance_releases_on_the_demo(demo: Demo, prefect_server: str) -> Non
     # A patch release: staging's range 1.2.x admits it, production stays.
     demo.change_platform("a fix")
     patch = sandbox("release", "--bump", "patch", "--output", "json")
-    data = json.loads(patch.stdout[patch.stdout.index("{") :])
+    data = json.loads(patch.stdout)  # JSON goes to stdout alone; the flow run's line to stderr
+    assert "flow run 'release-publish' (" in patch.stderr
     assert (data["version"], data["range_proposals"], data["plan"]["range_changes"]) == ("1.2.4", [], {})
     table = plan_table(sandbox("release", "plan").stdout)
     assert table["staging"] == ["semver", "1.2.x", "1.2.3", "1.2.4", "yes"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.localcluster.processes import LocalProcess, find_local_cluster_processes, terminate
+from sandbox.localcluster.processes import LocalProcess, below, find_local_cluster_processes, terminate
 from tests.realparts import require_tool, require_toolchain
 
 
@@ -33,8 +33,7 @@ def _needs_the_toolchain() -> dict[str, str]:
 
 def left_behind(under: Path) -> list[LocalProcess]:
     """The local-cluster processes (found by their marker) whose cluster directory is ``under`` or below it."""
-    found = find_local_cluster_processes()
-    return [p for p in found if Path(p.cluster_dir) == under or under in Path(p.cluster_dir).parents]
+    return below(under, find_local_cluster_processes())
 
 
 @pytest.fixture(autouse=True)

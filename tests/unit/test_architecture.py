@@ -33,6 +33,7 @@ FOUNDATION = frozenset(
         "sandbox.config",
         "sandbox.deprecations",
         "sandbox.deprecation_report",
+        "sandbox.manifest_objects",
         "sandbox.errors",
         "sandbox.hardening",
         "sandbox.naming",

@@ -12,7 +12,7 @@ import yaml
 from typer.testing import CliRunner
 
 from cli.scan_cmd import scan
-from sandbox import deprecations
+from sandbox import deprecations, manifest_objects
 from sandbox.deprecations import (
     DeprecationDataError,
     InvalidVersionError,
@@ -619,12 +619,12 @@ def test_fast_reader_agrees_with_composition() -> None:
     for file in sorted(SCAN.rglob("*.y*ml")):
         text = file.read_text(encoding="utf-8")
         try:
-            composed = deprecations._composed_objects(text)
+            composed = manifest_objects._composed_objects(text)
         except yaml.YAMLError:
             with pytest.raises(yaml.YAMLError):
-                deprecations._EventReader(text).read_stream()
+                manifest_objects._EventReader(text).read_stream()
             continue
-        assert deprecations._EventReader(text).read_stream() == composed, file
+        assert manifest_objects._EventReader(text).read_stream() == composed, file
         checked += 1
     assert checked >= 15
 
@@ -806,3 +806,32 @@ def test_cli_says_where_the_data_end_and_exits_on_its_findings_as_pluto_does(cli
     assert code == 3 and json.loads(out)["data_covers"] == "1.36"
     code, out, _ = _run(cli_app, str(SCAN / "clean"), "--k8s-version", "1.36", "--output", "json")
     assert code == 0 and json.loads(out) == {"findings": [], "skipped": []}
+
+
+def test_a_named_file_that_is_not_yaml_is_reported_skipped_not_scanned_clean(
+    tmp_path: Path, cli_app: typer.Typer
+) -> None:
+    """`sandbox scan /dev/zero` said "No deprecated or removed APIs found" having read nothing."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("apiVersion: extensions/v1beta1\nkind: Ingress\n", encoding="utf-8")
+    for named in (Path("/dev/zero"), notes):
+        report = scan_path(named, k8s_version="1.31")
+        assert (report.findings, report.scanned) == ([], 0)
+        assert [(s.file, s.reason) for s in report.skipped] == [
+            (str(named), "not a .yaml, .yml or .json file; not read")
+        ]
+        code, out, _ = _run(cli_app, str(named), "--k8s-version", "1.31")
+        assert code == 0
+        assert out.startswith("Nothing scanned at ") and "Kubernetes 1.31" in out.splitlines()[0]
+        assert f"  {named}: not a .yaml" in out
+        assert "No deprecated or removed APIs found" not in out
+
+
+def test_an_empty_directory_says_nothing_was_scanned(tmp_path: Path, cli_app: typer.Typer) -> None:
+    code, out, _ = _run(cli_app, str(tmp_path))
+    assert code == 0 and out.startswith("Nothing scanned at ")
+    manifest = tmp_path / "ok.yaml"
+    manifest.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n", encoding="utf-8")
+    code, out, _ = _run(cli_app, str(tmp_path))
+    assert code == 0 and out.startswith("No deprecated or removed APIs found at ")
+    assert scan_path(tmp_path).scanned == 1

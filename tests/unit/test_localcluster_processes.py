@@ -157,3 +157,25 @@ def test_run_binary_carries_bytes_both_ways(tmp_path: Path) -> None:
         timeout=30,
     )
     assert (code, out, err) == (0, b"ba\xff\x00", b"")
+
+
+def test_stop_below_stops_every_cluster_under_a_directory_and_no_other(tmp_path: Path) -> None:
+    """`make clean` deleted .demo-local with its clusters running: their processes outlived their directory."""
+    from sandbox.localcluster.__main__ import main
+
+    demo = tmp_path / ".demo-local"
+    deep = demo / "state" / "sandboxes" / "a" / "cluster"
+    beside = tmp_path / "other-cluster"
+    started = []
+    for directory in (deep, demo, beside):
+        directory.mkdir(parents=True, exist_ok=True)
+        started.append(P.spawn(directory, P.ProcessSpec("sleeper", SLEEP))[0])
+    try:
+        assert {p.pid for p in P.below(demo, P.find_local_cluster_processes())} == {started[0].pid, started[1].pid}
+        assert main(["stop-below", "--dir", str(demo)]) == 0
+        for popen in started[:2]:
+            popen.wait(timeout=15)
+        assert started[2].poll() is None  # a cluster beside the directory is not touched
+        assert P.find_local_cluster_processes(deep) == [] and P.find_local_cluster_processes(demo) == []
+    finally:
+        P.terminate(P.find_local_cluster_processes(beside), grace=1.0, reap=[started[2]])
