@@ -102,6 +102,9 @@ STOP_ORDER: tuple[tuple[str, ...], ...] = (
 #: server is restarted on another port.
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 POD_CIDR = "10.244.0.0/16"
+#: How long a restart waits for a dead component's port to be free again (the kernel's FIN timeout and
+#: TIME_WAIT are a minute each) before it gives up on it and picks another.
+PORT_WAIT_SECONDS = 150.0
 # Outside the pod CIDR: kwok gives a node IP inside it to the first pod (docs/toolchain.md).
 NODE_IP = "10.243.0.1"
 
@@ -477,8 +480,13 @@ def _start(
     *,
     reserved: set[int],
     pick: Callable[..., list[int]] = portpicker.pick_ports,
+    port_wait: float = 0.0,
 ) -> ProcessRecord:
-    """Ensure ``component`` runs and is ready; start it (again) when needed, on new ports after a bind failure."""
+    """Ensure ``component`` runs and is ready; start it (again) when needed, on new ports after a bind failure.
+
+    ``port_wait``: how long to wait for the ports it had to be free again before picking new ones (a killed
+    process's connections can hold its port for up to a minute, TIME_WAIT and orphaned FIN_WAIT sockets).
+    """
     current = where.record(component.name)
     if current is not None:
         if list(current.argv) == component.argv(current.ports):
@@ -490,12 +498,14 @@ def _start(
     previous = read_record(pid_file(where.run, component.name))
     ports: dict[str, int] = {}
     # Prefer the ports it had: clients (a kubeconfig already handed out) keep working.
-    if (
-        previous is not None
-        and set(previous.ports) == set(component.port_roles)
-        and all(portpicker.is_free(port) for port in previous.ports.values())
-    ):
-        ports = dict(previous.ports)
+    if previous is not None and set(previous.ports) == set(component.port_roles):
+        until = min(deadline, time.monotonic() + port_wait)
+        while not (free := all(portpicker.is_free(port) for port in previous.ports.values())):
+            if time.monotonic() >= until:
+                break
+            time.sleep(0.5)
+        if free:
+            ports = dict(previous.ports)
     failed: set[int] = set()
     for _ in range(settings.port_attempts):
         if len(ports) != len(component.port_roles):
@@ -647,7 +657,9 @@ def restart_stopped(cluster_dir: Path | str, *, timeout: float = 300.0) -> list[
         reserved = {port for record in running if record is not None for port in record.ports.values()}
         for component in wanted:
             if where.record(component.name) is None:
-                _start(where, component, settings, deadline, reserved=reserved)
+                # Its port back, even if that means waiting for the dead process's connections to time out: a
+                # new port would strand every kubeconfig handed out.
+                _start(where, component, settings, deadline, reserved=reserved, port_wait=PORT_WAIT_SECONDS)
                 restarted.append(component.name)
         if "kube-apiserver" in restarted and f"https://127.0.0.1:{api_port()}" != info.get("endpoint"):
             # Its port was taken meanwhile: the cluster's own files follow (a kubeconfig handed out does not).

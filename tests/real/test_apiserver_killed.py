@@ -41,6 +41,15 @@ def _apiserver(cluster_dir: Path) -> LocalProcess | None:
     return found[0] if found else None
 
 
+def _diagnosis(cluster_dir: Path) -> str:
+    """What the host kubelet said and where kube-apiserver runs now (for a failure's message)."""
+    logs = cluster_dir / "logs"
+    kubelet = (logs / "flux-host-kubelet.log").read_text(encoding="utf-8", errors="replace")[-1500:]
+    apiserver = (logs / "kube-apiserver.log").read_text(encoding="utf-8", errors="replace")[-1500:]
+    record = control_plane.layout(cluster_dir).record("kube-apiserver")
+    return f"kube-apiserver now: {record}; host kubelet log: {kubelet}; kube-apiserver log: {apiserver}"
+
+
 def _kubeconfig_material(text: str) -> list[str]:
     """The credentials of a kubeconfig: embedded data and the PEM bodies they decode to."""
     material = []
@@ -92,8 +101,8 @@ def test_a_killed_api_server_fails_the_stage_retryably_and_it_resumes(
         def stage() -> Any:
             return install(return_state=True)
 
-        state: Any = stage()
-        assert state.is_completed(), state.message
+        state: Any = stage(return_state=True)
+        assert state.is_completed(), f"{attempts}; {_diagnosis(stack.cluster_dir)}"
         failures = [a for a in attempts if a is not None]
         assert failures and attempts[-1] is None, attempts
         secrets = _kubeconfig_material(kubeconfig)

@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -232,3 +233,14 @@ def test_restart_leaves_a_cluster_alone_while_up_or_down_holds_it_or_before_it_w
     where.info.unlink()  # never finished `up`: `up` is in charge
     assert C.restart_stopped(where.root) == []
     assert where.record("web") is None
+
+
+def test_a_restart_waits_for_its_port_rather_than_take_another(where: C.Layout) -> None:
+    first = C._start(where, SERVER, _settings(), time.monotonic() + 60, reserved=set())
+    os.kill(first.pid, signal.SIGKILL)
+    poll("the killed stand-in gone", lambda: where.record("web") is None or None, 30, interval=0.05)
+    # The dead process's port is busy for a while (on Linux: its connections' TIME_WAIT/FIN_WAIT sockets).
+    holder = socket.create_server(("127.0.0.1", first.ports["http"]))
+    threading.Timer(1.0, holder.close).start()
+    again = C._start(where, SERVER, _settings(), time.monotonic() + 60, reserved=set(), port_wait=30)
+    assert again.ports == first.ports and again.pid != first.pid
