@@ -16,13 +16,14 @@ means only that nothing the data know of was found.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
 
 from cli.common import EXIT_FAILED, echo, echo_json, fail
 from sandbox.bounded import DEFAULT_MAX_FILE_BYTES
-from sandbox.deprecations import Finding, ScanReport, scan_path
+from sandbox.deprecations import STDIN_NAME, Finding, ScanReport, scan_path, scan_stream
 from sandbox.errors import SandboxError
 
 EXIT_NOTHING_FOUND = 0
@@ -45,7 +46,11 @@ _COLUMNS = (
 
 
 def scan(
-    path: Path = typer.Argument(..., help="A YAML/JSON file or a directory to scan recursively"),
+    path: Path = typer.Argument(
+        ...,
+        help="A YAML/JSON file, a directory to scan recursively, or - for one YAML stream on stdin "
+        "(helm template ... | sandbox scan -)",
+    ),
     k8s_version: str | None = typer.Option(
         None, "--k8s-version", help="Target Kubernetes version X.Y (default: the newest release in the data)"
     ),
@@ -67,13 +72,18 @@ def scan(
     if output not in OUTPUT_FORMATS:
         fail(f"invalid --output {output!r}: expected one of {', '.join(OUTPUT_FORMATS)}", EXIT_FAILED)
     try:
-        report = scan_path(
-            path,
-            k8s_version=k8s_version,
-            flux_version=flux_version,
-            extra_data=data,
-            max_file_bytes=max_file_bytes,
-        )
+        if str(path) == STDIN_NAME:
+            report = scan_stream(
+                _read_stdin(max_file_bytes), k8s_version=k8s_version, flux_version=flux_version, extra_data=data
+            )
+        else:
+            report = scan_path(
+                path,
+                k8s_version=k8s_version,
+                flux_version=flux_version,
+                extra_data=data,
+                max_file_bytes=max_file_bytes,
+            )
     except SandboxError as exc:
         fail(str(exc), EXIT_FAILED)
     except OSError as exc:
@@ -86,6 +96,14 @@ def scan(
     code = exit_code(report)
     if code != EXIT_NOTHING_FOUND:
         raise typer.Exit(code)
+
+
+def _read_stdin(limit: int) -> bytes:
+    """Standard input, at most ``limit`` bytes: more is refused (exit 1), never read without end."""
+    raw = sys.stdin.buffer.read(limit + 1)
+    if len(raw) > limit:
+        fail(f"standard input is larger than {limit} bytes (--max-file-bytes); not scanned", EXIT_FAILED)
+    return raw
 
 
 def exit_code(report: ScanReport) -> int:

@@ -406,18 +406,41 @@ def scan_path(
         raise ScanPathError(f"cannot read file {root}: permission denied")
     else:
         scanner.scan_file(str(root))
-    beyond_data = {
-        component: str(covered)
-        for component, target in targets.items()
-        if (covered := data.covered_version(component)) is not None and target > covered
-    }
-    return ScanReport(
-        findings=scanner.findings,
-        skipped=sorted(scanner.skipped, key=lambda skipped: skipped.file),
-        targets={component: str(version) for component, version in sorted(targets.items())},
-        scanned=scanner.scanned,
-        beyond_data=beyond_data,
-    )
+    return scanner.report()
+
+
+#: How a stream read from standard input is named in a report (as on the command line).
+STDIN_NAME = "-"
+
+
+def scan_stream(
+    raw: bytes,
+    k8s_version: str | None = None,
+    flux_version: str | None = None,
+    extra_data: Sequence[Path] = (),
+) -> ScanReport:
+    """Scan one YAML stream already read, e.g. ``helm template`` or ``kustomize build`` output on stdin.
+
+    Rendered output is plain YAML, so it is scanned like any file, document by document
+    (findings are named ``-`` with their document index); text that is not YAML, or
+    still holds template actions, is reported skipped with the reason.
+
+    Args:
+        raw: The stream's bytes (the caller bounds how many it reads).
+        k8s_version: Target Kubernetes version, as for :func:`scan_path`.
+        flux_version: Target Flux version, as for :func:`scan_path`.
+        extra_data: User deprecation data files, as for :func:`scan_path`.
+
+    Raises:
+        InvalidVersionError: A target version is malformed.
+        DeprecationDataError: A data file is unusable.
+    """
+    k8s_target = parse_version(k8s_version, what="Kubernetes version") if k8s_version is not None else None
+    flux_target = parse_version(flux_version, what="Flux version") if flux_version is not None else None
+    data = load_data(extra_data)
+    scanner = _Scanner(data, _targets(data, {KUBERNETES: k8s_target, FLUX: flux_target}))
+    scanner.scan_bytes(STDIN_NAME, raw, in_chart_templates=False)
+    return scanner.report()
 
 
 def _targets(data: DeprecationData, given: Mapping[str, MinorVersion | None]) -> dict[str, MinorVersion]:
@@ -461,6 +484,21 @@ class _Scanner:
         self._chart_template_dirs: dict[str, bool] = {}
         self.scanned = 0
 
+    def report(self) -> ScanReport:
+        """What was found and skipped, at the targets, saying where the data end."""
+        beyond_data = {
+            component: str(covered)
+            for component, target in self.targets.items()
+            if (covered := self.data.covered_version(component)) is not None and target > covered
+        }
+        return ScanReport(
+            findings=self.findings,
+            skipped=sorted(self.skipped, key=lambda skipped: skipped.file),
+            targets={component: str(version) for component, version in sorted(self.targets.items())},
+            scanned=self.scanned,
+            beyond_data=beyond_data,
+        )
+
     def skip(self, file: str, reason: str) -> None:
         """Record a file that could not be scanned, with a one-line reason."""
         self.skipped.append(SkippedFile(file=file, reason=" ".join(reason.split())))
@@ -477,13 +515,23 @@ class _Scanner:
         except OSError as exc:
             self.skip(file, f"unreadable: {exc.strerror or type(exc).__name__}")
             return
+        self.scan_bytes(file, raw)
+
+    def scan_bytes(self, file: str, raw: bytes, *, in_chart_templates: bool | None = None) -> None:
+        """Scan the bytes of one YAML/JSON file (or stream) named ``file``.
+
+        Args:
+            file: Its name in the report.
+            raw: Its bytes.
+            in_chart_templates: Whether it is a Helm chart's template; ``None``: look beside ``file``.
+        """
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError:
             self.skip(file, "not UTF-8 text")
             return
         has_template = _TEMPLATE_MARK in text
-        if has_template and self._in_chart_templates(file):
+        if has_template and (self._in_chart_templates(file) if in_chart_templates is None else in_chart_templates):
             self.skip(file, "Helm chart template (contains {{ }}); render it with 'helm template' to scan it")
             return
         is_json = os.path.splitext(file)[1].lower() in JSON_SUFFIXES

@@ -207,8 +207,37 @@ def _image_manifest(
     return json.dumps(manifest, separators=(",", ":")).encode()
 
 
+class _OneLayerImage:
+    """What an artifact of one config blob and one layer has: its manifest, serialised once, and its digest."""
+
+    config_media_type: ClassVar[str]
+    layer_media_type: ClassVar[str]
+
+    @property
+    def config(self) -> bytes:
+        raise NotImplementedError
+
+    @property
+    def layer(self) -> bytes:
+        raise NotImplementedError
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    @cached_property
+    def manifest(self) -> bytes:
+        """The OCI image manifest, serialised once so its digest is fixed."""
+        return _image_manifest(self.config, self.config_media_type, self.layer, self.layer_media_type, self.annotations)
+
+    @property
+    def digest(self) -> str:
+        """The manifest digest (``sha256:...``)."""
+        return sha256_digest(self.manifest)
+
+
 @dataclass
-class FluxArtifact:
+class FluxArtifact(_OneLayerImage):
     """A directory packaged as a Flux OCI artifact (built lazily, once).
 
     Attributes:
@@ -253,16 +282,6 @@ class FluxArtifact:
             SOURCE_ANNOTATION: self.source,
             REVISION_ANNOTATION: self.revision,
         }
-
-    @cached_property
-    def manifest(self) -> bytes:
-        """The OCI image manifest, serialised once so its digest is fixed."""
-        return _image_manifest(self.config, self.config_media_type, self.layer, self.layer_media_type, self.annotations)
-
-    @property
-    def digest(self) -> str:
-        """The manifest digest (``sha256:...``)."""
-        return sha256_digest(self.manifest)
 
 
 def build_helm_chart_package(directory: Path, name: str) -> bytes:
@@ -309,7 +328,7 @@ def read_chart_metadata(directory: Path) -> dict[str, Any]:
 
 
 @dataclass
-class HelmChartArtifact:
+class HelmChartArtifact(_OneLayerImage):
     """A chart directory laid out as ``helm push`` stores it in an OCI registry (built lazily, once).
 
     Attributes:
@@ -362,16 +381,6 @@ class HelmChartArtifact:
         if isinstance(description, str) and description.strip():
             annotations[DESCRIPTION_ANNOTATION] = description
         return annotations
-
-    @cached_property
-    def manifest(self) -> bytes:
-        """The OCI image manifest, serialised once so its digest is fixed."""
-        return _image_manifest(self.config, self.config_media_type, self.layer, self.layer_media_type, self.annotations)
-
-    @property
-    def digest(self) -> str:
-        """The manifest digest (``sha256:...``)."""
-        return sha256_digest(self.manifest)
 
 
 __all__ = [

@@ -1,9 +1,14 @@
-"""A fake Kubernetes API server over HTTP, for checking what a client sends.
+"""A fake Kubernetes API server over HTTP, for checking what a client sends, and for faults on demand.
 
-No real API server can run on the machines this project is built on, so the real
-cluster driver (:mod:`sandbox.drivers.kubernetes_cluster`) is checked against
-this stand-in. It is a threaded :mod:`http.server` on ``127.0.0.1`` (a free
-port) that
+The driver (:mod:`sandbox.drivers.kubernetes_cluster`) is proven on a real API server in the
+real tier (``tests/real``, ``tests/conformance``: watches, 410 relists after compaction,
+server-side apply, discovery, the API server killed and restarted). This stand-in stays for
+what a real server cannot be made to do on demand, at a chosen request: answer a given 5xx
+or a ``429`` with a given ``Retry-After``; answer slowly; drop the connection mid-response;
+answer ``410 Gone`` to a watch at a chosen moment; hold a CRD un-Established for exactly as
+long as an injectable clock says; and record the exact requests a client sent (fields,
+headers, patch types). It also keeps the fast tier free of the toolchain. It is a threaded
+:mod:`http.server` on ``127.0.0.1`` (a free port) that
 
 * serves ``/version`` and discovery (``/api``, ``/api/v1``, ``/apis``,
   ``/apis/<group>``, ``/apis/<group>/<version>``) from the canned

@@ -711,8 +711,8 @@ def cli_app() -> typer.Typer:
     return app
 
 
-def _run(app: typer.Typer, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(app, ["scan", *args])
+def _run(app: typer.Typer, *args: str, stdin: bytes | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(app, ["scan", *args], input=stdin)
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     return result.exit_code, result.stdout, result.stderr
 
@@ -835,3 +835,57 @@ def test_an_empty_directory_says_nothing_was_scanned(tmp_path: Path, cli_app: ty
     code, out, _ = _run(cli_app, str(tmp_path))
     assert code == 0 and out.startswith("No deprecated or removed APIs found at ")
     assert scan_path(tmp_path).scanned == 1
+
+
+RENDERED = SCAN / "rendered"
+
+
+@pytest.mark.parametrize(
+    ("rendered", "expected"),
+    [
+        # `helm template web ./web` output: "# Source:" comments, a leading "---".
+        (
+            "helm-template.yaml",
+            [
+                (1, "PodDisruptionBudget", "policy/v1beta1", True),
+                (3, "HorizontalPodAutoscaler", "autoscaling/v2beta2", False),
+            ],
+        ),
+        # `kustomize build overlays/prod` output: Kubernetes and Flux objects in one stream.
+        (
+            "kustomize-build.yaml",
+            [
+                (2, "Ingress", "networking.k8s.io/v1beta1", True),
+                (3, "HelmRelease", "helm.toolkit.fluxcd.io/v2beta1", False),
+            ],
+        ),
+    ],
+)
+def test_rendered_output_on_stdin_is_scanned_document_by_document(
+    cli_app: typer.Typer, rendered: str, expected: list[tuple[int, str, str, bool]]
+) -> None:
+    raw = (RENDERED / rendered).read_bytes()
+    code, out, err = _run(cli_app, "-", "--k8s-version", "1.25", "--flux-version", "2.4", "--output", "json", stdin=raw)
+    assert code == 3 and err == ""  # pluto's exit code: something removed
+    findings = json.loads(out)["findings"]
+    assert [(f["file"], f["document"], f["kind"], f["apiVersion"], f["removed"]) for f in findings] == [
+        ("-", *row) for row in expected
+    ]
+    # The same text as a file gives the same findings (stdin is a file named "-").
+    assert [
+        (f.document, f.kind) for f in scan_path(RENDERED / rendered, k8s_version="1.25", flux_version="2.4").findings
+    ] == [(row[0], row[1]) for row in expected]
+
+
+def test_an_unrendered_template_on_stdin_is_skipped_with_its_reason(cli_app: typer.Typer) -> None:
+    template = b"apiVersion: {{ .Values.api }}\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}\n"
+    code, out, _ = _run(cli_app, "-", "--output", "json", stdin=template)
+    assert code == 0
+    [skipped] = json.loads(out)["skipped"]
+    assert skipped["file"] == "-" and "template" in skipped["reason"]
+
+
+def test_stdin_is_read_within_its_bound(cli_app: typer.Typer) -> None:
+    code, out, err = _run(cli_app, "-", "--max-file-bytes", "64", stdin=b"apiVersion: v1\nkind: ConfigMap\n" * 10)
+    assert (code, out) == (1, "")
+    assert err.strip() == "sandbox: error: standard input is larger than 64 bytes (--max-file-bytes); not scanned"

@@ -33,8 +33,8 @@ def _script() -> ModuleType:
     return module
 
 
-def _run_script(*args: str, cache: Path, path: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, FLEET_SANDBOX_CACHE=str(cache))
+def _run_script(*args: str, cache: Path, path: str | None = None, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, FLEET_SANDBOX_CACHE=str(cache), **extra_env)
     if path is not None:
         env["PATH"] = path
     return subprocess.run(
@@ -115,6 +115,31 @@ def test_without_go_on_path_the_build_stops_with_one_line(tmp_path: Path) -> Non
         "toolchain: go not found on PATH (Go 1.26 is needed to build the toolchain)"
     ]
     assert not (tmp_path / "bin").exists()
+
+
+def test_an_unreachable_module_proxy_is_one_line_and_leaves_nothing_half_built(tmp_path: Path) -> None:
+    if shutil.which("go") is None:
+        pytest.skip("go is not on PATH (CI fails this skip: tests/conftest.py)")
+    cache, modules = tmp_path / "cache", tmp_path / "gomod"
+    result = _run_script(
+        "--only",
+        "semver-peer",
+        cache=cache,
+        GOPROXY="http://127.0.0.1:9",  # the discard port: nothing listens, the connection is refused
+        GOMODCACHE=str(modules),  # empty: every module must come from the proxy
+        GOFLAGS="-mod=mod",
+        GONOSUMDB="*",
+        GOSUMDB="off",
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    # The component's progress line ends in why it stopped: one line, naming it and the proxy.
+    [line] = [entry for entry in (result.stdout + result.stderr).splitlines() if "unreachable" in entry]
+    assert line.startswith(
+        "toolchain: semver-peer v0.2.0 ... stopped: Go module proxy unreachable (http://127.0.0.1:9)"
+    )
+    built = [p for p in (cache / "bin").rglob("*") if p.is_file()] if (cache / "bin").exists() else []
+    assert built == []
+    assert not (cache / "tmp").exists() or not any((cache / "tmp").iterdir())
 
 
 def test_an_unknown_component_is_one_line_too(tmp_path: Path) -> None:
