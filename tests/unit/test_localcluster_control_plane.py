@@ -236,11 +236,14 @@ def test_restart_leaves_a_cluster_alone_while_up_or_down_holds_it_or_before_it_w
 
 
 def test_a_restart_waits_for_its_port_rather_than_take_another(where: C.Layout) -> None:
-    first = C._start(where, SERVER, _settings(), time.monotonic() + 60, reserved=set())
+    # Ready once it listens: no connection to it, so its port is free the moment it is killed.
+    listening = C.Component("web", ("http",), _server, lambda _: True)
+    first = C._start(where, listening, _settings(), time.monotonic() + 60, reserved=set())
     os.kill(first.pid, signal.SIGKILL)
     poll("the killed stand-in gone", lambda: where.record("web") is None or None, 30, interval=0.05)
-    # The dead process's port is busy for a while (on Linux: its connections' TIME_WAIT/FIN_WAIT sockets).
+    # The dead process's port stays busy for a while (seen on Linux after a kill: what its connections leave
+    # behind); here another socket holds it for a second.
     holder = socket.create_server(("127.0.0.1", first.ports["http"]))
     threading.Timer(1.0, holder.close).start()
-    again = C._start(where, SERVER, _settings(), time.monotonic() + 60, reserved=set(), port_wait=30)
+    again = C._start(where, listening, _settings(), time.monotonic() + 60, reserved=set(), port_wait=30)
     assert again.ports == first.ports and again.pid != first.pid
