@@ -20,6 +20,7 @@ from flows.fleet import fleet_status, performance_accept, sandbox_extend
 from sandbox.config import load_config
 from sandbox.demo import prepare_demo
 from sandbox.errors import InvalidInputError
+from sandbox.inventory import utcnow
 from sandbox.models import SandboxKind, SandboxRecord, SandboxStatus
 from sandbox.perf.store import PerfRunStatus, PerfStore
 from sandbox.wiring import open_inventory
@@ -33,7 +34,7 @@ def fleet(tmp_path: Path) -> Path:
     config_path = prepare_demo(tmp_path / "fleet", development=False)
     config = load_config(config_path)
     inventory = open_inventory(config)
-    now = datetime.now(UTC)
+    now = utcnow()  # the product's clock (to the second): a report in the same second must not see a negative age
     try:
         inventory.create(
             SandboxRecord(

@@ -36,10 +36,15 @@ echo "started $$" >> "$MARKS"
 while :; do sleep 0.1; done
 """
 
+# The child takes SIGINT as a terminal's process does. A test run started in the background by a
+# non-interactive shell (`cmd &`, nohup) inherits SIGINT ignored, and Python then installs no
+# KeyboardInterrupt handler: the Ctrl-C would never arrive (the `sandbox` CLI sets its own handler).
 DRIVER = """
+import signal
 import sys
 from pathlib import Path
 from sandbox import proc
+signal.signal(signal.SIGINT, signal.default_int_handler)
 proc.STOP_GRACE_SECONDS = float(sys.argv[2])
 try:
     proc.run(proc.Command(argv=("bash", "-c", sys.argv[1]), cwd=Path("."), timeout=600), timeout_is_retryable=False)
