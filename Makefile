@@ -24,12 +24,12 @@ demo: setup
 	$(BIN)/sandbox demo
 
 # The demo on real local clusters (Kubernetes and Flux built from Go modules, docs/local-cluster.md): the first run
-# builds the toolchain (about an hour on two cores), later runs take minutes.
+# builds the toolchain (about 25 minutes on two cores), later runs take minutes.
 demo-local: setup toolchain
 	$(BIN)/sandbox demo --cluster local
 
 # Everything, the real tier included (tests/real: local clusters from the toolchain, which is built first when
-# missing: about half an hour on two idle cores the first time, nothing afterwards; docs/toolchain.md).
+# missing: about 25 minutes on two cores the first time, nothing afterwards; docs/toolchain.md).
 test: setup system-deps toolchain
 	$(BIN)/pytest -q -n 4 --dist loadfile
 
