@@ -377,15 +377,10 @@ def scan_path(
         ScanPathError: ``path`` does not exist or cannot be read.
         OutsideRepositoryError: ``path`` or a link below it leads outside ``within``.
     """
-    k8s_target = parse_version(k8s_version, what="Kubernetes version") if k8s_version is not None else None
-    flux_target = parse_version(flux_version, what="Flux version") if flux_version is not None else None
-    data = load_data(extra_data)
-    targets = _targets(data, {KUBERNETES: k8s_target, FLUX: flux_target})
-
+    scanner = _scanner(k8s_version, flux_version, extra_data, max_file_bytes)
     root = Path(path)
     if not root.exists():
         raise ScanPathError(f"path not found: {root}")
-    scanner = _Scanner(data, targets, max_file_bytes)
     label = paths.REPOSITORY if within is not None else "the scanned directory"
     if within is not None:
         paths.inside(within, root, label=label)
@@ -435,12 +430,22 @@ def scan_stream(
         InvalidVersionError: A target version is malformed.
         DeprecationDataError: A data file is unusable.
     """
+    scanner = _scanner(k8s_version, flux_version, extra_data)
+    scanner.scan_bytes(STDIN_NAME, raw, in_chart_templates=False)
+    return scanner.report()
+
+
+def _scanner(
+    k8s_version: str | None,
+    flux_version: str | None,
+    extra_data: Sequence[Path],
+    max_file_bytes: int = bounded.DEFAULT_MAX_FILE_BYTES,
+) -> _Scanner:
+    """A scanner at the given targets (each parsed; None: the newest the data cover) over the data."""
     k8s_target = parse_version(k8s_version, what="Kubernetes version") if k8s_version is not None else None
     flux_target = parse_version(flux_version, what="Flux version") if flux_version is not None else None
     data = load_data(extra_data)
-    scanner = _Scanner(data, _targets(data, {KUBERNETES: k8s_target, FLUX: flux_target}))
-    scanner.scan_bytes(STDIN_NAME, raw, in_chart_templates=False)
-    return scanner.report()
+    return _Scanner(data, _targets(data, {KUBERNETES: k8s_target, FLUX: flux_target}), max_file_bytes)
 
 
 def _targets(data: DeprecationData, given: Mapping[str, MinorVersion | None]) -> dict[str, MinorVersion]:
