@@ -89,6 +89,26 @@ def summary_lines(stages: list[Stage], outcomes: list[StageOutcome]) -> list[Sta
     ]
 
 
+def _publish_summary(
+    config_path: str,
+    name: str,
+    lifecycle_id: str,
+    stages: list[Stage],
+    outcomes: list[StageOutcome],
+    failure: BaseException | None,
+) -> None:
+    """The run's summary artifact (``lifecycle-<sandbox>``): each planned stage, its result, the failure if any."""
+    publish_lifecycle_summary(
+        config_path,
+        name,
+        lifecycle_id,
+        lines=summary_lines(stages, outcomes),
+        results={o.stage: o.details for o in outcomes if o.outcome != "failed"},
+        failed=None if failure is None else _cause(failure),
+        logger=get_run_logger(),
+    )
+
+
 #: What a lifecycle does when provision or bootstrap fails for good: undo the sandbox, or keep it marked failed.
 FailurePolicy = Literal["rollback", "keep"]
 
@@ -149,15 +169,7 @@ def run_stages_with_summary(
         failure = exc
         raise
     finally:
-        publish_lifecycle_summary(
-            request.config_path,
-            request.name,
-            request.lifecycle_id,
-            lines=summary_lines(stages, outcomes),
-            results={o.stage: o.details for o in outcomes if o.outcome != "failed"},
-            failed=None if failure is None else _cause(failure),
-            logger=get_run_logger(),
-        )
+        _publish_summary(request.config_path, request.name, request.lifecycle_id, stages, outcomes, failure)
 
 
 @flow(name="sandbox-lifecycle", flow_run_name="{request.name}", log_prints=True)
@@ -202,15 +214,7 @@ def sandbox_lifecycle(request: LifecycleRequest, resume: bool = False) -> Lifecy
         raise
     finally:
         if record is not None:
-            publish_lifecycle_summary(
-                request.config_path,
-                record.name,
-                record.lifecycle_id,
-                lines=summary_lines(stages, outcomes),
-                results={o.stage: o.details for o in outcomes if o.outcome != "failed"},
-                failed=None if failure is None else _cause(failure),
-                logger=logger,
-            )
+            _publish_summary(request.config_path, record.name, record.lifecycle_id, stages, outcomes, failure)
     if record is None:  # unreachable: the lock's block either registered the sandbox or raised
         raise RuntimeError("the lifecycle registered no sandbox")
     return LifecycleReport(name=record.name, lifecycle_id=record.lifecycle_id, stages=outcomes)
