@@ -235,6 +235,14 @@ def test_restart_leaves_a_cluster_alone_while_up_or_down_holds_it_or_before_it_w
     assert where.record("web") is None
 
 
+def _bound(port: int) -> socket.socket | None:
+    """A socket listening on ``port`` of 127.0.0.1, or None while the port is still taken."""
+    try:
+        return socket.create_server(("127.0.0.1", port))
+    except OSError:
+        return None
+
+
 def test_a_restart_waits_for_its_port_rather_than_take_another(where: C.Layout) -> None:
     # Ready once it listens: no connection to it, so its port is free the moment it is killed.
     listening = C.Component("web", ("http",), _server, lambda _: True)
@@ -243,7 +251,8 @@ def test_a_restart_waits_for_its_port_rather_than_take_another(where: C.Layout) 
     poll("the killed stand-in gone", lambda: where.record("web") is None or None, 30, interval=0.05)
     # The dead process's port stays busy for a while (seen on Linux after a kill: what its connections leave
     # behind); here another socket holds it for a second.
-    holder = socket.create_server(("127.0.0.1", first.ports["http"]))
+    # The holder itself may have to wait for the killed process's own leftovers to clear (seen under CI load).
+    holder = poll("the killed stand-in's port", lambda: _bound(first.ports["http"]), 90, interval=0.2)
     threading.Timer(1.0, holder.close).start()
     again = C._start(where, listening, _settings(), time.monotonic() + 60, reserved=set(), port_wait=30)
     assert again.ports == first.ports and again.pid != first.pid
