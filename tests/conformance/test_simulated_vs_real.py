@@ -163,7 +163,15 @@ class World:
         self.created.append(ref)
         return ref
 
-    def helmrelease(self, name: str, target_namespace: str, *, tier: str | None = None) -> ObjectRef:
+    def helmrelease(
+        self,
+        name: str,
+        target_namespace: str,
+        *,
+        tier: str | None = None,
+        chart: str = "./charts/web",
+        source: str = "fleet",
+    ) -> ObjectRef:
         meta: dict[str, Any] = {"name": name, "namespace": FLUX_NAMESPACE}
         if tier:
             meta["annotations"] = {TIER_ANNOTATION: tier}
@@ -175,9 +183,7 @@ class World:
                 "spec": {
                     "interval": "10m",
                     "targetNamespace": target_namespace,
-                    "chart": {
-                        "spec": {"chart": "./charts/web", "sourceRef": {"kind": "GitRepository", "name": "fleet"}}
-                    },
+                    "chart": {"spec": {"chart": chart, "sourceRef": {"kind": "GitRepository", "name": source}}},
                 },
             }
         )
@@ -383,6 +389,28 @@ def test_readiness_names_a_missing_path(scenario: World) -> None:
     state = scenario.wait_for(missing, "reports ArtifactFailed", lambda s: s.reason == "ArtifactFailed")
     assert not state.ready
     assert "kustomization path not found" in state.message and "apps/no-such-app" in state.message
+
+
+def test_readiness_names_a_helmrelease_whose_chart_does_not_exist(scenario: World) -> None:
+    nochart = scenario.helmrelease("nochart", "conf-nochart", chart="./charts/no-such-chart")
+    # source-controller stats the chart path in the GitRepository's artifact: its HelmChart stalls with
+    # InvalidChartReference, and helm-controller reports the release SourceNotReady with the HelmChart's message.
+    state = scenario.wait_for(
+        nochart, "reports the HelmChart's invalid chart reference", lambda s: "invalid chart reference" in s.message
+    )
+    assert not state.ready and state.reason == "SourceNotReady"
+    assert state.message.startswith("HelmChart 'flux-system/flux-system-nochart' is not ready: ")
+    assert "charts/no-such-chart: no such file or directory" in state.message
+    assert f"{nochart}: SourceNotReady: HelmChart" in state.line()
+    assert scenario.cluster.get(_ns("conf-nochart")) is None
+    # Its source missing altogether: the same reason, the HelmChart's message naming the source.
+    nosource = scenario.helmrelease("nosource", "conf-nochart", source="no-such-repo")
+    state = scenario.wait_for(nosource, "reports its missing source", lambda s: "failed to get source" in s.message)
+    assert not state.ready and state.reason == "SourceNotReady"
+    assert state.message == (
+        "HelmChart 'flux-system/flux-system-nosource' is not ready: failed to get source: "
+        'GitRepository.source.toolkit.fluxcd.io "no-such-repo" not found'
+    )
 
 
 def test_readiness_names_a_deployment_that_never_becomes_available(scenario: World) -> None:
