@@ -72,6 +72,30 @@ UNAVAILABLE = {
     "      containers:\n        - name: app\n          image: registry.example.org/never:1.0.0\n",
 }
 
+#: A PersistentVolume statically bound to a claim (a local cluster has no provisioner), and a Pod mounting the
+#: claim that a finalizer of the test's own holds once deleted (kwok deletes a pod at once otherwise).
+VOLUMES = {
+    "kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+    "resources:\n  - namespace.yaml\n  - volume.yaml\n  - claim.yaml\n  - pod.yaml\n",
+    "namespace.yaml": "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: conf-volumes\n",
+    "volume.yaml": "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: conf-volumes-data\n"
+    "spec:\n  capacity: {storage: 1Gi}\n  accessModes: [ReadWriteOnce]\n  persistentVolumeReclaimPolicy: Retain\n"
+    '  storageClassName: ""\n  hostPath: {path: /tmp/conf-volumes-data}\n'
+    "  claimRef: {namespace: conf-volumes, name: data}\n",
+    "claim.yaml": "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: data\n  namespace: conf-volumes\n"
+    'spec:\n  accessModes: [ReadWriteOnce]\n  storageClassName: ""\n  volumeName: conf-volumes-data\n'
+    "  resources: {requests: {storage: 1Gi}}\n",
+    # The ServiceAccount admission refuses (even at kustomize-controller's dry-run) a pod whose account does not
+    # exist yet; the namespace's "default" one is created just after the namespace: the Kustomization's
+    # retryInterval applies the pod once it is there.
+    "pod.yaml": "apiVersion: v1\nkind: Pod\nmetadata:\n  name: user\n  namespace: conf-volumes\n"
+    "  finalizers: [conformance.example.org/hold]\n"
+    "spec:\n  automountServiceAccountToken: false\n  containers:\n"
+    "    - name: app\n      image: registry.example.org/app:1.0.0\n"
+    "      volumeMounts: [{name: data, mountPath: /data}]\n"
+    "  volumes:\n    - name: data\n      persistentVolumeClaim: {claimName: data}\n",
+}
+
 #: A Helm chart in the fleet repository (a local cluster has no chart repository to fetch from): what the
 #: simulated chart catalog renders for any chart, a Deployment and a Service named after the release.
 CHART = {
@@ -92,6 +116,7 @@ APPS: dict[str, dict[str, str]] = {
     "controllers": _namespace_with_settings("conf-controllers"),
     "blocked": _namespace_with_settings("conf-blocked"),
     "unavailable": UNAVAILABLE,
+    "volumes": VOLUMES,
 }
 
 
@@ -139,6 +164,8 @@ class World:
     controller_state: Callable[[bool], None]
     #: How long teardown waits per tier for a finalizer no one will release (nothing clears it: only a bound).
     blocked_wait: float
+    #: Whether a scheduler binds pods to nodes (the simulated cluster has none: docs/simulation.md, Not modelled).
+    schedules_pods: bool
     created: list[ObjectRef] = field(default_factory=list)
 
     def kustomization(self, name: str, path: str, *, tier: str | None = None, **spec: Any) -> ObjectRef:
@@ -223,7 +250,7 @@ def _simulated_world(tmp: Path) -> Iterator[World]:
     for doc in _documents(EXAMPLE_REPO / "clusters" / "development" / "flux-system" / "gotk-components.yaml"):
         cluster.apply(doc)
     _apply_source(cluster, remote.as_uri())
-    yield World("simulated", cluster, lambda running: None, blocked_wait=1.0)
+    yield World("simulated", cluster, lambda running: None, blocked_wait=1.0, schedules_pods=False)
 
 
 def _real_world(tmp: Path) -> Iterator[World]:
@@ -269,7 +296,7 @@ def _real_world(tmp: Path) -> Iterator[World]:
         driver = KubernetesClusterDriver.from_kubeconfig_text(stack.kubeconfig.read_text(encoding="utf-8"))
         stack_of_cleanups.callback(driver.close)
         _apply_source(driver, f"http://127.0.0.1:{server.port}/{remote.name}")
-        yield World("real", driver, controller_state, blocked_wait=10.0)
+        yield World("real", driver, controller_state, blocked_wait=10.0, schedules_pods=True)
 
 
 def _apply_source(cluster: ClusterDriver, url: str) -> None:
@@ -378,6 +405,63 @@ def test_a_kustomization_whose_controller_is_gone_blocks_until_forced(scenario: 
 
     scenario.scale_kustomize_controller(1)  # back: it releases the finalizer and prunes what it applied
     scenario.gone({blocked, _ns("conf-blocked")}, "the released Kustomization and its namespace")
+
+
+PVC_PROTECTION = "kubernetes.io/pvc-protection"
+PV_PROTECTION = "kubernetes.io/pv-protection"
+HOLD = "conformance.example.org/hold"
+
+
+def _phase(obj: Mapping[str, Any] | None) -> str:
+    return str(((obj or {}).get("status") or {}).get("phase") or "")
+
+
+def _finalizers_of(obj: Mapping[str, Any] | None) -> list[str]:
+    return list(((obj or {}).get("metadata") or {}).get("finalizers") or [])
+
+
+def test_protection_finalizers_hold_a_claim_and_its_volume_and_teardown_names_them(scenario: World) -> None:
+    volumes = scenario.kustomization("volumes", "./apps/volumes", retryInterval="5s")
+    scenario.wait_for(volumes, "Ready", lambda s: s.ready)
+    claim = ObjectRef("v1", "PersistentVolumeClaim", "data", "conf-volumes")
+    volume = ObjectRef("v1", "PersistentVolume", "conf-volumes-data")
+    pod = ObjectRef("v1", "Pod", "user", "conf-volumes")
+    namespace = _ns("conf-volumes")
+
+    def bound() -> tuple[Manifest, Manifest] | None:
+        c, v = scenario.cluster.get(claim), scenario.cluster.get(volume)
+        return (c, v) if c and v and _phase(c) == "Bound" and _phase(v) == "Bound" else None
+
+    # The PV controller binds them; the protection finalizers are there from creation (admission adds them).
+    got_claim, got_volume = poll(f"{claim} and {volume} Bound ({scenario.driver})", bound, WAIT)
+    assert PVC_PROTECTION in _finalizers_of(got_claim) and PV_PROTECTION in _finalizers_of(got_volume)
+    if scenario.schedules_pods:  # pvc-protection counts only a scheduled pod as using the claim
+        poll(f"{pod} scheduled", lambda: ((scenario.cluster.get(pod) or {}).get("spec") or {}).get("nodeName"), WAIT)
+
+    tracked: list[ObjectRef] = []
+
+    def on_tracked(refs: list[ObjectRef]) -> None:
+        tracked[:] = refs
+
+    # kustomize-controller prunes all four; the pod is held (by the test's finalizer), so pvc-protection holds
+    # the claim, the claim keeps the volume Bound so pv-protection holds it, and the namespace stays Terminating.
+    with pytest.raises(TeardownBlockedError) as raised:
+        teardown_cluster(scenario.cluster, timeout_per_tier=scenario.blocked_wait, on_tracked=on_tracked)
+    message = str(raised.value)
+    for named in (f"{claim} ({PVC_PROTECTION})", f"{volume} ({PV_PROTECTION})", f"{pod} ({HOLD})", str(namespace)):
+        assert named in message, f"the blocked teardown does not name {named}: {message}"
+    held_claim, held_volume = scenario.cluster.get(claim), scenario.cluster.get(volume)
+    assert held_claim is not None and held_claim["metadata"].get("deletionTimestamp")
+    assert held_volume is not None and held_volume["metadata"].get("deletionTimestamp")
+    assert _phase(held_volume) == "Bound" and _finalizers_of(held_volume) == [PV_PROTECTION]
+    assert {claim, volume, pod, namespace} <= set(tracked)
+
+    # The pod goes: pvc-protection lets the claim go, the volume is Released and pv-protection lets it go, the
+    # namespace terminates. The rerun waits for what the first attempt left (as `sandbox destroy` reruns do).
+    scenario.cluster.merge_patch(pod, {"metadata": {"finalizers": None}})
+    report = teardown_cluster(scenario.cluster, timeout_per_tier=WAIT, pending=tracked)
+    assert not report.blocked
+    assert all(scenario.cluster.get(ref) is None for ref in (pod, claim, volume, namespace))
 
 
 # -- (b) readiness names the real reason -------------------------------------------------------------------
