@@ -25,6 +25,8 @@ from typing import Any
 import pytest
 import yaml
 
+from sandbox import deprecations
+from sandbox.deprecations import ApiDeprecation
 from sandbox.drivers.cluster import (
     FLUX_NAMESPACE,
     HELMRELEASE_API,
@@ -38,7 +40,9 @@ from sandbox.drivers.simulated_cluster import SimulatedCluster
 from sandbox.errors import ClusterError, TeardownBlockedError
 from sandbox.flux import Readiness, readiness
 from sandbox.localcluster.processes import find_local_cluster_processes, terminate
+from sandbox.stages.validate import minor_version_of
 from sandbox.teardown import TIER_ANNOTATION, teardown_cluster, wait_gone
+from sandbox.validation import scan_repo_paths
 from tests.polling import poll
 
 pytestmark = pytest.mark.timeout(1500)
@@ -557,23 +561,60 @@ REMOVED_BY_1_36 = [
 ]
 
 
-def test_removed_api_versions_are_refused_and_served_ones_accepted(world: World) -> None:
+def _kubernetes_apis_in_the_scan_data() -> dict[tuple[str, str], ApiDeprecation]:
+    """The Kubernetes API versions of the bundled deprecation data: what the validate stage's removed-API scan knows."""
+    return {(e.apiVersion, e.kind): e for e in deprecations.load_data().entries if e.component == "kubernetes"}
+
+
+def test_removed_api_versions_are_refused_and_served_ones_accepted(world: World, tmp_path: Path) -> None:
+    """The API server's own discovery agrees with the scan's data at the version the API server reports.
+
+    The validate stage scans the sandbox's manifests at its control plane's version with the bundled deprecation
+    data; on a real cluster, what that scan reports removed must be exactly what the API server no longer serves
+    (the driver looks each kind up in the server's discovery: not served is refused at apply), and what it reports
+    only deprecated must still be served.
+    """
+    version = minor_version_of(world.cluster.server_version())
+    assert version == "1.36"
+    apis = _kubernetes_apis_in_the_scan_data()
+    assert set(REMOVED_BY_1_36) <= set(apis)
     namespace = "conf-apis"
     world.cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     refused: dict[tuple[str, str], str] = {}
-    for api_version, kind in REMOVED_BY_1_36:
+    for api_version, kind in sorted(apis):
         try:
             world.cluster.apply(
                 {"apiVersion": api_version, "kind": kind, "metadata": {"name": "old", "namespace": namespace}}
             )
         except ClusterError as exc:
             refused[(api_version, kind)] = str(exc)
-    assert sorted(refused) == sorted(REMOVED_BY_1_36), f"served on the {world.driver} cluster: " + ", ".join(
-        f"{a} {k}" for a, k in REMOVED_BY_1_36 if (a, k) not in refused
-    )
+        else:
+            world.cluster.delete(ObjectRef(api_version, kind, "old", namespace))
     for (api_version, kind), message in refused.items():
         assert api_version in message and kind in message, f"the refusal names neither: {message}"
-    # Their replacements are served: the same object is accepted.
+    assert set(REMOVED_BY_1_36) <= set(refused), f"served on the {world.driver} cluster: " + ", ".join(
+        f"{a} {k}" for a, k in REMOVED_BY_1_36 if (a, k) not in refused
+    )
+
+    # The product's removed-API scan at the server's version, over one manifest per API version of its data.
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    for i, (api_version, kind) in enumerate(sorted(apis)):
+        (manifests / f"{i:03d}.yaml").write_text(
+            yaml.safe_dump({"apiVersion": api_version, "kind": kind, "metadata": {"name": "old"}}), encoding="utf-8"
+        )
+    findings, skipped, _ = scan_repo_paths(tmp_path, ["manifests"], k8s_version=version, flux_version=None)
+    assert not skipped
+    scanned_removed = {(f["apiVersion"], f["kind"]) for f in findings if f["removed"]}
+    scanned_deprecated = {(f["apiVersion"], f["kind"]) for f in findings if not f["removed"]}
+    assert scanned_removed == set(refused), (
+        f"the scan at {version} and the {world.driver} API server disagree: removed by the scan but served: "
+        f"{sorted(scanned_removed - set(refused))}; refused by the server but not removed by the scan: "
+        f"{sorted(set(refused) - scanned_removed)}"
+    )
+    assert scanned_deprecated and not scanned_deprecated & set(refused)
+
+    # The replacements are served: the same object is accepted.
     ingress = world.cluster.apply(
         {
             "apiVersion": "networking.k8s.io/v1",
@@ -583,6 +624,5 @@ def test_removed_api_versions_are_refused_and_served_ones_accepted(world: World)
         }
     )
     assert ingress["metadata"]["name"] == "new"
-    assert world.cluster.server_version() == "1.36"
     world.cluster.delete(_ns(namespace))
     world.gone({_ns(namespace)}, "the namespace")
