@@ -95,6 +95,9 @@ METRIC_ORDER = (
     "resolve_10k_tags_ms",
     "resolve_vs_masterminds_ratio",
     "readiness_detection_latency_ms",
+    "real_lifecycle_own_share_pct",
+    "real_readiness_vs_kubectl_ratio",
+    "real_cluster_peak_rss_mb",
 )
 
 
@@ -119,11 +122,14 @@ def write_results(
     path: Path = RESULTS_FILE,
     *,
     merge: bool = False,
+    measured: dict[str, dict[str, str]] | None = None,
 ) -> None:
     """``results.json``: a flat ``{metric: number}``; ``"errors": {group: message}`` for groups not measured,
-    ``"peers": {program: version}`` for the outside programs a ratio was measured against.
+    ``"peers": {program: version}`` for the outside programs a ratio was measured against, and
+    ``"measured": {group: {"date": ..., machine...}}`` for when and where each group measured (see :func:`run_info`).
 
-    With ``merge`` (a partial run, ``--only ... --merge``) the file's other figures are kept.
+    With ``merge`` (a partial run, ``--only ... --merge``) the file's other figures are kept; a group measured now
+    loses the error an earlier run recorded for it.
     """
     results: dict[str, Any] = {}
     if merge and path.exists():
@@ -131,12 +137,21 @@ def write_results(
     results.update({m.name: rounded(m) for m in metrics})
     peers = {**results.get("peers", {}), **peers_of(metrics)}
     results.pop("peers", None)
-    errors = {**(results.pop("errors", {}) if merge else {}), **(errors or {})}
+    earlier = results.pop("errors", {}) if merge else {}
+    when = {**results.pop("measured", {}), **(measured or {})} if merge else dict(measured or {})
+    errors = {**{g: e for g, e in earlier.items() if g not in (measured or {})}, **(errors or {})}
     if errors:
         results["errors"] = errors
     if peers:
         results["peers"] = peers
+    if when:
+        results["measured"] = when
     path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+
+def run_info(started: datetime) -> dict[str, str]:
+    """When (the run's start, UTC) and on what a run measured: ``results.json``'s ``measured`` entry of each group."""
+    return {"date": started.strftime("%Y-%m-%d %H:%M UTC"), **machine()}
 
 
 def _where(filename: str) -> str:
@@ -277,7 +292,8 @@ def write_readme(
 
 def _row(m: Metric) -> str:
     op = "≤" if m.better == "lower" else "≥"
-    samples = ", ".join(f"{s:,.3f}" if m.unit == "x" else f"{s:,.0f}" for s in m.samples)
+    digits = {"x": 3, "%": 1}.get(m.unit, 0)
+    samples = ", ".join(f"{s:,.{digits}f}" for s in m.samples)
     status = "ok" if m.passed else f"**{miss(m)}**"
     return f"| `{m.name}` | {_value(m)} {m.unit} | {op} {m.bar:,g} | {status} | {samples} | {m.description} |"
 
@@ -340,7 +356,21 @@ def merge_readme(metrics: list[Metric], *, started: datetime, groups: list[str],
     else:
         at = next((i for i, line in enumerate(lines) if line.startswith("## What dominated")), len(lines))
         lines[at:at] = _peers_section(metrics)
+    lines = with_analysis(lines)
     path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def with_analysis(lines: list[str]) -> list[str]:
+    """The README's lines with the hand-written :data:`ANALYSIS` as it is now (a profile below it is kept)."""
+    heading = "## What dominated"
+    if heading not in lines:
+        return [*lines, heading, "", ANALYSIS.rstrip(), ""]
+    start = lines.index(heading) + 1
+    stop = next(
+        (i for i in range(start, len(lines)) if lines[i].startswith("## ") or lines[i].startswith("### Profile")),
+        len(lines),
+    )
+    return [*lines[:start], "", *ANALYSIS.rstrip().split("\n"), "", *lines[stop:]]
 
 
 def print_summary(metrics: list[Metric], errors: dict[str, str] | None = None) -> None:
