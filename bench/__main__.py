@@ -36,7 +36,7 @@ def _run_group(name: str, quick: bool, server: lifecycle.RunningServer | None = 
         "readiness": lambda: readiness.run(2 if quick else readiness.REPETITIONS),
         "lifecycle": lambda: lifecycle.run(2 if quick else lifecycle.REPETITIONS),
         "cleanup": lambda: cleanup.run(2 if quick else cleanup.SMALL_RUNS, server.pid if server else None),
-        "real-cluster": lambda: real_cluster.run(2 if quick else real_cluster.READINESS_REPETITIONS),
+        "real-cluster": lambda: real_cluster.run(1, 2) if quick else real_cluster.run(),
     }
     return runs[name]()
 

@@ -62,8 +62,10 @@ from sandbox.drivers.cluster import KUSTOMIZATION_API, ClusterDriver, ObjectRef
 from sandbox.errors import ToolNotFoundError
 from sandbox.models import Stage
 
-#: Readiness repetitions within the run (the figure is the median).
-READINESS_REPETITIONS = 5
+#: Lifecycles, each on its own local cluster, one after the other (each figure is the median over them).
+LIFECYCLES = 3
+#: Readiness repetitions within each lifecycle (the figure is the median over all of them).
+READINESS_REPETITIONS = 3
 #: Seconds both waiters get to start waiting before the Kustomization is resumed.
 SETTLE_SECONDS = 2.0
 #: Seconds a resumed Kustomization may take to turn Ready on a loaded machine.
@@ -536,8 +538,34 @@ def _mb(value: int) -> float:
     return value / 2**20
 
 
-def metrics_of(figures: RunFigures, kubectl: str) -> list[Metric]:
-    """The three figures of one run."""
+def combined(runs: Sequence[RunFigures]) -> RunFigures:
+    """Several lifecycles' figures as one: seconds and CPU summed, readiness repetitions joined, the highest peaks."""
+    seconds: dict[str, float] = {}
+    by_stage: dict[Stage, dict[str, float]] = {}
+    peaks: dict[str, int] = {}
+    for figures in runs:
+        for name, value in figures.seconds.items():
+            seconds[name] = seconds.get(name, 0.0) + value
+        for stage, part in figures.by_stage.items():
+            into = by_stage.setdefault(stage, {})
+            for name, value in part.items():
+                into[name] = into.get(name, 0.0) + value
+        for name, rss in figures.peaks.items():
+            peaks[name] = max(peaks.get(name, 0), rss)
+    return RunFigures(
+        seconds=seconds,
+        by_stage=by_stage,
+        cpu_seconds=sum(f.cpu_seconds for f in runs),
+        readiness=[latency for f in runs for latency in f.readiness],
+        peaks=peaks,
+        total_peak=max(f.total_peak for f in runs),
+        memory_samples=sum(f.memory_samples for f in runs),
+    )
+
+
+def metrics_of(runs: Sequence[RunFigures], kubectl: str) -> list[Metric]:
+    """The three figures: each lifecycle's own share and peak RSS, every readiness repetition's ratio."""
+    figures = combined(runs)
     seconds = figures.seconds
     total = sum(seconds.values())
     parts = ", ".join(f"{name} {value:.1f} s" for name, value in sorted(seconds.items(), key=lambda item: -item[1]))
@@ -555,6 +583,7 @@ def metrics_of(figures: RunFigures, kubectl: str) -> list[Metric]:
     components = ", ".join(
         f"{name} {_mb(rss):.0f}" for name, rss in sorted(figures.peaks.items(), key=lambda item: -item[1])
     )
+    over = f"over the {len(runs)} lifecycles" if len(runs) > 1 else "over the lifecycle"
     return [
         Metric(
             name="real_lifecycle_own_share_pct",
@@ -563,10 +592,11 @@ def metrics_of(figures: RunFigures, kubectl: str) -> list[Metric]:
             unit="%",
             description="local-cluster lifecycle (stage functions, the `local` demo request): wall time outside "
             "every call into Kubernetes/Flux, terraform, git, git hosting and the load generator / wall time",
-            samples=[own_share_pct(seconds)],
-            note=f"{total:.1f} s of stages: {parts}. Own/all seconds by stage: {stages}. This process's CPU time over "
-            f"the same stages: {figures.cpu_seconds:.1f} s ({100 * figures.cpu_seconds / total:.1f}% of their wall "
-            "time; it includes the watch threads, the git server's threads and the product's work while it waits).",
+            samples=[own_share_pct(f.seconds) for f in runs],
+            note=f"{over}, {total:.1f} s of stages: {parts}. Own/all seconds by stage: {stages}. "
+            f"This process's CPU time over the same stages: {figures.cpu_seconds:.1f} s "
+            f"({100 * figures.cpu_seconds / total:.1f}% of their wall time; it includes the watch threads, the git "
+            "server's threads and the product's work while it waits).",
         ),
         Metric(
             name="real_readiness_vs_kubectl_ratio",
@@ -590,18 +620,24 @@ def metrics_of(figures: RunFigures, kubectl: str) -> list[Metric]:
             unit="MB",
             description="peak summed RSS of one local cluster's processes with Flux, sampled every "
             f"{SAMPLE_SECONDS:g} s during the lifecycle",
-            samples=[_mb(figures.total_peak)],
+            samples=[_mb(f.total_peak) for f in runs],
             note=f"peak per process (MB, each its own peak, {figures.memory_samples} samples): {components}.",
         ),
     ]
 
 
-def run(repetitions: int = READINESS_REPETITIONS) -> list[Metric]:
-    """The metrics (one lifecycle; ``repetitions`` readiness comparisons within it)."""
+def run(lifecycles: int = LIFECYCLES, repetitions: int = READINESS_REPETITIONS) -> list[Metric]:
+    """The metrics: ``lifecycles`` lifecycles, one after the other, ``repetitions`` readiness comparisons in each."""
     tools = check_toolchain()
     fresh_dir(GROUP_DIR)
-    workdir = new_workdir(GROUP_DIR, "run")
-    log(f"real-cluster: the local demo's lifecycle in {workdir} (load average {os.getloadavg()[0]:.2f})")
-    figures = measure(workdir, tools, repetitions)
-    discard(workdir)
-    return metrics_of(figures, kubectl_version(tools["kubectl"]))
+    runs = []
+    for index in range(lifecycles):
+        workdir = new_workdir(GROUP_DIR, "run")
+        log(
+            f"real-cluster: lifecycle {index + 1}/{lifecycles} of the local demo in {workdir} "
+            f"(load average {os.getloadavg()[0]:.2f})"
+        )
+        runs.append(measure(workdir, tools, repetitions))
+        discard(workdir)
+        log(f"real-cluster: lifecycle {index + 1}/{lifecycles}: own share {own_share_pct(runs[-1].seconds):.1f}%")
+    return metrics_of(runs, kubectl_version(tools["kubectl"]))

@@ -128,7 +128,7 @@ def _figures() -> rc.RunFigures:
 
 
 def test_the_three_figures_of_a_run() -> None:
-    own, readiness, memory = rc.metrics_of(_figures(), "kubectl v1.36.3")
+    own, readiness, memory = rc.metrics_of([_figures()], "kubectl v1.36.3")
     assert own.value == pytest.approx(5.0) and own.passed
     assert "terraform 30.0 s" in own.note and "provision 0.50/12.5" in own.note
     assert readiness.samples == pytest.approx([410 / 400, 300 / 320, 500 / 450])
@@ -145,7 +145,7 @@ def test_without_the_toolchain_the_group_names_make_toolchain(monkeypatch: pytes
 
     monkeypatch.setattr(rc.toolchain, "locate", missing)
     with pytest.raises(BenchError, match=r"etcd v1 is not built.*make toolchain"):
-        rc.run(1)
+        rc.run(1, 1)
 
 
 def _metric(name: str, value: float) -> Metric:
@@ -177,3 +177,15 @@ def test_a_merge_writes_the_analysis_as_report_py_has_it_and_keeps_the_profile(t
     assert "an old analysis" not in text and text.count(report.ANALYSIS.rstrip()) == 1
     assert text.index(report.ANALYSIS.rstrip()) < text.index("### Profile of `scan`") < text.index("PROFILE-BODY")
     assert "| `real_lifecycle_own_share_pct` | 3.0 % | ≤ 5 | ok | 3.0 |" in text
+
+
+def test_several_lifecycles_give_one_sample_each_and_their_split_is_summed() -> None:
+    second = _figures()
+    second.seconds = {rc.OWN: 8.0, "terraform": 32.0}
+    second.total_peak = 1000 * 2**20
+    second.peaks = {"kube-apiserver": 360 * 2**20}
+    own, readiness, memory = rc.metrics_of([_figures(), second], "kubectl v1.36.3")
+    assert own.samples == pytest.approx([5.0, 20.0])
+    assert "over the 2 lifecycles, 80.0 s of stages: terraform 62.0 s, own 10.0 s" in own.note
+    assert len(readiness.samples) == 6
+    assert memory.samples == pytest.approx([900, 1000]) and "kube-apiserver 360, etcd 50" in memory.note
