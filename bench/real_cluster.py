@@ -423,7 +423,8 @@ def check_toolchain() -> dict[str, str]:
         try:
             toolchain.locate(binary)
         except ToolNotFoundError as exc:
-            raise BenchError(f"no local cluster without the toolchain: {exc} (run `make toolchain`)") from exc
+            hint = "" if "make toolchain" in str(exc) else " (run `make toolchain`)"
+            raise BenchError(f"no local cluster without the toolchain: {exc}{hint}") from exc
     found = {name: shutil.which(name) for name in ("kubectl", "git")}
     found["terraform"] = shutil.which("terraform") or shutil.which("tofu")
     missing = [name for name, path in found.items() if not path]
