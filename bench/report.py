@@ -120,16 +120,17 @@ end (the teardown's terraform destroy; anything left is stopped and recorded as 
   own peak (not simultaneous, so they add up to more than the figure).
 
 What a profile of the stage thread showed (cProfile, one lifecycle, 2026-12-07, a loaded machine): most of the own
-time (~8 s of ~48 s, 16%) is YAML parsing of the local cluster's 257 KB
+time (~6 s of a ~43 s lifecycle unprofiled) is YAML parsing of the local cluster's 257 KB
 `clusters/local/flux-system/gotk-components.yaml` (Flux's CRDs). `fleetrepo.retarget_git_sources` (clone, promote)
 reads every file of the cluster directory that mentions `GitRepository`, the CRDs file included, with ruamel's
-round-trip loader (`yamledit.set_scalar`): ~0.8 s a parse on an idle core, ~2.5 s of clone's own time and ~1 s of
-promote's under load. Bootstrap (`fleetrepo.read_documents`) and validate (`plan_scan`, the static scan) parse the
-same file with PyYAML's pure-Python loader, ~0.4 s a parse (libyaml's `CSafeLoader` takes 0.05 s). **Not changed**
-in this round (the figure is measured, not tuned, here): leaving `gotk-components.yaml` out of the retarget
-(bootstrap owns it, as it owns `gotk-sync.yaml`) and reading manifests with libyaml's loader would remove most of
-it. The waiting is mostly terraform (the cluster's start in provision and its stop in teardown, ~12 s each) and the
-watches (validate's readiness, teardown's deletions).
+round-trip loader (`yamledit.set_scalar`): ~0.8 s a parse on an idle core, more under load. Bootstrap
+(`fleetrepo.read_documents`) and validate (`plan_scan`, the static scan) parse the same file with PyYAML's
+pure-Python loader, ~0.4 s a parse (libyaml's `CSafeLoader` takes 0.05 s). **Not changed** in this round (the figure
+is measured here, not tuned): leaving `gotk-components.yaml` out of the retarget (bootstrap owns it, as it owns
+`gotk-sync.yaml`) and reading manifests with libyaml's loader would save about 3 s a lifecycle on an idle core, by
+these parse times; whether that reaches the 5% goal is for the next measurement. The waiting is mostly terraform
+(the cluster's start in provision and its stop in teardown, ~10 s each) and the watches (validate's readiness,
+teardown's deletions).
 """
 
 
