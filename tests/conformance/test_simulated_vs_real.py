@@ -5,9 +5,10 @@ Every test takes the module-scoped ``world``, parametrized by driver: ``simulate
 one local cluster per module, started with the example fleet's ``infra/local-cluster`` stack and real terraform,
 real Flux installed, the fleet repository served over smart HTTP on loopback, the product's
 :class:`~sandbox.drivers.kubernetes_cluster.KubernetesClusterDriver` on its API server). The product's code runs on
-top of either: :func:`sandbox.teardown.teardown_cluster`, :func:`sandbox.flux.readiness` and
-:func:`sandbox.teardown.wait_gone`, and the validate stage's removed-API scan
-(:func:`sandbox.validation.scan_repo_paths`). docs/simulation.md names the test proving each behaviour the simulation models.
+top of either: :func:`sandbox.teardown.teardown_cluster`, :func:`sandbox.flux.readiness`,
+:func:`sandbox.teardown.wait_gone` and the validate stage's removed-API scan
+(:func:`sandbox.validation.scan_repo_paths`). docs/simulation.md names the test proving each behaviour the simulation
+models.
 
 No timing is asserted: every wait is generous and fails naming what it waited for.
 """
