@@ -90,6 +90,7 @@ class RecordedRequest:
         query: Query parameters (every value of each name).
         headers: Request headers with lower-cased names.
         body: The raw request body (empty when there was none).
+        received: When it arrived (``time.monotonic()``).
     """
 
     method: str
@@ -97,6 +98,7 @@ class RecordedRequest:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: bytes
+    received: float = field(default_factory=time.monotonic)
 
     def param(self, name: str) -> str | None:
         """The first value of query parameter ``name``, or ``None``."""
@@ -154,6 +156,7 @@ class _Rule:
     drop_connection: bool = False
     in_watch_stream: bool = False
     delay_seconds: float = 0.0
+    retry_after: str | None = None
 
     def matches(self, request: RecordedRequest) -> bool:
         if self.remaining <= 0:
@@ -177,12 +180,20 @@ class _Event:
 class _HttpError(Exception):
     """Ends a request with a Kubernetes ``Status`` body."""
 
-    def __init__(self, code: int, reason: str, message: str, details: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        code: int,
+        reason: str,
+        message: str,
+        details: Mapping[str, Any] | None = None,
+        retry_after: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason
         self.message = message
         self.details = dict(details or {})
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -408,6 +419,7 @@ class KubeApiServer:
         times: int = 1,
         drop_connection: bool = False,
         in_watch_stream: bool = False,
+        retry_after: str | None = None,
     ) -> None:
         """Answer the next ``times`` matching requests with an error ``Status``.
 
@@ -424,6 +436,7 @@ class KubeApiServer:
             in_watch_stream: Answer ``200`` with a single watch ``ERROR`` event
                 carrying the ``Status`` (as a real server reports most watch
                 failures), then end the stream.
+            retry_after: A ``Retry-After`` header to send with the answer.
         """
         phrase = HTTPStatus(status).phrase.replace(" ", "") if status else "Unknown"
         with self._lock:
@@ -438,6 +451,7 @@ class KubeApiServer:
                     message=message or f"forced {status} by the fake API server",
                     drop_connection=drop_connection,
                     in_watch_stream=in_watch_stream,
+                    retry_after=retry_after,
                 )
             )
 
@@ -711,7 +725,7 @@ class KubeApiServer:
                 request.send_chunk({"type": "ERROR", "object": error})
                 request.end_stream()
                 return
-            raise _HttpError(rule.status, rule.reason or "", rule.message or "")
+            raise _HttpError(rule.status, rule.reason or "", rule.message or "", retry_after=rule.retry_after)
         if self.token is not None and recorded.headers.get("authorization") != f"Bearer {self.token}":
             raise _HttpError(401, "Unauthorized", "Unauthorized")
         if _is_discovery_path(path):
@@ -1077,7 +1091,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self.api.handle(self, method)
         except _HttpError as error:
-            self.send_json(error.code, status_body(error.code, error.reason, error.message, error.details))
+            body = status_body(error.code, error.reason, error.message, error.details)
+            headers = {"Retry-After": error.retry_after} if error.retry_after is not None else {}
+            self.send_json(error.code, body, headers)
         except ValueError as error:
             message = f"invalid request: {error}"
             self.send_json(400, status_body(400, "BadRequest", message))
@@ -1104,11 +1120,13 @@ class _Handler(BaseHTTPRequestHandler):
         """Dispatch a DELETE."""
         self._dispatch("DELETE")
 
-    def send_json(self, code: int, body: Any) -> None:
-        """Answer with a JSON body and a Content-Length."""
+    def send_json(self, code: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
+        """Answer with a JSON body and a Content-Length (and ``headers``)."""
         data = json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
