@@ -150,9 +150,18 @@ def _as_dict(_client: Any, data: Any) -> Any:
 
 
 class _InMemoryDiscoverer(LazyDiscoverer):
-    """The library's lazy discoverer with its cache kept in memory only."""
+    """The library's lazy discoverer with its cache kept in memory only, refreshed only where a lookup missed.
+
+    The library answers a miss (a kind not in the cache: a CRD installed since, or a kind the cluster does
+    not serve) by throwing the whole cache away: ``/version`` and ``/apis`` again, then every group
+    version's resource list again at its next use. Here a miss re-reads only the group list (for a group
+    kind) and the missed group version's resource list; what was read for the others stays.
+    :meth:`invalidate_cache` called from outside a lookup (``refresh_discovery``) still forgets everything.
+    """
 
     def __init__(self, client: Any, cache_file: str | None) -> None:
+        # The lookup being answered, while the base class's search runs (it calls invalidate_cache on a miss).
+        self._wanted: dict[str, Any] | None = None
         # The base class reads the cache file when it exists; point it at a
         # name nobody creates, and never write it.
         unused = os.path.join(tempfile.gettempdir(), f"fleet-sandbox-discovery-{uuid.uuid4().hex}")
@@ -160,6 +169,40 @@ class _InMemoryDiscoverer(LazyDiscoverer):
 
     def _write_cache(self) -> None:
         """Keep discovery results in memory only."""
+
+    def search(
+        self, prefix: Any = None, group: Any = None, api_version: Any = None, kind: Any = None, **kwargs: Any
+    ) -> Any:
+        """The library's search, whose refresh on a miss is limited to what was looked for."""
+        wanted = {"prefix": prefix, "group": group, "api_version": api_version, "kind": kind, **kwargs}
+        self._wanted = wanted
+        try:
+            return super().search(**{key: value for key, value in wanted.items() if value is not None})
+        finally:
+            self._wanted = None
+
+    def invalidate_cache(self) -> None:
+        """Forget everything, or, during a lookup that missed, re-read only what it needs."""
+        wanted = self._wanted
+        if wanted is None:
+            super().invalidate_cache()
+            return
+        prefix = wanted.get("prefix")
+        group, version = wanted.get("group") or "", wanted.get("api_version") or ""
+        if not group and "/" in version:
+            group, version = version.split("/", 1)
+        resources: Any = self._cache["resources"]
+        if prefix == "apis":
+            # The group list again (one request): a group served since appears, and the resource lists already
+            # read for the groups still served are kept; the core group's entry is not touched.
+            core = resources.get("api")
+            self.parse_api_groups(request_resources=False, update=True)
+            if core is not None:
+                resources["api"] = core
+        found = resources.get(prefix, {}).get(group, {}).get(version)
+        if found is not None:
+            # Its resource list is read again at the search that follows (the kind may be new in it).
+            found.resources = None
 
 
 class _TimedDynamicClient(DynamicClient):

@@ -331,6 +331,23 @@ def test_a_kind_served_later_is_found_after_a_discovery_miss(
     assert found is not None and found["metadata"]["name"] == "github"
 
 
+def test_a_discovery_miss_re_reads_only_the_group_list_and_the_missed_group_version(
+    seeded: KubeApiServer, driver: KubernetesClusterDriver
+) -> None:
+    namespace = ObjectRef("v1", "Namespace", "flux-system")
+    helm_release = ObjectRef(HELMRELEASE_API, "HelmRelease", "podinfo", "podinfo")
+    assert driver.get(ROOT) is not None and driver.get(namespace) is not None and driver.get(helm_release)
+    seeded.clear_requests()
+    # Misses: a group the cluster does not serve, and a kind a served group version does not have.
+    assert driver.get(ObjectRef("image.toolkit.fluxcd.io/v1beta2", "ImagePolicy", "p", "flux-system")) is None
+    assert driver.get(ObjectRef(KUSTOMIZATION_API, "NoSuchKind", "x", "flux-system")) is None
+    for _ in range(3):
+        assert driver.get(ROOT) is not None and driver.get(namespace) is not None and driver.get(helm_release)
+    discovery = [r.path for r in seeded.requests if "/namespaces/" not in r.path]
+    # Before: each miss threw everything away (/version, /apis, then /api/v1 and every group version again).
+    assert discovery == ["/apis", "/apis", KS_PATH], discovery
+
+
 # -- delete --------------------------------------------------------------------------
 
 
