@@ -12,13 +12,18 @@ miss refreshes the cache. The typed APIs would need one code path per kind, and
 ``CustomObjectsApi`` covers only custom resources and needs the plural and the
 scope spelled out by the caller.
 
-Two adjustments to the dynamic client, both local to this module:
+Adjustments to the dynamic client, all local to this module:
 
 * Discovery results are cached **in memory** for the driver's life instead of
   the library's default JSON file in the temp directory, which is shared by
-  every process talking to the same host and outlives CRD changes.
+  every process talking to the same host and outlives CRD changes. A lookup
+  that misses re-reads only the group list and the missed group version (the
+  library threw the whole cache away and re-read every group version in use).
 * Every request carries a timeout (``request_timeout``); the library sends
   discovery requests without one, which could hang on a black-holed endpoint.
+* A ``429`` with ``Retry-After`` is sent again after that wait, up to ten
+  times (client-go's rule); API Priority and Fairness answers so when the
+  driver's priority level is full.
 
 Requests this driver sends
 --------------------------
@@ -30,8 +35,11 @@ Requests this driver sends
 * ``list``: ``GET`` on the collection (cluster-wide path for all namespaces),
   ``labelSelector``, paged with ``limit``/``continue``.
 * ``watch``: a list, then ``GET ?watch=true&resourceVersion=<list's>&
-  timeoutSeconds=..&allowWatchBookmarks=true``; a ``410 Gone`` (as an HTTP
-  status or an ``ERROR`` event) re-lists and reports the difference.
+  timeoutSeconds=..&allowWatchBookmarks=true``, each request at most
+  ``watch_request_seconds`` long and resumed from the last resourceVersion
+  seen (an event's or a bookmark's); a ``410 Gone`` (as an HTTP status or an
+  ``ERROR`` event) re-lists and reports the difference; a server gone or busy
+  mid-watch is tried again until the watch's timeout.
 
 Reads of a kind the cluster does not serve (its CRD is not installed) see no
 objects: ``get`` returns ``None``, ``list`` returns ``[]``, ``delete`` returns
@@ -46,9 +54,9 @@ killed or restarting) and answers 408/429/5xx raise
 :class:`KubernetesUnavailableError` (a
 :class:`~sandbox.errors.ClusterUnreachableError`, retryable); its message names
 the cluster's API endpoint and, for a 429/503 that says so, the server's
-``Retry-After``. Other refusals (401, 403, 404 on a write, 409, 422, TLS
-failures such as an unknown certificate authority) raise
-:class:`KubernetesApiError` (a :class:`~sandbox.errors.ClusterError`,
+``Retry-After`` (a 429 that carries one was already tried again ten times).
+Other refusals (401, 403, 404 on a write, 409, 422, TLS failures such as an
+unknown certificate authority) raise :class:`KubernetesApiError` (a :class:`~sandbox.errors.ClusterError`,
 permanent). Messages are one line, ``<verb> <Kind/namespace/name>: <status>
 <reason>: <message from the Status body>``. The kubeconfig is never logged, and
 credentials are scrubbed from every message; errors from response bodies are not

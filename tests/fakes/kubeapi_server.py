@@ -1,13 +1,28 @@
-"""A fake Kubernetes API server over HTTP, for checking what a client sends, and for faults on demand.
+"""A fake Kubernetes API server over HTTP, for what a client sends and for faults a real server cannot give on demand.
 
-The driver (:mod:`sandbox.drivers.kubernetes_cluster`) is proven on a real API server in the
-real tier (``tests/real``, ``tests/conformance``: watches, 410 relists after compaction,
-server-side apply, discovery, the API server killed and restarted). This stand-in stays for
-what a real server cannot be made to do on demand, at a chosen request: answer a given 5xx
-or a ``429`` with a given ``Retry-After``; answer slowly; drop the connection mid-response;
-answer ``410 Gone`` to a watch at a chosen moment; hold a CRD un-Established for exactly as
-long as an injectable clock says; and record the exact requests a client sent (fields,
-headers, patch types). It also keeps the fast tier free of the toolchain. It is a threaded
+What the real tier now proves on a real API server, through the driver, is not this stand-in's job any more
+(``tests/real/test_kubernetes_driver_real.py``; docs/real-tier.md, "The kubernetes driver on a real API
+server"): server-side apply with the field manager and forced conflicts; discovery cached, and refreshed when a
+CRD appears; watches with resourceVersion and bookmarks; a ``410 Gone`` and the re-list (the API server's new
+watch cache after a restart); a ``429`` from API Priority and Fairness with its ``Retry-After``; the API server
+killed and restarted mid-watch.
+
+It stays for these faults, which a real server cannot be made to produce at a chosen request:
+
+* a 5xx status (500, 503, 504) answered to a chosen method or path, and a ``500`` ``ERROR`` event inside a
+  watch stream (a real one is etcd losing its leader);
+* a ``429`` without ``Retry-After``, or with a chosen one (``0``), repeated past the driver's ten tries (the
+  real one always carries a ``Retry-After`` that the server picks and grows);
+* an HTTP ``410`` (what an expired continue token gets between list pages), and a ``410`` ``ERROR`` event
+  after :meth:`KubeApiServer.compact` at the moment a test chooses;
+* a connection dropped without an answer, at chosen requests (a killed API server drops every connection
+  at once, and urllib3's own retries hide a single drop);
+* an answer slower than the client's timeout (:meth:`KubeApiServer.delay`);
+* a refusal whose message echoes the bearer token (a misbehaving proxy), and canned 401/403/409/422 bodies;
+* a CRD held un-Established for exactly as long as an injectable clock says;
+
+and to record the exact requests a client sent (fields, headers, patch types), and to keep the fast tier free
+of the toolchain. It is a threaded
 :mod:`http.server` on ``127.0.0.1`` (a free port) that
 
 * serves ``/version`` and discovery (``/api``, ``/api/v1``, ``/apis``,
@@ -23,8 +38,8 @@ headers, patch types). It also keeps the fast tier free of the toolchain. It is 
   ``Status``, as a real server answers after etcd compaction;
 * records every request (method, path, query, headers, body) in
   :attr:`KubeApiServer.requests` for assertions;
-* has hooks to force error statuses, slow answers and dropped connections
-  (:meth:`KubeApiServer.fail`, :meth:`KubeApiServer.delay`);
+* has hooks to force error statuses (with a ``Retry-After`` if asked), slow answers and dropped
+  connections (:meth:`KubeApiServer.fail`, :meth:`KubeApiServer.delay`);
 * models how a real API server installs a CustomResourceDefinition: a new CRD
   is stored with ``NamesAccepted=True`` and ``Established=False``, and only
   after ``crd_established_delay`` seconds (by the injectable ``clock``) is it

@@ -184,10 +184,15 @@ class WatchSpy:
             self.lists = 0
 
 
+#: Watches started by the checks, stopped before the cluster goes (a failed check leaves its watch running).
+_WATCHES: list[Watching] = []
+
+
 class Watching:
     """A driver watch running in a thread, kept as a view (name -> object) and the events in order."""
 
     def __init__(self, driver: KubernetesClusterDriver, namespace: str, timeout: float) -> None:
+        _WATCHES.append(self)
         self.stop = threading.Event()
         self.events: list[WatchEvent] = []
         self.view: dict[str, dict[str, Any]] = {}
@@ -511,6 +516,8 @@ def test_the_kubernetes_driver_on_a_real_api_server(
             check_api_server_restarted_mid_watch(driver, k, stack.cluster_dir, spy)
             check_watch_events_in_order(driver, k)
     finally:
+        for watching in _WATCHES:
+            watching.stop.set()
         with contextlib.suppress(ProcessLookupError, AssertionError):
             os.kill(_process(stack.cluster_dir, "etcd").pid, signal.SIGCONT)
         stack.destroy()
