@@ -40,7 +40,7 @@ from pydantic import BaseModel, Field
 from sandbox import appstacks, bounded, deprecations, fleetrepo, paths, policy
 from sandbox.config import FleetConfig
 from sandbox.drivers.cluster import GITREPOSITORY_API, ClusterDriver, Manifest, ObjectRef
-from sandbox.errors import PermanentError
+from sandbox.errors import InvalidInputError, PermanentError
 from sandbox.flux import Readiness, not_ready_message, readiness, watch_readiness
 from sandbox.manifest_objects import load_mappings
 from sandbox.models import SandboxRecord, SandboxStatus, Stage, StageResult, StageStatus
@@ -105,6 +105,9 @@ class ValidationReport(BaseModel):
     skipped: list[dict[str, str]] = Field(default_factory=list, description="Files the scanner could not read")
     policy: list[PolicyFinding] = Field(default_factory=list)
     readiness: list[ObjectReadiness] = Field(default_factory=list)
+    server_version: str | None = Field(
+        default=None, description="Kubernetes version the sandbox's API server reported (X.Y), when it was asked"
+    )
     readiness_checked: bool = False
     readiness_note: str = ""
     application_stacks: list[str] = Field(
@@ -607,6 +610,49 @@ class ValidationInputs:
     application_stack_paths: list[str] = field(default_factory=list)
 
 
+#: Why readiness is not checked when the scan found removed APIs.
+CANNOT_CONVERGE = "not checked: the API server refuses removed API versions, so the cluster cannot converge"
+
+
+def minor_version_of(version: str | None) -> str | None:
+    """``X.Y`` of a control-plane version as providers spell it (``1.31``, ``v1.31.2``, ``1.31-eks``)."""
+    if not version:
+        return None
+    match = re.match(r"^v?(\d+)\.(\d+)", version.strip())
+    if match is None:
+        raise InvalidInputError(f"invalid Kubernetes version {version!r}: expected X.Y")
+    return f"{match.group(1)}.{match.group(2)}"
+
+
+def _scan_at(
+    repo: Path,
+    roots: list[str],
+    k8s_version: str | None,
+    inputs: ValidationInputs,
+    limit: int,
+    report: ValidationReport,
+    progress: Progress,
+) -> list[str]:
+    """The static scan of ``roots`` at ``k8s_version`` into ``report``; its removed-API lines (also failures)."""
+    report.findings, report.skipped, report.targets = scan_repo_paths(
+        repo,
+        roots,
+        k8s_version=k8s_version,
+        flux_version=inputs.flux_version,
+        extra_data=inputs.extra_data,
+        max_file_bytes=limit,
+    )
+    removed = [removed_line(f) for f in report.removed]
+    report.failures.extend(removed)
+    targets = targets_label(report.targets)
+    progress(
+        f"static scan of {', '.join(roots)} at {targets}: {len(report.findings)} finding(s), {len(removed)} removed"
+    )
+    for line in removed:
+        progress(f"removed API: {line}")
+    return removed
+
+
 def validate_checkout(
     repo: Path,
     config: FleetConfig,
@@ -634,22 +680,7 @@ def validate_checkout(
         if (repo / path).is_dir() and not _inside(path, roots):
             roots = sorted([root for root in roots if not _inside(root, [path])] + [path])
     report.scanned, report.not_scanned = roots, plan.not_scanned
-    report.findings, report.skipped, report.targets = scan_repo_paths(
-        repo,
-        roots,
-        k8s_version=inputs.k8s_version,
-        flux_version=inputs.flux_version,
-        extra_data=inputs.extra_data,
-        max_file_bytes=limit,
-    )
-    removed = [removed_line(f) for f in report.removed]
-    report.failures.extend(removed)
-    targets = targets_label(report.targets)
-    progress(
-        f"static scan of {', '.join(roots)} at {targets}: {len(report.findings)} finding(s), {len(removed)} removed"
-    )
-    for line in removed:
-        progress(f"removed API: {line}")
+    removed = _scan_at(repo, roots, inputs.k8s_version, inputs, limit, report, progress)
     report.policy = policy_on_branch(
         repo, config, sandbox_dir=inputs.sandbox_dir, branch=inputs.branch, changed=inputs.changed_files
     )
@@ -658,11 +689,21 @@ def validate_checkout(
         if violation.blocking:
             report.failures.append(violation.line())
     if removed:
-        report.readiness_note = (
-            "not checked: the API server refuses removed API versions, so the cluster cannot converge"
-        )
+        report.readiness_note = CANNOT_CONVERGE
         return report
     connected = cluster()
+    # The API server's own version is the truth (an upgrade rehearsal's cluster may not be what its IaC asked for):
+    # where it differs from the one scanned at, the scan is made again at the served one.
+    served = minor_version_of(connected.server_version())
+    if served is not None and served != inputs.k8s_version:
+        report.server_version = served
+        progress(f"the API server serves Kubernetes {served}, not {inputs.k8s_version or 'the version unknown'}: "
+                 f"scanning again at {served}")  # fmt: skip
+        if _scan_at(repo, roots, served, inputs, limit, report, progress):
+            report.readiness_note = CANNOT_CONVERGE
+            return report
+    elif served is not None:
+        report.server_version = served
     if inputs.application_stacks:
         report.application_stacks = appstacks.deploy(connected, inputs.application_stacks, progress)
     asked = request_reconcile(connected, inputs.branch) if inputs.commit else []

@@ -12,7 +12,7 @@ miss refreshes the cache. The typed APIs would need one code path per kind, and
 ``CustomObjectsApi`` covers only custom resources and needs the plural and the
 scope spelled out by the caller.
 
-Adjustments to the dynamic client, all local to this module:
+Adjustments to the dynamic client (:mod:`sandbox.drivers.kubernetes_client`):
 
 * Discovery results are cached **in memory** for the driver's life instead of
   the library's default JSON file in the temp directory, which is shared by
@@ -69,12 +69,9 @@ import builtins
 import copy
 import json
 import math
-import os
 import re
-import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -87,12 +84,18 @@ import kubernetes.watch
 import urllib3
 import yaml
 from kubernetes.client.rest import ApiException
-from kubernetes.config.config_exception import ConfigException
-from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.discovery import LazyDiscoverer
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from sandbox.drivers.cluster import Manifest, ObjectRef, WatchEvent
+from sandbox.drivers.kubernetes_client import (
+    RATE_LIMIT_MAX_WAIT_SECONDS,
+    TimedDynamicClient,
+    as_dict,
+    config_errors,
+    load_api_client,
+    one_line,
+    retry_after_seconds,
+)
 from sandbox.errors import ClusterError, ClusterUnreachableError, ConfigError, InvalidInputError
 from sandbox.redaction import redact, register_kubeconfig, register_secrets
 
@@ -117,11 +120,6 @@ _REWATCH_PAUSE_SECONDS = 0.5
 # A watch that lost its server (killed, restarting) tries again after these pauses (the last one repeating)
 # until its deadline: a restarted API server is back within seconds.
 _REWATCH_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0)
-# How often a request answered 429 with a Retry-After is sent again (client-go's default), and the longest
-# wait honoured for one answer (API Priority and Fairness asks for 1 s, growing while it keeps rejecting).
-_RATE_LIMIT_RETRIES = 10
-_RATE_LIMIT_MAX_WAIT_SECONDS = 30.0
-_MESSAGE_LIMIT = 300
 
 
 class KubernetesApiError(ClusterError):
@@ -150,147 +148,6 @@ class KubernetesUnavailableError(ClusterUnreachableError):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
-
-
-def _as_dict(_client: Any, data: Any) -> Any:
-    """Serializer for the dynamic client: keep the parsed JSON as plain dicts."""
-    return data
-
-
-class _InMemoryDiscoverer(LazyDiscoverer):
-    """The library's lazy discoverer with its cache kept in memory only, refreshed only where a lookup missed.
-
-    The library answers a miss (a kind not in the cache: a CRD installed since, or a kind the cluster does
-    not serve) by throwing the whole cache away: ``/version`` and ``/apis`` again, then every group
-    version's resource list again at its next use. Here a miss re-reads only the group list (for a group
-    kind) and the missed group version's resource list; what was read for the others stays.
-    :meth:`invalidate_cache` called from outside a lookup (``refresh_discovery``) still forgets everything.
-    """
-
-    def __init__(self, client: Any, cache_file: str | None) -> None:
-        # The lookup being answered, while the base class's search runs (it calls invalidate_cache on a miss).
-        self._wanted: dict[str, Any] | None = None
-        # The base class reads the cache file when it exists; point it at a
-        # name nobody creates, and never write it.
-        unused = os.path.join(tempfile.gettempdir(), f"fleet-sandbox-discovery-{uuid.uuid4().hex}")
-        super().__init__(client, unused)
-
-    def _write_cache(self) -> None:
-        """Keep discovery results in memory only."""
-
-    def search(
-        self, prefix: Any = None, group: Any = None, api_version: Any = None, kind: Any = None, **kwargs: Any
-    ) -> Any:
-        """The library's search, whose refresh on a miss is limited to what was looked for."""
-        wanted = {"prefix": prefix, "group": group, "api_version": api_version, "kind": kind, **kwargs}
-        self._wanted = wanted
-        try:
-            return super().search(**{key: value for key, value in wanted.items() if value is not None})
-        finally:
-            self._wanted = None
-
-    def invalidate_cache(self) -> None:
-        """Forget everything, or, during a lookup that missed, re-read only what it needs."""
-        wanted = self._wanted
-        if wanted is None:
-            super().invalidate_cache()
-            return
-        prefix = wanted.get("prefix")
-        group, version = wanted.get("group") or "", wanted.get("api_version") or ""
-        if not group and "/" in version:
-            group, version = version.split("/", 1)
-        resources: Any = self._cache["resources"]
-        if prefix == "apis":
-            # The group list again (one request): a group served since appears, and the resource lists already
-            # read for the groups still served are kept; the core group's entry is not touched.
-            core = resources.get("api")
-            self.parse_api_groups(request_resources=False, update=True)
-            if core is not None:
-                resources["api"] = core
-        found = resources.get(prefix, {}).get(group, {}).get(version)
-        if found is not None:
-            # Its resource list is read again at the search that follows (the kind may be new in it).
-            found.resources = None
-
-
-class _TimedDynamicClient(DynamicClient):
-    """A dynamic client whose every request (discovery included) has a timeout and honours ``Retry-After``.
-
-    A ``429 Too Many Requests`` that carries a ``Retry-After`` (API Priority and Fairness rejecting, a
-    server or proxy shedding load) was not processed: the request is sent again after the wait the server
-    asked for, up to :data:`_RATE_LIMIT_RETRIES` times, as client-go does. A 429 without ``Retry-After``,
-    or one more than that, is the caller's (a retryable :class:`KubernetesUnavailableError`).
-    """
-
-    def __init__(self, client: kubernetes.client.ApiClient, request_timeout: float) -> None:
-        self._default_timeout = request_timeout
-        super().__init__(client, discoverer=_InMemoryDiscoverer)
-
-    def request(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
-        """Send a request, with the driver's timeout unless the caller set one."""
-        if params.get("_request_timeout") is None:
-            params["_request_timeout"] = self._default_timeout
-        for attempt in range(_RATE_LIMIT_RETRIES + 1):
-            try:
-                return super().request(method, path, body=body, **params)
-            except ApiException as exc:
-                wait = _retry_after(exc) if exc.status == 429 else None
-                if wait is None or attempt == _RATE_LIMIT_RETRIES:
-                    raise
-                time.sleep(min(float(wait), _RATE_LIMIT_MAX_WAIT_SECONDS))
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
-
-
-def _one_line(text: str, limit: int = _MESSAGE_LIMIT) -> str:
-    flat = " ".join(str(text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def _default_kubeconfig_location() -> str:
-    """``$KUBECONFIG`` (may list several files) or ``~/.kube/config``, read now.
-
-    The library reads ``$KUBECONFIG`` once at import; a process that sets it
-    later (a Prefect worker, a test) must still be honoured.
-    """
-    return os.environ.get("KUBECONFIG") or "~/.kube/config"
-
-
-def _load_api_client(kubeconfig: Path | None, context: str | None) -> kubernetes.client.ApiClient:
-    """Build an ApiClient from a kubeconfig (or in-cluster credentials); errors name no secret."""
-    location = str(kubeconfig) if kubeconfig is not None else _default_kubeconfig_location()
-    files = [Path(p).expanduser() for p in location.split(os.pathsep) if p]
-    if kubeconfig is None and not any(f.is_file() for f in files) and os.environ.get("KUBERNETES_SERVICE_HOST"):
-        # Running in a pod (a Kubernetes work pool worker) with no kubeconfig.
-        configuration = kubernetes.client.Configuration()
-        try:
-            kubernetes.config.load_incluster_config(client_configuration=configuration)
-        except ConfigException as exc:
-            raise ConfigError(f"in-cluster Kubernetes credentials: {_one_line(str(exc))}") from None
-        return kubernetes.client.ApiClient(configuration)
-    if not any(f.is_file() for f in files):
-        raise ConfigError(f"kubeconfig {location} does not exist")
-    with _config_errors(f"kubeconfig {location}"):
-        return kubernetes.config.new_client_from_config(
-            config_file=location,
-            context=context,
-            # Never write refreshed credentials back into the user's file.
-            persist_config=False,
-        )
-
-
-@contextmanager
-def _config_errors(what: str) -> Iterator[None]:
-    """Kubeconfig loading errors as :class:`ConfigError`, never quoting credentials."""
-    try:
-        yield
-    except ConfigException as exc:
-        # These messages name keys and entries of the file, not their values.
-        raise ConfigError(f"{what}: {_one_line(str(exc))}") from None
-    except yaml.YAMLError:
-        # A YAML error quotes the offending line, which may hold a credential.
-        raise ConfigError(f"{what}: not valid YAML") from None
-    except OSError as exc:
-        raise ConfigError(f"{what}: cannot be read ({exc.strerror})") from None
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
@@ -343,12 +200,12 @@ class KubernetesClusterDriver:
         if not field_manager:
             raise InvalidInputError("the server-side apply field manager must not be empty")
         self._owns_client = api_client is None
-        self._api_client = api_client if api_client is not None else _load_api_client(kubeconfig, context)
+        self._api_client = api_client if api_client is not None else load_api_client(kubeconfig, context)
         self._field_manager = field_manager
         self._request_timeout = request_timeout
         self._list_page_size = max(1, list_page_size)
         self._watch_request_seconds = max(1.0, watch_request_seconds)
-        self._dynamic_client: _TimedDynamicClient | None = None
+        self._dynamic_client: TimedDynamicClient | None = None
         # Discovery state in the dynamic client is not thread-safe, and
         # flux.watch_until watches several kinds from threads at once.
         self._discovery_lock = threading.Lock()
@@ -371,7 +228,7 @@ class KubernetesClusterDriver:
             ConfigError: The text is not a usable kubeconfig.
         """
         register_kubeconfig(kubeconfig)
-        with _config_errors("kubeconfig (text)"):
+        with config_errors("kubeconfig (text)"):
             document = yaml.safe_load(kubeconfig)
             if not isinstance(document, dict):
                 raise ConfigError("kubeconfig (text): not a kubeconfig document")
@@ -443,7 +300,7 @@ class KubernetesClusterDriver:
                 namespace=namespace,
                 field_manager=self._field_manager,
                 force_conflicts=True,
-                serializer=_as_dict,
+                serializer=as_dict,
             )
             return self._object(stored, "apply", str(ref), ref.api_version, ref.kind)
 
@@ -461,7 +318,7 @@ class KubernetesClusterDriver:
                 return None
             namespace = self._namespace("get", ref, resource)
             try:
-                found = self._dynamic().get(resource, name=ref.name, namespace=namespace, serializer=_as_dict)
+                found = self._dynamic().get(resource, name=ref.name, namespace=namespace, serializer=as_dict)
             except ApiException as exc:
                 if exc.status == 404:
                     return None
@@ -505,7 +362,7 @@ class KubernetesClusterDriver:
                 namespace=namespace,
                 content_type=_MERGE_PATCH,
                 field_manager=self._field_manager,
-                serializer=_as_dict,
+                serializer=as_dict,
             )
             return self._object(patched, "patch", str(ref), ref.api_version, ref.kind)
 
@@ -527,7 +384,7 @@ class KubernetesClusterDriver:
                     name=ref.name,
                     namespace=namespace,
                     body=copy.deepcopy(_DELETE_OPTIONS),
-                    serializer=_as_dict,
+                    serializer=as_dict,
                 )
             except ApiException as exc:
                 if exc.status == 404:
@@ -656,7 +513,7 @@ class KubernetesClusterDriver:
                 # deadline; what could not be reached by then is the caller's error.
                 pause = _REWATCH_BACKOFF_SECONDS[min(failures, len(_REWATCH_BACKOFF_SECONDS) - 1)]
                 if exc.retry_after is not None:
-                    pause = max(pause, min(float(exc.retry_after), _RATE_LIMIT_MAX_WAIT_SECONDS))
+                    pause = max(pause, min(float(exc.retry_after), RATE_LIMIT_MAX_WAIT_SECONDS))
                 failures += 1
                 if deadline - time.monotonic() <= pause:
                     raise
@@ -683,11 +540,11 @@ class KubernetesClusterDriver:
 
     # -- helpers ---------------------------------------------------------------
 
-    def _dynamic(self) -> _TimedDynamicClient:
+    def _dynamic(self) -> TimedDynamicClient:
         if self._dynamic_client is None:
             with self._discovery_lock:
                 if self._dynamic_client is None:
-                    self._dynamic_client = _TimedDynamicClient(self._api_client, self._request_timeout)
+                    self._dynamic_client = TimedDynamicClient(self._api_client, self._request_timeout)
         return self._dynamic_client
 
     def _lookup(self, api_version: str, kind: str) -> Any:
@@ -741,7 +598,7 @@ class KubernetesClusterDriver:
                     label_selector=label_selector,
                     limit=self._list_page_size,
                     _continue=token,
-                    serializer=_as_dict,
+                    serializer=as_dict,
                 )
             except ApiException as exc:
                 if exc.status == 404:
@@ -817,16 +674,16 @@ class KubernetesClusterDriver:
             # The client turns an SSLError it sees directly into status 0, its text in the reason.
             if _tls_connection_lost(str(exc.reason or "")):
                 return self._unreachable(verb, target, _TLS_HANG_UP)
-            line = self._redact(_one_line(f"{verb} {target}: TLS error talking to {self._endpoint()}: {reason}"))
+            line = self._redact(one_line(f"{verb} {target}: TLS error talking to {self._endpoint()}: {reason}"))
             return KubernetesApiError(line, status=0, reason=None)
         if status in (408, 429) or status >= 500:
             # Busy, restarting or gone behind a proxy: say which cluster, and how long it asked to be left alone.
-            retry_after = _retry_after(exc)
+            retry_after = retry_after_seconds(exc)
             wait = f" (retry after {retry_after}s)" if retry_after is not None else ""
             text = f"{verb} {target}: {status} {reason} from cluster API {self._endpoint()}{wait}"
-            line = self._redact(_one_line(text + (f": {message}" if message else "")))
+            line = self._redact(one_line(text + (f": {message}" if message else "")))
             return KubernetesUnavailableError(line, status=status, retry_after=retry_after)
-        line = self._redact(_one_line(f"{verb} {target}: {status} {reason}" + (f": {message}" if message else "")))
+        line = self._redact(one_line(f"{verb} {target}: {status} {reason}" + (f": {message}" if message else "")))
         return KubernetesApiError(line, status=status, reason=reason or None)
 
     def _transport_error(
@@ -835,12 +692,12 @@ class KubernetesClusterDriver:
         cause = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason else exc
         if isinstance(cause, urllib3.exceptions.SSLError) and not _tls_connection_lost(str(cause)):
             line = f"{verb} {target}: TLS error talking to {self._endpoint()}: {cause}"
-            return KubernetesApiError(self._redact(_one_line(line)), status=0)
+            return KubernetesApiError(self._redact(one_line(line)), status=0)
         return self._unreachable(verb, target, _transport_detail(cause))
 
     def _unreachable(self, verb: str, target: str, detail: str) -> KubernetesUnavailableError:
         line = f"{verb} {target}: cluster API {self._endpoint()} unreachable: {detail}"
-        return KubernetesUnavailableError(self._redact(_one_line(line)))
+        return KubernetesUnavailableError(self._redact(one_line(line)))
 
 
 #: What an SSL error says when the server hung up during the handshake (killed, restarting, its listener
@@ -857,17 +714,6 @@ _TLS_HANG_UP = "connection closed during the TLS handshake"
 def _tls_connection_lost(text: str) -> bool:
     """Whether an SSL error's text is the connection going away, not a TLS refusal (certificate, protocol)."""
     return any(marker in text for marker in _TLS_HANG_UP_MARKERS)
-
-
-def _retry_after(exc: ApiException) -> int | None:
-    """The answer's ``Retry-After`` in whole seconds (delta-seconds form only), or ``None``."""
-    headers = getattr(exc, "headers", None)
-    value = headers.get("Retry-After") if headers is not None else None
-    try:
-        seconds = int(str(value).strip()) if value is not None else None
-    except ValueError:
-        return None
-    return seconds if seconds is not None and seconds >= 0 else None
 
 
 def _transport_detail(cause: BaseException) -> str:
@@ -908,10 +754,10 @@ def _status_details(exc: ApiException) -> tuple[str, str]:
             message = str(document.get("message") or "")
         else:
             # Not a Status (a proxy's page): keep its start only.
-            message = _one_line(str(body), 120)
+            message = one_line(str(body), 120)
     if not reason:
         reason = str(exc.reason or "")
-    return _one_line(reason, 120), message
+    return one_line(reason, 120), message
 
 
 def _typed(obj: Mapping[str, Any], api_version: str, kind: str) -> Manifest:

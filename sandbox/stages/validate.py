@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from sandbox import appstacks, validation
 from sandbox.context import SandboxContext
-from sandbox.errors import InvalidInputError
 from sandbox.models import SandboxKind, StageResult
 from sandbox.validation import ValidationFailedError, ValidationInputs, ValidationReport
-
-
-def minor_version_of(version: str | None) -> str | None:
-    """``X.Y`` of a control-plane version as providers spell it (``1.31``, ``v1.31.2``, ``1.31-eks``)."""
-    if not version:
-        return None
-    match = re.match(r"^v?(\d+)\.(\d+)", version.strip())
-    if match is None:
-        raise InvalidInputError(f"invalid Kubernetes version {version!r}: expected X.Y")
-    return f"{match.group(1)}.{match.group(2)}"
 
 
 def scan_paths(ctx: SandboxContext, repo: Path) -> list[Path]:
@@ -55,7 +43,7 @@ def validation_report(ctx: SandboxContext) -> ValidationReport:
         sandbox_dir=ctx.sandbox_path,
         branch=branch,
         commit=git.rev_parse(repo, "HEAD"),
-        k8s_version=minor_version_of(record.kubernetes_version),
+        k8s_version=validation.minor_version_of(record.kubernetes_version),
         flux_version=settings.flux_version,
         extra_data=[ctx.config.path(p) for p in settings.extra_deprecation_data],
         repo_urls={validation.normalize_git_url(url) for url in ctx.config.fleet_urls},

@@ -42,9 +42,8 @@ from sandbox.drivers.simulated_cluster import SimulatedCluster
 from sandbox.errors import ClusterError, TeardownBlockedError
 from sandbox.flux import Readiness, readiness
 from sandbox.localcluster.processes import find_local_cluster_processes, terminate
-from sandbox.stages.validate import minor_version_of
 from sandbox.teardown import TIER_ANNOTATION, teardown_cluster, wait_gone
-from sandbox.validation import scan_repo_paths
+from sandbox.validation import minor_version_of, scan_repo_paths
 from tests.polling import poll
 
 pytestmark = pytest.mark.timeout(1500)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sandbox.errors import InvalidInputError
-from sandbox.stages.validate import minor_version_of
+from sandbox.validation import minor_version_of
 
 
 @pytest.mark.parametrize(

@@ -173,6 +173,7 @@ def test_a_clean_sandbox_passes_at_its_branch_head(fleet: Fleet, tmp_path: Path)
     assert report.passed, report.failures
     assert report.scanned == ["apps/podinfo", SANDBOX_DIR, "platform/configs", "platform/controllers"]
     assert report.targets == {"kubernetes": "1.31", "flux": "2.9"}
+    assert report.server_version == "1.31"  # asked, and the same as the IaC's: one scan
     assert report.readiness_checked and len(report.readiness) == 7 and all(r.ready for r in report.readiness)
     kustomizations = [r for r in report.readiness if r.object.startswith("Kustomization/")]
     assert kustomizations and all(r.message.endswith(f"{BRANCH}@sha1:{inputs.commit}") for r in kustomizations)
@@ -206,6 +207,20 @@ def test_before_the_removal_the_same_objects_are_only_deprecated(fleet: Fleet, t
         ("WARN", "deprecated-api", "platform/configs/legacy-ingress.yaml: Ingress platform/legacy"),
     ]
     assert cluster.get(ObjectRef("networking.k8s.io/v1beta1", "Ingress", "legacy", "platform")) is not None
+
+
+def test_the_api_servers_own_version_is_scanned_at_when_it_differs_from_the_iac(fleet: Fleet, tmp_path: Path) -> None:
+    """An upgrade rehearsal: the IaC says 1.21, the cluster serves 1.31: what 1.31 removed fails the sandbox."""
+    fleet.add_legacy_ingress("before")
+    fleet.push("platform: an entry point copied from an old cluster")
+    cluster = make_cluster(fleet, tmp_path, version="1.31")
+    seen: list[str] = []
+    inputs = fleet.inputs(k8s_version="1.21")
+    report = validate_checkout(fleet.checkout, fleet.config, inputs, lambda: cluster, seen.append)
+    assert report.server_version == "1.31" and report.targets["kubernetes"] == "1.31"
+    assert report.failures == LEGACY_LINES
+    assert not report.readiness_checked and "cannot converge" in report.readiness_note
+    assert "the API server serves Kubernetes 1.31, not 1.21: scanning again at 1.31" in seen
 
 
 def test_a_fix_pushed_a_moment_ago_is_what_passes(fleet: Fleet, tmp_path: Path) -> None:
