@@ -1,0 +1,337 @@
+"""Flux is the oracle for semver ranges: source-controller and the project's resolver pick the same tag.
+
+One local cluster (the example fleet's ``infra/local-cluster`` stack, real terraform) runs the real
+source-controller; one Debian docker-registry on loopback holds one repository per tag set of :data:`TAG_SETS`,
+every tag a Flux artifact pushed with the project's registry driver (the release flow's). For every case of
+:data:`CASES` (a range over a tag set) an ``OCIRepository`` with ``.spec.ref.semver`` is applied, all at once, and
+waited for together. Then each case, one parametrized test each, compares:
+
+* Flux's pick: the tag of ``status.artifact.revision`` (``<tag>@sha256:<manifest digest>``, the digest the
+  driver pushed under that tag), or, when Flux finds no match, ``Ready=False`` with its reason and message;
+* the project's pick: ``sandbox resolve --range R --registry oci://…/<tag set>`` (the CLI in-process: the
+  registry driver's ``list_tags`` and :func:`sandbox.versions.resolve`, which ``sandbox release`` uses for a
+  staging range), its tag on stdout, or exit 1 and its one-line error when nothing matches.
+
+OCI tags cannot hold ``+``; ``flux push``/``helm push`` write ``_`` in its place. For a Flux artifact (an
+OCIRepository without a Helm chart ``layerSelector``) source-controller does not map ``_`` back: a tag such as
+``1.0.0_build.1`` is not a version and never picked (source-controller v1.9 ``convertOCIToSemVerTag`` maps it
+only for the Helm chart layer media type). The ``build`` tag set holds such tags.
+
+A failing case names the range, the tags, Flux's pick and the project's pick.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from sandbox.drivers.registry import FluxArtifact, PushedArtifact
+from sandbox.localcluster.processes import find_local_cluster_processes, terminate
+from sandbox.wiring import build_registry
+from tests.integration.registry_fixture import LocalRegistry, oci_registry  # noqa: F401 - the fixture
+from tests.polling import poll
+from tests.real.conftest import left_behind
+from tests.real.localstack import FLUX_COMPONENTS, Kubectl, LocalStack, condition
+
+pytestmark = pytest.mark.timeout(1200)
+
+#: Generous: a loaded 2-core machine runs the control plane, source-controller and other sessions' tests.
+WAIT = 150.0
+CREATED = "2026-12-07T00:00:00Z"
+#: A minimal fleet.yaml for the CLI (``sandbox resolve --registry`` reads one; the registry comes from the flag).
+FLEET_YAML = Path(__file__).resolve().parents[1] / "fixtures" / "policy" / "clean" / "fleet.yaml"
+
+#: Tag sets, one registry repository each (``semver/<name>``). The registry lists tags in lexical order, to
+#: Flux and to the project alike.
+TAG_SETS: dict[str, tuple[str, ...]] = {
+    # Releases, non-version tags ("latest", two-part "1.4", four-part "3.0.0.1", upper-case "V1.5.0").
+    "rel": ("0.9.0", "1.0.0", "1.1.0", "1.1.5", "1.2.0", "1.2.1", "1.3.0", "2.0.0", "2.1.0")
+    + ("latest", "1.4", "3.0.0.1", "V1.5.0"),
+    # Prereleases beside releases; "1.3-rc.1" has its dots in the prerelease (Flux reads 1.3.0-rc.1).
+    "pre": ("1.0.0-rc.1", "1.0.0", "1.1.0-beta.1", "1.2.0", "1.2.2", "1.2.3-rc.1", "1.3-rc.1", "2.0.0-alpha.1"),
+    # Build metadata as OCI tags carry it: "_" for "+".
+    "build": ("1.0.0", "1.0.0_build.1", "1.0.1_build.2", "1.0.1-rc.1", "1.1.0_build.3"),
+    # "v" prefixes, a tie of equal precedence (1.2.4 and v1.2.4), 0-padded calendar versions.
+    "v": ("v1.2.3", "v1.2.4", "1.2.4", "v1.3.0", "v2.0.0-rc.1", "v2025.07.03", "2025.8.0"),
+    # Caret and tilde below 1.0.0.
+    "zero": ("0.0.3", "0.0.4", "0.2.3", "0.2.9", "0.3.0"),
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One range over one tag set; ``expected`` is what Flux picked when the table was written (None: no match)."""
+
+    range: str
+    tags: str
+    expected: str | None
+
+    @property
+    def id(self) -> str:
+        return f"{self.tags}:{self.range}"
+
+
+CASES: tuple[Case, ...] = (
+    # Plain ranges, `||`, hyphen ranges, tilde, caret, `!=`, partial versions.
+    Case(">=1.0.0", "rel", "2.1.0"),
+    Case("*", "rel", "2.1.0"),
+    Case("1.0.0 - 1.2.0", "rel", "1.2.0"),
+    Case("1.0 - 1.1", "rel", "1.1.5"),
+    Case("1.1.x || 2.0.x", "rel", "2.0.0"),
+    Case("<1.0.0 || >=2.1.0", "rel", "2.1.0"),
+    Case("<1.0.0 || 1.1.x", "rel", "1.1.5"),
+    Case("~1.1.0", "rel", "1.1.5"),
+    Case("~1", "rel", "1.3.0"),
+    Case("^1.1.0", "rel", "1.3.0"),
+    Case("^2", "rel", "2.1.0"),
+    Case(">1.1 <2", "rel", "1.3.0"),
+    Case("<=1.1", "rel", "1.1.5"),
+    Case("!=2.1.0", "rel", "2.0.0"),
+    Case(">=1.2.0, <1.3.0", "rel", "1.2.1"),
+    Case("1.2.0", "rel", "1.2.0"),
+    # No match: above every tag, only non-version tags ("1.4", "3.0.0.1", "V1.5.0") would match.
+    Case(">2.1.0", "rel", None),
+    Case("1.4.x", "rel", None),
+    Case("3.x", "rel", None),
+    Case("1.5.0", "rel", None),
+    # Prereleases: admitted only by a range (an OR group) that names one.
+    Case(">=1.0.0", "pre", "1.2.2"),
+    Case(">=1.0.0-0", "pre", "2.0.0-alpha.1"),
+    Case(">=1.0.0-0 <2.0.0-0", "pre", "1.3-rc.1"),
+    Case("1.2.x", "pre", "1.2.2"),
+    Case("~1.2.3-0", "pre", "1.2.3-rc.1"),
+    Case("^1.0.0-rc.1", "pre", "1.3-rc.1"),
+    Case("1.2.3-rc.1", "pre", "1.2.3-rc.1"),
+    Case("<1.0.0", "pre", None),
+    Case("2.x", "pre", None),
+    Case(">=2.0.0-0 || 1.2.x", "pre", "2.0.0-alpha.1"),
+    # Build metadata: "_" tags are not versions for a Flux artifact.
+    Case(">=1.0.0", "build", "1.0.0"),
+    Case("1.0.1", "build", None),
+    Case("1.1.x", "build", None),
+    Case(">=1.0.1-0", "build", "1.0.1-rc.1"),
+    Case("1.0.0+build.1", "build", "1.0.0"),
+    # "v" prefixes, in tags and in ranges; a tie goes to the tag listed first; 0-padded numbers are coerced.
+    Case("~1.2", "v", "1.2.4"),
+    Case("v1.2.x", "v", "1.2.4"),
+    Case("=v1.2.3", "v", "v1.2.3"),
+    Case("^1", "v", "v1.3.0"),
+    Case(">=v1.3.0 <2025", "v", "v1.3.0"),
+    Case(">=2.0.0-0 <3", "v", "v2.0.0-rc.1"),
+    Case("2025.7.x", "v", "v2025.07.03"),
+    Case(">=2025.7.0", "v", "2025.8.0"),
+    Case("v3.x", "v", None),
+    # Below 1.0.0.
+    Case("^0.2.3", "zero", "0.2.9"),
+    Case("^0.0.3", "zero", "0.0.3"),
+    Case("~0.2", "zero", "0.2.9"),
+    Case("0.x", "zero", "0.3.0"),
+    Case("^0.1", "zero", None),
+)
+
+
+@dataclass(frozen=True)
+class FluxPick:
+    """What source-controller reported for one case."""
+
+    tag: str | None
+    digest: str | None
+    ready: dict[str, Any]
+
+    def describe(self) -> str:
+        if self.tag is not None:
+            return self.tag
+        return f"no pick (Ready={self.ready.get('status')}, {self.ready.get('reason')}: {self.ready.get('message')})"
+
+
+@dataclass
+class Oracle:
+    """The module's cluster after source-controller settled every case."""
+
+    registry: LocalRegistry
+    pushed: dict[str, dict[str, PushedArtifact]]
+    picks: dict[str, FluxPick]
+    cluster_dir: Path
+
+
+def _push_tag_sets(registry: LocalRegistry, tmp: Path) -> dict[str, dict[str, PushedArtifact]]:
+    """Every tag of every set, each a Flux artifact of its own (its revision annotation names the tag)."""
+    content = tmp / "content"
+    content.mkdir()
+    (content / "configmap.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: semver-oracle\n", encoding="utf-8"
+    )
+    pushed: dict[str, dict[str, PushedArtifact]] = {}
+    for name, tags in TAG_SETS.items():
+        driver = build_registry(registry.settings(f"semver/{name}"))
+        pushed[name] = {}
+        for number, tag in enumerate(tags):
+            artifact = FluxArtifact(
+                directory=content,
+                source="http://127.0.0.1/fleet.git",
+                revision=f"{tag}@sha1:{number:040x}",
+                created=CREATED,
+            )
+            pushed[name][tag] = driver.push_artifact(tag, artifact)
+    return pushed
+
+
+def _object_name(index: int) -> str:
+    return f"case-{index:02d}"
+
+
+def _repositories(host: str) -> str:
+    documents = [
+        {
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "OCIRepository",
+            "metadata": {"name": _object_name(index), "namespace": "flux-system"},
+            "spec": {
+                "interval": "10m",
+                "insecure": True,
+                "url": f"oci://{host}/semver/{case.tags}",
+                "ref": {"semver": case.range},
+            },
+        }
+        for index, case in enumerate(CASES)
+    ]
+    return yaml.safe_dump_all(documents, sort_keys=False)
+
+
+#: The Flux controllers a semver case needs: source-controller, and notification-controller to take its events
+#: (without it each reconcile spends ~15 s retrying the event's POST).
+CONTROLLERS = ("source-controller", "notification-controller")
+
+
+def _flux_for_sources() -> str:
+    """The local Flux install without kustomize- and helm-controller's Deployments (no case needs them)."""
+    documents = [
+        doc
+        for doc in yaml.safe_load_all(FLUX_COMPONENTS.read_text(encoding="utf-8"))
+        if doc and not (doc["kind"] == "Deployment" and doc["metadata"]["name"] not in CONTROLLERS)
+    ]
+    return yaml.safe_dump_all(documents, sort_keys=False)
+
+
+def _settle(k: Kubectl, seen: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]] | None:
+    """Record each case's OCIRepository the first time its Ready is final (True, or False); all of them, or None.
+
+    A failing one is retried with back-off (Ready Unknown while it runs): its first False is its answer.
+    """
+    for item in k.json("-n", "flux-system", "ocirepositories")["items"]:
+        name = item["metadata"]["name"]
+        ready = condition(item, "Ready") or {}
+        # Flux patches the conditions, then the rest of the status: Ready=True is final once the artifact is there.
+        stored = ready.get("status") == "True" and (item.get("status") or {}).get("artifact")
+        if name not in seen and (stored or ready.get("status") == "False"):
+            seen[name] = item
+    return seen if all(_object_name(index) in seen for index in range(len(CASES))) else None
+
+
+def _explain(k: Kubectl, stack: LocalStack) -> None:
+    """Print what was not settled, and the end of source-controller's log (pytest shows it with the failure)."""
+    for item in k.json("-n", "flux-system", "ocirepositories")["items"]:
+        print(item["metadata"]["name"], json.dumps((item.get("status") or {}).get("conditions")))
+    log = stack.cluster_dir / "logs" / "source-controller.log"
+    print(log.read_text(encoding="utf-8", errors="replace")[-4000:] if log.exists() else f"no {log}")
+
+
+def _flux_pick(obj: dict[str, Any]) -> FluxPick:
+    ready = condition(obj, "Ready") or {}
+    artifact = (obj.get("status") or {}).get("artifact")
+    if ready.get("status") == "True" and artifact:
+        tag, _, digest = str(artifact["revision"]).partition("@")
+        return FluxPick(tag, digest, ready)
+    return FluxPick(None, None, ready)
+
+
+@pytest.fixture(scope="module")
+def oracle(
+    terraform: str,
+    kubectl: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    oci_registry: LocalRegistry,  # noqa: F811 - the fixture
+) -> Iterator[Oracle]:
+    """One cluster and one registry for the module; every case applied at once and waited for together."""
+    tmp = tmp_path_factory.mktemp("semver-oracle")
+    pushed = _push_tag_sets(oci_registry, tmp)
+    stack = LocalStack(terraform, tmp / "stack", "semver")
+    try:
+        stack.apply()
+        k = Kubectl(kubectl, stack.kubeconfig)
+        k("apply", "--server-side", "-f", "-", stdin=_flux_for_sources())
+        deployments = [f"deployment/{name}" for name in CONTROLLERS]
+        k("-n", "flux-system", "wait", "--for=condition=Available", *deployments, "--timeout=300s")
+        k("apply", "-f", "-", stdin=_repositories(oci_registry.host))
+        seen: dict[str, dict[str, Any]] = {}
+        try:
+            found = poll(f"{len(CASES)} OCIRepositories settled", lambda: _settle(k, seen), WAIT, interval=2.0)
+        except BaseException:
+            _explain(k, stack)
+            raise
+        picks = {case.id: _flux_pick(found[_object_name(index)]) for index, case in enumerate(CASES)}
+        yield Oracle(oci_registry, pushed, picks, stack.cluster_dir)
+    finally:
+        stack.destroy()
+    assert find_local_cluster_processes(stack.cluster_dir) == []
+    assert not stack.cluster_dir.exists()
+
+
+@pytest.fixture(autouse=True)
+def _no_local_cluster_process_left(oracle: Oracle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Replaces the tier's per-test check: the module's one cluster outlives each test (its fixture stops it and
+    checks nothing of it is left); any other local-cluster process left after a test still fails it."""
+    yield
+    left = [
+        p
+        for p in left_behind(tmp_path_factory.getbasetemp().resolve())
+        if oracle.cluster_dir.resolve() not in (Path(p.cluster_dir), *Path(p.cluster_dir).parents)
+    ]
+    if left:
+        terminate(left, grace=5.0)
+        named = ", ".join(f"{p.component} (pid {p.pid}, {p.cluster_dir})" for p in left)
+        pytest.fail(f"local-cluster processes left running after the test: {named}", pytrace=False)
+
+
+def _project_pick(oracle: Oracle, case: Case) -> tuple[str | None, str]:
+    """``sandbox resolve`` against the case's repository: (its pick or None, what it printed)."""
+    from cli.main import app
+
+    url = f"oci://{oracle.registry.host}/semver/{case.tags}"
+    result = CliRunner().invoke(
+        app, ["resolve", "--range", case.range, "--registry", url, "--insecure-registry", "--config", str(FLEET_YAML)]
+    )
+    if result.exit_code == 0:
+        return result.stdout.strip(), result.stdout
+    assert result.exit_code == 1, f"sandbox resolve --range {case.range!r} exited {result.exit_code}: {result.output}"
+    return None, result.stderr
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_the_project_picks_the_tag_flux_picks(oracle: Oracle, case: Case) -> None:
+    flux = oracle.picks[case.id]
+    project, printed = _project_pick(oracle, case)
+    tags = ", ".join(TAG_SETS[case.tags])
+    assert project == flux.tag, (
+        f"range {case.range!r} over tags [{tags}]: Flux picked {flux.describe()}; the project picked "
+        f"{project or 'nothing'} ({printed.strip()})"
+    )
+    # The table's expectation, checked against Flux (the oracle) as well: a wrong line in the table shows here.
+    assert flux.tag == case.expected, f"range {case.range!r} over [{tags}]: Flux picked {flux.describe()}"
+    if flux.tag is not None:
+        assert flux.digest == oracle.pushed[case.tags][flux.tag].digest
+    else:
+        # Both say so: source-controller's reason and message, the project's one-line error (exit 1).
+        assert (flux.ready.get("status"), flux.ready.get("reason")) == ("False", "ReadOperationFailed")
+        assert f"no match found for semver: {case.range}" in flux.ready.get("message", "")
+        assert printed == (
+            f"sandbox: error: no tag of {len(TAG_SETS[case.tags])} in oci://{oracle.registry.host}/semver/"
+            f"{case.tags} satisfies {case.range!r}\n"
+        )
