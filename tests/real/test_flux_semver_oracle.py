@@ -12,10 +12,13 @@ waited for together. Then each case, one parametrized test each, compares:
   registry driver's ``list_tags`` and :func:`sandbox.versions.resolve`, which ``sandbox release`` uses for a
   staging range), its tag on stdout, or exit 1 and its one-line error when nothing matches.
 
-OCI tags cannot hold ``+``; ``flux push``/``helm push`` write ``_`` in its place. For a Flux artifact (an
-OCIRepository without a Helm chart ``layerSelector``) source-controller does not map ``_`` back: a tag such as
-``1.0.0_build.1`` is not a version and never picked (source-controller v1.9 ``convertOCIToSemVerTag`` maps it
-only for the Helm chart layer media type). The ``build`` tag set holds such tags.
+OCI tags cannot hold ``+``; ``helm push`` writes ``_`` in its place. For a Flux artifact (an OCIRepository
+without a Helm chart ``layerSelector``, as the release flow publishes the platform) source-controller does not map
+``_`` back: a tag such as ``1.0.0_build.1`` is not a version and never picked; the ``build`` tag set holds such
+tags. Only an OCIRepository whose ``layerSelector.mediaType`` is Helm's chart layer reads ``_`` as ``+``
+(source-controller v1.9 ``convertOCIToSemVerTag``): the ``chart`` tag set (charts pushed as ``helm push`` does)
+checks that and, through it, build metadata: the project's resolver, given the tags as Helm maps them, must pick
+the same version (``sandbox resolve`` itself answers for a Flux artifact: docs/cli.md).
 
 A failing case names the range, the tags, Flux's pick and the project's pick.
 """
@@ -32,7 +35,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from sandbox.drivers.registry import FluxArtifact, PushedArtifact
+from sandbox import versions
+from sandbox.drivers.oci_artifact import HELM_CHART_CONTENT_MEDIA_TYPE, HelmChartArtifact
+from sandbox.drivers.registry import FluxArtifact, OrasRegistry, PushedArtifact
 from sandbox.localcluster.processes import find_local_cluster_processes, terminate
 from sandbox.wiring import build_registry
 from tests.integration.registry_fixture import LocalRegistry, oci_registry  # noqa: F401 - the fixture
@@ -62,12 +67,21 @@ TAG_SETS: dict[str, tuple[str, ...]] = {
     "v": ("v1.2.3", "v1.2.4", "1.2.4", "v1.3.0", "v2.0.0-rc.1", "v2025.07.03", "2025.8.0"),
     # Caret and tilde below 1.0.0.
     "zero": ("0.0.3", "0.0.4", "0.2.3", "0.2.9", "0.3.0"),
+    # Helm charts whose versions carry build metadata, tagged as helm push tags them ("+" as "_").
+    "chart": ("1.0.0", "1.0.0_build.1", "1.0.1_build.2", "1.1.0-rc.1_b.1"),
 }
+#: The tag sets of Helm charts, read through a Helm chart ``layerSelector``.
+CHART_SETS = frozenset({"chart"})
+#: A range Masterminds refuses: Flux and the project both say so.
+INVALID = "<invalid>"
 
 
 @dataclass(frozen=True)
 class Case:
-    """One range over one tag set; ``expected`` is what Flux picked when the table was written (None: no match)."""
+    """One range over one tag set; ``expected`` is what Flux picked when the table was written.
+
+    None: no tag matches; :data:`INVALID`: the range is refused.
+    """
 
     range: str
     tags: str
@@ -134,6 +148,15 @@ CASES: tuple[Case, ...] = (
     Case("~0.2", "zero", "0.2.9"),
     Case("0.x", "zero", "0.3.0"),
     Case("^0.1", "zero", None),
+    # Build metadata does not count: 1.0.0 and 1.0.0+build.1 tie, the tag listed first wins.
+    Case(">=1.0.0", "chart", "1.0.1_build.2"),
+    Case("1.0.0", "chart", "1.0.0"),
+    Case("1.0.0+build.1", "chart", "1.0.0"),
+    Case(">1.0.0 <1.0.2", "chart", "1.0.1_build.2"),
+    Case(">=1.1.0-0", "chart", "1.1.0-rc.1_b.1"),
+    Case("2.x", "chart", None),
+    # Refused by both.
+    Case("1.2.x ~> ^", "rel", INVALID),
 )
 
 
@@ -172,6 +195,9 @@ def _push_tag_sets(registry: LocalRegistry, tmp: Path) -> dict[str, dict[str, Pu
     for name, tags in TAG_SETS.items():
         driver = build_registry(registry.settings(f"semver/{name}"))
         pushed[name] = {}
+        if name in CHART_SETS:
+            pushed[name] = _push_charts(driver, name, tags, tmp)
+            continue
         for number, tag in enumerate(tags):
             artifact = FluxArtifact(
                 directory=content,
@@ -180,6 +206,23 @@ def _push_tag_sets(registry: LocalRegistry, tmp: Path) -> dict[str, dict[str, Pu
                 created=CREATED,
             )
             pushed[name][tag] = driver.push_artifact(tag, artifact)
+    return pushed
+
+
+def _push_charts(driver: object, name: str, tags: tuple[str, ...], tmp: Path) -> dict[str, PushedArtifact]:
+    """One chart named ``name`` per tag, its version the tag with ``_`` read as ``+``, pushed as helm pushes it."""
+    assert isinstance(driver, OrasRegistry)
+    pushed: dict[str, PushedArtifact] = {}
+    for tag in tags:
+        chart = tmp / "charts" / tag
+        (chart / "templates").mkdir(parents=True)
+        version = tag.replace("_", "+")
+        (chart / "Chart.yaml").write_text(f"apiVersion: v2\nname: {name}\nversion: {version}\n", encoding="utf-8")
+        (chart / "templates" / "configmap.yaml").write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: semver-oracle\n", encoding="utf-8"
+        )
+        pushed[tag] = driver.push_helm_chart(HelmChartArtifact(chart, created=CREATED))
+        assert pushed[tag].tag == tag
     return pushed
 
 
@@ -198,6 +241,11 @@ def _repositories(host: str) -> str:
                 "insecure": True,
                 "url": f"oci://{host}/semver/{case.tags}",
                 "ref": {"semver": case.range},
+                **(
+                    {"layerSelector": {"mediaType": HELM_CHART_CONTENT_MEDIA_TYPE, "operation": "copy"}}
+                    if case.tags in CHART_SETS
+                    else {}
+                ),
             },
         }
         for index, case in enumerate(CASES)
@@ -301,16 +349,27 @@ def _no_local_cluster_process_left(oracle: Oracle, tmp_path_factory: pytest.Temp
 
 
 def _project_pick(oracle: Oracle, case: Case) -> tuple[str | None, str]:
-    """``sandbox resolve`` against the case's repository: (its pick or None, what it printed)."""
+    """The project's pick for the case's repository: (the tag or None, what it said).
+
+    A Flux artifact's tag set: ``sandbox resolve --registry`` (its stdout; exit 1 or 2 and its one-line error).
+    A chart tag set: :func:`sandbox.versions.resolve` over the registry's tags as Helm maps them.
+    """
     from cli.main import app
 
     url = f"oci://{oracle.registry.host}/semver/{case.tags}"
+    if case.tags in CHART_SETS:
+        tags = build_registry(oracle.registry.settings(f"semver/{case.tags}")).list_tags()
+        picked = versions.resolve(case.range, [tag.replace("_", "+") for tag in tags])
+        return (None, "no match") if picked is None else (picked.replace("+", "_"), picked)
     result = CliRunner().invoke(
         app, ["resolve", "--range", case.range, "--registry", url, "--insecure-registry", "--config", str(FLEET_YAML)]
     )
     if result.exit_code == 0:
         return result.stdout.strip(), result.stdout
-    assert result.exit_code == 1, f"sandbox resolve --range {case.range!r} exited {result.exit_code}: {result.output}"
+    wanted = 2 if case.expected == INVALID else 1
+    assert result.exit_code == wanted, (
+        f"sandbox resolve --range {case.range!r} exited {result.exit_code}: {result.output}"
+    )
     return None, result.stderr
 
 
@@ -324,9 +383,17 @@ def test_the_project_picks_the_tag_flux_picks(oracle: Oracle, case: Case) -> Non
         f"{project or 'nothing'} ({printed.strip()})"
     )
     # The table's expectation, checked against Flux (the oracle) as well: a wrong line in the table shows here.
-    assert flux.tag == case.expected, f"range {case.range!r} over [{tags}]: Flux picked {flux.describe()}"
+    assert flux.tag == (None if case.expected == INVALID else case.expected), (
+        f"range {case.range!r} over [{tags}]: Flux picked {flux.describe()}"
+    )
     if flux.tag is not None:
         assert flux.digest == oracle.pushed[case.tags][flux.tag].digest
+    elif case.expected == INVALID:
+        assert (flux.ready.get("status"), flux.ready.get("reason")) == ("False", "ReadOperationFailed")
+        assert f"semver '{case.range}' parse error" in flux.ready.get("message", "")
+        assert printed.startswith(f"sandbox: error: invalid semver range {case.range!r}")
+    elif case.tags in CHART_SETS:
+        assert (flux.ready.get("status"), flux.ready.get("reason")) == ("False", "ReadOperationFailed")
     else:
         # Both say so: source-controller's reason and message, the project's one-line error (exit 1).
         assert (flux.ready.get("status"), flux.ready.get("reason")) == ("False", "ReadOperationFailed")
