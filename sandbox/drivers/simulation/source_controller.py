@@ -321,7 +321,8 @@ def reconcile_source(server: SimulatedApiServer, settings: SimulationSettings, k
             key,
             "True",
             "Succeeded",
-            f"stored artifact for revision '{artifact['revision']}'",
+            # source-controller's words: an OCIRepository's revision is a digest, a GitRepository's a revision.
+            f"stored artifact for {'digest' if kind == 'OCIRepository' else 'revision'} '{artifact['revision']}'",
             final=True,
             fields=fields,
         )
