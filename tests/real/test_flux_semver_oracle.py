@@ -36,8 +36,8 @@ import yaml
 from typer.testing import CliRunner
 
 from sandbox import versions
-from sandbox.drivers.oci_artifact import HELM_CHART_CONTENT_MEDIA_TYPE, HelmChartArtifact
-from sandbox.drivers.registry import FluxArtifact, OrasRegistry, PushedArtifact
+from sandbox.drivers.oci_artifact import HELM_CHART_CONTENT_MEDIA_TYPE, FluxArtifact, HelmChartArtifact
+from sandbox.drivers.registry import OrasRegistry, PushedArtifact
 from sandbox.localcluster.processes import find_local_cluster_processes, terminate
 from sandbox.wiring import build_registry
 from tests.integration.registry_fixture import LocalRegistry, oci_registry  # noqa: F401 - the fixture

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from sandbox.drivers.cluster import ObjectRef
+from sandbox.drivers.oci_artifact import FluxArtifact
 from sandbox.drivers.oci_layout import OciLayoutRegistry
-from sandbox.drivers.registry import FluxArtifact
 from sandbox.drivers.simulated_cluster import SimulatedCluster
 from tests.semver_oracle_table import CASES, CHART_SETS, INVALID, TAG_SETS, Case
 
