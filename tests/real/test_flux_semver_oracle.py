@@ -1,16 +1,18 @@
 """Flux is the oracle for semver ranges: source-controller and the project's resolver pick the same tag.
 
 One local cluster (the example fleet's ``infra/local-cluster`` stack, real terraform) runs the real
-source-controller; one Debian docker-registry on loopback holds one repository per tag set of :data:`TAG_SETS`,
-every tag a Flux artifact pushed with the project's registry driver (the release flow's). For every case of
-:data:`CASES` (a range over a tag set) an ``OCIRepository`` with ``.spec.ref.semver`` is applied, all at once, and
-waited for together. Then each case, one parametrized test each, compares:
+source-controller (and notification-controller, which takes its events); one Debian docker-registry on loopback
+holds one repository per tag set of ``TAG_SETS`` (tests/semver_oracle_table.py), every tag a Flux artifact pushed
+with the project's registry driver (the release flow's). For every case of ``CASES`` (a range over a tag set) an
+``OCIRepository`` with ``.spec.ref.semver`` is applied, all at once, and waited for together. Then each case, one
+parametrized test each, compares:
 
 * Flux's pick: the tag of ``status.artifact.revision`` (``<tag>@sha256:<manifest digest>``, the digest the
   driver pushed under that tag), or, when Flux finds no match, ``Ready=False`` with its reason and message;
 * the project's pick: ``sandbox resolve --range R --registry oci://…/<tag set>`` (the CLI in-process: the
   registry driver's ``list_tags`` and :func:`sandbox.versions.resolve`, which ``sandbox release`` uses for a
-  staging range), its tag on stdout, or exit 1 and its one-line error when nothing matches.
+  staging range), its tag on stdout, or exit 1 and its one-line error when nothing matches (exit 2, "invalid
+  semver range", where Flux says "parse error").
 
 OCI tags cannot hold ``+``; ``helm push`` writes ``_`` in its place. For a Flux artifact (an OCIRepository
 without a Helm chart ``layerSelector``, as the release flow publishes the platform) source-controller does not map
