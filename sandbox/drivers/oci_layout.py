@@ -116,8 +116,13 @@ class OciLayoutRegistry:
         return data
 
     def list_tags(self) -> list[str]:
-        """Every tag, in the order they were pushed."""
-        return list(self._descriptors())
+        """Every tag, in lexical order as a registry lists them (not in push order).
+
+        A registry's ``tags/list`` is sorted (the Debian docker-registry's is), and Flux breaks a tie of equal
+        precedence in a semver range (``1.2.4`` and ``v1.2.4``) by that order: the simulated source-controller
+        must see the same order (tests/real/test_flux_semver_oracle.py).
+        """
+        return sorted(self._descriptors())
 
     def get_manifest(self, tag: str) -> ArtifactManifest | None:
         """The manifest under ``tag``, or ``None``."""

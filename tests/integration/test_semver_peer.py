@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from sandbox.versions import InvalidConstraintError, InvalidVersionError, parse_tag, resolve, satisfies
 from tests.hypothesis_profiles import property_settings
 from tests.realparts import require_toolchain
+from tests.semver_oracle_table import CASES, CHART_SETS, INVALID, TAG_SETS
 from tests.semver_peer import ERROR, SemverPeer
 
 # 100,000 examples under ``explore`` take minutes on a loaded machine: past the suite's 300 s per test.
@@ -328,3 +329,21 @@ def test_the_peer_agrees_with_masterminds_own_table(peer: SemverPeer) -> None:
 @pytest.mark.parametrize(("range_", "tags"), REGRESSIONS, ids=lambda value: repr(value)[:40])
 def test_regressions_agree(peer: SemverPeer, range_: str, tags: list[str]) -> None:
     assert _project_pick(range_, tags) == peer.pick(range_, tags)
+
+
+def test_the_peer_picks_what_the_real_source_controller_picked(peer: SemverPeer) -> None:
+    """The peer agrees with the real source-controller on the semver oracle's table (tests/semver_oracle_table.py).
+
+    Every ``expected`` there is what source-controller v1.9 picked on a local cluster
+    (tests/real/test_flux_semver_oracle.py), over the registry's lexically ordered tags; a Helm chart's tags are
+    read with ``_`` as ``+``, as source-controller reads them through a chart ``layerSelector``.
+    """
+    wrong = []
+    for case in CASES:
+        chart = case.tags in CHART_SETS
+        tags = [tag.replace("_", "+") if chart else tag for tag in sorted(TAG_SETS[case.tags])]
+        picked = peer.pick(case.range, tags)
+        answer = ERROR if case.expected == INVALID else case.expected
+        if (picked.replace("+", "_") if chart and picked not in (None, ERROR) else picked) != answer:
+            wrong.append(f"{case.id}: source-controller {answer!r}, semver-peer {picked!r}")
+    assert not wrong, wrong

@@ -55,6 +55,14 @@ def test_a_pushed_artifact_is_stored_as_a_registry_would_with_flux_media_types(t
     assert OciLayoutRegistry(URL, layout).list_tags() == ["1.2.3", "1.2.4"]
 
 
+def test_tags_are_listed_in_lexical_order_as_a_registry_lists_them(tmp_path: Path) -> None:
+    # Not push order: Flux breaks semver ties (v1.2.4 and 1.2.4) by the registry's order.
+    registry = OciLayoutRegistry(URL, tmp_path / "registry")
+    for tag in ("v1.2.4", "1.2.4", "1.10.0", "1.2.3"):
+        registry.push_artifact(tag, _artifact(tmp_path, tag))
+    assert registry.list_tags() == ["1.10.0", "1.2.3", "1.2.4", "v1.2.4"]
+
+
 def test_a_tag_is_never_overwritten_and_a_damaged_blob_is_refused(tmp_path: Path) -> None:
     registry = OciLayoutRegistry(URL, tmp_path / "registry")
     artifact = _artifact(tmp_path, "1.2.3")

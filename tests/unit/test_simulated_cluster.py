@@ -1010,13 +1010,31 @@ def test_oci_repositories_pull_release_tags_from_the_simulated_registry(
     assert source is not None and source["status"]["artifact"]["revision"].startswith(f"{expected_tag}@sha256:")
 
 
-def test_an_oci_range_without_a_match_fails(make_cluster: Callable[..., SimulatedCluster], fleet: Fleet) -> None:
-    cluster = make_cluster()
+@pytest.mark.parametrize("layout", [False, True], ids=["git-tags", "oci-layout"])
+@pytest.mark.parametrize(
+    ("semver", "what"),
+    [
+        ("1.3.x", "no match found for semver: 1.3.x"),
+        ("1.2.x ~> ^", "semver '1.2.x ~> ^' parse error: "),
+    ],
+    ids=["no-match", "invalid"],
+)
+def test_an_oci_range_without_a_match_fails_as_source_controller_says(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet, tmp_path: Path, layout: bool, semver: str, what: str
+) -> None:
+    # The words of source-controller v1.9 on a real cluster (tests/real/test_flux_semver_oracle.py).
+    layouts = {DEMO_REGISTRY_URL: tmp_path / "registry"} if layout else {}
+    if layout:
+        _publish(tmp_path / "registry", fleet, "1.2.3")
+    cluster = make_cluster(oci_layouts=layouts)
     bootstrap(cluster, fleet, "staging")
     oci = ObjectRef(SOURCE_API, "OCIRepository", "platform", "flux-system")
-    cluster.merge_patch(oci, {"spec": {"ref": {"semver": "1.3.x"}}})
-    status, reason, message = ready(cluster.get(oci))
-    assert (status, reason) == ("False", "OCIArtifactPullFailed") and "no match" in message
+    cluster.merge_patch(oci, {"spec": {"ref": {"semver": semver}}})
+    obj = cluster.get(oci)
+    assert obj is not None
+    status, reason, message = ready(obj)
+    assert (status, reason) == ("False", "ReadOperationFailed")
+    assert message.startswith(f"failed to determine the artifact tag for '{obj['spec']['url']}': {what}"), message
 
 
 def _publish(layout: Path, fleet: Fleet, tag: str) -> str:

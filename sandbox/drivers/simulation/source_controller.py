@@ -82,6 +82,25 @@ def _resolve_semver(constraint: str, tags: list[str]) -> str | None:
         raise SourceError(f"invalid semver range {constraint!r}: {exc}") from None
 
 
+def _oci_tag_by_semver(url: str, constraint: str, tags: list[str]) -> str:
+    """The tag an OCIRepository's semver range picks, or its failure in source-controller's words.
+
+    source-controller v1.9 (``getArtifactRef``): ``ReadOperationFailed``, "failed to determine the artifact tag
+    for '<url>': no match found for semver: <range>" (or "semver '<range>' parse error: …"), as
+    tests/real/test_flux_semver_oracle.py sees on a real cluster.
+    """
+    unable = f"failed to determine the artifact tag for '{url}'"
+    try:
+        from sandbox import versions
+
+        tag = versions.resolve(constraint, tags)
+    except InvalidInputError as exc:
+        raise ReconcileFailure("ReadOperationFailed", f"{unable}: semver '{constraint}' parse error: {exc}") from None
+    if tag is None:
+        raise ReconcileFailure("ReadOperationFailed", f"{unable}: no match found for semver: {constraint}")
+    return tag
+
+
 def _resolve_git_ref(refs: RemoteRefs, ref: Mapping[str, Any], url: str) -> tuple[str, str]:
     """``(revision, sha)`` of a GitRepository's ``spec.ref`` on its remote."""
     unable = f"unable to clone '{url}'"
@@ -154,11 +173,7 @@ def _fetch_oci(server: SimulatedApiServer, settings: SimulationSettings, obj: Ma
         if ref.get("digest"):
             raise SourceError(f"digest {ref['digest']}: digest references are not supported by the simulated registry")
         if ref.get("semver"):
-            resolved = _resolve_semver(str(ref["semver"]), list(refs.tags))
-            if resolved is None:
-                known = ", ".join(refs.tags) or "none"
-                raise SourceError(f"no match found for semver: {ref['semver']} (tags: {known})")
-            tag = resolved
+            tag = _oci_tag_by_semver(url, str(ref["semver"]), list(refs.tags))
         else:
             tag = str(ref.get("tag") or "latest")
             if tag not in refs.tags:
@@ -194,12 +209,8 @@ def _fetch_oci_layout(
     try:
         if ref.get("digest"):
             raise SourceError(f"digest {ref['digest']}: digest references are not supported by the simulated registry")
-        tags = registry.list_tags()
         if ref.get("semver"):
-            resolved = _resolve_semver(str(ref["semver"]), tags)
-            if resolved is None:
-                raise SourceError(f"no match found for semver: {ref['semver']} (tags: {', '.join(tags) or 'none'})")
-            tag = resolved
+            tag = _oci_tag_by_semver(url, str(ref["semver"]), registry.list_tags())
         else:
             tag = str(ref.get("tag") or "latest")
         manifest = registry.get_manifest(tag)
@@ -310,7 +321,8 @@ def reconcile_source(server: SimulatedApiServer, settings: SimulationSettings, k
             key,
             "True",
             "Succeeded",
-            f"stored artifact for revision '{artifact['revision']}'",
+            # source-controller's words: an OCIRepository's revision is a digest, a GitRepository's a revision.
+            f"stored artifact for {'digest' if kind == 'OCIRepository' else 'revision'} '{artifact['revision']}'",
             final=True,
             fields=fields,
         )
