@@ -210,8 +210,8 @@ class InMemoryRegistry:
         self.pushes = 0
 
     def list_tags(self) -> list[str]:
-        """Tags in push order."""
-        return list(self.manifests)
+        """Tags in lexical order, as a registry's ``tags/list`` gives them (Flux breaks semver ties by it)."""
+        return sorted(self.manifests)
 
     def get_manifest(self, tag: str) -> ArtifactManifest | None:
         """The stored manifest, or ``None``."""

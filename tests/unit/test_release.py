@@ -195,6 +195,15 @@ def test_in_memory_registry_refuses_an_existing_tag() -> None:
     assert tarball_files(registry.pull_content("1.0.0")) == stack_files(STACK)
 
 
+def test_in_memory_registry_lists_tags_in_lexical_order_as_a_registry_does() -> None:
+    """Not in push order: Flux breaks a tie of equal precedence (1.2.4 and v1.2.4) by the registry's order."""
+    registry = InMemoryRegistry()
+    artifact = FluxArtifact(STACK, "s", "1.0.0@sha1:x", "2026-01-01T00:00:00Z")
+    for tag in ("v1.2.4", "1.10.0", "1.2.4", "1.9.0"):
+        registry.push_artifact(tag, artifact)
+    assert registry.list_tags() == ["1.10.0", "1.2.4", "1.9.0", "v1.2.4"]
+
+
 # -- settings ---------------------------------------------------------------------------------
 
 
