@@ -133,7 +133,9 @@ def test_the_three_figures_of_a_run() -> None:
     assert "terraform 30.0 s" in own.note and "provision 0.50/12.5" in own.note
     assert readiness.samples == pytest.approx([410 / 400, 300 / 320, 500 / 450])
     assert readiness.peers == {"kubectl": "kubectl v1.36.3"}
-    assert "wait_ready 410, kubectl wait 400" in readiness.note
+    assert "wait_ready said so at 410, kubectl wait at 400" in readiness.note
+    # Without the condition's own moment each waiter is measured after the product's rule: 410-390, 400-390.
+    assert "Each after its own rule held: wait_ready 20, kubectl wait 10" in readiness.note
     assert memory.value == pytest.approx(900) and "kube-apiserver 340, etcd 50" in memory.note
 
 
