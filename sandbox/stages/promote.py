@@ -120,6 +120,39 @@ def _percent(value: Any) -> str:
         return str(value)
 
 
+#: How many Flux objects' states a pull request body lists at most, and how long each message may be.
+PR_OBJECTS_LIMIT = 50
+PR_MESSAGE_LIMIT = 300
+
+
+def _one_line(text: str, limit: int) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[:limit] + "…"
+
+
+def _readiness_lines(report: dict[str, Any]) -> list[str]:
+    """The validated commit and each Flux object's state as validation read it from the sandbox's cluster."""
+    objects = report.get("readiness") or []
+    if not report.get("readiness_checked") or not objects:
+        return []
+    commit = report.get("commit")
+    lines = [
+        "",
+        f"Flux objects on the sandbox's cluster at `{report.get('branch', '')}`"
+        + (f" commit `{commit}`" if commit else "")
+        + ":",
+        "",
+    ]
+    for item in objects[:PR_OBJECTS_LIMIT]:
+        state = "Ready" if item.get("ready") else "NOT Ready"
+        reason = item.get("reason") or "NoStatus"
+        message = _one_line(item.get("message") or "no Ready condition reported yet", PR_MESSAGE_LIMIT)
+        lines.append(f"- `{item.get('object', '?')}`: {state}: {reason}: {message}")
+    if len(objects) > PR_OBJECTS_LIMIT:
+        lines.append(f"- … and {len(objects) - PR_OBJECTS_LIMIT} more")
+    return lines
+
+
 def pull_request_body(ctx: SandboxContext, development: str, stats: list[Any], diff: str) -> str:
     """The pull request's description: the diff of development, the validation, the performance comparison."""
     record = ctx.record
@@ -151,10 +184,17 @@ def pull_request_body(ctx: SandboxContext, development: str, stats: list[Any], d
         "### Validation",
         ("passed: " if (validation.get("details") or {}).get("passed") else "")
         + str(validation.get("summary", "not run")),
+        *_readiness_lines((validation.get("details") or {}).get("report") or {}),
         "",
         "### Performance",
         str(perf.get("summary", "not run")),
     ]
+    if (perf.get("details") or {}).get("stand_in"):
+        lines += [
+            "",
+            "Load target: the local stand-in, not the sandbox (`performance.stand_in_on_real_clusters`): "
+            "these figures measure the load path, not the sandbox's workloads.",
+        ]
     changes = (perf.get("details") or {}).get("change_percent") or {}
     if changes:
         lines += ["", "| metric | change against the baseline |", "|---|---|"]

@@ -140,6 +140,54 @@ def test_promotion_pushes_exactly_the_sandbox_change_and_opens_a_pull_request(ha
     assert harness.ctx.inventory.get(SANDBOX).pull_request_url == pr["url"]
 
 
+def test_the_body_carries_the_objects_validation_read_and_says_when_the_load_went_to_the_stand_in(
+    harness: Harness,
+) -> None:
+    """The body used to quote only the validation's one-line count: not which objects, at which revision, in which
+    state, as the sandbox's cluster reported them; nor that a real cluster's figures came from the stand-in."""
+    harness.validated_and_torn_down()
+    head = "a" * 40
+    report = {
+        "sandbox": SANDBOX,
+        "branch": BRANCH,
+        "commit": head,
+        "readiness_checked": True,
+        "readiness": [
+            {
+                "object": "Kustomization/flux-system/flux-system",
+                "ready": True,
+                "reason": "ReconciliationSucceeded",
+                "message": f"Applied revision: {BRANCH}@sha1:{head}",
+            },
+            {
+                "object": "HelmRelease/podinfo/podinfo",
+                "ready": True,
+                "reason": "InstallSucceeded",
+                "message": "Helm install succeeded for release podinfo/podinfo.v1\nwith chart podinfo@6.7.2",
+            },
+        ],
+    }
+    harness.record(Stage.validate, "validation of sandbox-demo passed: 2/2 Flux objects Ready", {
+        "passed": True, "report": report,
+    })  # fmt: skip
+    harness.record(Stage.performance_test, "smoke: 900 req/s, p95 2.0 ms, 0 failures; gates passed", {"stand_in": True})
+    promote(harness.ctx)
+    body = json.loads((harness.config.state_dir / "pull-requests" / "1.json").read_text())["body"]
+    validation = body.split("### Validation\n", 1)[1].split("### Performance", 1)[0]
+    assert f"Flux objects on the sandbox's cluster at `{BRANCH}` commit `{head}`:" in validation
+    assert (
+        f"- `Kustomization/flux-system/flux-system`: Ready: ReconciliationSucceeded: "
+        f"Applied revision: {BRANCH}@sha1:{head}\n"
+    ) in validation
+    assert (
+        "- `HelmRelease/podinfo/podinfo`: Ready: InstallSucceeded: "
+        "Helm install succeeded for release podinfo/podinfo.v1 with chart podinfo@6.7.2\n"
+    ) in validation
+    performance = body.split("### Performance\n", 1)[1]
+    assert performance.startswith("smoke: 900 req/s")
+    assert "Load target: the local stand-in, not the sandbox" in performance
+
+
 def test_rerun_pushes_nothing_new_and_finds_the_pull_request(harness: Harness) -> None:
     harness.validated_and_torn_down()
     promote(harness.ctx)
