@@ -18,12 +18,12 @@ import argparse  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
-from bench import cleanup, lifecycle, readiness, report, resolve, scan  # noqa: E402
+from bench import cleanup, lifecycle, readiness, real_cluster, report, resolve, scan  # noqa: E402
 from bench.common import Metric, log  # noqa: E402
 from bench.profiling import Profiler  # noqa: E402
 from bench.runner import describe, exit_status, fail_group, run_groups  # noqa: E402
 
-GROUPS = ("resolve", "resolve-peer", "scan", "readiness", "lifecycle", "cleanup")
+GROUPS = ("resolve", "resolve-peer", "scan", "readiness", "lifecycle", "cleanup", "real-cluster")
 #: Groups that run flows against the Prefect server.
 SERVER_GROUPS = ("lifecycle", "cleanup")
 
@@ -36,6 +36,7 @@ def _run_group(name: str, quick: bool, server: lifecycle.RunningServer | None = 
         "readiness": lambda: readiness.run(2 if quick else readiness.REPETITIONS),
         "lifecycle": lambda: lifecycle.run(2 if quick else lifecycle.REPETITIONS),
         "cleanup": lambda: cleanup.run(2 if quick else cleanup.SMALL_RUNS, server.pid if server else None),
+        "real-cluster": lambda: real_cluster.run(1, 2) if quick else real_cluster.run(),
     }
     return runs[name]()
 
@@ -95,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         profile_worst()
     metrics.sort(key=report.order)
     if args.merge:
-        report.write_results(metrics, errors=outcome.errors, path=report.RESULTS_FILE, merge=True)
+        info = report.run_info(started)
+        measured = {group: info for group in outcome.measured}
+        report.write_results(metrics, errors=outcome.errors, path=report.RESULTS_FILE, merge=True, measured=measured)
         report.merge_readme(metrics, started=started, groups=groups, path=report.README_FILE)
         log(f"merged into {report.RESULTS_FILE} and {report.README_FILE}")
     elif args.only or args.quick:
@@ -103,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         if profiled is not None and profile_text is not None:
             log(f"profile of {profiled.name}:\n{profile_text}")
     else:
-        report.write_results(metrics, errors=outcome.errors, path=report.RESULTS_FILE)
+        info = report.run_info(started)
+        measured = {group: info for group in outcome.measured}
+        report.write_results(metrics, errors=outcome.errors, path=report.RESULTS_FILE, measured=measured)
         report.write_readme(
             metrics,
             started=started,

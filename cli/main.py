@@ -44,6 +44,8 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+#: The environment variable that sets ``sandbox demo --workdir``.
+DEMO_DIR_VARIABLE = "FLEET_SANDBOX_DEMO_DIR"
 DEFAULT_DEMO_DIR = Path(__file__).resolve().parents[1] / ".demo"
 DEFAULT_LOCAL_DEMO_DIR = Path(__file__).resolve().parents[1] / ".demo-local"
 
@@ -62,11 +64,12 @@ def _print_report(report: Any) -> None:
 
 @app.command()
 def demo(
+    ctx: typer.Context,
     workdir: Annotated[
         Path | None,
         typer.Option(
             "--workdir",
-            envvar="FLEET_SANDBOX_DEMO_DIR",
+            envvar=DEMO_DIR_VARIABLE,
             help="Where the demo's repo, remote and state live (default .demo, .demo-local)",
         ),
     ] = None,
@@ -83,10 +86,15 @@ def demo(
         raise typer.BadParameter(f"--cluster must be simulated or local, not {cluster!r}")
     from sandbox.demo import claim_demo_workdir, demo_request, prepare_demo
 
+    # An error about the directory names what the user set: the option, or the environment variable.
+    # (typer carries its own click: its ParameterSource enum is compared by name.)
+    source = ctx.get_parameter_source("workdir")
+    from_env = getattr(source, "name", None) == "ENVIRONMENT"
+    label = DEMO_DIR_VARIABLE if from_env else "--workdir"
     if cluster == "local":
-        _demo_local(workdir or DEFAULT_LOCAL_DEMO_DIR)
+        _demo_local(workdir or DEFAULT_LOCAL_DEMO_DIR, label)
         return
-    config_path = prepare_demo(claim_demo_workdir(workdir or DEFAULT_DEMO_DIR))  # a foreign directory: refused
+    config_path = prepare_demo(claim_demo_workdir(workdir or DEFAULT_DEMO_DIR, label))  # a foreign directory: refused
     config = _config(config_path)
     request = demo_request(config_path)
     echo(f"demo: fleet repo remote {config.remote_url}, config {config_path}")
@@ -97,7 +105,7 @@ def demo(
     _print_report(report)
 
 
-def _demo_local(workdir: Path) -> None:
+def _demo_local(workdir: Path, label: str) -> None:
     """The demo on real local clusters: the remote served over smart HTTP while the lifecycle runs."""
     from urllib.parse import urlsplit
 
@@ -109,7 +117,7 @@ def _demo_local(workdir: Path) -> None:
 
     for binary in ("etcd", "kube-apiserver", "kwok", "source-controller", "kustomize-controller"):
         toolchain.locate(binary)  # ToolNotFoundError naming it (make toolchain) before anything is written
-    workdir = claim_demo_workdir(workdir)  # a foreign directory is refused untouched
+    workdir = claim_demo_workdir(workdir, label)  # a foreign directory is refused untouched
     config_file = workdir.resolve() / "fleet.yaml"
     port = LOCAL_FLEET_PORT if is_free(LOCAL_FLEET_PORT) else pick_ports(1)[0]
     if config_file.exists():  # a rerun serves the remote where the clusters already fetch it

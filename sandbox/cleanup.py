@@ -61,6 +61,7 @@ from sandbox.cost import estimate_for_variables, estimated_saving, with_cost
 from sandbox.drivers.terraform import public_outputs
 from sandbox.errors import ConflictError, InvalidInputError, PermanentError, SandboxError
 from sandbox.inventory import CleanupActionEntry, Inventory, utcnow
+from sandbox.manifest_objects import load_mappings
 from sandbox.models import SandboxKind, SandboxRecord, SandboxStatus
 from sandbox.naming import parse_duration, validate_sandbox_name
 from sandbox.progress import Progress, quiet
@@ -487,7 +488,7 @@ def sync_branch(drivers: Drivers, repo: Path, rev: str, name: str) -> str | None
     if text is None:
         return None
     try:
-        documents = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+        documents = load_mappings(text)
     except yaml.YAMLError:
         return ""
     for doc in documents:

@@ -93,11 +93,15 @@ def _is_demo_dir(workdir: Path) -> bool:
         return handle.read(len(DEMO_CONFIG_HEADER)) == DEMO_CONFIG_HEADER.encode()
 
 
-def claim_demo_workdir(workdir: Path) -> Path:
+def claim_demo_workdir(workdir: Path, label: str = "--workdir") -> Path:
     """Check that ``workdir`` can be the demo's directory, and mark it, before anything else is written.
 
     A new or empty directory, or one a demo made, is taken; anything else is
     refused untouched: the demo (re)writes ``remote.git`` and ``fleet.yaml`` there.
+
+    Args:
+        workdir: The directory asked for.
+        label: What the user set it with, named in errors (``--workdir``, or the environment variable).
 
     Returns:
         The directory, resolved.
@@ -110,22 +114,22 @@ def claim_demo_workdir(workdir: Path) -> Path:
 
     workdir = workdir.expanduser().resolve()
     if workdir.exists() and not workdir.is_dir():
-        raise InvalidInputError(f"--workdir {workdir} is not a directory")
+        raise InvalidInputError(f"{label} {workdir} is not a directory")
     if workdir.is_dir():
         if _is_demo_dir(workdir):
             if not os.access(workdir, os.W_OK):
-                raise InvalidInputError(f"--workdir {workdir} is not writable")
+                raise InvalidInputError(f"{label} {workdir} is not writable")
             return workdir
         if any(workdir.iterdir()):
             raise InvalidInputError(
-                f"--workdir {workdir} is not empty and not a demo directory (no {DEMO_MARKER}): "
+                f"{label} {workdir} is not empty and not a demo directory (no {DEMO_MARKER}): "
                 "give a new or empty directory"
             )
     try:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / DEMO_MARKER).write_text("made by `sandbox demo`\n", encoding="utf-8")
     except OSError as exc:
-        raise InvalidInputError(f"--workdir {workdir} cannot be written: {exc.strerror or exc}") from None
+        raise InvalidInputError(f"{label} {workdir} cannot be written: {exc.strerror or exc}") from None
     return workdir
 
 

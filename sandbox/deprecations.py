@@ -51,7 +51,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -59,7 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sandbox import bounded, paths
 from sandbox.deprecation_report import FLUX, KUBERNETES, Finding, ScanReport, SkippedFile
 from sandbox.errors import InvalidInputError
-from sandbox.manifest_objects import ManifestObject, json_objects, yaml_objects, yaml_problem
+from sandbox.manifest_objects import YAML_LOADER, ManifestObject, json_objects, yaml_objects, yaml_problem
 
 __all__ = [
     "DATA_FILE",
@@ -85,9 +85,6 @@ JSON_SUFFIXES: Final = frozenset({".json"})
 KUSTOMIZE_BUILD_FILES: Final = frozenset({"kustomization.yaml", "kustomization.yml"})
 KUSTOMIZE_CONFIG_GROUP: Final = "kustomize.config.k8s.io"
 SKIPPED_DIRECTORIES: Final = frozenset({".git"})
-
-# libyaml parses several times faster than the pure-Python parser; fall back when PyYAML lacks it.
-_YAML_LOADER: Final[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _VERSION_RE: Final = re.compile(r"v?(0|[1-9]\d*)\.(0|[1-9]\d*)(?:\.(0|[1-9]\d*))?")  # fullmatch
 _COMPONENT_RE: Final = re.compile(r"[a-z0-9][a-z0-9-]*")
@@ -298,7 +295,7 @@ def _read_data_file(path: Path) -> DeprecationData:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         raise DeprecationDataError(f"cannot read deprecation data file {path}: {reason}") from None
     try:
-        raw = yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader (CSafeLoader/SafeLoader)
+        raw = yaml.load(text, Loader=YAML_LOADER)  # noqa: S506 - a safe loader (CSafeLoader/SafeLoader)
     except yaml.YAMLError as exc:
         raise DeprecationDataError(f"deprecation data file {path} is not valid YAML: {yaml_problem(exc)}") from None
     if not isinstance(raw, dict):

@@ -64,6 +64,7 @@ from sandbox import fleetrepo, paths
 from sandbox.config import FleetConfig, TrackingKind
 from sandbox.drivers.git import GitDriver
 from sandbox.errors import InvalidInputError, SandboxError
+from sandbox.manifest_objects import load_mappings
 from sandbox.paths import OutsideRepositoryError
 from sandbox.versions import parse_constraint, parse_tag
 from sandbox.wiring import build_git
@@ -275,7 +276,7 @@ def _bootstrapped_for_itself(repo: Path, cluster_dir: str, branch: str) -> bool:
 
 def _documents(path: Path) -> list[dict[str, Any]]:
     text = path.read_text(encoding="utf-8")
-    return [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+    return load_mappings(text)
 
 
 def _normal(path: str) -> str:

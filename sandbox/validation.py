@@ -42,6 +42,7 @@ from sandbox.config import FleetConfig
 from sandbox.drivers.cluster import GITREPOSITORY_API, ClusterDriver, Manifest, ObjectRef
 from sandbox.errors import PermanentError
 from sandbox.flux import Readiness, not_ready_message, readiness, watch_readiness
+from sandbox.manifest_objects import load_mappings
 from sandbox.models import SandboxRecord, SandboxStatus, Stage, StageResult, StageStatus
 from sandbox.progress import Progress, quiet
 
@@ -289,7 +290,7 @@ class ScanPlan:
 def _load(path: Path, max_bytes: int = bounded.DEFAULT_MAX_FILE_BYTES) -> list[dict[str, Any]]:
     try:
         text = bounded.read_bounded(path, max_bytes).decode("utf-8")
-        return [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+        return load_mappings(text)
     except (OSError, bounded.FileRefusedError, UnicodeDecodeError, yaml.YAMLError):
         return []  # the scanner lists the file as skipped, with its reason
 

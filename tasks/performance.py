@@ -165,6 +165,21 @@ def record_performance_task(run: PerformanceRun, result: StageResult) -> Perform
     )
 
 
+def result_source_env(config: FleetConfig, sandbox: str, details: dict[str, Any]) -> str:
+    """The environment a performance-test stage result was compared in (its baseline's).
+
+    The stage's details carry it; a result checkpointed before they did (a lifecycle resumed
+    across an upgrade) falls back to the sandbox's inventory record.
+    """
+    if details.get("source_env"):
+        return str(details["source_env"])
+    inventory = open_inventory(config)
+    try:
+        return inventory.get(sandbox).source_env
+    finally:
+        inventory.close()
+
+
 def comparison_chart(config: FleetConfig, run_id: str, source_env: str, details: dict[str, Any]) -> Path:
     """Draw a performance-test result against its baseline: ``<reports>/<run id>/comparison.png``.
 

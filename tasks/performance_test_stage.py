@@ -7,10 +7,9 @@ from prefect import task
 from sandbox.config import load_config
 from sandbox.models import Stage, StageResult
 from sandbox.perf.scenario import LoadOverrides
-from sandbox.wiring import open_inventory
 from tasks.artifacts import artifact_key
 from tasks.common import STAGE_TASK_OPTIONS, StageRequest, run_stage, stage_cache_key, stage_state
-from tasks.performance import comparison_chart, publish_comparison
+from tasks.performance import comparison_chart, publish_comparison, result_source_env
 
 
 @task(
@@ -40,11 +39,7 @@ def performance_test_task(
     result = run_stage(Stage.performance_test, request, scenario=scenario, overrides=overrides)
     if publish and not result.reused:
         config = load_config(request.config_path)
-        inventory = open_inventory(config)
-        try:
-            source_env = inventory.get(request.name).source_env
-        finally:
-            inventory.close()
+        source_env = result_source_env(config, request.name, result.details)
         publish_comparison(
             config,
             key=artifact_key("perf", request.name),

@@ -16,9 +16,8 @@ from sandbox.models import Stage
 from sandbox.perf.compare import Comparison, table_rows
 from sandbox.redaction import redact
 from sandbox.run_summary import StageLine, image_markdown, lifecycle_summary
-from sandbox.wiring import open_inventory
 from tasks.artifacts import artifact_key, create_markdown_artifact
-from tasks.performance import comparison_chart
+from tasks.performance import comparison_chart, result_source_env
 
 #: The artifacts a stage publishes when it runs, by stage (see the stage tasks).
 STAGE_ARTIFACTS: dict[Stage, tuple[str, ...]] = {
@@ -67,11 +66,7 @@ def publish_lifecycle_summary(
         performance: list[dict[str, str]] = []
         perf = results.get(Stage.performance_test)
         if perf and perf.get("comparison"):
-            inventory = open_inventory(config)
-            try:
-                source_env = inventory.get(name).source_env
-            finally:
-                inventory.close()
+            source_env = result_source_env(config, name, dict(perf))
             performance = table_rows(Comparison.model_validate(perf["comparison"]), config.performance.max_error_rate)
             path = comparison_chart(config, lifecycle_id, source_env, dict(perf))
             chart = image_markdown(path, f"performance of {name} against its baseline")

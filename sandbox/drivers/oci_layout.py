@@ -29,11 +29,9 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from sandbox.drivers.oci_artifact import FLUX_CONFIG_MEDIA_TYPE, OCI_MANIFEST_MEDIA_TYPE, FluxArtifact
 from sandbox.drivers.registry import (
-    FLUX_CONFIG_MEDIA_TYPE,
-    OCI_MANIFEST_MEDIA_TYPE,
     ArtifactManifest,
-    FluxArtifact,
     PushedArtifact,
     RegistryError,
     _exists_error,

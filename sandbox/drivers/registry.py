@@ -1,7 +1,7 @@
 """The OCI registry driver: Flux artifacts of the platform stack (and Helm charts).
 
-The artifacts themselves (their media types, tarballs and manifests, built here byte for
-byte) are :mod:`sandbox.drivers.oci_artifact`'s, re-exported here for the driver's users.
+The artifacts themselves (their media types, tarballs and manifests, built byte for
+byte) are :mod:`sandbox.drivers.oci_artifact`'s; the driver pushes and reads them.
 
 * :class:`OrasRegistry` speaks the OCI distribution API through oras-py (its session,
   token/basic authentication and docker config credentials, blob uploads), with its
@@ -30,24 +30,11 @@ from pydantic import BaseModel, Field
 
 from sandbox.config import RegistryConfig
 from sandbox.drivers.oci_artifact import (
-    CREATED_ANNOTATION,
-    DESCRIPTION_ANNOTATION,
-    FLUX_CONFIG_MEDIA_TYPE,
     FLUX_CONTENT_MEDIA_TYPE,
-    HELM_CHART_CONTENT_MEDIA_TYPE,
-    HELM_CONFIG_MEDIA_TYPE,
     OCI_MANIFEST_MEDIA_TYPE,
     REVISION_ANNOTATION,
-    SOURCE_ANNOTATION,
-    TITLE_ANNOTATION,
-    VERSION_ANNOTATION,
     FluxArtifact,
     HelmChartArtifact,
-    build_flux_tarball,
-    build_helm_chart_package,
-    read_chart_metadata,
-    tarball_entries,
-    tarball_files,
 )
 from sandbox.drivers.oci_artifact import sha256_digest as _sha256
 from sandbox.errors import ConflictError, PermanentError, RetryableError, SandboxError
@@ -652,22 +639,9 @@ class FluxCliRegistry(OrasRegistry):
 
 
 __all__ = [
-    "CREATED_ANNOTATION",
-    "DESCRIPTION_ANNOTATION",
-    "FLUX_CONFIG_MEDIA_TYPE",
-    "FLUX_CONTENT_MEDIA_TYPE",
-    "HELM_CHART_CONTENT_MEDIA_TYPE",
-    "HELM_CONFIG_MEDIA_TYPE",
-    "OCI_MANIFEST_MEDIA_TYPE",
-    "REVISION_ANNOTATION",
-    "SOURCE_ANNOTATION",
-    "TITLE_ANNOTATION",
-    "VERSION_ANNOTATION",
     "ArtifactExistsError",
     "ArtifactManifest",
-    "FluxArtifact",
     "FluxCliRegistry",
-    "HelmChartArtifact",
     "InMemoryRegistry",
     "LayerDescriptor",
     "OciRegistry",
@@ -678,14 +652,9 @@ __all__ = [
     "RegistryCredentials",
     "RegistryError",
     "RegistryUnavailableError",
-    "build_flux_tarball",
-    "build_helm_chart_package",
     "classify_flux_push",
     "content_layer",
     "flux_push_command",
-    "read_chart_metadata",
     "registry_status_error",
-    "tarball_entries",
-    "tarball_files",
     "validate_tag",
 ]

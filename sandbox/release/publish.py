@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from sandbox import paths
 from sandbox.drivers.git import GitDriver
-from sandbox.drivers.registry import FluxArtifact
+from sandbox.drivers.oci_artifact import FluxArtifact
 from sandbox.release.context import ReleaseContext
 from sandbox.release.decision import decide_release
 from sandbox.release.errors import ReleaseError, ReleaseExistsError

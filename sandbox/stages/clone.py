@@ -11,13 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sandbox import fleetrepo, paths
 from sandbox.context import SandboxContext
 from sandbox.drivers.git import GitDriver
 from sandbox.errors import ConflictError, InvalidInputError, PermanentError
 from sandbox.lifecycle_request import SandboxChange
+from sandbox.manifest_objects import load_mappings
 from sandbox.models import SandboxKind, Stage, StageResult
 from sandbox.naming import validate_sandbox_name
 from sandbox.progress import Progress, quiet
@@ -40,7 +39,7 @@ def _apply_change(repo: Path, cluster_root: Path, change: SandboxChange) -> list
             raise InvalidInputError(f"change: {edit.file} does not exist in the sandbox")
         text = path.read_text(encoding="utf-8")
         select = _object_selector(edit.kind, edit.name)
-        if not any(isinstance(d, dict) and select(d) for d in yaml.safe_load_all(text)):
+        if not any(select(d) for d in load_mappings(text)):
             raise InvalidInputError(f"change: no {edit.kind} {edit.name!r} in {edit.file}")
         new_text, edits = set_scalar(text, select, tuple(edit.path), edit.value, source=edit.file)
         path.write_text(new_text, encoding="utf-8")

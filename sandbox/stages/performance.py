@@ -147,6 +147,8 @@ def performance_test(
         details={
             "run_id": run_id,
             "scenario": settings.scenario,
+            # The environment the baseline comes from: the chart's title and the published comparison name it.
+            "source_env": ctx.record.source_env,
             "settings": settings.model_dump(),
             "target": redact_url(target),
             "stand_in": stand_in,

@@ -59,6 +59,9 @@ HOST_KEY = (
     "-----END OPENSSH PRIVATE KEY-----\n"
 )
 
+#: Environment variables a row may set that hold settings, not secrets (named in errors on purpose).
+NOT_SECRET = frozenset({"FLEET_SANDBOX_DEMO_DIR"})
+
 #: The worker's secrets, in the environment variables fleet.yaml names by default.
 SECRETS = {
     "GITHUB_TOKEN": "ghp_hostileInputGitHubToken0123456789abcd",
@@ -318,6 +321,14 @@ ROWS = [
         "invalid duration '99999999999999d': too long",
     ),
     Hostile("demo-workdir-is-a-file", ("demo", "--workdir", "{config}"), 2, "--workdir {config} is not a directory"),
+    # Set through the environment, the error names the variable, not an option the user never typed.
+    Hostile(
+        "demo-workdir-from-the-environment-is-a-file",
+        ("demo",),
+        2,
+        "FLEET_SANDBOX_DEMO_DIR /etc/passwd is not a directory",
+        env={"FLEET_SANDBOX_DEMO_DIR": "/etc/passwd"},
+    ),
     Hostile(
         "demo-workdir-cannot-be-made",
         ("demo", "--workdir", "{config}/demo"),
@@ -574,7 +585,11 @@ def test_hostile_input(
             inventory.close()
     # No secret anywhere.
     flush_prefect_logs()
-    secrets = {name: value for name, value in {**SECRETS, **row.env}.items() if not name.endswith("_USERNAME")}
+    secrets = {
+        name: value
+        for name, value in {**SECRETS, **row.env}.items()
+        if not name.endswith("_USERNAME") and name not in NOT_SECRET
+    }
     secrets["the machine's private key"] = HOST_KEY.splitlines()[2]
     basic = f"{SECRETS['FLEET_REGISTRY_USERNAME']}:{SECRETS['FLEET_REGISTRY_PASSWORD']}"
     secrets["the registry's basic auth"] = base64.b64encode(basic.encode()).decode()

@@ -26,21 +26,18 @@ from typer.testing import CliRunner
 from sandbox.config import FleetConfig, load_config
 from sandbox.demo import prepare_demo
 from sandbox.drivers.git import GitCli
-from sandbox.drivers.registry import (
+from sandbox.drivers.oci_artifact import (
     CREATED_ANNOTATION,
     FLUX_CONFIG_MEDIA_TYPE,
     FLUX_CONTENT_MEDIA_TYPE,
     OCI_MANIFEST_MEDIA_TYPE,
     REVISION_ANNOTATION,
     SOURCE_ANNOTATION,
-    ArtifactExistsError,
     FluxArtifact,
-    OrasRegistry,
-    RegistryConfig,
-    RegistryUnavailableError,
     tarball_entries,
     tarball_files,
 )
+from sandbox.drivers.registry import ArtifactExistsError, OrasRegistry, RegistryConfig, RegistryUnavailableError
 from sandbox.proc import run
 from sandbox.release.context import ReleaseContext, build_release_context
 from sandbox.release.errors import ReleaseError, ReleaseExistsError

@@ -18,8 +18,8 @@ from sandbox.config import load_config
 from sandbox.demo import DEMO_REGISTRY_URL, prepare_demo
 from sandbox.drivers.cluster import ObjectRef
 from sandbox.drivers.git import GitCli
+from sandbox.drivers.oci_artifact import FLUX_CONFIG_MEDIA_TYPE, FLUX_CONTENT_MEDIA_TYPE
 from sandbox.drivers.oci_layout import OciLayoutRegistry
-from sandbox.drivers.registry import FLUX_CONFIG_MEDIA_TYPE, FLUX_CONTENT_MEDIA_TYPE
 from sandbox.drivers.simulated_cluster import SimulatedCluster
 from sandbox.wiring import oci_layouts
 from tests.integration.sandbox_cli import sandbox_cli

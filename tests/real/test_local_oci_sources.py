@@ -24,7 +24,8 @@ from typing import Any
 
 import pytest
 
-from sandbox.drivers.registry import FluxArtifact, HelmChartArtifact, OrasRegistry, PushedArtifact
+from sandbox.drivers.oci_artifact import FluxArtifact, HelmChartArtifact
+from sandbox.drivers.registry import OrasRegistry, PushedArtifact
 from sandbox.localcluster.processes import find_local_cluster_processes
 from sandbox.wiring import build_registry
 from tests.integration.registry_fixture import LocalRegistry, oci_registry  # noqa: F401 - the fixture

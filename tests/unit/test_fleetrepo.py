@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from sandbox import fleetrepo
 from sandbox.errors import ConflictError, InvalidInputError
+from sandbox.yamledit import YamlEditError
 from tests.hypothesis_profiles import property_settings
 
 
@@ -80,6 +81,32 @@ def test_retarget_with_nothing_to_retarget(repo: Path) -> None:
     target = repo / "clusters/perf"
     fleetrepo.copy_cluster_dir(repo / "clusters/production", target, repo=repo)
     assert fleetrepo.retarget_git_sources(target, "main", "x", repo=repo) == []
+
+
+def test_retarget_round_trips_only_files_with_a_git_repository_document(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file naming GitRepository only in text (Flux's CRDs) is not round-trip loaded; invalid YAML still is."""
+    target = repo / "clusters/sandbox-a"
+    fleetrepo.copy_cluster_dir(repo / "clusters/development", target, repo=repo)
+    (target / "crds.yaml").write_text(
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata:\n"
+        "  name: gitrepositories.source.toolkit.fluxcd.io\nspec:\n  names:\n    kind: GitRepository\n"
+    )
+    round_tripped: list[str] = []
+    edit = fleetrepo.set_scalar
+
+    def recording(text: str, *args: object, source: str = "<yaml>", **kwargs: object) -> object:
+        round_tripped.append(source)
+        return edit(text, *args, source=source, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fleetrepo, "set_scalar", recording)
+    retargets = fleetrepo.retarget_git_sources(target, "main", "OPS-1-x", repo=repo)
+    assert [r.file for r in retargets] == ["platform.yaml"]
+    assert "crds.yaml" not in round_tripped and "platform.yaml" in round_tripped
+    (target / "broken.yaml").write_text("kind: GitRepository\nspec: [unclosed\n")
+    with pytest.raises(YamlEditError, match=r"broken.yaml.*invalid YAML"):
+        fleetrepo.retarget_git_sources(target, "OPS-1-x", "main", repo=repo)
 
 
 def test_gotk_sync_rendered_for_the_sandbox() -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.drivers.oci_artifact import FluxArtifact
 from sandbox.drivers.registry import (
-    FluxArtifact,
     FluxCliRegistry,
     RegistryAuthError,
     RegistryConfig,

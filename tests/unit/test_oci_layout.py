@@ -11,16 +11,15 @@ from pathlib import Path
 import pytest
 
 from sandbox.config import RegistryConfig
-from sandbox.drivers.oci_layout import OciLayoutRegistry, extract_content
-from sandbox.drivers.registry import (
+from sandbox.drivers.oci_artifact import (
     FLUX_CONFIG_MEDIA_TYPE,
     FLUX_CONTENT_MEDIA_TYPE,
     OCI_MANIFEST_MEDIA_TYPE,
-    ArtifactExistsError,
     FluxArtifact,
-    RegistryError,
     tarball_files,
 )
+from sandbox.drivers.oci_layout import OciLayoutRegistry, extract_content
+from sandbox.drivers.registry import ArtifactExistsError, RegistryError
 from sandbox.wiring import build_registry
 
 URL = "oci://registry.example.com/fleet/platform"

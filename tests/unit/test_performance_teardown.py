@@ -89,3 +89,13 @@ def test_the_teardown_outside_a_task_gets_every_secret_a_stage_gets(
         assert teardown_without_task(str(config_path), NAME, LIFECYCLE, logging.getLogger("test")) is None
     finally:
         inventory.close()
+
+
+def test_a_results_source_environment_comes_from_its_details_or_else_the_inventory(tmp_path: Path) -> None:
+    config_path = _fleet_yaml(tmp_path)
+    config = load_config(config_path)
+    # The stage's details name it: the inventory is not read (the sandbox is not even in it).
+    assert tasks.performance.result_source_env(config, NAME, {"source_env": "production"}) == "production"
+    # A result checkpointed before the details carried it: the sandbox's record answers.
+    _register(config_path)
+    assert tasks.performance.result_source_env(config, NAME, {"scenario": "smoke"}) == "development"

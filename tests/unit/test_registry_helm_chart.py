@@ -15,23 +15,21 @@ from pathlib import Path
 import pytest
 
 from sandbox.config import RegistryConfig
-from sandbox.drivers.registry import (
+from sandbox.drivers.oci_artifact import (
     FLUX_CONFIG_MEDIA_TYPE,
     FLUX_CONTENT_MEDIA_TYPE,
     HELM_CHART_CONTENT_MEDIA_TYPE,
     HELM_CONFIG_MEDIA_TYPE,
     OCI_MANIFEST_MEDIA_TYPE,
-    ArtifactExistsError,
     FluxArtifact,
     HelmChartArtifact,
-    OrasRegistry,
-    RegistryError,
     build_flux_tarball,
     build_helm_chart_package,
     read_chart_metadata,
     tarball_entries,
     tarball_files,
 )
+from sandbox.drivers.registry import ArtifactExistsError, OrasRegistry, RegistryError
 from sandbox.errors import PermanentError
 from tests.fakes.oci_registry_server import FakeOciRegistry, fake_oci_registry
 

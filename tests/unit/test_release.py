@@ -15,24 +15,26 @@ import typer
 from typer.testing import CliRunner
 
 from sandbox.config import DriversConfig, FleetConfig, load_config
-from sandbox.drivers.registry import (
+from sandbox.drivers.oci_artifact import (
     CREATED_ANNOTATION,
     FLUX_CONFIG_MEDIA_TYPE,
     FLUX_CONTENT_MEDIA_TYPE,
     OCI_MANIFEST_MEDIA_TYPE,
     REVISION_ANNOTATION,
     SOURCE_ANNOTATION,
-    ArtifactExistsError,
     FluxArtifact,
+    build_flux_tarball,
+    tarball_entries,
+    tarball_files,
+)
+from sandbox.drivers.registry import (
+    ArtifactExistsError,
     FluxCliRegistry,
     InMemoryRegistry,
     OrasRegistry,
     RegistryConfig,
     RegistryCredentials,
-    build_flux_tarball,
     flux_push_command,
-    tarball_entries,
-    tarball_files,
 )
 from sandbox.errors import ConfigError, InvalidInputError
 from sandbox.release.decision import decide_release

@@ -1021,8 +1021,8 @@ def test_an_oci_range_without_a_match_fails(make_cluster: Callable[..., Simulate
 
 def _publish(layout: Path, fleet: Fleet, tag: str) -> str:
     """Push ``platform/`` of the checkout as the Flux artifact ``tag`` into an OCI layout; its digest."""
+    from sandbox.drivers.oci_artifact import FluxArtifact
     from sandbox.drivers.oci_layout import OciLayoutRegistry
-    from sandbox.drivers.registry import FluxArtifact
 
     artifact = FluxArtifact(
         directory=fleet.checkout / "platform",
