@@ -12,13 +12,18 @@ miss refreshes the cache. The typed APIs would need one code path per kind, and
 ``CustomObjectsApi`` covers only custom resources and needs the plural and the
 scope spelled out by the caller.
 
-Two adjustments to the dynamic client, both local to this module:
+Adjustments to the dynamic client, all local to this module:
 
 * Discovery results are cached **in memory** for the driver's life instead of
   the library's default JSON file in the temp directory, which is shared by
-  every process talking to the same host and outlives CRD changes.
+  every process talking to the same host and outlives CRD changes. A lookup
+  that misses re-reads only the group list and the missed group version (the
+  library threw the whole cache away and re-read every group version in use).
 * Every request carries a timeout (``request_timeout``); the library sends
   discovery requests without one, which could hang on a black-holed endpoint.
+* A ``429`` with ``Retry-After`` is sent again after that wait, up to ten
+  times (client-go's rule); API Priority and Fairness answers so when the
+  driver's priority level is full.
 
 Requests this driver sends
 --------------------------
@@ -30,8 +35,11 @@ Requests this driver sends
 * ``list``: ``GET`` on the collection (cluster-wide path for all namespaces),
   ``labelSelector``, paged with ``limit``/``continue``.
 * ``watch``: a list, then ``GET ?watch=true&resourceVersion=<list's>&
-  timeoutSeconds=..&allowWatchBookmarks=true``; a ``410 Gone`` (as an HTTP
-  status or an ``ERROR`` event) re-lists and reports the difference.
+  timeoutSeconds=..&allowWatchBookmarks=true``, each request at most
+  ``watch_request_seconds`` long and resumed from the last resourceVersion
+  seen (an event's or a bookmark's); a ``410 Gone`` (as an HTTP status or an
+  ``ERROR`` event) re-lists and reports the difference; a server gone or busy
+  mid-watch is tried again until the watch's timeout.
 
 Reads of a kind the cluster does not serve (its CRD is not installed) see no
 objects: ``get`` returns ``None``, ``list`` returns ``[]``, ``delete`` returns
@@ -46,9 +54,9 @@ killed or restarting) and answers 408/429/5xx raise
 :class:`KubernetesUnavailableError` (a
 :class:`~sandbox.errors.ClusterUnreachableError`, retryable); its message names
 the cluster's API endpoint and, for a 429/503 that says so, the server's
-``Retry-After``. Other refusals (401, 403, 404 on a write, 409, 422, TLS
-failures such as an unknown certificate authority) raise
-:class:`KubernetesApiError` (a :class:`~sandbox.errors.ClusterError`,
+``Retry-After`` (a 429 that carries one was already tried again ten times).
+Other refusals (401, 403, 404 on a write, 409, 422, TLS failures such as an
+unknown certificate authority) raise :class:`KubernetesApiError` (a :class:`~sandbox.errors.ClusterError`,
 permanent). Messages are one line, ``<verb> <Kind/namespace/name>: <status>
 <reason>: <message from the Status body>``. The kubeconfig is never logged, and
 credentials are scrubbed from every message; errors from response bodies are not
@@ -106,6 +114,13 @@ _WATCH_READ_GRACE_SECONDS = 0.25
 _UNSERVED_POLL_SECONDS = 5.0
 # Pause before re-watching when a server closed a watch early with nothing in it.
 _REWATCH_PAUSE_SECONDS = 0.5
+# A watch that lost its server (killed, restarting) tries again after these pauses (the last one repeating)
+# until its deadline: a restarted API server is back within seconds.
+_REWATCH_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0)
+# How often a request answered 429 with a Retry-After is sent again (client-go's default), and the longest
+# wait honoured for one answer (API Priority and Fairness asks for 1 s, growing while it keeps rejecting).
+_RATE_LIMIT_RETRIES = 10
+_RATE_LIMIT_MAX_WAIT_SECONDS = 30.0
 _MESSAGE_LIMIT = 300
 
 
@@ -143,9 +158,18 @@ def _as_dict(_client: Any, data: Any) -> Any:
 
 
 class _InMemoryDiscoverer(LazyDiscoverer):
-    """The library's lazy discoverer with its cache kept in memory only."""
+    """The library's lazy discoverer with its cache kept in memory only, refreshed only where a lookup missed.
+
+    The library answers a miss (a kind not in the cache: a CRD installed since, or a kind the cluster does
+    not serve) by throwing the whole cache away: ``/version`` and ``/apis`` again, then every group
+    version's resource list again at its next use. Here a miss re-reads only the group list (for a group
+    kind) and the missed group version's resource list; what was read for the others stays.
+    :meth:`invalidate_cache` called from outside a lookup (``refresh_discovery``) still forgets everything.
+    """
 
     def __init__(self, client: Any, cache_file: str | None) -> None:
+        # The lookup being answered, while the base class's search runs (it calls invalidate_cache on a miss).
+        self._wanted: dict[str, Any] | None = None
         # The base class reads the cache file when it exists; point it at a
         # name nobody creates, and never write it.
         unused = os.path.join(tempfile.gettempdir(), f"fleet-sandbox-discovery-{uuid.uuid4().hex}")
@@ -154,9 +178,49 @@ class _InMemoryDiscoverer(LazyDiscoverer):
     def _write_cache(self) -> None:
         """Keep discovery results in memory only."""
 
+    def search(
+        self, prefix: Any = None, group: Any = None, api_version: Any = None, kind: Any = None, **kwargs: Any
+    ) -> Any:
+        """The library's search, whose refresh on a miss is limited to what was looked for."""
+        wanted = {"prefix": prefix, "group": group, "api_version": api_version, "kind": kind, **kwargs}
+        self._wanted = wanted
+        try:
+            return super().search(**{key: value for key, value in wanted.items() if value is not None})
+        finally:
+            self._wanted = None
+
+    def invalidate_cache(self) -> None:
+        """Forget everything, or, during a lookup that missed, re-read only what it needs."""
+        wanted = self._wanted
+        if wanted is None:
+            super().invalidate_cache()
+            return
+        prefix = wanted.get("prefix")
+        group, version = wanted.get("group") or "", wanted.get("api_version") or ""
+        if not group and "/" in version:
+            group, version = version.split("/", 1)
+        resources: Any = self._cache["resources"]
+        if prefix == "apis":
+            # The group list again (one request): a group served since appears, and the resource lists already
+            # read for the groups still served are kept; the core group's entry is not touched.
+            core = resources.get("api")
+            self.parse_api_groups(request_resources=False, update=True)
+            if core is not None:
+                resources["api"] = core
+        found = resources.get(prefix, {}).get(group, {}).get(version)
+        if found is not None:
+            # Its resource list is read again at the search that follows (the kind may be new in it).
+            found.resources = None
+
 
 class _TimedDynamicClient(DynamicClient):
-    """A dynamic client whose every request (discovery included) has a timeout."""
+    """A dynamic client whose every request (discovery included) has a timeout and honours ``Retry-After``.
+
+    A ``429 Too Many Requests`` that carries a ``Retry-After`` (API Priority and Fairness rejecting, a
+    server or proxy shedding load) was not processed: the request is sent again after the wait the server
+    asked for, up to :data:`_RATE_LIMIT_RETRIES` times, as client-go does. A 429 without ``Retry-After``,
+    or one more than that, is the caller's (a retryable :class:`KubernetesUnavailableError`).
+    """
 
     def __init__(self, client: kubernetes.client.ApiClient, request_timeout: float) -> None:
         self._default_timeout = request_timeout
@@ -166,7 +230,15 @@ class _TimedDynamicClient(DynamicClient):
         """Send a request, with the driver's timeout unless the caller set one."""
         if params.get("_request_timeout") is None:
             params["_request_timeout"] = self._default_timeout
-        return super().request(method, path, body=body, **params)
+        for attempt in range(_RATE_LIMIT_RETRIES + 1):
+            try:
+                return super().request(method, path, body=body, **params)
+            except ApiException as exc:
+                wait = _retry_after(exc) if exc.status == 429 else None
+                if wait is None or attempt == _RATE_LIMIT_RETRIES:
+                    raise
+                time.sleep(min(float(wait), _RATE_LIMIT_MAX_WAIT_SECONDS))
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 def _one_line(text: str, limit: int = _MESSAGE_LIMIT) -> str:
@@ -249,6 +321,9 @@ class KubernetesClusterDriver:
         request_timeout: Seconds a request may take (connect and each read).
         list_page_size: Objects per list request (``limit``); larger
             collections are fetched in pages.
+        watch_request_seconds: The longest one watch request lasts
+            (``timeoutSeconds``); a longer watch is resumed from the last
+            resourceVersion seen, an event's or a bookmark's.
 
     Raises:
         ConfigError: The kubeconfig is missing, malformed or lacks the context.
@@ -263,6 +338,7 @@ class KubernetesClusterDriver:
         field_manager: str = DEFAULT_FIELD_MANAGER,
         request_timeout: float = 30.0,
         list_page_size: int = 500,
+        watch_request_seconds: float = 300.0,
     ) -> None:
         if not field_manager:
             raise InvalidInputError("the server-side apply field manager must not be empty")
@@ -271,6 +347,7 @@ class KubernetesClusterDriver:
         self._field_manager = field_manager
         self._request_timeout = request_timeout
         self._list_page_size = max(1, list_page_size)
+        self._watch_request_seconds = max(1.0, watch_request_seconds)
         self._dynamic_client: _TimedDynamicClient | None = None
         # Discovery state in the dynamic client is not thread-safe, and
         # flux.watch_until watches several kinds from threads at once.
@@ -287,7 +364,8 @@ class KubernetesClusterDriver:
         Args:
             kubeconfig: The kubeconfig YAML.
             context: The context to use (its current context when ``None``).
-            **options: ``field_manager``, ``request_timeout``, ``list_page_size``.
+            **options: ``field_manager``, ``request_timeout``, ``list_page_size``,
+                ``watch_request_seconds``.
 
         Raises:
             ConfigError: The text is not a usable kubeconfig.
@@ -473,7 +551,11 @@ class KubernetesClusterDriver:
         ``timeoutSeconds``, ``allowWatchBookmarks=true``). When the server
         answers ``410 Gone`` the driver lists again and reports the difference
         (``ADDED``/``MODIFIED``/``DELETED``) before watching on. A stream the
-        server ends early is resumed from the last resourceVersion. When the
+        server ends (each request lasts at most ``watch_request_seconds``) is
+        resumed from the last resourceVersion seen, an event's or a bookmark's.
+        A server that cannot be reached or is busy (killed, restarting, 429,
+        5xx, a cut stream) is tried again after a growing pause, or the
+        ``Retry-After`` it sent, until the timeout. When the
         kind stops being served (its CRD deleted), the objects seen are
         reported ``DELETED``. The iterator ends quietly at the timeout, or once
         ``stop`` is set: between requests at once, inside a stream at its next
@@ -481,86 +563,110 @@ class KubernetesClusterDriver:
 
         Raises:
             KubernetesApiError: Refused (e.g. 403).
-            KubernetesUnavailableError: No answer before the timeout.
+            KubernetesUnavailableError: The server could still not be reached
+                (or was still busy) when the timeout came.
         """
         deadline = time.monotonic() + timeout_seconds
         target = _collection_target(kind, namespace)
         known: dict[tuple[str, str], Manifest] = {}
         resource: Any = None
         resource_version: str | None = None
+        # Consecutive requests that found no server (or a busy one); reset by any answer.
+        failures = 0
 
         def stopped() -> bool:
             return stop is not None and stop.is_set()
 
         while (remaining := deadline - time.monotonic()) > 0 and not stopped():
-            if resource_version is None:
-                with self._translated("watch", target):
-                    resource = self._lookup(api_version, kind)
-                    listed = (
-                        None
-                        if resource is None
-                        else self._list_all(resource, api_version, kind, namespace, label_selector)
-                    )
-                if listed is None:
-                    # Not served: objects seen before went with their CRD; a CRD
-                    # being installed appears within seconds, so look again.
-                    yield from _resync(known, [])
-                    time.sleep(min(_UNSERVED_POLL_SECONDS, remaining))
+            try:
+                if resource_version is None:
+                    with self._translated("watch", target):
+                        resource = self._lookup(api_version, kind)
+                        listed = (
+                            None
+                            if resource is None
+                            else self._list_all(resource, api_version, kind, namespace, label_selector)
+                        )
+                    failures = 0
+                    if listed is None:
+                        # Not served: objects seen before went with their CRD; a CRD
+                        # being installed appears within seconds, so look again.
+                        yield from _resync(known, [])
+                        time.sleep(min(_UNSERVED_POLL_SECONDS, remaining))
+                        continue
+                    items, list_version = listed
+                    # Without a version ("0"), the server replays the current state
+                    # first; _track drops what the list already reported.
+                    resource_version = list_version or "0"
+                    yield from _resync(known, items)
                     continue
-                items, list_version = listed
-                # Without a version ("0"), the server replays the current state
-                # first; _track drops what the list already reported.
-                resource_version = list_version or "0"
-                yield from _resync(known, items)
-                continue
 
-            server_timeout = max(1, math.ceil(remaining))
-            stream = kubernetes.watch.Watch().stream(
-                resource.get,
-                namespace=namespace if resource.namespaced else None,
-                label_selector=label_selector,
-                resource_version=resource_version,
-                timeout_seconds=server_timeout,
-                allow_watch_bookmarks=True,
-                serialize=False,
-                _request_timeout=(self._request_timeout, remaining + _WATCH_READ_GRACE_SECONDS),
-            )
-            expired = False
-            delivered = 0
-            with closing(stream), self._translated("watch", target, quiet_after=deadline):
-                try:
-                    for raw in stream:
-                        event_type = raw.get("type")
-                        obj = raw.get("raw_object", raw.get("object"))
-                        if not isinstance(obj, dict):
-                            continue
-                        if stopped():
-                            return
-                        if event_type == "BOOKMARK":
+                # One request lasts at most watch_request_seconds; the next resumes from the last
+                # resourceVersion seen (an event's or a bookmark's), as client-go's reflectors do.
+                read_for = min(remaining, self._watch_request_seconds)
+                server_timeout = max(1, math.ceil(read_for))
+                opened = time.monotonic()
+                stream = kubernetes.watch.Watch().stream(
+                    resource.get,
+                    namespace=namespace if resource.namespaced else None,
+                    label_selector=label_selector,
+                    resource_version=resource_version,
+                    timeout_seconds=server_timeout,
+                    allow_watch_bookmarks=True,
+                    serialize=False,
+                    _request_timeout=(self._request_timeout, read_for + _WATCH_READ_GRACE_SECONDS),
+                )
+                expired = False
+                delivered = 0
+                with closing(stream), self._translated("watch", target, quiet_after=deadline):
+                    try:
+                        for raw in stream:
+                            failures = 0
+                            event_type = raw.get("type")
+                            obj = raw.get("raw_object", raw.get("object"))
+                            if not isinstance(obj, dict):
+                                continue
+                            if stopped():
+                                return
+                            if event_type == "BOOKMARK":
+                                resource_version = _resource_version(obj) or resource_version
+                                continue
+                            if event_type not in ("ADDED", "MODIFIED", "DELETED"):
+                                continue
+                            if time.monotonic() >= deadline:
+                                return
+                            obj = _typed(obj, api_version, kind)
                             resource_version = _resource_version(obj) or resource_version
-                            continue
-                        if event_type not in ("ADDED", "MODIFIED", "DELETED"):
-                            continue
-                        if time.monotonic() >= deadline:
-                            return
-                        obj = _typed(obj, api_version, kind)
-                        resource_version = _resource_version(obj) or resource_version
-                        event = _track(known, event_type, obj)
-                        if event is not None:
-                            delivered += 1
-                            yield event
-                except ApiException as exc:
-                    # 410: the resourceVersion is too old (etcd compaction);
-                    # 404: the kind went away (its CRD was deleted). Either way
-                    # a fresh list tells what is there now.
-                    if exc.status not in (404, 410):
-                        raise
-                    expired = True
+                            event = _track(known, event_type, obj)
+                            if event is not None:
+                                delivered += 1
+                                yield event
+                    except ApiException as exc:
+                        # 410: the resourceVersion is too old (etcd compaction, or an API
+                        # server restarted since: its watch cache starts at the present);
+                        # 404: the kind went away (its CRD was deleted). Either way a fresh
+                        # list tells what is there now.
+                        if exc.status not in (404, 410):
+                            raise
+                        expired = True
+                failures = 0
+            except KubernetesUnavailableError as exc:
+                # No server (killed, restarting), a cut stream, or a busy one (429/5xx): the watch goes on
+                # from where it was, after the wait the server asked for or a growing pause, until its
+                # deadline; what could not be reached by then is the caller's error.
+                pause = _REWATCH_BACKOFF_SECONDS[min(failures, len(_REWATCH_BACKOFF_SECONDS) - 1)]
+                if exc.retry_after is not None:
+                    pause = max(pause, min(float(exc.retry_after), _RATE_LIMIT_MAX_WAIT_SECONDS))
+                failures += 1
+                if deadline - time.monotonic() <= pause:
+                    raise
+                time.sleep(pause)
+                continue
             if expired:
                 resource_version = None
-            elif delivered == 0 and deadline - time.monotonic() > 0:
-                # The server closed the stream before the timeout with nothing
-                # in it; do not hammer a server or proxy that keeps doing that.
+            elif delivered == 0 and time.monotonic() - opened < server_timeout - 1 and deadline > time.monotonic():
+                # The server closed the stream well before its timeout with nothing in
+                # it; do not hammer a server or proxy that keeps doing that.
                 time.sleep(min(_REWATCH_PAUSE_SECONDS, max(0.0, deadline - time.monotonic())))
 
     def refresh_discovery(self) -> None:

@@ -5,8 +5,10 @@ Every test takes the module-scoped ``world``, parametrized by driver: ``simulate
 one local cluster per module, started with the example fleet's ``infra/local-cluster`` stack and real terraform,
 real Flux installed, the fleet repository served over smart HTTP on loopback, the product's
 :class:`~sandbox.drivers.kubernetes_cluster.KubernetesClusterDriver` on its API server). The product's code runs on
-top of either: :func:`sandbox.teardown.teardown_cluster`, :func:`sandbox.flux.readiness` and
-:func:`sandbox.teardown.wait_gone`. docs/simulation.md names the test proving each behaviour the simulation models.
+top of either: :func:`sandbox.teardown.teardown_cluster`, :func:`sandbox.flux.readiness`,
+:func:`sandbox.teardown.wait_gone` and the validate stage's removed-API scan
+(:func:`sandbox.validation.scan_repo_paths`). docs/simulation.md names the test proving each behaviour the simulation
+models.
 
 No timing is asserted: every wait is generous and fails naming what it waited for.
 """
@@ -25,6 +27,8 @@ from typing import Any
 import pytest
 import yaml
 
+from sandbox import deprecations
+from sandbox.deprecations import ApiDeprecation
 from sandbox.drivers.cluster import (
     FLUX_NAMESPACE,
     HELMRELEASE_API,
@@ -38,7 +42,9 @@ from sandbox.drivers.simulated_cluster import SimulatedCluster
 from sandbox.errors import ClusterError, TeardownBlockedError
 from sandbox.flux import Readiness, readiness
 from sandbox.localcluster.processes import find_local_cluster_processes, terminate
+from sandbox.stages.validate import minor_version_of
 from sandbox.teardown import TIER_ANNOTATION, teardown_cluster, wait_gone
+from sandbox.validation import scan_repo_paths
 from tests.polling import poll
 
 pytestmark = pytest.mark.timeout(1500)
@@ -72,6 +78,30 @@ UNAVAILABLE = {
     "      containers:\n        - name: app\n          image: registry.example.org/never:1.0.0\n",
 }
 
+#: A PersistentVolume statically bound to a claim (a local cluster has no provisioner), and a Pod mounting the
+#: claim that a finalizer of the test's own holds once deleted (kwok deletes a pod at once otherwise).
+VOLUMES = {
+    "kustomization.yaml": "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+    "resources:\n  - namespace.yaml\n  - volume.yaml\n  - claim.yaml\n  - pod.yaml\n",
+    "namespace.yaml": "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: conf-volumes\n",
+    "volume.yaml": "apiVersion: v1\nkind: PersistentVolume\nmetadata:\n  name: conf-volumes-data\n"
+    "spec:\n  capacity: {storage: 1Gi}\n  accessModes: [ReadWriteOnce]\n  persistentVolumeReclaimPolicy: Retain\n"
+    '  storageClassName: ""\n  hostPath: {path: /tmp/conf-volumes-data}\n'
+    "  claimRef: {namespace: conf-volumes, name: data}\n",
+    "claim.yaml": "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata:\n  name: data\n  namespace: conf-volumes\n"
+    'spec:\n  accessModes: [ReadWriteOnce]\n  storageClassName: ""\n  volumeName: conf-volumes-data\n'
+    "  resources: {requests: {storage: 1Gi}}\n",
+    # The ServiceAccount admission refuses (even at kustomize-controller's dry-run) a pod whose account does not
+    # exist yet; the namespace's "default" one is created just after the namespace: the Kustomization's
+    # retryInterval applies the pod once it is there.
+    "pod.yaml": "apiVersion: v1\nkind: Pod\nmetadata:\n  name: user\n  namespace: conf-volumes\n"
+    "  finalizers: [conformance.example.org/hold]\n"
+    "spec:\n  automountServiceAccountToken: false\n  containers:\n"
+    "    - name: app\n      image: registry.example.org/app:1.0.0\n"
+    "      volumeMounts: [{name: data, mountPath: /data}]\n"
+    "  volumes:\n    - name: data\n      persistentVolumeClaim: {claimName: data}\n",
+}
+
 #: A Helm chart in the fleet repository (a local cluster has no chart repository to fetch from): what the
 #: simulated chart catalog renders for any chart, a Deployment and a Service named after the release.
 CHART = {
@@ -92,6 +122,7 @@ APPS: dict[str, dict[str, str]] = {
     "controllers": _namespace_with_settings("conf-controllers"),
     "blocked": _namespace_with_settings("conf-blocked"),
     "unavailable": UNAVAILABLE,
+    "volumes": VOLUMES,
 }
 
 
@@ -139,6 +170,8 @@ class World:
     controller_state: Callable[[bool], None]
     #: How long teardown waits per tier for a finalizer no one will release (nothing clears it: only a bound).
     blocked_wait: float
+    #: Whether a scheduler binds pods to nodes (the simulated cluster has none: docs/simulation.md, Not modelled).
+    schedules_pods: bool
     created: list[ObjectRef] = field(default_factory=list)
 
     def kustomization(self, name: str, path: str, *, tier: str | None = None, **spec: Any) -> ObjectRef:
@@ -163,7 +196,15 @@ class World:
         self.created.append(ref)
         return ref
 
-    def helmrelease(self, name: str, target_namespace: str, *, tier: str | None = None) -> ObjectRef:
+    def helmrelease(
+        self,
+        name: str,
+        target_namespace: str,
+        *,
+        tier: str | None = None,
+        chart: str = "./charts/web",
+        source: str = "fleet",
+    ) -> ObjectRef:
         meta: dict[str, Any] = {"name": name, "namespace": FLUX_NAMESPACE}
         if tier:
             meta["annotations"] = {TIER_ANNOTATION: tier}
@@ -175,9 +216,7 @@ class World:
                 "spec": {
                     "interval": "10m",
                     "targetNamespace": target_namespace,
-                    "chart": {
-                        "spec": {"chart": "./charts/web", "sourceRef": {"kind": "GitRepository", "name": "fleet"}}
-                    },
+                    "chart": {"spec": {"chart": chart, "sourceRef": {"kind": "GitRepository", "name": source}}},
                 },
             }
         )
@@ -217,7 +256,7 @@ def _simulated_world(tmp: Path) -> Iterator[World]:
     for doc in _documents(EXAMPLE_REPO / "clusters" / "development" / "flux-system" / "gotk-components.yaml"):
         cluster.apply(doc)
     _apply_source(cluster, remote.as_uri())
-    yield World("simulated", cluster, lambda running: None, blocked_wait=1.0)
+    yield World("simulated", cluster, lambda running: None, blocked_wait=1.0, schedules_pods=False)
 
 
 def _real_world(tmp: Path) -> Iterator[World]:
@@ -263,7 +302,7 @@ def _real_world(tmp: Path) -> Iterator[World]:
         driver = KubernetesClusterDriver.from_kubeconfig_text(stack.kubeconfig.read_text(encoding="utf-8"))
         stack_of_cleanups.callback(driver.close)
         _apply_source(driver, f"http://127.0.0.1:{server.port}/{remote.name}")
-        yield World("real", driver, controller_state, blocked_wait=10.0)
+        yield World("real", driver, controller_state, blocked_wait=10.0, schedules_pods=True)
 
 
 def _apply_source(cluster: ClusterDriver, url: str) -> None:
@@ -374,6 +413,63 @@ def test_a_kustomization_whose_controller_is_gone_blocks_until_forced(scenario: 
     scenario.gone({blocked, _ns("conf-blocked")}, "the released Kustomization and its namespace")
 
 
+PVC_PROTECTION = "kubernetes.io/pvc-protection"
+PV_PROTECTION = "kubernetes.io/pv-protection"
+HOLD = "conformance.example.org/hold"
+
+
+def _phase(obj: Mapping[str, Any] | None) -> str:
+    return str(((obj or {}).get("status") or {}).get("phase") or "")
+
+
+def _finalizers_of(obj: Mapping[str, Any] | None) -> list[str]:
+    return list(((obj or {}).get("metadata") or {}).get("finalizers") or [])
+
+
+def test_protection_finalizers_hold_a_claim_and_its_volume_and_teardown_names_them(scenario: World) -> None:
+    volumes = scenario.kustomization("volumes", "./apps/volumes", retryInterval="5s")
+    scenario.wait_for(volumes, "Ready", lambda s: s.ready)
+    claim = ObjectRef("v1", "PersistentVolumeClaim", "data", "conf-volumes")
+    volume = ObjectRef("v1", "PersistentVolume", "conf-volumes-data")
+    pod = ObjectRef("v1", "Pod", "user", "conf-volumes")
+    namespace = _ns("conf-volumes")
+
+    def bound() -> tuple[Manifest, Manifest] | None:
+        c, v = scenario.cluster.get(claim), scenario.cluster.get(volume)
+        return (c, v) if c and v and _phase(c) == "Bound" and _phase(v) == "Bound" else None
+
+    # The PV controller binds them; the protection finalizers are there from creation (admission adds them).
+    got_claim, got_volume = poll(f"{claim} and {volume} Bound ({scenario.driver})", bound, WAIT)
+    assert PVC_PROTECTION in _finalizers_of(got_claim) and PV_PROTECTION in _finalizers_of(got_volume)
+    if scenario.schedules_pods:  # pvc-protection counts only a scheduled pod as using the claim
+        poll(f"{pod} scheduled", lambda: ((scenario.cluster.get(pod) or {}).get("spec") or {}).get("nodeName"), WAIT)
+
+    tracked: list[ObjectRef] = []
+
+    def on_tracked(refs: list[ObjectRef]) -> None:
+        tracked[:] = refs
+
+    # kustomize-controller prunes all four; the pod is held (by the test's finalizer), so pvc-protection holds
+    # the claim, the claim keeps the volume Bound so pv-protection holds it, and the namespace stays Terminating.
+    with pytest.raises(TeardownBlockedError) as raised:
+        teardown_cluster(scenario.cluster, timeout_per_tier=scenario.blocked_wait, on_tracked=on_tracked)
+    message = str(raised.value)
+    for named in (f"{claim} ({PVC_PROTECTION})", f"{volume} ({PV_PROTECTION})", f"{pod} ({HOLD})", str(namespace)):
+        assert named in message, f"the blocked teardown does not name {named}: {message}"
+    held_claim, held_volume = scenario.cluster.get(claim), scenario.cluster.get(volume)
+    assert held_claim is not None and held_claim["metadata"].get("deletionTimestamp")
+    assert held_volume is not None and held_volume["metadata"].get("deletionTimestamp")
+    assert _phase(held_volume) == "Bound" and _finalizers_of(held_volume) == [PV_PROTECTION]
+    assert {claim, volume, pod, namespace} <= set(tracked)
+
+    # The pod goes: pvc-protection lets the claim go, the volume is Released and pv-protection lets it go, the
+    # namespace terminates. The rerun waits for what the first attempt left (as `sandbox destroy` reruns do).
+    scenario.cluster.merge_patch(pod, {"metadata": {"finalizers": None}})
+    report = teardown_cluster(scenario.cluster, timeout_per_tier=WAIT, pending=tracked)
+    assert not report.blocked
+    assert all(scenario.cluster.get(ref) is None for ref in (pod, claim, volume, namespace))
+
+
 # -- (b) readiness names the real reason -------------------------------------------------------------------
 
 
@@ -383,6 +479,28 @@ def test_readiness_names_a_missing_path(scenario: World) -> None:
     state = scenario.wait_for(missing, "reports ArtifactFailed", lambda s: s.reason == "ArtifactFailed")
     assert not state.ready
     assert "kustomization path not found" in state.message and "apps/no-such-app" in state.message
+
+
+def test_readiness_names_a_helmrelease_whose_chart_does_not_exist(scenario: World) -> None:
+    nochart = scenario.helmrelease("nochart", "conf-nochart", chart="./charts/no-such-chart")
+    # source-controller stats the chart path in the GitRepository's artifact: its HelmChart stalls with
+    # InvalidChartReference, and helm-controller reports the release SourceNotReady with the HelmChart's message.
+    state = scenario.wait_for(
+        nochart, "reports the HelmChart's invalid chart reference", lambda s: "invalid chart reference" in s.message
+    )
+    assert not state.ready and state.reason == "SourceNotReady"
+    assert state.message.startswith("HelmChart 'flux-system/flux-system-nochart' is not ready: ")
+    assert "charts/no-such-chart: no such file or directory" in state.message
+    assert f"{nochart}: SourceNotReady: HelmChart" in state.line()
+    assert scenario.cluster.get(_ns("conf-nochart")) is None
+    # Its source missing altogether: the same reason, the HelmChart's message naming the source.
+    nosource = scenario.helmrelease("nosource", "conf-nochart", source="no-such-repo")
+    state = scenario.wait_for(nosource, "reports its missing source", lambda s: "failed to get source" in s.message)
+    assert not state.ready and state.reason == "SourceNotReady"
+    assert state.message == (
+        "HelmChart 'flux-system/flux-system-nosource' is not ready: failed to get source: "
+        'GitRepository.source.toolkit.fluxcd.io "no-such-repo" not found'
+    )
 
 
 def test_readiness_names_a_deployment_that_never_becomes_available(scenario: World) -> None:
@@ -445,23 +563,60 @@ REMOVED_BY_1_36 = [
 ]
 
 
-def test_removed_api_versions_are_refused_and_served_ones_accepted(world: World) -> None:
+def _kubernetes_apis_in_the_scan_data() -> dict[tuple[str, str], ApiDeprecation]:
+    """The Kubernetes API versions of the bundled deprecation data: what the validate stage's removed-API scan knows."""
+    return {(e.apiVersion, e.kind): e for e in deprecations.load_data().entries if e.component == "kubernetes"}
+
+
+def test_removed_api_versions_are_refused_and_served_ones_accepted(world: World, tmp_path: Path) -> None:
+    """The API server's own discovery agrees with the scan's data at the version the API server reports.
+
+    The validate stage scans the sandbox's manifests at its control plane's version with the bundled deprecation
+    data; on a real cluster, what that scan reports removed must be exactly what the API server no longer serves
+    (the driver looks each kind up in the server's discovery: not served is refused at apply), and what it reports
+    only deprecated must still be served.
+    """
+    version = minor_version_of(world.cluster.server_version())
+    assert version == "1.36"
+    apis = _kubernetes_apis_in_the_scan_data()
+    assert set(REMOVED_BY_1_36) <= set(apis)
     namespace = "conf-apis"
     world.cluster.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
     refused: dict[tuple[str, str], str] = {}
-    for api_version, kind in REMOVED_BY_1_36:
+    for api_version, kind in sorted(apis):
         try:
             world.cluster.apply(
                 {"apiVersion": api_version, "kind": kind, "metadata": {"name": "old", "namespace": namespace}}
             )
         except ClusterError as exc:
             refused[(api_version, kind)] = str(exc)
-    assert sorted(refused) == sorted(REMOVED_BY_1_36), f"served on the {world.driver} cluster: " + ", ".join(
-        f"{a} {k}" for a, k in REMOVED_BY_1_36 if (a, k) not in refused
-    )
+        else:
+            world.cluster.delete(ObjectRef(api_version, kind, "old", namespace))
     for (api_version, kind), message in refused.items():
         assert api_version in message and kind in message, f"the refusal names neither: {message}"
-    # Their replacements are served: the same object is accepted.
+    assert set(REMOVED_BY_1_36) <= set(refused), f"served on the {world.driver} cluster: " + ", ".join(
+        f"{a} {k}" for a, k in REMOVED_BY_1_36 if (a, k) not in refused
+    )
+
+    # The product's removed-API scan at the server's version, over one manifest per API version of its data.
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    for i, (api_version, kind) in enumerate(sorted(apis)):
+        (manifests / f"{i:03d}.yaml").write_text(
+            yaml.safe_dump({"apiVersion": api_version, "kind": kind, "metadata": {"name": "old"}}), encoding="utf-8"
+        )
+    findings, skipped, _ = scan_repo_paths(tmp_path, ["manifests"], k8s_version=version, flux_version=None)
+    assert not skipped
+    scanned_removed = {(f["apiVersion"], f["kind"]) for f in findings if f["removed"]}
+    scanned_deprecated = {(f["apiVersion"], f["kind"]) for f in findings if not f["removed"]}
+    assert scanned_removed == set(refused), (
+        f"the scan at {version} and the {world.driver} API server disagree: removed by the scan but served: "
+        f"{sorted(scanned_removed - set(refused))}; refused by the server but not removed by the scan: "
+        f"{sorted(set(refused) - scanned_removed)}"
+    )
+    assert scanned_deprecated and not scanned_deprecated & set(refused)
+
+    # The replacements are served: the same object is accepted.
     ingress = world.cluster.apply(
         {
             "apiVersion": "networking.k8s.io/v1",
@@ -471,6 +626,5 @@ def test_removed_api_versions_are_refused_and_served_ones_accepted(world: World)
         }
     )
     assert ingress["metadata"]["name"] == "new"
-    assert world.cluster.server_version() == "1.36"
     world.cluster.delete(_ns(namespace))
     world.gone({_ns(namespace)}, "the namespace")

@@ -1,13 +1,28 @@
-"""A fake Kubernetes API server over HTTP, for checking what a client sends, and for faults on demand.
+"""A fake Kubernetes API server over HTTP, for what a client sends and for faults a real server cannot give on demand.
 
-The driver (:mod:`sandbox.drivers.kubernetes_cluster`) is proven on a real API server in the
-real tier (``tests/real``, ``tests/conformance``: watches, 410 relists after compaction,
-server-side apply, discovery, the API server killed and restarted). This stand-in stays for
-what a real server cannot be made to do on demand, at a chosen request: answer a given 5xx
-or a ``429`` with a given ``Retry-After``; answer slowly; drop the connection mid-response;
-answer ``410 Gone`` to a watch at a chosen moment; hold a CRD un-Established for exactly as
-long as an injectable clock says; and record the exact requests a client sent (fields,
-headers, patch types). It also keeps the fast tier free of the toolchain. It is a threaded
+What the real tier now proves on a real API server, through the driver, is not this stand-in's job any more
+(``tests/real/test_kubernetes_driver_real.py``; docs/real-tier.md, "The kubernetes driver on a real API
+server"): server-side apply with the field manager and forced conflicts; discovery cached, and refreshed when a
+CRD appears; watches with resourceVersion and bookmarks; a ``410 Gone`` and the re-list (the API server's new
+watch cache after a restart); a ``429`` from API Priority and Fairness with its ``Retry-After``; the API server
+killed and restarted mid-watch.
+
+It stays for these faults, which a real server cannot be made to produce at a chosen request:
+
+* a 5xx status (500, 503, 504) answered to a chosen method or path, and a ``500`` ``ERROR`` event inside a
+  watch stream (a real one is etcd losing its leader);
+* a ``429`` without ``Retry-After``, or with a chosen one (``0``), repeated past the driver's ten tries (the
+  real one always carries a ``Retry-After`` that the server picks and grows);
+* an HTTP ``410`` (what an expired continue token gets between list pages), and a ``410`` ``ERROR`` event
+  after :meth:`KubeApiServer.compact` at the moment a test chooses;
+* a connection dropped without an answer, at chosen requests (a killed API server drops every connection
+  at once, and urllib3's own retries hide a single drop);
+* an answer slower than the client's timeout (:meth:`KubeApiServer.delay`);
+* a refusal whose message echoes the bearer token (a misbehaving proxy), and canned 401/403/409/422 bodies;
+* a CRD held un-Established for exactly as long as an injectable clock says;
+
+and to record the exact requests a client sent (fields, headers, patch types), and to keep the fast tier free
+of the toolchain. It is a threaded
 :mod:`http.server` on ``127.0.0.1`` (a free port) that
 
 * serves ``/version`` and discovery (``/api``, ``/api/v1``, ``/apis``,
@@ -23,8 +38,8 @@ headers, patch types). It also keeps the fast tier free of the toolchain. It is 
   ``Status``, as a real server answers after etcd compaction;
 * records every request (method, path, query, headers, body) in
   :attr:`KubeApiServer.requests` for assertions;
-* has hooks to force error statuses, slow answers and dropped connections
-  (:meth:`KubeApiServer.fail`, :meth:`KubeApiServer.delay`);
+* has hooks to force error statuses (with a ``Retry-After`` if asked), slow answers and dropped
+  connections (:meth:`KubeApiServer.fail`, :meth:`KubeApiServer.delay`);
 * models how a real API server installs a CustomResourceDefinition: a new CRD
   is stored with ``NamesAccepted=True`` and ``Established=False``, and only
   after ``crd_established_delay`` seconds (by the injectable ``clock``) is it
@@ -90,6 +105,7 @@ class RecordedRequest:
         query: Query parameters (every value of each name).
         headers: Request headers with lower-cased names.
         body: The raw request body (empty when there was none).
+        received: When it arrived (``time.monotonic()``).
     """
 
     method: str
@@ -97,6 +113,7 @@ class RecordedRequest:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: bytes
+    received: float = field(default_factory=time.monotonic)
 
     def param(self, name: str) -> str | None:
         """The first value of query parameter ``name``, or ``None``."""
@@ -154,6 +171,7 @@ class _Rule:
     drop_connection: bool = False
     in_watch_stream: bool = False
     delay_seconds: float = 0.0
+    retry_after: str | None = None
 
     def matches(self, request: RecordedRequest) -> bool:
         if self.remaining <= 0:
@@ -177,12 +195,20 @@ class _Event:
 class _HttpError(Exception):
     """Ends a request with a Kubernetes ``Status`` body."""
 
-    def __init__(self, code: int, reason: str, message: str, details: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        code: int,
+        reason: str,
+        message: str,
+        details: Mapping[str, Any] | None = None,
+        retry_after: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason
         self.message = message
         self.details = dict(details or {})
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -408,6 +434,7 @@ class KubeApiServer:
         times: int = 1,
         drop_connection: bool = False,
         in_watch_stream: bool = False,
+        retry_after: str | None = None,
     ) -> None:
         """Answer the next ``times`` matching requests with an error ``Status``.
 
@@ -424,6 +451,7 @@ class KubeApiServer:
             in_watch_stream: Answer ``200`` with a single watch ``ERROR`` event
                 carrying the ``Status`` (as a real server reports most watch
                 failures), then end the stream.
+            retry_after: A ``Retry-After`` header to send with the answer.
         """
         phrase = HTTPStatus(status).phrase.replace(" ", "") if status else "Unknown"
         with self._lock:
@@ -438,6 +466,7 @@ class KubeApiServer:
                     message=message or f"forced {status} by the fake API server",
                     drop_connection=drop_connection,
                     in_watch_stream=in_watch_stream,
+                    retry_after=retry_after,
                 )
             )
 
@@ -711,7 +740,7 @@ class KubeApiServer:
                 request.send_chunk({"type": "ERROR", "object": error})
                 request.end_stream()
                 return
-            raise _HttpError(rule.status, rule.reason or "", rule.message or "")
+            raise _HttpError(rule.status, rule.reason or "", rule.message or "", retry_after=rule.retry_after)
         if self.token is not None and recorded.headers.get("authorization") != f"Bearer {self.token}":
             raise _HttpError(401, "Unauthorized", "Unauthorized")
         if _is_discovery_path(path):
@@ -1077,7 +1106,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self.api.handle(self, method)
         except _HttpError as error:
-            self.send_json(error.code, status_body(error.code, error.reason, error.message, error.details))
+            body = status_body(error.code, error.reason, error.message, error.details)
+            headers = {"Retry-After": error.retry_after} if error.retry_after is not None else {}
+            self.send_json(error.code, body, headers)
         except ValueError as error:
             message = f"invalid request: {error}"
             self.send_json(400, status_body(400, "BadRequest", message))
@@ -1104,11 +1135,13 @@ class _Handler(BaseHTTPRequestHandler):
         """Dispatch a DELETE."""
         self._dispatch("DELETE")
 
-    def send_json(self, code: int, body: Any) -> None:
-        """Answer with a JSON body and a Content-Length."""
+    def send_json(self, code: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
+        """Answer with a JSON body and a Content-Length (and ``headers``)."""
         data = json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)

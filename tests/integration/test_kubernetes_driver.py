@@ -331,6 +331,23 @@ def test_a_kind_served_later_is_found_after_a_discovery_miss(
     assert found is not None and found["metadata"]["name"] == "github"
 
 
+def test_a_discovery_miss_re_reads_only_the_group_list_and_the_missed_group_version(
+    seeded: KubeApiServer, driver: KubernetesClusterDriver
+) -> None:
+    namespace = ObjectRef("v1", "Namespace", "flux-system")
+    helm_release = ObjectRef(HELMRELEASE_API, "HelmRelease", "podinfo", "podinfo")
+    assert driver.get(ROOT) is not None and driver.get(namespace) is not None and driver.get(helm_release)
+    seeded.clear_requests()
+    # Misses: a group the cluster does not serve, and a kind a served group version does not have.
+    assert driver.get(ObjectRef("image.toolkit.fluxcd.io/v1beta2", "ImagePolicy", "p", "flux-system")) is None
+    assert driver.get(ObjectRef(KUSTOMIZATION_API, "NoSuchKind", "x", "flux-system")) is None
+    for _ in range(3):
+        assert driver.get(ROOT) is not None and driver.get(namespace) is not None and driver.get(helm_release)
+    discovery = [r.path for r in seeded.requests if "/namespaces/" not in r.path]
+    # Before: each miss threw everything away (/version, /apis, then /api/v1 and every group version again).
+    assert discovery == ["/apis", "/apis", KS_PATH], discovery
+
+
 # -- delete --------------------------------------------------------------------------
 
 
@@ -587,11 +604,71 @@ def test_watch_reports_objects_deleted_when_their_kind_goes_away(
     assert _names(list(stream)) == [("DELETED", "podinfo")]
 
 
-def test_watch_error_event_other_than_410_is_raised(seeded: KubeApiServer, driver: KubernetesClusterDriver) -> None:
-    seeded.fail(500, query={"watch": "true"}, in_watch_stream=True, message="etcd leader changed")
+def test_watch_error_event_other_than_410_is_raised_when_it_lasts_until_the_timeout(
+    seeded: KubeApiServer, driver: KubernetesClusterDriver
+) -> None:
+    seeded.fail(500, query={"watch": "true"}, in_watch_stream=True, message="etcd leader changed", times=1000)
     with pytest.raises(KubernetesUnavailableError, match="watch Kustomization in all namespaces: 500") as caught:
         list(driver.watch(KUSTOMIZATION_API, "Kustomization", timeout_seconds=1.0))
     _assert_no_secret(caught.value)
+
+
+@pytest.mark.timeout(60)
+def test_watch_resumes_from_where_it_was_after_a_server_error_event(
+    seeded: KubeApiServer, driver: KubernetesClusterDriver
+) -> None:
+    listed_version = seeded.resource_version
+    stream = driver.watch(KUSTOMIZATION_API, "Kustomization", timeout_seconds=6.0)
+    assert len([next(stream) for _ in range(3)]) == 3
+    seeded.fail(500, query={"watch": "true"}, in_watch_stream=True, message="etcd leader changed")
+    seeded.put_object(_ks("monitoring"))
+    assert _names([next(stream)]) == [("ADDED", "monitoring")]
+    requests = seeded.requests_to("GET", f"{KS_PATH}/kustomizations")
+    assert ["watch" if r.param("watch") else "list" for r in requests] == ["list", "watch", "watch"]
+    assert requests[2].param("resourceVersion") == listed_version  # resumed, not re-listed
+
+
+@pytest.mark.timeout(60)
+def test_watch_resumes_after_its_server_went_away(seeded: KubeApiServer, driver: KubernetesClusterDriver) -> None:
+    # An API server killed and restarted: watch requests find no server for a while (more often than
+    # urllib3's own retries of an idempotent request cover), then one answers again.
+    listed_version = seeded.resource_version
+    stream = driver.watch(KUSTOMIZATION_API, "Kustomization", timeout_seconds=20.0)
+    assert len([next(stream) for _ in range(3)]) == 3
+    seeded.fail(0, query={"watch": "true"}, drop_connection=True, times=8)
+    seeded.put_object(_ks("monitoring"))
+    assert _names([next(stream)]) == [("ADDED", "monitoring")]
+    requests = seeded.requests_to("GET", f"{KS_PATH}/kustomizations")
+    assert [r.param("watch") is not None for r in requests].count(False) == 1  # no second list
+    assert requests[-1].param("resourceVersion") == listed_version
+
+
+@pytest.mark.timeout(60)
+def test_watch_with_no_server_until_its_timeout_is_unavailable(
+    seeded: KubeApiServer, driver: KubernetesClusterDriver
+) -> None:
+    stream = driver.watch(KUSTOMIZATION_API, "Kustomization", timeout_seconds=2.0)
+    assert len([next(stream) for _ in range(3)]) == 3
+    seeded.fail(0, query={"watch": "true"}, drop_connection=True, times=1000)
+    with pytest.raises(KubernetesUnavailableError, match="unreachable"):
+        list(stream)
+
+
+@pytest.mark.timeout(60)
+def test_a_long_watch_is_resumed_request_by_request_from_the_bookmark(kubeapi: KubeApiServer) -> None:
+    kubeapi.load_objects(SANDBOX_OBJECTS)
+    assert kubeapi.kubeconfig_path is not None
+    with KubernetesClusterDriver(kubeapi.kubeconfig_path, watch_request_seconds=1) as cluster:
+        stream = cluster.watch(KUSTOMIZATION_API, "Kustomization", timeout_seconds=2.6)
+        assert len([next(stream) for _ in range(3)]) == 3
+        # An unrelated change: only the bookmark that ends the first request carries its version.
+        kubeapi.put_object({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "podinfo"}})
+        bookmark_version = kubeapi.resource_version
+        assert list(stream) == []
+    watches = [r for r in kubeapi.requests_to("GET", f"{KS_PATH}/kustomizations") if r.param("watch")]
+    assert len(watches) >= 2
+    assert {w.param("timeoutSeconds") for w in watches} == {"1"}
+    assert watches[1].param("resourceVersion") == bookmark_version
 
 
 def test_watch_refused_is_a_permanent_error(seeded: KubeApiServer, driver: KubernetesClusterDriver) -> None:
@@ -616,6 +693,28 @@ def test_rate_limits_and_server_errors_are_retryable(
     assert str(error).startswith(f"patch Kustomization/flux-system/flux-system: {status} ")
     assert str(error).endswith(": try again later")
     _assert_no_secret(error)
+
+
+def test_a_429_with_retry_after_is_sent_again_after_the_wait_the_server_asked_for(
+    seeded: KubeApiServer, driver: KubernetesClusterDriver
+) -> None:
+    seeded.fail(429, method="PATCH", message="Too many requests, please try again later.", retry_after="1", times=2)
+    patched = driver.merge_patch(ROOT, SUSPEND_PATCH)
+    assert patched["spec"]["suspend"] is True
+    patches = seeded.requests_to("PATCH")
+    assert len(patches) == 3
+    # Each try waited at least the Retry-After (a lower bound: a slow machine only waits longer).
+    assert all(later.received - earlier.received >= 1.0 for earlier, later in zip(patches, patches[1:], strict=False))
+
+
+def test_a_429_that_goes_on_is_retryable_after_the_client_go_number_of_tries(
+    seeded: KubeApiServer, driver: KubernetesClusterDriver
+) -> None:
+    seeded.fail(429, method="PATCH", message="Too many requests", retry_after="0", times=100)
+    with pytest.raises(KubernetesUnavailableError, match=r"429 .*\(retry after 0s\)") as caught:
+        driver.merge_patch(ROOT, SUSPEND_PATCH)
+    assert caught.value.retry_after == 0
+    assert len(seeded.requests_to("PATCH")) == 11
 
 
 @pytest.mark.parametrize(

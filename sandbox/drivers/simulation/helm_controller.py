@@ -34,6 +34,7 @@ from sandbox.drivers.simulation.reconciling import (
     write_status_fields,
 )
 from sandbox.drivers.simulation.settings import SimulationSettings
+from sandbox.drivers.simulation.source_controller import source_artifact
 from sandbox.drivers.simulation.sources import (
     artifact_digest,
 )
@@ -66,6 +67,33 @@ def _check_chart_version(version: str, helm_chart: str) -> None:
         versions.parse_constraint(version)
     except InvalidInputError:
         raise improper from None
+
+
+#: Sources whose ``spec.chart.spec.chart`` is a path in the source's artifact (not a chart name in a repository).
+CHART_PATH_SOURCES = frozenset({"GitRepository", "Bucket"})
+
+
+def _check_chart_path(server: SimulatedApiServer, source: Mapping[str, Any], chart: str, helm_chart: str) -> None:
+    """A chart path missing from a GitRepository's (or Bucket's) artifact fails the HelmChart, and so the release.
+
+    source-controller stats the path before it packages the chart: the HelmChart is ``Stalled`` with reason
+    ``InvalidChartReference``, and helm-controller reports the release ``SourceNotReady`` with the HelmChart's
+    message (seen on a real cluster with Flux 2.9:
+    tests/conformance/test_simulated_vs_real.py::test_readiness_names_a_helmrelease_whose_chart_does_not_exist).
+    The simulated message names the path as written; the real one the controller's temporary directory.
+    """
+    artifact = source_artifact(server, source)
+    if artifact is None:
+        return  # no artifact yet: the source's own readiness speaks for it
+    _, root = artifact
+    relative = chart.removeprefix("./")
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root.resolve()) or not path.is_dir():
+        raise ReconcileFailure(
+            "SourceNotReady",
+            f"HelmChart '{helm_chart}' is not ready: invalid chart reference: stat {relative}: "
+            "no such file or directory",
+        )
 
 
 def _uninstall(server: SimulatedApiServer, release: Mapping[str, Any]) -> None:
@@ -113,10 +141,11 @@ def reconcile_helmrelease(server: SimulatedApiServer, settings: SimulationSettin
         source_name = str(source_ref.get("name", ""))
         source = server.get((SOURCE_GROUP, source_kind, source_namespace, source_name))
         if source is None:
+            # As helm-controller reports it (seen on a real cluster with Flux 2.9).
             raise ReconcileFailure(
-                "ArtifactFailed",
+                "SourceNotReady",
                 f"HelmChart '{helm_chart}' is not ready: failed to get source: "
-                f'{source_kind.lower()}s.{SOURCE_GROUP} "{source_name}" not found',
+                f'{source_kind}.{SOURCE_GROUP} "{source_name}" not found',
             )
         if not flux_ready(source):
             raise ReconcileFailure(
@@ -124,6 +153,8 @@ def reconcile_helmrelease(server: SimulatedApiServer, settings: SimulationSettin
                 f"HelmChart '{helm_chart}' is not ready: source '{source_kind}/{source_namespace}/{source_name}' "
                 "is not ready",
             )
+        if not spec.get("chartRef") and source_kind in CHART_PATH_SOURCES:
+            _check_chart_path(server, source, chart, helm_chart)
     except ReconcileFailure as failure:
         report_ready(server, key, "False", failure.reason, failure.message, final=True)
         return
