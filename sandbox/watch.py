@@ -357,19 +357,23 @@ class LandingResult(BaseModel):
 
 
 def watch_promotion(ctx: Any, *, timeout: float | None = None) -> LandingResult:
-    """The promotion's last step: once its pull request merged, wait for development to apply it.
+    """The promotion's last step: once its pull request merged, wait for its target to apply it.
+
+    The target is development, or the canary the sandbox was cloned from
+    (:func:`sandbox.stages.promote.promotion_target`).
 
     Args:
         ctx: The sandbox's :class:`~sandbox.context.SandboxContext`.
         timeout: Seconds to wait (default ``drivers.cluster.ready_timeout_seconds``).
 
     Raises:
-        NotReadyError: Merged, but development did not converge in time.
+        NotReadyError: Merged, but the target did not converge in time.
     """
     from sandbox.models import Stage
-    from sandbox.stages.promote import PROMOTION_TARGET
+    from sandbox.stages.promote import promotion_target
 
     record = ctx.record
+    target = promotion_target(ctx.config, record.source_env)
     promoted = ctx.inventory.stage_result(record.name, record.lifecycle_id, Stage.promote)
     if promoted is None:
         return LandingResult(outcome="skipped", summary=f"{record.name} is not promoted yet")
@@ -382,15 +386,15 @@ def watch_promotion(ctx: Any, *, timeout: float | None = None) -> LandingResult:
         return LandingResult(
             outcome="awaiting merge",
             summary=(
-                f"pull request {pr.url} is not merged yet; once it is, 'sandbox watch {PROMOTION_TARGET}' "
-                f"(or 'sandbox promote {record.name}' again) waits for {PROMOTION_TARGET} to apply it"
+                f"pull request {pr.url} is not merged yet; once it is, 'sandbox watch {target}' "
+                f"(or 'sandbox promote {record.name}' again) waits for {target} to apply it"
             ),
             pull_request=pr.url,
         )
-    ctx.progress(f"pull request {pr.url} merged as {merged[:12]}; watching {PROMOTION_TARGET}")
+    ctx.progress(f"pull request {pr.url} merged as {merged[:12]}; watching {target}")
     landing = watch_environment(
         ctx.config,
-        PROMOTION_TARGET,
+        target,
         git=ctx.drivers.git,
         terraform=ctx.drivers.terraform,
         revision=merged,

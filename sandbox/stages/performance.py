@@ -95,6 +95,7 @@ def performance_test(
         f"{settings.duration_seconds:g}s; baseline: {against}"
     )
     named = load_target(config, settings, ctx.cluster() if settings.target_service or settings.target_ingress else None)
+    stand_in = False
     if named is not None:
         target = named
         if not settings.target_url:
@@ -106,9 +107,11 @@ def performance_test(
             spawn_rate=settings.spawn_rate,
         )
     else:
+        # On a real cluster the stand-in takes the sandbox's place (by explicit choice): the results say so.
+        stand_in = config.drivers.cluster.type != "simulated"
         with local_target(delay_seconds=settings.local_target_delay_ms / 1000) as url:
             target = url.rstrip("/") + settings.path
-            if config.drivers.cluster.type != "simulated":
+            if stand_in:
                 ctx.progress(
                     "load target: the local stand-in, not the sandbox (performance.stand_in_on_real_clusters): "
                     f"{target}"
@@ -148,6 +151,7 @@ def performance_test(
             "source_env": ctx.record.source_env,
             "settings": settings.model_dump(),
             "target": redact_url(target),
+            "stand_in": stand_in,
             "metrics": current,
             "baseline": (
                 {"run_id": baseline.run_id, "metrics": baseline.metrics, "settings": baseline.settings}

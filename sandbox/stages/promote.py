@@ -1,4 +1,4 @@
-"""The promote stage: copy the sandbox back to development, push, open a pull request."""
+"""The promote stage: copy the sandbox back to development (or the canary it came from), push, open a pull request."""
 
 from __future__ import annotations
 
@@ -22,10 +22,29 @@ PROMOTION_TARGET = "development"
 PR_DIFF_LIMIT = 6000
 
 
+def promotion_target(config: FleetConfig, source_env: str) -> str:
+    """The environment a platform sandbox is promoted back to: development, or the canary it was cloned from.
+
+    A canary (``canary: true``, e.g. the example fleet's ``local``) has a cluster directory of its own: its
+    Flux install, sources and platform differ from development's. The sandbox's directory is a copy of the
+    canary's, so it goes back there; copied over development's it would replace development's whole directory
+    (its Flux components, its applications) with the canary's.
+    """
+    env = config.environments.get(source_env)
+    if source_env != PROMOTION_TARGET and env is not None and env.canary:
+        return source_env
+    return PROMOTION_TARGET
+
+
+def target_dir(config: FleetConfig, target: str) -> str:
+    """The repository path of an environment's cluster directory (``clusters/development``)."""
+    env = config.environments.get(target)
+    return env.cluster_dir.strip("/") if env else fleetrepo.cluster_dir(target)
+
+
 def development_dir(config: FleetConfig) -> str:
     """The repository path of development's cluster directory (``clusters/development``)."""
-    env = config.environments.get(PROMOTION_TARGET)
-    return env.cluster_dir.strip("/") if env else fleetrepo.cluster_dir(PROMOTION_TARGET)
+    return target_dir(config, PROMOTION_TARGET)
 
 
 def check_promotable(ctx: SandboxContext) -> None:
@@ -51,6 +70,8 @@ def check_promotable(ctx: SandboxContext) -> None:
 def promote(ctx: SandboxContext) -> StageResult:
     """Copy the sandbox back to development (no gotk-sync.yaml), push, open a pull request.
 
+    A sandbox cloned from a canary goes back to the canary's directory instead (:func:`promotion_target`).
+
     Refused, with nothing pushed, before validation passed and teardown finished,
     and when development changed on the default branch since the sandbox was cut
     in files the promotion also changes (each listed). Idempotent: a rerun after a
@@ -70,7 +91,8 @@ def promote(ctx: SandboxContext) -> StageResult:
     default = ctx.config.fleet_repo.default_branch
     git = ctx.drivers.git
     repo = ctx.on_branch(branch)
-    development = development_dir(ctx.config)
+    target = promotion_target(ctx.config, record.source_env)
+    development = target_dir(ctx.config, target)
     sandbox_root = repo / ctx.sandbox_path
     base = git.merge_base(repo, f"origin/{default}", "HEAD")
     details: dict[str, Any] = {"base": base}
@@ -81,7 +103,7 @@ def promote(ctx: SandboxContext) -> StageResult:
         fleetrepo.retarget_git_sources(sandbox_root, branch, default, repo=repo)  # development tracks main again
         report = fleetrepo.promote_cluster_dir(sandbox_root, repo / development, repo=repo)
         who = f"{record.ticket}: " if record.ticket else ""
-        commit = git.commit_all(repo, f"{who}promote {record.name} to development", [development, ctx.sandbox_path])
+        commit = git.commit_all(repo, f"{who}promote {record.name} to {target}", [development, ctx.sandbox_path])
         details.update(changed=report.copied, removed=report.removed)
     else:
         # Committed by an earlier attempt that crashed before the pull request.
@@ -95,7 +117,7 @@ def promote(ctx: SandboxContext) -> StageResult:
     if conflicts:
         git.reset_hard(repo, f"origin/{branch}")  # drop the local promotion commit: nothing is pushed
         raise ConflictError(
-            f"development changed on {default} since {record.name} was cut in files the sandbox also changed: "
+            f"{target} changed on {default} since {record.name} was cut in files the sandbox also changed: "
             f"{', '.join(conflicts)}; nothing pushed (bring the change into the sandbox and validate again)"
         )
     git.push(repo, branch)
@@ -120,6 +142,39 @@ def _percent(value: Any) -> str:
         return str(value)
 
 
+#: How many Flux objects' states a pull request body lists at most, and how long each message may be.
+PR_OBJECTS_LIMIT = 50
+PR_MESSAGE_LIMIT = 300
+
+
+def _one_line(text: str, limit: int) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[:limit] + "…"
+
+
+def _readiness_lines(report: dict[str, Any]) -> list[str]:
+    """The validated commit and each Flux object's state as validation read it from the sandbox's cluster."""
+    objects = report.get("readiness") or []
+    if not report.get("readiness_checked") or not objects:
+        return []
+    commit = report.get("commit")
+    lines = [
+        "",
+        f"Flux objects on the sandbox's cluster at `{report.get('branch', '')}`"
+        + (f" commit `{commit}`" if commit else "")
+        + ":",
+        "",
+    ]
+    for item in objects[:PR_OBJECTS_LIMIT]:
+        state = "Ready" if item.get("ready") else "NOT Ready"
+        reason = item.get("reason") or "NoStatus"
+        message = _one_line(item.get("message") or "no Ready condition reported yet", PR_MESSAGE_LIMIT)
+        lines.append(f"- `{item.get('object', '?')}`: {state}: {reason}: {message}")
+    if len(objects) > PR_OBJECTS_LIMIT:
+        lines.append(f"- … and {len(objects) - PR_OBJECTS_LIMIT} more")
+    return lines
+
+
 def pull_request_body(ctx: SandboxContext, development: str, stats: list[Any], diff: str) -> str:
     """The pull request's description: the diff of development, the validation, the performance comparison."""
     record = ctx.record
@@ -139,7 +194,7 @@ def pull_request_body(ctx: SandboxContext, development: str, stats: list[Any], d
             for s in stats
         ),
         "",
-        f"`{fleetrepo.SYNC_FILE}` is never copied back: development keeps its own.",
+        f"`{fleetrepo.SYNC_FILE}` is never copied back: `{prefix}` keeps its own.",
         "",
         "<details><summary>diff</summary>",
         "",
@@ -151,10 +206,17 @@ def pull_request_body(ctx: SandboxContext, development: str, stats: list[Any], d
         "### Validation",
         ("passed: " if (validation.get("details") or {}).get("passed") else "")
         + str(validation.get("summary", "not run")),
+        *_readiness_lines((validation.get("details") or {}).get("report") or {}),
         "",
         "### Performance",
         str(perf.get("summary", "not run")),
     ]
+    if (perf.get("details") or {}).get("stand_in"):
+        lines += [
+            "",
+            "Load target: the local stand-in, not the sandbox (`performance.stand_in_on_real_clusters`): "
+            "these figures measure the load path, not the sandbox's workloads.",
+        ]
     changes = (perf.get("details") or {}).get("change_percent") or {}
     if changes:
         lines += ["", "| metric | change against the baseline |", "|---|---|"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,54 @@ def test_promotion_pushes_exactly_the_sandbox_change_and_opens_a_pull_request(ha
     assert harness.ctx.inventory.get(SANDBOX).pull_request_url == pr["url"]
 
 
+def test_the_body_carries_the_objects_validation_read_and_says_when_the_load_went_to_the_stand_in(
+    harness: Harness,
+) -> None:
+    """The body used to quote only the validation's one-line count: not which objects, at which revision, in which
+    state, as the sandbox's cluster reported them; nor that a real cluster's figures came from the stand-in."""
+    harness.validated_and_torn_down()
+    head = "a" * 40
+    report = {
+        "sandbox": SANDBOX,
+        "branch": BRANCH,
+        "commit": head,
+        "readiness_checked": True,
+        "readiness": [
+            {
+                "object": "Kustomization/flux-system/flux-system",
+                "ready": True,
+                "reason": "ReconciliationSucceeded",
+                "message": f"Applied revision: {BRANCH}@sha1:{head}",
+            },
+            {
+                "object": "HelmRelease/podinfo/podinfo",
+                "ready": True,
+                "reason": "InstallSucceeded",
+                "message": "Helm install succeeded for release podinfo/podinfo.v1\nwith chart podinfo@6.7.2",
+            },
+        ],
+    }
+    harness.record(Stage.validate, "validation of sandbox-demo passed: 2/2 Flux objects Ready", {
+        "passed": True, "report": report,
+    })  # fmt: skip
+    harness.record(Stage.performance_test, "smoke: 900 req/s, p95 2.0 ms, 0 failures; gates passed", {"stand_in": True})
+    promote(harness.ctx)
+    body = json.loads((harness.config.state_dir / "pull-requests" / "1.json").read_text())["body"]
+    validation = body.split("### Validation\n", 1)[1].split("### Performance", 1)[0]
+    assert f"Flux objects on the sandbox's cluster at `{BRANCH}` commit `{head}`:" in validation
+    assert (
+        f"- `Kustomization/flux-system/flux-system`: Ready: ReconciliationSucceeded: "
+        f"Applied revision: {BRANCH}@sha1:{head}\n"
+    ) in validation
+    assert (
+        "- `HelmRelease/podinfo/podinfo`: Ready: InstallSucceeded: "
+        "Helm install succeeded for release podinfo/podinfo.v1 with chart podinfo@6.7.2\n"
+    ) in validation
+    performance = body.split("### Performance\n", 1)[1]
+    assert performance.startswith("smoke: 900 req/s")
+    assert "Load target: the local stand-in, not the sandbox" in performance
+
+
 def test_rerun_pushes_nothing_new_and_finds_the_pull_request(harness: Harness) -> None:
     harness.validated_and_torn_down()
     promote(harness.ctx)
@@ -231,3 +280,49 @@ def test_a_sandbox_that_changed_nothing_opens_no_pull_request(tmp_path: Path) ->
     assert git(h.remote, "diff", "--name-only", f"main...{BRANCH}") == ""
     assert f"clusters/{SANDBOX}/" not in git(h.remote, "ls-tree", "-r", "--name-only", BRANCH)
     assert not (h.config.state_dir / "pull-requests").exists()
+
+
+def test_a_sandbox_of_a_canary_goes_back_to_the_canary_never_over_development(tmp_path: Path) -> None:
+    """A sandbox cloned from the canary ``local`` used to be copied over ``clusters/development/``: development's
+    Flux components, its ``kustomization.yaml`` and its applications replaced by the canary's (found on the real
+    tier, tests/real/test_local_sandbox.py: a 270 kB diff)."""
+    from sandbox.demo import LOCAL_DEMO_SANDBOX, local_demo_request, prepare_local_demo
+    from sandbox.watch import watch_promotion
+
+    config_path = prepare_local_demo(tmp_path / "demo", sys.executable, 19418)
+    config = load_config(config_path)
+    remote = tmp_path / "demo" / "remote.git"
+    request = local_demo_request(config_path)
+    inventory = open_inventory(config)
+    record = register(config, inventory, validate_request(config, request), resume=False)
+    ctx = SandboxContext(config=config, inventory=inventory, drivers=build_drivers(config), record=record)
+    try:
+        branch = record.branch or ""
+        inventory.stage_completed(
+            LOCAL_DEMO_SANDBOX, record.lifecycle_id, Stage.clone, clone(ctx, request.change).model_dump(mode="json")
+        )
+        for stage, details in ((Stage.validate, {"passed": True}), (Stage.teardown, {"destroyed": True})):
+            inventory.stage_completed(
+                LOCAL_DEMO_SANDBOX,
+                record.lifecycle_id,
+                stage,
+                {"stage": stage.value, "summary": "ok", "details": details},
+            )
+        inventory.update(LOCAL_DEMO_SANDBOX, status=SandboxStatus.destroyed)
+        ctx.refresh()
+        promoted = promote(ctx)
+        inventory.stage_completed(
+            LOCAL_DEMO_SANDBOX, record.lifecycle_id, Stage.promote, promoted.model_dump(mode="json")
+        )
+        landing = watch_promotion(ctx)
+    finally:
+        inventory.close()
+    assert git(remote, "diff", "--name-only", f"main...{branch}").split() == ["clusters/local/platform.yaml"]
+    assert git(remote, "diff", f"main...{branch}", "--", "clusters/development/") == ""
+    diff = git(remote, "diff", f"main...{branch}")
+    assert "-  interval: 10m0s" in diff and '+  interval: "5m0s"' in diff
+    assert git(remote, "log", "-1", "--format=%s", branch).strip() == f"OPS-2: promote {LOCAL_DEMO_SANDBOX} to local"
+    body = json.loads((config.state_dir / "pull-requests" / "1.json").read_text())["body"]
+    assert "back to `clusters/local/`" in body and "- `platform.yaml`: +1 -1" in body
+    assert "`flux-system/gotk-sync.yaml` is never copied back: `clusters/local/` keeps its own." in body
+    assert landing.outcome == "awaiting merge" and "'sandbox watch local'" in landing.summary
