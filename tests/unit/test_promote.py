@@ -23,6 +23,7 @@ from sandbox.context import SandboxContext
 from sandbox.demo import demo_request, prepare_demo
 from sandbox.errors import ConflictError
 from sandbox.models import SandboxStatus, Stage
+from sandbox.redaction import register_secret
 from sandbox.stages.clone import clone
 from sandbox.stages.promote import PromotionRefusedError, promote
 from sandbox.stages.register import register, validate_request
@@ -187,6 +188,31 @@ def test_the_body_carries_the_objects_validation_read_and_says_when_the_load_wen
     performance = body.split("### Performance\n", 1)[1]
     assert performance.startswith("smoke: 900 req/s")
     assert "Load target: the local stand-in, not the sandbox" in performance
+
+
+def test_a_secret_in_a_controllers_message_does_not_reach_the_pull_request(harness: Harness) -> None:
+    """The objects' messages are the cluster's text: a fetch error quoting a credential was redacted when the
+    validation's result was recorded (the inventory redacts what it stores), and the body is made from that record."""
+    secret = "ghp_promote-body-secret-7f3a"
+    register_secret(secret)
+    harness.validated_and_torn_down()
+    report = {
+        "branch": BRANCH,
+        "readiness_checked": True,
+        "readiness": [
+            {
+                "object": "GitRepository/flux-system/flux-system",
+                "ready": True,
+                "reason": "Succeeded",
+                "message": f"fetched from https://git:{secret}@git.example.test/fleet.git",
+            }
+        ],
+    }
+    harness.record(Stage.validate, "validation passed", {"passed": True, "report": report})
+    promote(harness.ctx)
+    body = json.loads((harness.config.state_dir / "pull-requests" / "1.json").read_text())["body"]
+    assert "GitRepository/flux-system/flux-system" in body
+    assert secret not in body
 
 
 def test_rerun_pushes_nothing_new_and_finds_the_pull_request(harness: Harness) -> None:
