@@ -361,7 +361,9 @@ class _Returns:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def readiness_once(connect: Callable[[], ClusterDriver], kubectl: str, kubeconfig: Path) -> Latencies:
+def readiness_once(
+    connect: Callable[[], ClusterDriver], kubectl: str, kubeconfig: Path, config_path: Path
+) -> Latencies:
     """Suspend :data:`PROBE`, start the three observers, resume it; each waiter's latency after the reference."""
     cluster, reference = connect(), connect()
     cluster.merge_patch(PROBE, {"spec": {"suspend": True}})
@@ -390,7 +392,7 @@ def readiness_once(connect: Callable[[], ClusterDriver], kubectl: str, kubeconfi
     argv += ["-n", str(PROBE.namespace), f"kustomization/{PROBE.name}"]
     processes = {
         "product": subprocess.Popen(  # noqa: S603 - this interpreter, argv list
-            [sys.executable, "-m", "bench.wait_ready_process", str(kubeconfig), f"{READY_TIMEOUT:g}"],
+            [sys.executable, "-m", "bench.wait_ready_process", str(config_path), str(kubeconfig), f"{READY_TIMEOUT:g}"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         ),  # fmt: skip
         "kubectl": subprocess.Popen(  # noqa: S603 - kubectl from PATH, argv list
@@ -534,7 +536,9 @@ def measure(workdir: Path, tools: Mapping[str, str], repetitions: int) -> RunFig
             kubeconfig.chmod(0o600)
             for index in range(repetitions):
                 latencies.append(
-                    readiness_once(lambda: connect_cluster(lifecycle.config, outputs), tools["kubectl"], kubeconfig)
+                    readiness_once(
+                        lambda: connect_cluster(lifecycle.config, outputs), tools["kubectl"], kubeconfig, config_path
+                    )
                 )
                 last = latencies[-1]
                 log(
