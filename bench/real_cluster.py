@@ -56,7 +56,7 @@ from bench.common import (
     median,
     new_workdir,
 )
-from sandbox import toolchain
+from sandbox import localcluster, toolchain
 from sandbox.context import SandboxContext
 from sandbox.drivers.cluster import KUSTOMIZATION_API, ClusterDriver, ObjectRef
 from sandbox.errors import ToolNotFoundError
@@ -74,18 +74,8 @@ READY_TIMEOUT = 180.0
 SAMPLE_SECONDS = 0.5
 #: Where this group works.
 GROUP_DIR = WORK_DIR / "real-cluster"
-#: The binaries a local cluster runs (``make toolchain`` builds them).
-BINARIES = (
-    "etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kwok",
-    "source-controller",
-    "kustomize-controller",
-    "helm-controller",
-    "notification-controller",
-)
+#: The toolchain binaries a local cluster runs (``make toolchain`` builds them).
+BINARIES = localcluster.BINARIES
 #: The object the readiness figure waits on (the local fleet's platform configs).
 PROBE = ObjectRef(KUSTOMIZATION_API, "Kustomization", "platform-configs", "flux-system")
 

@@ -20,6 +20,8 @@ import shutil
 
 import pytest
 
+from sandbox import localcluster
+
 #: Where each real part comes from, named in the one-line message when it is missing.
 INSTALL_HINTS: dict[str, str] = {
     "terraform": "the terraform binary (or OpenTofu: make toolchain builds tofu when terraform is missing)",
@@ -30,18 +32,8 @@ INSTALL_HINTS: dict[str, str] = {
     "semver-peer": "the Go peer of Flux's semver selection: run `make peers` (seconds; `make toolchain` builds it too)",
 }
 
-#: The toolchain binaries a local cluster runs (docs/local-cluster.md), all built by ``make toolchain``.
-LOCAL_CLUSTER_BINARIES = (
-    "etcd",
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kwok",
-    "source-controller",
-    "kustomize-controller",
-    "helm-controller",
-    "notification-controller",
-)
+#: The toolchain binaries a local cluster runs (``make toolchain`` builds them).
+LOCAL_CLUSTER_BINARIES = localcluster.BINARIES
 
 
 def under_ci() -> bool:

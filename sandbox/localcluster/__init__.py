@@ -20,9 +20,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sandbox.localcluster.control_plane import STOP_ORDER, ClusterSettings, down, layout, status, up
+from sandbox.localcluster.control_plane import (
+    CONTROL_PLANE,
+    HOST_KUBELET,
+    STOP_ORDER,
+    ClusterSettings,
+    down,
+    layout,
+    status,
+    up,
+)
+from sandbox.localcluster.flux_install import CONTROLLERS
 from sandbox.localcluster.processes import MARKER_ENV, LocalProcess, find_local_cluster_processes
 from sandbox.localcluster.processes import stop as _stop
+
+#: The toolchain binaries a local cluster runs (``make toolchain`` builds them): the control plane's, then Flux's.
+BINARIES = tuple(name for name in CONTROL_PLANE if name != HOST_KUBELET) + CONTROLLERS
 
 
 def stop(cluster_dir: Path | str, *, grace: float = 10.0) -> list[LocalProcess]:
