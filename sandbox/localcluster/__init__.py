@@ -44,6 +44,7 @@ def stop(cluster_dir: Path | str, *, grace: float = 10.0) -> list[LocalProcess]:
 
 
 __all__ = [
+    "BINARIES",
     "MARKER_ENV",
     "ClusterSettings",
     "LocalProcess",
