@@ -3,13 +3,16 @@
 * :func:`load_api_client`: an ``ApiClient`` from a kubeconfig (or in-cluster credentials), its errors
   naming no secret (:class:`~sandbox.errors.ConfigError`);
 * :class:`TimedDynamicClient`: the dynamic client with a timeout on every request (discovery included),
-  ``Retry-After`` honoured on a 429, and discovery cached in memory (:class:`InMemoryDiscoverer`);
+  ``Retry-After`` honoured on a 429, discovery cached in memory (:class:`InMemoryDiscoverer`), and a 503
+  for a group version's resource list raised (:class:`DiscoveryUnavailableError`), not read as "serves
+  nothing";
 * :func:`one_line` and :func:`retry_after_seconds`, shared by the driver's error translation.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import time
 import uuid
@@ -25,6 +28,7 @@ from kubernetes.client.rest import ApiException
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.discovery import LazyDiscoverer
+from kubernetes.dynamic.exceptions import DynamicApiError
 
 from sandbox.errors import ConfigError
 
@@ -33,6 +37,22 @@ from sandbox.errors import ConfigError
 RATE_LIMIT_RETRIES = 10
 RATE_LIMIT_MAX_WAIT_SECONDS = 30.0
 MESSAGE_LIMIT = 300
+
+#: The path of one group version's resource list (``/api/v1``, ``/apis/<group>/<version>``), as the
+#: library's discoverer asks for it (with or without the leading slash).
+_RESOURCE_LIST_PATH = re.compile(r"/?(api/[^/]+|apis/[^/]+/[^/]+)")
+
+
+class DiscoveryUnavailableError(DynamicApiError):
+    """A group version's resource list answered ``503 Service Unavailable``.
+
+    The library's discoverer reads a 503 there as "this group version serves nothing" (meant for an
+    aggregated API whose backend is down), so every kind of the group would look not served: a get would
+    say an object is gone while the server (or the aggregated API) is merely unavailable, and teardown could
+    take a Kustomization held by its finalizer for deleted. Under its own class (not the library's
+    ``ServiceUnavailableError``) the 503 passes the discoverer's handler and reaches the driver, which
+    reports it as unavailable (retryable). The resource list stays unread, so the next lookup asks again.
+    """
 
 
 def as_dict(_client: Any, data: Any) -> Any:
@@ -117,6 +137,8 @@ class TimedDynamicClient(DynamicClient):
             try:
                 return super().request(method, path, body=body, **params)
             except ApiException as exc:
+                if exc.status == 503 and method.upper() == "GET" and _RESOURCE_LIST_PATH.fullmatch(path):
+                    raise DiscoveryUnavailableError(exc) from None
                 wait = retry_after_seconds(exc) if exc.status == 429 else None
                 if wait is None or attempt == RATE_LIMIT_RETRIES:
                     raise

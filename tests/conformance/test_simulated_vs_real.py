@@ -31,6 +31,7 @@ from sandbox import deprecations
 from sandbox.deprecations import ApiDeprecation
 from sandbox.drivers.cluster import (
     FLUX_NAMESPACE,
+    GITREPOSITORY_API,
     HELMRELEASE_API,
     KUSTOMIZATION_API,
     ClusterDriver,
@@ -171,7 +172,15 @@ class World:
     blocked_wait: float
     #: Whether a scheduler binds pods to nodes (the simulated cluster has none: docs/simulation.md, Not modelled).
     schedules_pods: bool
+    #: The URL GitRepository ``fleet`` fetches from (each driver reaches the bare repository its own way).
+    source_url: str
     created: list[ObjectRef] = field(default_factory=list)
+
+    def git_repository(self, name: str, branch: str) -> ObjectRef:
+        """A GitRepository of the conformance fleet's URL at ``branch``."""
+        ref = _apply_source(self.cluster, self.source_url, name=name, branch=branch)
+        self.created.append(ref)
+        return ref
 
     def kustomization(self, name: str, path: str, *, tier: str | None = None, **spec: Any) -> ObjectRef:
         meta: dict[str, Any] = {"name": name, "namespace": FLUX_NAMESPACE}
@@ -255,7 +264,9 @@ def _simulated_world(tmp: Path) -> Iterator[World]:
     for doc in _documents(EXAMPLE_REPO / "clusters" / "development" / "flux-system" / "gotk-components.yaml"):
         cluster.apply(doc)
     _apply_source(cluster, remote.as_uri())
-    yield World("simulated", cluster, lambda running: None, blocked_wait=1.0, schedules_pods=False)
+    yield World(
+        "simulated", cluster, lambda running: None, blocked_wait=1.0, schedules_pods=False, source_url=remote.as_uri()
+    )
 
 
 def _real_world(tmp: Path) -> Iterator[World]:
@@ -300,19 +311,21 @@ def _real_world(tmp: Path) -> Iterator[World]:
         server = stack_of_cleanups.enter_context(GitHttpServer(remote.parent))
         driver = KubernetesClusterDriver.from_kubeconfig_text(stack.kubeconfig.read_text(encoding="utf-8"))
         stack_of_cleanups.callback(driver.close)
-        _apply_source(driver, f"http://127.0.0.1:{server.port}/{remote.name}")
-        yield World("real", driver, controller_state, blocked_wait=10.0, schedules_pods=True)
+        url = f"http://127.0.0.1:{server.port}/{remote.name}"
+        _apply_source(driver, url)
+        yield World("real", driver, controller_state, blocked_wait=10.0, schedules_pods=True, source_url=url)
 
 
-def _apply_source(cluster: ClusterDriver, url: str) -> None:
+def _apply_source(cluster: ClusterDriver, url: str, *, name: str = "fleet", branch: str = BRANCH) -> ObjectRef:
     cluster.apply(
         {
-            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "apiVersion": GITREPOSITORY_API,
             "kind": "GitRepository",
-            "metadata": {"name": "fleet", "namespace": FLUX_NAMESPACE},
-            "spec": {"interval": "1m", "ref": {"branch": BRANCH}, "url": url},
+            "metadata": {"name": name, "namespace": FLUX_NAMESPACE},
+            "spec": {"interval": "1m", "ref": {"branch": branch}, "url": url},
         }
     )
+    return ObjectRef(GITREPOSITORY_API, "GitRepository", name, FLUX_NAMESPACE)
 
 
 @pytest.fixture(
@@ -499,6 +512,15 @@ def test_readiness_names_a_helmrelease_whose_chart_does_not_exist(scenario: Worl
     assert state.message == (
         "HelmChart 'flux-system/flux-system-nosource' is not ready: failed to get source: "
         'GitRepository.source.toolkit.fluxcd.io "no-such-repo" not found'
+    )
+    # Its source there but never fetched (a branch the repository does not have): no artifact to build from.
+    scenario.git_repository("unfetched", branch="no-such-branch")
+    unfetched = scenario.helmrelease("unfetched", "conf-nochart", source="unfetched")
+    state = scenario.wait_for(unfetched, "reports its source has no artifact", lambda s: "no artifact" in s.message)
+    assert not state.ready and state.reason == "SourceNotReady"
+    assert state.message == (
+        "HelmChart 'flux-system/flux-system-unfetched' is not ready: "
+        "no artifact available for GitRepository source 'unfetched'"
     )
 
 

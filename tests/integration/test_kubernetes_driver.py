@@ -795,6 +795,22 @@ def test_dropped_connection_is_retryable(seeded: KubeApiServer, driver: Kubernet
     _assert_no_secret(caught.value)
 
 
+def test_a_503_for_a_group_versions_resource_list_is_unavailable_not_unserved(
+    seeded: KubeApiServer, driver: KubernetesClusterDriver
+) -> None:
+    # The library reads it as "the group version serves nothing": the Kustomization would look gone while
+    # its API server restarts, and teardown would go on to destroy the cluster with its finalizer pending.
+    seeded.fail(503, path=r"^/apis/kustomize\.toolkit\.fluxcd\.io/v1$", times=2)
+    with pytest.raises(KubernetesUnavailableError, match=r"^get Kustomization/flux-system/flux-system: 503 "):
+        driver.get(ROOT)
+    with pytest.raises(KubernetesUnavailableError, match=r"^list Kustomization in all namespaces: 503 "):
+        driver.list(KUSTOMIZATION_API, "Kustomization")
+    # Nothing was cached from the failed reads: once the resource list answers, the kind is served again.
+    found = driver.get(ROOT)
+    assert found is not None and found["metadata"]["name"] == "flux-system"
+    assert len(seeded.requests_to("GET", "/apis/kustomize.toolkit.fluxcd.io/v1")) == 3
+
+
 def test_discovery_failure_is_reported_for_the_operation(
     kubeapi: KubeApiServer, driver: KubernetesClusterDriver
 ) -> None:

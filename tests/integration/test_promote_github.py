@@ -267,7 +267,7 @@ def test_watch_names_what_is_stuck(story: Story, merged: str) -> None:
     done = story.cli("watch", "development", "--config", str(story.config), "--timeout", "4")
     assert done.returncode == 1, (done.stdout, done.stderr)
     assert done.stderr.startswith(f"sandbox: error: development: revision {broken[:12]} has not landed after 4s: ")
-    assert "HelmRelease/podinfo/podinfo: ArtifactFailed: " in done.stderr and "not-a-version" in done.stderr
+    assert "HelmRelease/podinfo/podinfo: SourceNotReady: " in done.stderr and "not-a-version" in done.stderr
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
 
 

@@ -21,6 +21,9 @@ the client's own watch and list calls otherwise (a spy that records, never chang
    ``410 Gone``; the driver re-lists and watches on, and its view ends equal to the server's after changes made
    once the server was back.
 6. A watch's events in resourceVersion order from another writer (kubectl), until stopped.
+7. An API group whose server is unavailable (an APIService with no Service behind it: the aggregator answers
+   ``503`` for its resource list) is not taken for a group that serves nothing: a get of its kind is a
+   retryable unavailable error, not "no such object"; a group that does not exist at all is still not served.
 """
 
 from __future__ import annotations
@@ -40,7 +43,11 @@ import yaml
 from kubernetes.client.rest import ApiException
 
 from sandbox.drivers.cluster import ObjectRef, WatchEvent
-from sandbox.drivers.kubernetes_cluster import DEFAULT_FIELD_MANAGER, KubernetesClusterDriver
+from sandbox.drivers.kubernetes_cluster import (
+    DEFAULT_FIELD_MANAGER,
+    KubernetesClusterDriver,
+    KubernetesUnavailableError,
+)
 from sandbox.localcluster.processes import LocalProcess, find_local_cluster_processes
 from tests.polling import poll
 from tests.real.localstack import Kubectl, LocalStack
@@ -495,6 +502,55 @@ def check_watch_events_in_order(driver: KubernetesClusterDriver, k: Kubectl) -> 
     assert driver.get(SETTINGS) is None
 
 
+UNAVAILABLE_GROUP = "unavailable.fleet-sandbox.io"
+
+
+def _raw_get_error(k: Kubectl, path: str) -> str | None:
+    """What kubectl said when ``GET path`` failed (``None`` when it succeeded)."""
+    try:
+        k("get", "--raw", path, timeout=60)
+    except AssertionError as failed:
+        return str(failed)
+    return None
+
+
+def check_an_unavailable_api_group_is_not_taken_for_unserved(kubeconfig: str, k: Kubectl) -> None:
+    api_service = {
+        "apiVersion": "apiregistration.k8s.io/v1",
+        "kind": "APIService",
+        "metadata": {"name": f"v1.{UNAVAILABLE_GROUP}"},
+        "spec": {
+            "group": UNAVAILABLE_GROUP,
+            "version": "v1",
+            "service": {"namespace": NAMESPACE, "name": "nothing-here", "port": 443},
+            "insecureSkipTLSVerify": True,
+            "groupPriorityMinimum": 1000,
+            "versionPriority": 15,
+        },
+    }
+    path = f"/apis/{UNAVAILABLE_GROUP}/v1"
+    k("apply", "-f", "-", stdin=yaml.safe_dump(api_service))
+    try:
+        said = poll(
+            f"the aggregator answering 503 for {path}",
+            lambda: (error := _raw_get_error(k, path)) and "ServiceUnavailable" in error and error or None,
+            120,
+        )
+        assert "unable to handle the request" in said, said
+        # A new driver: nothing of the group in its discovery cache.
+        with KubernetesClusterDriver.from_kubeconfig_text(kubeconfig) as driver:
+            gadget = ObjectRef(f"{UNAVAILABLE_GROUP}/v1", "Gadget", "g", NAMESPACE)
+            with pytest.raises(KubernetesUnavailableError, match=r": 503 ") as caught:
+                driver.get(gadget)
+            assert caught.value.retryable and caught.value.status == 503
+            with pytest.raises(KubernetesUnavailableError, match=r": 503 "):
+                driver.list(gadget.api_version, "Gadget", NAMESPACE)
+            assert driver.get(ObjectRef("nowhere.fleet-sandbox.io/v1", "Gadget", "g", NAMESPACE)) is None
+    finally:
+        # An unavailable APIService also stops the namespace controller's discovery: gone before any teardown.
+        k("delete", "apiservice", f"v1.{UNAVAILABLE_GROUP}", "--ignore-not-found")
+
+
 def test_the_kubernetes_driver_on_a_real_api_server(
     terraform: str, kubectl: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -515,6 +571,7 @@ def test_the_kubernetes_driver_on_a_real_api_server(
             check_retry_after_is_honoured(k, service_account, stack.cluster_dir, spy)
             check_api_server_restarted_mid_watch(driver, k, stack.cluster_dir, spy)
             check_watch_events_in_order(driver, k)
+            check_an_unavailable_api_group_is_not_taken_for_unserved(admin, k)
     finally:
         for watching in _WATCHES:
             watching.stop.set()

@@ -986,8 +986,91 @@ def test_an_unsubstituted_chart_version_fails_the_helmrelease(
     bootstrap(cluster, fleet)
     cluster.merge_patch(APPS, {"spec": {"postBuild": None}})  # no postBuild: Flux substitutes nothing
     status, reason, message = ready(cluster.get(PODINFO_RELEASE))
-    assert (status, reason) == ("False", "ArtifactFailed")
-    assert "${podinfo_version:=6.7.0}" in message
+    # source-controller stalls the HelmChart on the improper constraint; helm-controller passes its message on.
+    assert (status, reason) == ("False", "SourceNotReady")
+    assert message == (
+        "HelmChart 'podinfo/podinfo-podinfo' is not ready: invalid chart reference: failed to get chart version "
+        "for remote reference: improper constraint: ${podinfo_version:=6.7.0}"
+    )
+
+
+def _helmrelease(name: str, source_ref: dict[str, str], *, chart_ref: bool = False) -> dict[str, Any]:
+    spec: dict[str, Any] = {"interval": "10m", "targetNamespace": "default"}
+    if chart_ref:
+        spec["chartRef"] = source_ref
+    else:
+        spec["chart"] = {"spec": {"chart": "./charts/web", "sourceRef": source_ref}}
+    return {
+        "apiVersion": HR_API,
+        "kind": "HelmRelease",
+        "metadata": {"name": name, "namespace": "flux-system"},
+        "spec": spec,
+    }
+
+
+def test_a_release_whose_source_never_stored_an_artifact_is_source_not_ready(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet, tmp_path: Path
+) -> None:
+    cluster = make_cluster()
+    bootstrap(cluster, fleet)
+    nowhere = ObjectRef(SOURCE_API, "GitRepository", "nowhere", "flux-system")
+    cluster.apply(
+        {
+            "apiVersion": SOURCE_API,
+            "kind": "GitRepository",
+            "metadata": {"name": nowhere.name, "namespace": "flux-system"},
+            "spec": {"interval": "1m", "ref": {"branch": "main"}, "url": (tmp_path / "no-such.git").as_uri()},
+        }
+    )
+    release = ObjectRef(HR_API, "HelmRelease", "web", "flux-system")
+    cluster.apply(_helmrelease(release.name, {"kind": "GitRepository", "name": nowhere.name}))
+    assert ready(cluster.get(nowhere))[:2] == ("False", "GitOperationFailed")
+    assert ready(cluster.get(release)) == (
+        "False",
+        "SourceNotReady",
+        "HelmChart 'flux-system/flux-system-web' is not ready: "
+        "no artifact available for GitRepository source 'nowhere'",
+    )
+
+
+def test_a_release_builds_from_the_last_artifact_while_its_source_fails(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet
+) -> None:
+    cluster = make_cluster()
+    bootstrap(cluster, fleet)
+    repository = ObjectRef(SOURCE_API, "HelmRepository", "podinfo", "podinfo")
+    cluster.inject_failure(repository, "FetchFailed", "simulated: index unreachable")
+    assert ready(cluster.get(repository))[:2] == ("False", "FetchFailed")
+    cluster.merge_patch(PODINFO_RELEASE, {"spec": {"values": {"replicaCount": 3}}})
+    # source-controller builds the HelmChart from the artifact it stored before: the upgrade goes on.
+    release = cluster.get(PODINFO_RELEASE)
+    assert ready(release)[0] == "True"
+    assert release is not None and release["status"]["observedGeneration"] == release["metadata"]["generation"]
+
+
+def test_a_release_whose_chart_ref_source_is_missing_or_not_ready(
+    make_cluster: Callable[..., SimulatedCluster], fleet: Fleet
+) -> None:
+    cluster = make_cluster()
+    bootstrap(cluster, fleet)
+    release = ObjectRef(HR_API, "HelmRelease", "charted", "flux-system")
+    cluster.apply(_helmrelease(release.name, {"kind": "OCIRepository", "name": "charts"}, chart_ref=True))
+    assert ready(cluster.get(release)) == (
+        "False",
+        "ArtifactFailed",
+        'could not get Source object: ocirepositories.source.toolkit.fluxcd.io "charts" not found',
+    )
+    cluster.apply(
+        {
+            "apiVersion": SOURCE_API,
+            "kind": "OCIRepository",
+            "metadata": {"name": "charts", "namespace": "flux-system"},
+            "spec": {"interval": "1m", "url": "not-oci://charts", "ref": {"tag": "1.0.0"}},
+        }
+    )
+    status, reason, message = ready(cluster.get(release))
+    assert (status, reason) == ("False", "SourceNotReady")
+    assert message.startswith("OCIRepository 'flux-system/charts' is not ready: ")
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
 """The simulated helm-controller: HelmRelease.
 
 It renders the release's chart (:mod:`sandbox.drivers.simulation.charts`) once
-its source is Ready, applies what the chart renders with the release's owner
+its source has an artifact (as source-controller builds a HelmChart from the
+last stored one), applies what the chart renders with the release's owner
 labels, keeps a Helm-like history, and uninstalls the release's objects when
 the HelmRelease is deleted (not when it is suspended).
 """
@@ -12,7 +13,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sandbox.drivers.simulation.apimachinery import Key, SimulatedApiError, key_to_str, str_to_key, timestamp
+from sandbox.drivers.simulation.apimachinery import (
+    Key,
+    SimulatedApiError,
+    key_to_str,
+    resource_name,
+    str_to_key,
+    timestamp,
+)
 from sandbox.drivers.simulation.apiserver import SimulatedApiServer
 from sandbox.drivers.simulation.charts import release_name, render_chart
 from sandbox.drivers.simulation.reconciling import (
@@ -25,9 +33,9 @@ from sandbox.drivers.simulation.reconciling import (
     deleting,
     describe_manifest,
     ensure_flux_finalizer,
-    flux_ready,
     object_key_of_manifest,
     owned_by,
+    ready_condition,
     report_ready,
     requested_at,
     settled,
@@ -52,8 +60,11 @@ def chart_of(release: Mapping[str, Any]) -> str:
 
 
 def _check_chart_version(version: str, helm_chart: str) -> None:
+    # source-controller stalls the HelmChart (InvalidChartReference) and helm-controller reports the release
+    # SourceNotReady with the HelmChart's message, as for a missing chart path (helm-controller v1.6
+    # isSourceReady: a stalled HelmChart is "not ready" with its Stalled message).
     improper = ReconcileFailure(
-        "ArtifactFailed",
+        "SourceNotReady",
         f"HelmChart '{helm_chart}' is not ready: invalid chart reference: failed to get chart version for remote "
         f"reference: improper constraint: {version}",
     )
@@ -94,6 +105,62 @@ def _check_chart_path(server: SimulatedApiServer, source: Mapping[str, Any], cha
             f"HelmChart '{helm_chart}' is not ready: invalid chart reference: stat {relative}: "
             "no such file or directory",
         )
+
+
+def _has_artifact(source: Mapping[str, Any]) -> bool:
+    return bool((source.get("status") or {}).get("artifact"))
+
+
+def _check_chart_template_source(
+    source: Mapping[str, Any] | None, source_kind: str, source_name: str, helm_chart: str
+) -> None:
+    """The source of a release's chart template, as the HelmChart helm-controller makes for it sees it.
+
+    helm-controller reports the release ``SourceNotReady`` with the HelmChart's message. source-controller
+    builds the chart from the source's stored artifact, whether or not the source's last fetch succeeded: only
+    a source with no artifact (never fetched) holds the chart back. An OCI HelmRepository has no artifact at all.
+    The missing source is seen on a real cluster with Flux 2.9, the one without an artifact too
+    (tests/conformance/test_simulated_vs_real.py::test_readiness_names_a_helmrelease_whose_chart_does_not_exist).
+    """
+    if source is None:
+        raise ReconcileFailure(
+            "SourceNotReady",
+            f"HelmChart '{helm_chart}' is not ready: failed to get source: "
+            f'{source_kind}.{SOURCE_GROUP} "{source_name}" not found',
+        )
+    oci_helm_repository = source_kind == "HelmRepository" and (source.get("spec") or {}).get("type") == "oci"
+    if not oci_helm_repository and not _has_artifact(source):
+        raise ReconcileFailure(
+            "SourceNotReady",
+            f"HelmChart '{helm_chart}' is not ready: no artifact available for {source_kind} source '{source_name}'",
+        )
+
+
+def _check_chart_ref_source(
+    source: Mapping[str, Any] | None, source_kind: str, source_namespace: str, source_name: str
+) -> None:
+    """The source a release's ``spec.chartRef`` names (an OCIRepository or a HelmChart), as helm-controller reads it.
+
+    From helm-controller v1.6's ``getSource`` and ``isReady`` (not observed on a real cluster: the conformance
+    module runs no chart registry): a missing source is ``ArtifactFailed``; a source whose current generation is
+    not reconciled is ``SourceNotReady`` with its own Ready message, one without an artifact ``SourceNotReady``
+    too.
+    """
+    if source is None:
+        resource = resource_name(source_kind, SOURCE_GROUP)
+        raise ReconcileFailure("ArtifactFailed", f'could not get Source object: {resource} "{source_name}" not found')
+    not_ready = f"{source_kind} '{source_namespace}/{source_name}' is not ready: "
+    condition = ready_condition(source)
+    if (source.get("status") or {}).get("observedGeneration") != source["metadata"].get("generation"):
+        failed = condition is not None and condition.get("status") == "False"
+        detail = (
+            str(condition.get("message", ""))
+            if condition and failed
+            else ("latest generation of object has not been reconciled")
+        )
+        raise ReconcileFailure("SourceNotReady", not_ready + detail)
+    if not _has_artifact(source):
+        raise ReconcileFailure("SourceNotReady", not_ready + "does not have an artifact")
 
 
 def _uninstall(server: SimulatedApiServer, release: Mapping[str, Any]) -> None:
@@ -140,21 +207,12 @@ def reconcile_helmrelease(server: SimulatedApiServer, settings: SimulationSettin
         source_namespace = str(source_ref.get("namespace") or namespace)
         source_name = str(source_ref.get("name", ""))
         source = server.get((SOURCE_GROUP, source_kind, source_namespace, source_name))
-        if source is None:
-            # As helm-controller reports it (seen on a real cluster with Flux 2.9).
-            raise ReconcileFailure(
-                "SourceNotReady",
-                f"HelmChart '{helm_chart}' is not ready: failed to get source: "
-                f'{source_kind}.{SOURCE_GROUP} "{source_name}" not found',
-            )
-        if not flux_ready(source):
-            raise ReconcileFailure(
-                "ArtifactFailed",
-                f"HelmChart '{helm_chart}' is not ready: source '{source_kind}/{source_namespace}/{source_name}' "
-                "is not ready",
-            )
-        if not spec.get("chartRef") and source_kind in CHART_PATH_SOURCES:
-            _check_chart_path(server, source, chart, helm_chart)
+        if spec.get("chartRef"):
+            _check_chart_ref_source(source, source_kind, source_namespace, source_name)
+        else:
+            _check_chart_template_source(source, source_kind, source_name, helm_chart)
+            if source is not None and source_kind in CHART_PATH_SOURCES:
+                _check_chart_path(server, source, chart, helm_chart)
     except ReconcileFailure as failure:
         report_ready(server, key, "False", failure.reason, failure.message, final=True)
         return
