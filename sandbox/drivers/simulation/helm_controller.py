@@ -150,15 +150,11 @@ def _check_chart_ref_source(
         resource = resource_name(source_kind, SOURCE_GROUP)
         raise ReconcileFailure("ArtifactFailed", f'could not get Source object: {resource} "{source_name}" not found')
     not_ready = f"{source_kind} '{source_namespace}/{source_name}' is not ready: "
-    condition = ready_condition(source)
     if (source.get("status") or {}).get("observedGeneration") != source["metadata"].get("generation"):
-        failed = condition is not None and condition.get("status") == "False"
-        detail = (
-            str(condition.get("message", ""))
-            if condition and failed
-            else ("latest generation of object has not been reconciled")
-        )
-        raise ReconcileFailure("SourceNotReady", not_ready + detail)
+        condition = ready_condition(source)
+        if condition is not None and condition.get("status") == "False":
+            raise ReconcileFailure("SourceNotReady", not_ready + str(condition.get("message", "")))
+        raise ReconcileFailure("SourceNotReady", not_ready + "latest generation of object has not been reconciled")
     if not _has_artifact(source):
         raise ReconcileFailure("SourceNotReady", not_ready + "does not have an artifact")
 
