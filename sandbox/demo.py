@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from sandbox.drivers.git import GitDriver
+from sandbox.hardening import private_umask
 from sandbox.lifecycle_request import LifecycleRequest, SandboxChange, ScalarChange
 from sandbox.progress import Progress, quiet
 from sandbox.wiring import build_git
@@ -200,11 +201,14 @@ def prepare_demo(
     git = git or build_git()
     workdir = workdir.resolve()
     config_path = workdir / "fleet.yaml"
-    if not config_path.exists():  # fleet.yaml is written last
-        _write_repo_and_config(workdir, git, example)
-    ensure_release_published(config_path)
-    if development:
-        ensure_development(config_path)
+    # The demo's state (inventory, terraform state, the published release) is private as the CLI's is, also when
+    # this is called from a process that did not harden itself (a test, the bench).
+    with private_umask():
+        if not config_path.exists():  # fleet.yaml is written last
+            _write_repo_and_config(workdir, git, example)
+        ensure_release_published(config_path)
+        if development:
+            ensure_development(config_path)
     return config_path
 
 

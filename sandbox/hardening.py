@@ -20,6 +20,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -37,6 +39,19 @@ def harden_process() -> None:
     """Private files and redacted logs for this process (idempotent; see the module docstring)."""
     os.umask(PRIVATE_UMASK)
     install_log_redaction()
+
+
+@contextmanager
+def private_umask() -> Iterator[None]:
+    """Files and directories made inside are their owner's only, whatever the process's umask (restored after).
+
+    For product functions a library caller may run in a process that :func:`harden_process` did not set up.
+    """
+    previous = os.umask(PRIVATE_UMASK)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 def private_directory(path: Path) -> Path:
