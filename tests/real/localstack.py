@@ -94,3 +94,16 @@ def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
         if item.get("type") == kind:
             return dict(item)
     return None
+
+
+def ready_and_current(obj: dict[str, Any]) -> bool:
+    """Whether ``obj`` is Ready=True with the rest of its status written for its current generation.
+
+    The Flux controllers patch ``status.conditions`` first and the rest of the status (the artifact,
+    ``lastAppliedRevision``, the history, ``observedGeneration``) in a second request, so Ready=True can be read
+    before the fields it speaks for. ``observedGeneration`` reaching the generation closes that window, the rule
+    kstatus (and the product, ``sandbox.flux``) go by.
+    """
+    observed = (obj.get("status") or {}).get("observedGeneration")
+    current = observed is not None and observed == obj.get("metadata", {}).get("generation")
+    return current and (condition(obj, "Ready") or {}).get("status") == "True"

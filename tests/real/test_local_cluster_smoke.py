@@ -17,7 +17,7 @@ from sandbox.localcluster.git_http import GitHttpServer
 from sandbox.localcluster.ports import is_free
 from sandbox.localcluster.processes import find_local_cluster_processes
 from tests.polling import poll
-from tests.real.localstack import FLUX_COMPONENTS, Kubectl, LocalStack, condition
+from tests.real.localstack import FLUX_COMPONENTS, Kubectl, LocalStack, condition, ready_and_current
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -104,8 +104,7 @@ def test_local_cluster_runs_flux_and_leaves_nothing(terraform: str, kubectl: str
 
             def applied() -> dict[str, object] | None:
                 kustomization = k.json("-n", "flux-system", "kustomization", "smoke")
-                ready = condition(kustomization, "Ready") or {}
-                return kustomization if ready.get("status") == "True" else None
+                return kustomization if ready_and_current(kustomization) else None
 
             kustomization = poll("Kustomization smoke Ready", applied, 300)
         assert kustomization["status"]["lastAppliedRevision"] == f"{BRANCH}@sha1:{head}"  # type: ignore[index]

@@ -30,7 +30,7 @@ from sandbox.localcluster.processes import find_local_cluster_processes
 from sandbox.wiring import build_registry
 from tests.integration.registry_fixture import LocalRegistry, oci_registry  # noqa: F401 - the fixture
 from tests.polling import poll
-from tests.real.localstack import FLUX_COMPONENTS, Kubectl, LocalStack, condition
+from tests.real.localstack import FLUX_COMPONENTS, Kubectl, LocalStack, ready_and_current
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -126,12 +126,12 @@ def _sources(host: str) -> str:
 
 
 def _ready(k: Kubectl, kind: str, name: str) -> dict[str, Any] | None:
-    """The object in flux-system once it is Ready=True (``None`` before, or while it does not exist yet)."""
+    """The object in flux-system once it is Ready for its generation (``None`` before, or while it does not exist)."""
     text = k("get", "-n", "flux-system", kind, name, "-o", "json", "--ignore-not-found")
     if not text.strip():
         return None
     found: dict[str, Any] = json.loads(text)
-    return found if (condition(found, "Ready") or {}).get("status") == "True" else None
+    return found if ready_and_current(found) else None
 
 
 def test_oci_sources_read_the_loopback_registry(
