@@ -61,6 +61,7 @@ test-explore: setup peers
 
 lint: setup
 	$(BIN)/ruff check sandbox flows tasks cli deployments tests bench
+	$(BIN)/ruff format --check sandbox flows tasks cli deployments tests bench scripts
 	$(BIN)/mypy
 
 # A local Prefect server (not the ephemeral one: schedules need a real server) with the deployments served.

@@ -383,8 +383,11 @@ def readiness_once(
     processes = {
         "product": subprocess.Popen(  # noqa: S603 - this interpreter, argv list
             [sys.executable, "-m", "bench.wait_ready_process", str(config_path), str(kubeconfig), f"{READY_TIMEOUT:g}"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        ),  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        ),
         "kubectl": subprocess.Popen(  # noqa: S603 - kubectl from PATH, argv list
             argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
         ),

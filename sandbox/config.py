@@ -26,6 +26,7 @@ from sandbox.hardening import check_credentials_transport
 
 DEFAULT_CONFIG_PATH = Path("fleet.yaml")
 
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -306,7 +306,8 @@ def _write_repo_and_config(
     shutil.rmtree(seed)
     tmp = config_path.with_suffix(".tmp")
     tmp.write_text(
-        DEMO_CONFIG_HEADER + "\n"
+        DEMO_CONFIG_HEADER
+        + "\n"
         + yaml.safe_dump(config if config is not None else demo_config(workdir), sort_keys=False),
         encoding="utf-8",
     )

@@ -100,9 +100,7 @@ def parse_duration(text: str) -> timedelta:
     except (OverflowError, ValueError):
         # More days than a timedelta holds, or more digits than int() reads (ValueError).
         shown = text if len(text) <= 40 else text[:37] + "..."
-        raise InvalidInputError(
-            f"invalid duration {shown!r}: too long (at most {timedelta.max.days} days)"
-        ) from None
+        raise InvalidInputError(f"invalid duration {shown!r}: too long (at most {timedelta.max.days} days)") from None
 
 
 def format_duration(delta: timedelta) -> str:

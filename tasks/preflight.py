@@ -53,9 +53,7 @@ def preflight_task(request: LifecycleRequest) -> bool:
         if inventory.find(request.name) is not None:
             logger.info(f"preflight: {request.name} is already registered; not checked again")
             return False
-        in_use = {
-            r.branch: r.name for r in inventory.list() if r.branch and r.status is not SandboxStatus.destroyed
-        }
+        in_use = {r.branch: r.name for r in inventory.list() if r.branch and r.status is not SandboxStatus.destroyed}
     finally:
         inventory.close()
     preflight(config, request, build_drivers(config).git, progress=logger.info, branches_in_use=in_use)
