@@ -345,6 +345,19 @@ def check_bookmarks_move_the_resume_point(kubeconfig: str, k: Kubectl, spy: Watc
         assert seen and following["resource_version"] == str(seen[-1]), (previous, following)
 
 
+def _record_exchanges(driver: KubernetesClusterDriver, into: list[tuple[float, int, str | None]]) -> None:
+    """Append (when, status, Retry-After) of each answer ``driver`` gets to ``into``."""
+    rest = driver._api_client.rest_client
+    original = rest.request
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        response = original(*args, **kwargs)
+        into.append((time.monotonic(), response.status, response.getheader("Retry-After")))
+        return response
+
+    rest.request = recorded  # type: ignore[method-assign]
+
+
 def check_retry_after_is_honoured(k: Kubectl, kubeconfig: str, cluster_dir: Path, spy: WatchSpy) -> None:
     schema, level = "sandbox-driver-throttled", "sandbox-driver-one-at-a-time"
     priority_level = {
@@ -372,36 +385,40 @@ def check_retry_after_is_honoured(k: Kubectl, kubeconfig: str, cluster_dir: Path
     etcd = _process(cluster_dir, "etcd")
     blocker_result: list[Any] = []
     done: list[Any] = []
-    exchanges: list[tuple[float, int, str | None]] = []
+    exchanges: list[tuple[float, int, str | None]] = []  # the driver's answers: (when, status, Retry-After)
+    held: list[tuple[float, int, str | None]] = []  # the same for the write holding the slot
     with (
         KubernetesClusterDriver.from_kubeconfig_text(kubeconfig) as blocker,
         KubernetesClusterDriver.from_kubeconfig_text(kubeconfig) as driver,
     ):
         # Both know ConfigMaps before etcd stops (discovery is not limited by this FlowSchema anyway).
         assert blocker.get(SETTINGS) is not None and driver.get(SETTINGS) is not None
-        rest = driver._api_client.rest_client
-        original = rest.request
-
-        def recorded(*args: Any, **kwargs: Any) -> Any:
-            response = original(*args, **kwargs)
-            exchanges.append((time.monotonic(), response.status, response.getheader("Retry-After")))
-            return response
-
-        rest.request = recorded  # type: ignore[method-assign]
+        _record_exchanges(driver, exchanges)
+        _record_exchanges(blocker, held)
         rejected_before = _metric(k, "apiserver_flowcontrol_rejected_requests_total", schema)
         os.kill(etcd.pid, signal.SIGSTOP)
         try:
             # The level's one slot: a write that cannot finish while etcd is stopped.
-            holder = threading.Thread(
-                target=lambda: blocker_result.append(blocker.apply(_configmap("slot-holder", {"held": "yes"}))),
-                daemon=True,
-            )
+            def hold() -> None:
+                try:
+                    blocker_result.append(blocker.apply(_configmap("slot-holder", {"held": "yes"})))
+                except Exception as exc:  # kept for the failure message: a holder that died holds nothing
+                    blocker_result.append(exc)
+
+            holder = threading.Thread(target=hold, daemon=True)
             holder.start()
-            poll(
-                "the write holding the priority level's slot",
-                lambda: _metric(k, "apiserver_flowcontrol_current_executing_requests", schema) >= 1 or None,
-                60,
-            )
+            executing = lambda: _metric(k, "apiserver_flowcontrol_current_executing_requests", schema)  # noqa: E731
+            deadline = time.monotonic() + 120
+            while executing() < 1:
+                if time.monotonic() > deadline:
+                    log = cluster_dir / "logs" / "kube-apiserver.log"
+                    tail = log.read_text(encoding="utf-8", errors="replace")[-3000:] if log.exists() else f"no {log}"
+                    pytest.fail(
+                        "the write holding the priority level's slot was not seen executing in 120 s: "
+                        f"holder alive {holder.is_alive()}, it got {blocker_result!r}, its answers {held}; "
+                        f"kube-apiserver log:\n{tail}"
+                    )
+                time.sleep(0.2)
             caller = threading.Thread(
                 target=lambda: done.append(driver.apply(_configmap("throttled", {"through": "at last"}))),
                 daemon=True,
@@ -416,7 +433,7 @@ def check_retry_after_is_honoured(k: Kubectl, kubeconfig: str, cluster_dir: Path
     k("delete", "flowschema", schema)
     k("delete", "prioritylevelconfiguration", level)
     assert done and done[0]["data"] == {"through": "at last"}, f"the driver's apply did not succeed: {exchanges}"
-    assert blocker_result, "the write holding the slot did not finish"
+    assert blocker_result and isinstance(blocker_result[0], dict), f"the slot holder failed: {blocker_result}"
     statuses = [status for _, status, _ in exchanges]
     assert statuses.count(429) >= 2 and statuses[-1] in (200, 201), statuses
     # The server counted as many rejections as the driver got: nothing else was sent meanwhile.

@@ -9,8 +9,10 @@ One flow, in the order a user runs it (one module, one test: local clusters are 
 1. ``sandbox create`` reaches Ready: Flux applied the sandbox branch's head, and what validation recorded is what
    the real objects' Ready conditions say;
 2. an engineer commits a change on the sandbox branch; ``sandbox validate`` records it applied;
-   ``sandbox resume`` runs the performance test, the teardown (no process, port or data directory left) and the
-   promotion: the directory of ``local`` (the canary the sandbox came from: never development's) gets the change,
+   ``sandbox resume`` with kustomize-controller stopped runs the performance test, then the teardown stops at the
+   Kustomizations' pending finalizers: exit 1 naming them, the sandbox ``teardown-blocked``, its cluster running;
+   with the controller back, ``sandbox resume`` goes on from the teardown (no process, port or data directory left)
+   to the promotion: the directory of ``local`` (the canary the sandbox came from: never development's) gets the change,
    never its ``gotk-sync.yaml``; the pull request's body carries the validation and performance results and each
    object's state as read from the real cluster;
 3. the ``local`` environment's own long-lived cluster (the demo has none: the test provisions it as the demo
@@ -37,7 +39,9 @@ from sandbox.localcluster.git_http import GitHttpServer
 from sandbox.localcluster.ports import is_free, pick_ports
 from sandbox.localcluster.processes import find_local_cluster_processes, terminate
 from sandbox.models import Stage
+from tests.integration.reliability_support import edit_config
 from tests.integration.sandbox_cli import error_line, sandbox_cli
+from tests.polling import poll
 from tests.real.localstack import Kubectl, condition
 
 pytestmark = pytest.mark.timeout(2700)
@@ -45,6 +49,8 @@ pytestmark = pytest.mark.timeout(2700)
 NAME = "sb-local"
 TICKET = "OPS-77"
 ENV = "local"
+#: The teardown's wait per tier while kustomize-controller is stopped: nothing will release its finalizers.
+BLOCKED_TIER_WAIT = 20
 
 
 def _git(*args: str, cwd: Path | None = None) -> str:
@@ -79,6 +85,10 @@ def _commit_on(remote: Path, work: Path, branch: str, path: str, old: str, new: 
 
 def _kustomizations(k: Kubectl) -> dict[str, dict[str, Any]]:
     return {item["metadata"]["name"]: item for item in k.json("-n", "flux-system", "kustomizations")["items"]}
+
+
+def _components(cluster_dir: Path) -> set[str]:
+    return {p.component for p in find_local_cluster_processes(cluster_dir)}
 
 
 def _recorded(config_path: Path, stage: Stage) -> dict[str, Any]:
@@ -161,16 +171,42 @@ def test_a_local_sandbox_goes_from_create_to_a_promotion_watched_landing(
             states = _assert_recorded_readiness_is_the_clusters(config_path, k, branch, changed)
             assert _kustomizations(k)["platform-configs"]["spec"]["interval"] == "5m0s"  # Flux applied the change
 
-            # ... then the rest of the lifecycle: performance test, teardown, promote.
+            # ... then the rest of the lifecycle: performance test, teardown, promote. First with kustomize-controller
+            # gone (scaled to zero: its process stops), so the Kustomizations keep their finalizers: the teardown
+            # stops at its tier, names them, and the cluster is not destroyed.
+            k("-n", "flux-system", "scale", "deployment", "kustomize-controller", "--replicas=0")
+            poll(
+                "kustomize-controller stopped",
+                lambda: "kustomize-controller" not in _components(cluster_dir) or None,
+                120,
+            )
+            edit_config(config_path, drivers={"cluster": {"teardown_timeout_seconds": BLOCKED_TIER_WAIT}})
+            blocked = cli("resume", NAME, timeout=1200)
+            assert blocked.returncode == 1, (blocked.stdout[-2000:], blocked.stderr[-2000:])
+            line = error_line(blocked.stderr)
+            assert line.startswith("sandbox: error: teardown blocked in tier "), line
+            assert "finalizers pending on Kustomization/flux-system/platform-configs (finalizers.fluxcd.io)" in line
+            assert "the infrastructure was not destroyed" in line and "Traceback" not in blocked.stderr
+            assert "kube-apiserver" in _components(cluster_dir) and k("get", "--raw", "/readyz").strip() == "ok"
+            listed = {item["name"]: item for item in json.loads(cli("list", "--output", "json").stdout)}
+            assert listed[NAME]["status"] == "teardown-blocked", listed[NAME]
+            stages = {stage["name"]: stage for stage in listed[NAME]["stages"]}
+            assert stages["performance-test"]["status"] == "completed", stages
+            assert (stages["teardown"]["status"], stages["promote"]["status"]) == ("failed", "pending"), stages
+
+            # The controller back, the rerun goes on from the teardown: Flux releases what it held, then the rest.
+            k("-n", "flux-system", "scale", "deployment", "kustomize-controller", "--replicas=1")
+            edit_config(config_path, drivers={"cluster": {"teardown_timeout_seconds": 900}})
             resumed = cli("resume", NAME, timeout=1200)
             assert resumed.returncode == 0, resumed.stderr[-3000:]
             torn_down = True
-            outcomes = {line.split()[0]: line for line in resumed.stdout.splitlines() if line.startswith("  ")}
-            for stage in ("performance-test", "teardown", "promote"):
+            outcomes = {row.split()[0]: row for row in resumed.stdout.splitlines() if row.startswith("  ")}
+            assert outcomes["performance-test"].split()[1] != "executed", resumed.stdout[-3000:]  # checkpointed
+            for stage in ("teardown", "promote"):
                 assert outcomes[stage].split()[1] == "executed", resumed.stdout[-3000:]
         finally:
-            if not torn_down:
-                cli("destroy", NAME)
+            if not torn_down:  # the test failed: whatever holds a finalizer, leave no cluster behind
+                cli("destroy", NAME, "--force")
         # The teardown left no process, port or data directory.
         assert find_local_cluster_processes(cluster_dir) == []
         assert not cluster_dir.exists()
