@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sandbox.localcluster.processes import find_local_cluster_processes
+from tests.polling import poll
+
 EXAMPLE_REPO = Path(__file__).resolve().parents[2] / "examples" / "fleet-repo"
 
 STACK = EXAMPLE_REPO / "infra" / "local-cluster"
@@ -96,14 +99,15 @@ def condition(obj: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return None
 
 
-def ready_and_current(obj: dict[str, Any]) -> bool:
-    """Whether ``obj`` is Ready=True with the rest of its status written for its current generation.
+def running_components(cluster_dir: Path) -> set[str]:
+    """The components of the local cluster in ``cluster_dir`` that have a live process."""
+    return {p.component for p in find_local_cluster_processes(cluster_dir)}
 
-    The Flux controllers patch ``status.conditions`` first and the rest of the status (the artifact,
-    ``lastAppliedRevision``, the history, ``observedGeneration``) in a second request, so Ready=True can be read
-    before the fields it speaks for. ``observedGeneration`` reaching the generation closes that window, the rule
-    kstatus (and the product, ``sandbox.flux``) go by.
-    """
-    observed = (obj.get("status") or {}).get("observedGeneration")
-    current = observed is not None and observed == obj.get("metadata", {}).get("generation")
-    return current and (condition(obj, "Ready") or {}).get("status") == "True"
+
+def scale_flux_controller(k: Kubectl, cluster_dir: Path, controller: str, replicas: int) -> None:
+    """Scale a Flux controller's Deployment; return once its host process has stopped (0) or runs (1)."""
+    k("-n", "flux-system", "scale", "deployment", controller, f"--replicas={replicas}")
+    if replicas:
+        poll(f"{controller} started again", lambda: controller in running_components(cluster_dir) or None, 120)
+    else:
+        poll(f"{controller} stopped", lambda: controller not in running_components(cluster_dir) or None, 120)

@@ -13,6 +13,7 @@ import pytest
 
 from sandbox.localcluster.processes import find_local_cluster_processes
 from tests.polling import poll
+from tests.real.localstack import running_components
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -32,7 +33,7 @@ def test_a_killed_start_is_resumed_by_the_rerun_and_stopped_by_down(tmp_path: Pa
     try:
         # Killed once the control plane runs but before the start finished (kwok and the host kubelet not yet).
         def apiserver_up() -> bool | None:
-            return "kube-apiserver" in {p.component for p in find_local_cluster_processes(cluster)} or None
+            return "kube-apiserver" in running_components(cluster) or None
 
         poll("kube-apiserver started by the first run", apiserver_up, 300)
         os.killpg(starter.pid, signal.SIGKILL)

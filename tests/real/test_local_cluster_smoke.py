@@ -13,11 +13,19 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.flux import readiness
 from sandbox.localcluster.git_http import GitHttpServer
 from sandbox.localcluster.ports import is_free
 from sandbox.localcluster.processes import find_local_cluster_processes
 from tests.polling import poll
-from tests.real.localstack import FLUX_COMPONENTS, Kubectl, LocalStack, condition, ready_and_current
+from tests.real.localstack import (
+    FLUX_COMPONENTS,
+    Kubectl,
+    LocalStack,
+    condition,
+    running_components,
+    scale_flux_controller,
+)
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -79,10 +87,6 @@ def _sync(url: str) -> str:
     )
 
 
-def _components(stack: LocalStack) -> set[str]:
-    return {p.component for p in find_local_cluster_processes(stack.cluster_dir)}
-
-
 def test_local_cluster_runs_flux_and_leaves_nothing(terraform: str, kubectl: str, tmp_path: Path) -> None:
     stack = LocalStack(terraform, tmp_path / "stack", "smoke")
     outputs = stack.apply()
@@ -96,7 +100,8 @@ def test_local_cluster_runs_flux_and_leaves_nothing(terraform: str, kubectl: str
         k("apply", "--server-side", "-f", str(FLUX_COMPONENTS))
         k("-n", "flux-system", "wait", "--for=condition=Available", "deployment", "--all", "--timeout=300s")
         wanted = {"source-controller", "kustomize-controller", "helm-controller", "notification-controller"}
-        poll("the Flux controllers running as host processes", lambda: wanted <= _components(stack) or None, 120)
+        running = lambda: wanted <= running_components(stack.cluster_dir) or None  # noqa: E731
+        poll("the Flux controllers running as host processes", running, 120)
 
         root, head = _fleet(tmp_path)
         with GitHttpServer(root) as server:
@@ -104,7 +109,7 @@ def test_local_cluster_runs_flux_and_leaves_nothing(terraform: str, kubectl: str
 
             def applied() -> dict[str, object] | None:
                 kustomization = k.json("-n", "flux-system", "kustomization", "smoke")
-                return kustomization if ready_and_current(kustomization) else None
+                return kustomization if readiness(kustomization).ready else None
 
             kustomization = poll("Kustomization smoke Ready", applied, 300)
         assert kustomization["status"]["lastAppliedRevision"] == f"{BRANCH}@sha1:{head}"  # type: ignore[index]
@@ -114,13 +119,11 @@ def test_local_cluster_runs_flux_and_leaves_nothing(terraform: str, kubectl: str
 
         # Scaled to zero, a controller's process stops, and its objects' finalizers stay: a Kustomization deleted
         # now is stuck, as on a real cluster. Scaled back, the controller runs again and releases it.
-        k("-n", "flux-system", "scale", "deployment", "kustomize-controller", "--replicas=0")
-        poll("kustomize-controller stopped", lambda: "kustomize-controller" not in _components(stack) or None, 120)
+        scale_flux_controller(k, stack.cluster_dir, "kustomize-controller", 0)
         k("-n", "flux-system", "delete", "kustomization", "smoke", "--wait=false")
         stuck = k.json("-n", "flux-system", "kustomization", "smoke")
         assert stuck["metadata"]["deletionTimestamp"] and stuck["metadata"]["finalizers"] == ["finalizers.fluxcd.io"]
-        k("-n", "flux-system", "scale", "deployment", "kustomize-controller", "--replicas=1")
-        poll("kustomize-controller started again", lambda: "kustomize-controller" in _components(stack) or None, 120)
+        scale_flux_controller(k, stack.cluster_dir, "kustomize-controller", 1)
 
         def released() -> bool | None:
             listed = k.json("-n", "flux-system", "kustomizations")["items"]

@@ -26,11 +26,12 @@ import pytest
 
 from sandbox.drivers.oci_artifact import FluxArtifact, HelmChartArtifact
 from sandbox.drivers.registry import OrasRegistry, PushedArtifact
+from sandbox.flux import readiness
 from sandbox.localcluster.processes import find_local_cluster_processes
 from sandbox.wiring import build_registry
 from tests.integration.registry_fixture import LocalRegistry, oci_registry  # noqa: F401 - the fixture
 from tests.polling import poll
-from tests.real.localstack import FLUX_COMPONENTS, Kubectl, LocalStack, ready_and_current
+from tests.real.localstack import FLUX_COMPONENTS, Kubectl, LocalStack
 
 pytestmark = pytest.mark.timeout(1200)
 
@@ -126,12 +127,17 @@ def _sources(host: str) -> str:
 
 
 def _ready(k: Kubectl, kind: str, name: str) -> dict[str, Any] | None:
-    """The object in flux-system once it is Ready for its generation (``None`` before, or while it does not exist)."""
+    """The object in flux-system once it is Ready for its generation (``None`` before, or while it does not exist).
+
+    The Flux controllers write ``status.conditions`` first and the rest of the status (the artifact,
+    ``lastAppliedRevision``, the history) in a second request: Ready=True alone can be read before the fields it
+    speaks for. The product's readiness also waits for ``observedGeneration``, which closes that window.
+    """
     text = k("get", "-n", "flux-system", kind, name, "-o", "json", "--ignore-not-found")
     if not text.strip():
         return None
     found: dict[str, Any] = json.loads(text)
-    return found if ready_and_current(found) else None
+    return found if readiness(found).ready else None
 
 
 def test_oci_sources_read_the_loopback_registry(

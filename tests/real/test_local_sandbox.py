@@ -41,8 +41,7 @@ from sandbox.localcluster.processes import find_local_cluster_processes, termina
 from sandbox.models import Stage
 from tests.integration.reliability_support import edit_config
 from tests.integration.sandbox_cli import error_line, sandbox_cli
-from tests.polling import poll
-from tests.real.localstack import Kubectl, condition
+from tests.real.localstack import Kubectl, condition, running_components, scale_flux_controller
 
 pytestmark = pytest.mark.timeout(2700)
 
@@ -85,10 +84,6 @@ def _commit_on(remote: Path, work: Path, branch: str, path: str, old: str, new: 
 
 def _kustomizations(k: Kubectl) -> dict[str, dict[str, Any]]:
     return {item["metadata"]["name"]: item for item in k.json("-n", "flux-system", "kustomizations")["items"]}
-
-
-def _components(cluster_dir: Path) -> set[str]:
-    return {p.component for p in find_local_cluster_processes(cluster_dir)}
 
 
 def _recorded(config_path: Path, stage: Stage) -> dict[str, Any]:
@@ -174,12 +169,7 @@ def test_a_local_sandbox_goes_from_create_to_a_promotion_watched_landing(
             # ... then the rest of the lifecycle: performance test, teardown, promote. First with kustomize-controller
             # gone (scaled to zero: its process stops), so the Kustomizations keep their finalizers: the teardown
             # stops at its tier, names them, and the cluster is not destroyed.
-            k("-n", "flux-system", "scale", "deployment", "kustomize-controller", "--replicas=0")
-            poll(
-                "kustomize-controller stopped",
-                lambda: "kustomize-controller" not in _components(cluster_dir) or None,
-                120,
-            )
+            scale_flux_controller(k, cluster_dir, "kustomize-controller", 0)
             edit_config(config_path, drivers={"cluster": {"teardown_timeout_seconds": BLOCKED_TIER_WAIT}})
             blocked = cli("resume", NAME, timeout=1200)
             assert blocked.returncode == 1, (blocked.stdout[-2000:], blocked.stderr[-2000:])
@@ -187,7 +177,7 @@ def test_a_local_sandbox_goes_from_create_to_a_promotion_watched_landing(
             assert line.startswith("sandbox: error: teardown blocked in tier "), line
             assert "finalizers pending on Kustomization/flux-system/platform-configs (finalizers.fluxcd.io)" in line
             assert "the infrastructure was not destroyed" in line and "Traceback" not in blocked.stderr
-            assert "kube-apiserver" in _components(cluster_dir) and k("get", "--raw", "/readyz").strip() == "ok"
+            assert "kube-apiserver" in running_components(cluster_dir) and k("get", "--raw", "/readyz").strip() == "ok"
             listed = {item["name"]: item for item in json.loads(cli("list", "--output", "json").stdout)}
             assert listed[NAME]["status"] == "teardown-blocked", listed[NAME]
             stages = {stage["name"]: stage for stage in listed[NAME]["stages"]}
@@ -195,7 +185,7 @@ def test_a_local_sandbox_goes_from_create_to_a_promotion_watched_landing(
             assert (stages["teardown"]["status"], stages["promote"]["status"]) == ("failed", "pending"), stages
 
             # The controller back, the rerun goes on from the teardown: Flux releases what it held, then the rest.
-            k("-n", "flux-system", "scale", "deployment", "kustomize-controller", "--replicas=1")
+            scale_flux_controller(k, cluster_dir, "kustomize-controller", 1)
             edit_config(config_path, drivers={"cluster": {"teardown_timeout_seconds": 900}})
             resumed = cli("resume", NAME, timeout=1200)
             assert resumed.returncode == 0, resumed.stderr[-3000:]
