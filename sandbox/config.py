@@ -233,13 +233,13 @@ class ClusterDriverConfig(_Model):
     kubeconfig_output: str = Field(
         default="kubeconfig", description="Terraform output holding the sandbox's kubeconfig (kubernetes type)"
     )
-    ready_timeout_seconds: float = Field(default=600, description="How long validate waits for Ready")
+    ready_timeout_seconds: float = Field(default=600, gt=0, description="How long validate waits for Ready")
     crd_timeout_seconds: float = Field(
         default=120,
         gt=0,
         description="How long bootstrap waits for Flux's CustomResourceDefinitions to be Established",
     )
-    teardown_timeout_seconds: float = Field(default=900, description="How long teardown waits per tier")
+    teardown_timeout_seconds: float = Field(default=900, gt=0, description="How long teardown waits per tier")
 
 
 class GitHostingConfig(_Model):

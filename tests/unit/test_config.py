@@ -47,6 +47,14 @@ def test_unknown_environment_names_known_ones(tmp_path: Path) -> None:
         (lambda d: d["drivers"]["cluster"].update(type="kind"), "drivers.cluster.type"),
         (lambda d: d["sandbox"].update(colour="blue"), "sandbox.colour: Extra inputs are not permitted"),
         (lambda d: d["fleet_repo"].update(ticket_pattern="(["), "fleet_repo.ticket_pattern"),
+        (
+            lambda d: d["drivers"]["cluster"].update(teardown_timeout_seconds=0),
+            "drivers.cluster.teardown_timeout_seconds: Input should be greater than 0",
+        ),
+        (
+            lambda d: d["drivers"]["cluster"].update(ready_timeout_seconds=-5),
+            "drivers.cluster.ready_timeout_seconds: Input should be greater than 0",
+        ),
     ],
 )
 def test_invalid_config_names_file_and_key(tmp_path: Path, mutate: object, message: str) -> None:
